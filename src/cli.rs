@@ -1,0 +1,191 @@
+//! The command line: argument parsing and the edge where errors become
+//! one-line messages and exit codes.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::server::{self, Dispatch, Engine, ServerConfig};
+use crate::tls::TlsProvider;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "h2lab",
+    version,
+    about = "A laboratory for HTTP/2 server architectures: one tiny service (\"Hello World\\n\" \
+             for every request) on interchangeable server designs."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve "Hello World\n" over HTTP/2 until SIGINT or SIGTERM.
+    ///
+    /// Prints exactly one line, `listening on URL`, to stdout once it accepts
+    /// connections. Without TLS it speaks h2c with prior knowledge
+    /// (`curl --http2-prior-knowledge`); with TLS it negotiates `h2` by ALPN.
+    Serve(ServeArgs),
+    /// Write a fresh development certificate pair: a CA (ca.pem) and a leaf
+    /// for localhost, 127.0.0.1 and ::1 (localhost.pem, localhost-key.pem).
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to bind (an IP address, or `localhost` for 127.0.0.1).
+    #[arg(long, default_value = "127.0.0.1", value_parser = parse_host)]
+    pub host: IpAddr,
+    /// Port to bind; 0 picks a free one (the URL printed tells which).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// How connections are scheduled: `single` serves one client at a time,
+    /// `thread` gives each connection a thread.
+    #[arg(long, value_enum, default_value_t = Dispatch::Single)]
+    pub dispatch: Dispatch,
+    /// Who speaks HTTP/2: `mini` is h2lab's simplified sans-IO engine.
+    #[arg(long, value_enum, default_value_t = Engine::Mini)]
+    pub engine: Engine,
+    /// Who encrypts: `none` is h2c (prior knowledge); `rustls` and `openssl`
+    /// negotiate h2 by ALPN and refuse clients that offer only other protocols.
+    #[arg(long, value_enum, default_value_t = TlsProvider::None)]
+    pub tls: TlsProvider,
+    /// PEM certificate chain (leaf first). Without --cert and --key, the
+    /// built-in development pair for localhost (certs/ in the source tree).
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CertsArgs {
+    /// Directory to write into (created if missing).
+    #[arg(long, default_value = "certs")]
+    pub out: PathBuf,
+    /// Replace files that exist already.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn parse_host(s: &str) -> Result<IpAddr, String> {
+    if s == "localhost" {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an IP address (use e.g. 127.0.0.1 or ::1)"))
+}
+
+/// Runs the command line; the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Certs(args) => certs(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("h2lab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap's multi-line usage error as one line (the hint to try --help dropped).
+fn one_line(rendered: &str) -> String {
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect();
+    parts.join(" ")
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Registered before the server starts, so that no signal is missed.
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot watch for signals")?;
+    let config = ServerConfig {
+        host: args.host,
+        port: args.port,
+        dispatch: args.dispatch,
+        engine: args.engine,
+        tls: args.tls,
+        cert: args.cert,
+        key: args.key,
+    };
+    let server = server::start(&config)?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", server.url()).context("stdout")?;
+        out.flush().context("stdout")?;
+    }
+    let signal = signals.forever().next();
+    let setup = server.setup();
+    let stats = server.stop();
+    eprintln!(
+        "h2lab: {setup} stopped{}: {} connections, {} responses, {} connections failed",
+        signal
+            .map(|s| format!(" by signal {s}"))
+            .unwrap_or_default(),
+        stats.accepted,
+        stats.responses,
+        stats.failed
+    );
+    Ok(())
+}
+
+fn certs(args: CertsArgs) -> anyhow::Result<()> {
+    let written = crate::certs::write_pair(&args.out, args.force)?;
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let err = Cli::try_parse_from(["h2lab", "serve", "--dispatch", "nope"]).unwrap_err();
+        let line = one_line(&err.render().to_string());
+        assert!(!line.contains('\n'));
+        assert!(line.contains("invalid value 'nope'"), "{line}");
+        assert!(line.contains("single"), "lists the values: {line}");
+    }
+
+    #[test]
+    fn host_accepts_ips_and_localhost() {
+        assert_eq!(parse_host("localhost"), Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(parse_host("::1"), Ok("::1".parse().unwrap()));
+        assert!(parse_host("example.org").is_err());
+    }
+}

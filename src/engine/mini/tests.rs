@@ -1,0 +1,398 @@
+use super::*;
+use crate::frame::parse_goaway;
+
+const SETTINGS_EMPTY: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+const SETTINGS_ACK: [u8; 9] = [0, 0, 0, 4, 1, 0, 0, 0, 0];
+/// HEADERS, END_STREAM | END_HEADERS, stream 1: `:method GET`, `:scheme http`, `:path /`.
+const GET_1: [u8; 12] = [0, 0, 3, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84];
+
+fn connected() -> (MiniConnection, Vec<u8>) {
+    let mut out = Vec::new();
+    let mut conn = MiniConnection::accept(&mut out);
+    assert_eq!(out, SETTINGS_EMPTY, "the server speaks first");
+    out.clear();
+    let mut hello = CLIENT_PREFACE.to_vec();
+    hello.extend_from_slice(&SETTINGS_EMPTY);
+    assert_eq!(conn.handle_input(&hello, &mut out), Ok(Status::Open));
+    assert_eq!(out, SETTINGS_ACK);
+    out.clear();
+    (conn, out)
+}
+
+/// Splits `out` into (header, payload) frames; panics on a partial frame.
+fn frames(mut out: &[u8]) -> Vec<(FrameHeader, Vec<u8>)> {
+    let mut v = Vec::new();
+    while !out.is_empty() {
+        let h = FrameHeader::parse(out).expect("whole header");
+        let end = HEADER_LEN + h.length as usize;
+        v.push((h, out[HEADER_LEN..end].to_vec()));
+        out = &out[end..];
+    }
+    v
+}
+
+fn expect_goaway(out: &[u8], reason: Reason) {
+    let (h, payload) = frames(out).pop().expect("a frame");
+    assert_eq!(h.kind, FrameType::GOAWAY);
+    assert_eq!(parse_goaway(&payload).unwrap().1, reason);
+}
+
+#[test]
+fn get_gets_the_seed_response_with_stream_patched() {
+    let (mut conn, mut out) = connected();
+    assert_eq!(conn.handle_input(&GET_1, &mut out), Ok(Status::Open));
+    let expected: Vec<u8> = [
+        &[0, 0, 11, 1, 4, 0, 0, 0, 1][..],
+        &[
+            0x88, 0x0f, 0x10, 0x87, 0x49, 0x7c, 0xa5, 0x89, 0xd3, 0x4d, 0x1f,
+        ],
+        &[0, 0, 12, 0, 1, 0, 0, 0, 1],
+        b"Hello World\n",
+    ]
+    .concat();
+    assert_eq!(out, expected);
+    assert_eq!(conn.responses(), 1);
+}
+
+#[test]
+fn pipelined_requests_split_at_every_octet() {
+    let (mut conn, _) = connected();
+    let mut input = Vec::new();
+    for stream in [1u32, 3, 5, 7] {
+        let mut get = GET_1;
+        get[5..9].copy_from_slice(&stream.to_be_bytes());
+        input.extend_from_slice(&get);
+    }
+    let mut out = Vec::new();
+    for byte in &input {
+        assert_eq!(
+            conn.handle_input(std::slice::from_ref(byte), &mut out),
+            Ok(Status::Open)
+        );
+    }
+    let streams: Vec<u32> = frames(&out)
+        .iter()
+        .filter(|(h, _)| h.kind == FrameType::DATA && h.has(flags::END_STREAM))
+        .map(|(h, _)| h.stream)
+        .collect();
+    assert_eq!(streams, [1, 3, 5, 7]);
+}
+
+#[test]
+fn preface_split_anywhere_is_accepted() {
+    for cut in 0..CLIENT_PREFACE.len() {
+        let mut out = Vec::new();
+        let mut conn = MiniConnection::accept(&mut out);
+        out.clear();
+        let (a, b) = CLIENT_PREFACE.split_at(cut);
+        assert_eq!(conn.handle_input(a, &mut out), Ok(Status::Open));
+        assert_eq!(conn.handle_input(b, &mut out), Ok(Status::Open));
+        assert_eq!(
+            conn.handle_input(&SETTINGS_EMPTY, &mut out),
+            Ok(Status::Open)
+        );
+        assert_eq!(out, SETTINGS_ACK, "cut at {cut}");
+    }
+}
+
+#[test]
+fn wrong_preface_is_a_protocol_error_with_goaway() {
+    let mut out = Vec::new();
+    let mut conn = MiniConnection::accept(&mut out);
+    out.clear();
+    let err = conn
+        .handle_input(b"GET / HTTP/1.1\r\n\r\n", &mut out)
+        .unwrap_err();
+    assert_eq!(err, EngineError::PrefaceMismatch { offset: 0 });
+    expect_goaway(&out, Reason::PROTOCOL_ERROR);
+    assert!(conn.is_closed());
+    out.clear();
+    assert_eq!(conn.handle_input(&GET_1, &mut out), Ok(Status::Closed));
+    assert!(out.is_empty(), "nothing more after the GOAWAY");
+}
+
+#[test]
+fn ping_is_echoed_with_ack() {
+    let (mut conn, mut out) = connected();
+    let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    assert_eq!(conn.handle_input(&ping, &mut out), Ok(Status::Open));
+    assert_eq!(out, [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    out.clear();
+    let ack = [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    assert_eq!(conn.handle_input(&ack, &mut out), Ok(Status::Open));
+    assert!(out.is_empty(), "a PING ACK is not answered");
+}
+
+#[test]
+fn ignored_frames_send_nothing() {
+    let (mut conn, mut out) = connected();
+    let input: Vec<u8> = [
+        &[0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 0, 0x10, 0][..], // WINDOW_UPDATE
+        &[0, 0, 5, 2, 0, 0, 0, 0, 3, 0, 0, 0, 0, 16],    // PRIORITY
+        &[0, 0, 2, 0xfa, 0, 0, 0, 0, 9, 1, 2],           // unknown type
+        &SETTINGS_ACK,
+    ]
+    .concat();
+    assert_eq!(conn.handle_input(&input, &mut out), Ok(Status::Open));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn goaway_from_client_closes() {
+    let (mut conn, mut out) = connected();
+    let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(conn.handle_input(&goaway, &mut out), Ok(Status::Closed));
+    assert!(conn.is_closed());
+    assert_eq!(conn.handle_eof(&mut out), Ok(()));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn headers_continuation_then_data_ends_request() {
+    let (mut conn, mut out) = connected();
+    let input: Vec<u8> = [
+        &[0, 0, 1, 1, 0, 0, 0, 0, 1, 0x83][..], // HEADERS, POST, no END_*
+        &[0, 0, 2, 9, 4, 0, 0, 0, 1, 0x86, 0x84], // CONTINUATION END_HEADERS
+        &[0, 0, 3, 0, 0, 0, 0, 0, 1, b'a', b'b', b'c'], // DATA
+        &[0, 0, 0, 0, 1, 0, 0, 0, 1],           // DATA END_STREAM
+    ]
+    .concat();
+    assert_eq!(conn.handle_input(&input, &mut out), Ok(Status::Open));
+    let kinds: Vec<(FrameType, u32)> = frames(&out)
+        .iter()
+        .map(|(h, _)| (h.kind, h.stream))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (FrameType::WINDOW_UPDATE, 0),
+            (FrameType::WINDOW_UPDATE, 1),
+            (FrameType::HEADERS, 1),
+            (FrameType::DATA, 1)
+        ]
+    );
+}
+
+/// Each input after a good handshake, and the error code its GOAWAY carries.
+#[test]
+fn protocol_violations_get_the_rfc_error_code() {
+    let cases: &[(&str, &[u8], Reason)] = &[
+        (
+            "frame over max size",
+            &[0, 0x40, 0x01, 0, 0, 0, 0, 0, 1],
+            Reason::FRAME_SIZE_ERROR,
+        ),
+        (
+            "DATA on stream 0",
+            &[0, 0, 0, 0, 1, 0, 0, 0, 0],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "HEADERS on stream 0",
+            &[0, 0, 0, 1, 5, 0, 0, 0, 0],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "HEADERS on even stream",
+            &[0, 0, 0, 1, 5, 0, 0, 0, 2],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "DATA on idle stream",
+            &[0, 0, 0, 0, 1, 0, 0, 0, 9],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "SETTINGS on stream 1",
+            &[0, 0, 0, 4, 0, 0, 0, 0, 1],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "SETTINGS length 5",
+            &[0, 0, 5, 4, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+            Reason::FRAME_SIZE_ERROR,
+        ),
+        (
+            "SETTINGS ACK with payload",
+            &[0, 0, 6, 4, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0],
+            Reason::FRAME_SIZE_ERROR,
+        ),
+        (
+            "ENABLE_PUSH 2",
+            &[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "INITIAL_WINDOW_SIZE 2^31",
+            &[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0x80, 0, 0, 0],
+            Reason::FLOW_CONTROL_ERROR,
+        ),
+        (
+            "MAX_FRAME_SIZE 100",
+            &[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 100],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "PING length 7",
+            &[0, 0, 7, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7],
+            Reason::FRAME_SIZE_ERROR,
+        ),
+        (
+            "PING on stream 1",
+            &[0, 0, 8, 6, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "PUSH_PROMISE",
+            &[0, 0, 4, 5, 4, 0, 0, 0, 1, 0, 0, 0, 2],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "WINDOW_UPDATE 0",
+            &[0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "WINDOW_UPDATE length 3",
+            &[0, 0, 3, 8, 0, 0, 0, 0, 0, 0, 0, 1],
+            Reason::FRAME_SIZE_ERROR,
+        ),
+        (
+            "RST_STREAM on stream 0",
+            &[0, 0, 4, 3, 0, 0, 0, 0, 0, 0, 0, 0, 8],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "RST_STREAM on idle stream",
+            &[0, 0, 4, 3, 0, 0, 0, 0, 7, 0, 0, 0, 8],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "PRIORITY length 4",
+            &[0, 0, 4, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+            Reason::FRAME_SIZE_ERROR,
+        ),
+        (
+            "GOAWAY on stream 1",
+            &[0, 0, 8, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "padding too long",
+            &[0, 0, 2, 1, 0xd, 0, 0, 0, 1, 5, 0],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "CONTINUATION alone",
+            &[0, 0, 0, 9, 4, 0, 0, 0, 1],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "PING inside a header block",
+            &[
+                0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 8, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "HEADERS again on a closed stream",
+            &[
+                0, 0, 1, 1, 5, 0, 0, 0, 1, 0x82, 0, 0, 1, 1, 5, 0, 0, 0, 1, 0x82,
+            ],
+            Reason::STREAM_CLOSED,
+        ),
+    ];
+    for (name, input, reason) in cases {
+        let (mut conn, mut out) = connected();
+        let err = conn.handle_input(input, &mut out).expect_err(name);
+        assert_eq!(err.reason(), *reason, "{name}: {err}");
+        expect_goaway(&out, *reason);
+        assert!(conn.is_closed(), "{name}");
+    }
+}
+
+#[test]
+fn first_frame_must_be_settings() {
+    let mut out = Vec::new();
+    let mut conn = MiniConnection::accept(&mut out);
+    let mut input = CLIENT_PREFACE.to_vec();
+    input.extend_from_slice(&GET_1);
+    let err = conn.handle_input(&input, &mut out).unwrap_err();
+    assert_eq!(err.reason(), Reason::PROTOCOL_ERROR);
+}
+
+#[test]
+fn eof_mid_frame_is_truncation() {
+    let (mut conn, mut out) = connected();
+    assert_eq!(conn.handle_input(&GET_1[..7], &mut out), Ok(Status::Open));
+    assert!(out.is_empty());
+    assert_eq!(
+        conn.handle_eof(&mut out),
+        Err(EngineError::Truncated { pending: 7 })
+    );
+    expect_goaway(&out, Reason::PROTOCOL_ERROR);
+}
+
+#[test]
+fn eof_mid_preface_is_truncation_and_clean_eof_is_not() {
+    let mut out = Vec::new();
+    let mut conn = MiniConnection::accept(&mut out);
+    assert_eq!(
+        conn.handle_input(&CLIENT_PREFACE[..10], &mut out),
+        Ok(Status::Open)
+    );
+    assert_eq!(
+        conn.handle_eof(&mut out),
+        Err(EngineError::Truncated { pending: 10 })
+    );
+
+    let (mut conn, mut out) = connected();
+    assert_eq!(conn.handle_eof(&mut out), Ok(()));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn too_many_open_uploads_is_enhance_your_calm() {
+    let (mut conn, mut out) = connected();
+    let mut input = Vec::new();
+    for i in 0..=MAX_OPEN_STREAMS as u32 {
+        // HEADERS with END_HEADERS but no END_STREAM: the request stays open.
+        input.extend_from_slice(&[0, 0, 1, 1, 4]);
+        input.extend_from_slice(&(2 * i + 1).to_be_bytes());
+        input.push(0x83);
+    }
+    let err = conn.handle_input(&input, &mut out).unwrap_err();
+    assert_eq!(err.reason(), Reason::ENHANCE_YOUR_CALM);
+}
+
+/// Pseudo-random input must never panic, and the buffered remainder stays
+/// below one maximal frame.
+#[test]
+fn random_input_never_panics_and_stays_bounded() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..2000 {
+        let (mut conn, mut out) = connected();
+        for _ in 0..8 {
+            let len = (next() % 64) as usize;
+            let mut chunk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Mostly small lengths so that frames complete and get parsed.
+            if chunk.len() > 3 && next() % 2 == 0 {
+                chunk[0] = 0;
+                chunk[1] = 0;
+                chunk[2] %= 16;
+            }
+            if conn.handle_input(&chunk, &mut out).is_err() {
+                break;
+            }
+            assert!(conn.pending.len() < HEADER_LEN + DEFAULT_MAX_FRAME_SIZE as usize);
+        }
+        let _ = conn.handle_eof(&mut out);
+        frames(&out); // what we send is always whole frames
+    }
+}

@@ -1,0 +1,15 @@
+//! h2lab: a laboratory for HTTP/2 server architectures. One tiny service
+//! ("Hello World\n" for every request) on interchangeable server designs
+//! (dispatch × engine × TLS), each driving the same sans-IO engine and TLS
+//! sessions.
+#![forbid(unsafe_code, unused_must_use)]
+
+pub mod certs;
+pub mod cli;
+pub mod engine;
+pub mod frame;
+pub mod server;
+pub mod tls;
+
+pub use server::{start, with_server, Dispatch, Engine, Server, ServerConfig, ServerError, Setup};
+pub use tls::TlsProvider;

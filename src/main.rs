@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    h2lab::cli::main()
+}

@@ -1,0 +1,188 @@
+//! The whole pipeline without sockets: a rustls client and our server session
+//! plus the mini engine, stepped in memory until idle (quinn's `Pair`).
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+use super::*;
+use crate::certs::DEV_CA_PEM;
+use crate::engine::MiniConnection;
+use crate::frame::CLIENT_PREFACE;
+
+/// A step loop must end: "driver loops have an upper bound".
+const MAX_ITERATIONS: usize = 100;
+
+fn client(alpn: &[&[u8]]) -> ClientConnection {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(DEV_CA_PEM) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = ServerName::try_from("localhost").unwrap();
+    ClientConnection::new(Arc::new(config), name).unwrap()
+}
+
+struct Pair {
+    client: ClientConnection,
+    server: Box<dyn TlsSession>,
+    engine: MiniConnection,
+    /// Plaintext the client received.
+    received: Vec<u8>,
+}
+
+impl Pair {
+    fn new(provider: TlsProvider, alpn: &[&[u8]]) -> Self {
+        let acceptor = TlsAcceptor::new(provider, &Identity::development()).unwrap();
+        let mut server = acceptor.session().unwrap();
+        let mut settings = Vec::new();
+        let engine = MiniConnection::accept(&mut settings);
+        server.handle_plaintext(&settings).unwrap();
+        Self {
+            client: client(alpn),
+            server,
+            engine,
+            received: Vec::new(),
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to say.
+    fn run(&mut self) -> Result<(), TlsError> {
+        for _ in 0..MAX_ITERATIONS {
+            let mut wire = Vec::new();
+            while self.client.wants_write() {
+                self.client.write_tls(&mut wire).unwrap();
+            }
+            let mut rest = &wire[..];
+            let mut plain = Vec::new();
+            let mut answer = Vec::new();
+            while !rest.is_empty() {
+                let n = self.server.handle_ciphertext(rest)?;
+                rest = &rest[n..];
+                self.server.poll_plaintext(&mut plain)?;
+                let _ = self.engine.handle_input(&plain, &mut answer);
+                plain.clear();
+            }
+            self.server.handle_plaintext(&answer)?;
+            let mut back = Vec::new();
+            self.server.poll_ciphertext(&mut back)?;
+            if wire.is_empty() && back.is_empty() {
+                return Ok(());
+            }
+            let mut back = &back[..];
+            while !back.is_empty() {
+                self.client.read_tls(&mut back).unwrap();
+                if let Err(e) = self.client.process_new_packets() {
+                    return Err(TlsError::Session(format!("client: {e}")));
+                }
+            }
+            let _ = self.client.reader().read_to_end(&mut self.received);
+        }
+        panic!("no quiescence after {MAX_ITERATIONS} iterations");
+    }
+}
+
+const GET: [u8; 12] = [0, 0, 3, 1, 5, 0, 0, 0, 1, 0x82, 0x87, 0x84];
+
+fn request_over(provider: TlsProvider, alpn: &[&[u8]]) -> Pair {
+    let mut pair = Pair::new(provider, alpn);
+    let mut hello = CLIENT_PREFACE.to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&GET);
+    pair.client.writer().write_all(&hello).unwrap();
+    pair.run().unwrap();
+    pair
+}
+
+#[test]
+fn h2_request_over_each_tls_provider_in_memory() {
+    for provider in [TlsProvider::Rustls, TlsProvider::Openssl] {
+        let pair = request_over(provider, &[b"h2"]);
+        assert!(
+            pair.received.ends_with(b"Hello World\n"),
+            "{provider}: {:?}",
+            pair.received
+        );
+        assert_eq!(pair.engine.responses(), 1);
+        assert_eq!(pair.server.alpn_protocol().as_deref(), Some(&b"h2"[..]));
+        assert_eq!(pair.client.alpn_protocol(), Some(&b"h2"[..]));
+    }
+}
+
+#[test]
+fn plain_session_passes_bytes_through() {
+    let acceptor = TlsAcceptor::new(TlsProvider::None, &Identity::development()).unwrap();
+    let mut s = acceptor.session().unwrap();
+    assert!(!s.is_handshaking());
+    assert_eq!(s.handle_ciphertext(b"abc").unwrap(), 3);
+    let mut out = b"x".to_vec();
+    assert_eq!(s.poll_plaintext(&mut out).unwrap(), 3);
+    assert_eq!(out, b"xabc");
+    s.handle_plaintext(b"def").unwrap();
+    assert!(s.wants_write());
+    out.clear();
+    assert_eq!(s.poll_ciphertext(&mut out).unwrap(), 3);
+    assert_eq!(out, b"def");
+    assert!(!s.wants_write());
+}
+
+#[test]
+fn client_without_alpn_is_served_as_h2() {
+    for provider in [TlsProvider::Rustls, TlsProvider::Openssl] {
+        let pair = request_over(provider, &[]);
+        assert!(pair.received.ends_with(b"Hello World\n"), "{provider}");
+        assert_eq!(pair.server.alpn_protocol(), None);
+    }
+}
+
+#[test]
+fn client_offering_only_http11_is_refused_with_an_alert() {
+    for provider in [TlsProvider::Rustls, TlsProvider::Openssl] {
+        let mut pair = Pair::new(provider, &[b"http/1.1"]);
+        let mut wire = Vec::new();
+        pair.client.write_tls(&mut wire).unwrap();
+        let err = pair.server.handle_ciphertext(&wire).unwrap_err();
+        assert!(matches!(err, TlsError::NoH2), "{provider}: {err}");
+        let mut alert = Vec::new();
+        pair.server.poll_ciphertext(&mut alert).unwrap();
+        pair.client.read_tls(&mut &alert[..]).unwrap();
+        let client_err = pair.client.process_new_packets().unwrap_err();
+        assert_eq!(
+            client_err,
+            rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol),
+            "{provider}"
+        );
+    }
+}
+
+#[test]
+fn garbage_instead_of_client_hello_is_an_error() {
+    for provider in [TlsProvider::Rustls, TlsProvider::Openssl] {
+        let acceptor = TlsAcceptor::new(provider, &Identity::development()).unwrap();
+        let mut server = acceptor.session().unwrap();
+        let garbage: Vec<u8> = (0..200u32).map(|i| (i * 7 + 3) as u8).collect();
+        let err = server.handle_ciphertext(&garbage).unwrap_err();
+        assert!(matches!(err, TlsError::Session(_)), "{provider}: {err}");
+    }
+}
+
+#[test]
+fn bad_pem_is_a_config_error() {
+    let identity = Identity {
+        cert_pem: b"not a pem".to_vec(),
+        key_pem: b"nor this".to_vec(),
+    };
+    for provider in [TlsProvider::Rustls, TlsProvider::Openssl] {
+        let err = TlsAcceptor::new(provider, &identity).err().unwrap();
+        assert!(matches!(err, TlsError::Config { .. }), "{provider}: {err}");
+    }
+}
