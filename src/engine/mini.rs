@@ -27,7 +27,7 @@ pub const RESPONSE_BODY: &[u8; 12] = b"Hello World\n";
 /// memory of a connection.
 pub const MAX_OPEN_STREAMS: usize = 256;
 
-/// HEADERS (`:status 200`, `content-type: text/plain`, HPACK static table
+/// HEADERS (`:status 200`, `content-type: text/html`, HPACK static table
 /// and Huffman literal, no dynamic table entry) and DATA with END_STREAM,
 /// stream ids zero: the seed's `*HEADER-FRAME*` and `*DATA-FRAME*`.
 const RESPONSE: [u8; 41] = [

@@ -1,0 +1,147 @@
+//! Bad input over real sockets: each case is followed by a normal request on a
+//! fresh connection that must still succeed (a broken client never takes the
+//! server down). Where a GOAWAY is due, its error code is checked.
+
+mod support;
+
+use std::io::Write;
+
+use h2lab::frame::Reason;
+use h2lab::Setup;
+use support::{
+    assert_curl_hello, assert_raw_hello, client_hello, goaway_reason, run, start, tool, RawConn,
+};
+
+setup_tests!(
+    wrong_preface_gets_protocol_error,
+    oversized_frame_gets_frame_size_error,
+    close_mid_frame_gets_protocol_error,
+    reset_mid_frame_harms_no_one,
+    random_bytes_instead_of_client_hello,
+    client_offering_only_http11_is_refused,
+    client_without_alpn_is_served,
+);
+
+/// Both a raw request and curl still work on fresh connections.
+fn assert_still_serving(server: &h2lab::Server) {
+    assert_raw_hello(server);
+    assert_curl_hello(server);
+}
+
+fn wrong_preface_gets_protocol_error(setup: Setup) {
+    let server = start(setup);
+    let mut conn = RawConn::connect(&server);
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let reply = conn.read_to_close();
+    assert_eq!(goaway_reason(&reply), Reason::PROTOCOL_ERROR, "{setup}");
+    assert_still_serving(&server);
+    assert_eq!(server.stop().failed, 1);
+}
+
+fn oversized_frame_gets_frame_size_error(setup: Setup) {
+    let server = start(setup);
+    let mut conn = RawConn::connect(&server);
+    // A HEADERS frame announcing 16385 octets: one more than the maximum.
+    let mut input = client_hello();
+    input.extend_from_slice(&[0x00, 0x40, 0x01, 0x01, 0x05, 0, 0, 0, 1]);
+    conn.write_all(&input).unwrap();
+    let reply = conn.read_to_close();
+    assert_eq!(goaway_reason(&reply), Reason::FRAME_SIZE_ERROR, "{setup}");
+    assert_still_serving(&server);
+}
+
+/// The client stops sending half-way through a frame but still reads: the
+/// server answers with GOAWAY(PROTOCOL_ERROR) and closes.
+fn close_mid_frame_gets_protocol_error(setup: Setup) {
+    let server = start(setup);
+    let mut conn = RawConn::connect(&server);
+    let mut input = client_hello();
+    input.extend_from_slice(&support::GET_1[..7]);
+    conn.write_all(&input).unwrap();
+    conn.shutdown_write();
+    let reply = conn.read_to_close();
+    assert_eq!(goaway_reason(&reply), Reason::PROTOCOL_ERROR, "{setup}");
+    assert_still_serving(&server);
+}
+
+/// The client vanishes half-way through a frame (no FIN-then-read: the
+/// socket is dropped).
+fn reset_mid_frame_harms_no_one(setup: Setup) {
+    let server = start(setup);
+    let mut conn = RawConn::connect(&server);
+    let mut input = client_hello();
+    input.extend_from_slice(&support::GET_1[..5]);
+    conn.write_all(&input).unwrap();
+    drop(conn);
+    assert_still_serving(&server);
+}
+
+/// Random octets where a TLS ClientHello (or, for h2c, the preface) is due:
+/// the server closes that connection, sending at most a TLS alert or GOAWAY.
+fn random_bytes_instead_of_client_hello(setup: Setup) {
+    let server = start(setup);
+    let mut sock = RawConn::tcp(&server);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let garbage: Vec<u8> = (0..512)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect();
+    sock.write_all(&garbage).unwrap();
+    let mut conn = RawConn::Plain(sock);
+    let reply = conn.read_to_close();
+    if setup.tls.is_tls() {
+        // Content type 21: a TLS alert record, if anything.
+        assert!(reply.is_empty() || reply[0] == 21, "{setup}: {reply:?}");
+    } else {
+        assert_eq!(goaway_reason(&reply), Reason::PROTOCOL_ERROR, "{setup}");
+    }
+    assert_still_serving(&server);
+}
+
+/// A TLS client whose ALPN offer lacks h2 gets the no_application_protocol
+/// alert; curl --http1.1 fails too. (h2c has no ALPN: prior knowledge only.)
+fn client_offering_only_http11_is_refused(setup: Setup) {
+    let server = start(setup);
+    if setup.tls.is_tls() {
+        let err = RawConn::connect_alpn(&server, &[b"http/1.1"])
+            .err()
+            .expect("handshake must fail");
+        let inner = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>());
+        assert_eq!(
+            inner,
+            Some(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::NoApplicationProtocol
+            )),
+            "{setup}: {err}"
+        );
+        let out = run(tool("curl")
+            .args(["--silent", "--http1.1", "--insecure", "--max-time", "10"])
+            .arg(server.url()));
+        assert!(!out.status.success(), "{setup}: curl --http1.1 must fail");
+    }
+    assert_still_serving(&server);
+}
+
+/// A TLS client that sends no ALPN at all is served as h2.
+fn client_without_alpn_is_served(setup: Setup) {
+    let server = start(setup);
+    let mut conn = RawConn::connect_alpn(&server, &[]).unwrap();
+    conn.write_all(&[client_hello(), support::GET_1.to_vec()].concat())
+        .unwrap();
+    conn.shutdown_write();
+    let reply = conn.read_to_close();
+    let data: Vec<Vec<u8>> = support::frames(&reply)
+        .into_iter()
+        .filter(|(h, _)| h.kind == h2lab::frame::FrameType::DATA)
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(data, [b"Hello World\n".to_vec()], "{setup}");
+    assert_still_serving(&server);
+}

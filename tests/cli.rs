@@ -1,0 +1,222 @@
+//! The real `h2lab` binary: `serve` prints one line and stops cleanly on
+//! SIGINT/SIGTERM; bad flags give one-line errors; `certs` writes a pair
+//! that the server and curl accept.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{run, tool};
+
+fn h2lab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_h2lab"))
+}
+
+/// A `serve` child and the URL from its one stdout line.
+struct Serving {
+    child: Child,
+    url: String,
+}
+
+fn serve(args: &[&str]) -> Serving {
+    let mut child = h2lab()
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn h2lab serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .trim_end()
+        .to_string();
+    assert!(line.ends_with("/\n"), "{line:?}");
+    Serving { child, url }
+}
+
+impl Serving {
+    /// Sends `signal`, waits (bounded) for the exit, returns the output.
+    fn stop_with(mut self, signal: &str) -> Output {
+        let pid = self.child.id().to_string();
+        let status = run(Command::new("kill").args(["-s", signal, &pid])).status;
+        assert!(status.success(), "kill -s {signal}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("h2lab serve did not exit within 5 s of SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.wait_with_output().unwrap()
+    }
+}
+
+fn curl(args: &[&str], url: &str) -> Output {
+    run(tool("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(args)
+        .arg(url))
+}
+
+#[test]
+fn serve_prints_one_line_and_sigterm_stops_with_status_0() {
+    let s = serve(&["--dispatch", "thread", "--tls", "openssl"]);
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    let out = curl(&["--http2", "--insecure"], &s.url);
+    assert_eq!(out.stdout, b"Hello World\n");
+    let out = s.stop_with("TERM");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing after the first line: {out:?}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 responses"), "{err}");
+}
+
+#[test]
+fn sigint_stops_with_status_0_while_a_client_is_connected() {
+    let s = serve(&["--dispatch", "single"]);
+    let addr = s.url.trim_start_matches("http://").trim_end_matches('/');
+    let _idle = std::net::TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let out = s.stop_with("INT");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+/// Runs `h2lab ARGS`, expecting failure with one line on stderr.
+fn fails_with_one_line(args: &[&str], code: i32) -> String {
+    let out = run(h2lab().args(args));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+    assert!(out.stdout.is_empty());
+    err
+}
+
+#[test]
+fn unknown_values_are_one_line_errors() {
+    let err = fails_with_one_line(&["serve", "--dispatch", "fork"], 2);
+    assert!(
+        err.contains("invalid value 'fork'") && err.contains("single"),
+        "{err}"
+    );
+    let err = fails_with_one_line(&["serve", "--tls", "gnutls"], 2);
+    assert!(
+        err.contains("possible values: none, rustls, openssl"),
+        "{err}"
+    );
+    let err = fails_with_one_line(&["serve", "--port", "70000"], 2);
+    assert!(err.contains("70000"), "{err}");
+    let err = fails_with_one_line(&["serve", "--host", "example.org"], 2);
+    assert!(err.contains("not an IP address"), "{err}");
+    let err = fails_with_one_line(&["serve", "--cert", "c.pem"], 2);
+    assert!(err.contains("--key"), "{err}");
+    fails_with_one_line(&["frobnicate"], 2);
+}
+
+#[test]
+fn unsupported_setup_is_a_one_line_error_naming_it() {
+    let err = fails_with_one_line(&["serve", "--dispatch", "poll", "--tls", "rustls"], 1);
+    assert!(
+        err.starts_with("h2lab: unsupported setup poll/mini/rustls"),
+        "{err}"
+    );
+    assert!(err.contains("supported: single/mini/none"), "{err}");
+}
+
+#[test]
+fn missing_certificate_file_is_named() {
+    let err = fails_with_one_line(
+        &[
+            "serve",
+            "--tls",
+            "rustls",
+            "--cert",
+            "/nonexistent/c.pem",
+            "--key",
+            "/nonexistent/k.pem",
+        ],
+        1,
+    );
+    assert!(
+        err.contains("cannot read certificate /nonexistent/c.pem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_explains_every_serve_flag() {
+    let out = run(h2lab().args(["serve", "--help"]));
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--host",
+        "--port",
+        "--dispatch",
+        "--engine",
+        "--tls",
+        "--cert",
+        "--key",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from: {help}");
+    }
+    assert!(help.contains("listening on URL"), "{help}");
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn certs_writes_a_pair_that_serves_and_verifies() {
+    let dir = scratch_dir("certs-fresh");
+    let out = run(h2lab().args(["certs", "--out"]).arg(&dir));
+    assert!(out.status.success(), "{out:?}");
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let s = serve(&[
+        "--tls",
+        "rustls",
+        "--cert",
+        &path("localhost.pem"),
+        "--key",
+        &path("localhost-key.pem"),
+    ]);
+    let ok = curl(&["--http2", "--cacert", &path("ca.pem")], &s.url);
+    assert_eq!(ok.stdout, b"Hello World\n", "{ok:?}");
+    // The committed development CA does not vouch for the fresh pair.
+    let refused = curl(
+        &[
+            "--http2",
+            "--cacert",
+            support::repo_path("certs/ca.pem").to_str().unwrap(),
+        ],
+        &s.url,
+    );
+    assert!(!refused.status.success());
+    assert_eq!(s.stop_with("TERM").status.code(), Some(0));
+
+    let err = fails_with_one_line(&["certs", "--out", dir.to_str().unwrap()], 1);
+    assert!(err.contains("exists already"), "{err}");
+    let mut before = String::new();
+    std::fs::File::open(dir.join("ca.pem"))
+        .unwrap()
+        .read_to_string(&mut before)
+        .unwrap();
+    assert!(run(h2lab().args(["certs", "--force", "--out"]).arg(&dir))
+        .status
+        .success());
+    let after = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+    assert_ne!(before, after, "--force writes a new pair");
+}

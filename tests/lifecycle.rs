@@ -1,0 +1,158 @@
+//! The server interface: `stop()` with clients still connected, the port
+//! freed, `with_server` always stopping (the seed's CALLBACK-ON-SERVER and
+//! its three tests), and unsupported setups refused by name.
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use h2lab::{Dispatch, Engine, ServerError, Setup, TlsProvider};
+use support::{client_hello, config, start, RawConn};
+
+setup_tests!(stop_with_client_connected_is_prompt_and_frees_the_port);
+
+fn stop_with_client_connected_is_prompt_and_frees_the_port(setup: Setup) {
+    let server = start(setup);
+    let addr = server.local_addr();
+    // One client mid-conversation (its connection is being served) and, for
+    // `single`, one more waiting in the accept queue behind it.
+    let mut busy = RawConn::connect(&server);
+    busy.write_all(&client_hello()).unwrap();
+    let waiting = RawConn::tcp(&server);
+    std::thread::sleep(Duration::from_millis(100));
+
+    let started = Instant::now();
+    server.stop();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "{setup}: stop took {took:?}");
+
+    // The connection was ended: reads see EOF (after the SETTINGS sent).
+    busy.read_to_close();
+    drop(waiting);
+    TcpListener::bind(addr).unwrap_or_else(|e| panic!("{setup}: port not free after stop: {e}"));
+}
+
+#[test]
+fn with_server_returns_the_function_result_and_stops() {
+    let mut addr = None;
+    let body = h2lab::with_server(
+        &config(support::setup(Dispatch::Thread, TlsProvider::None)),
+        |server| {
+            addr = Some(server.local_addr());
+            support::assert_raw_hello(server);
+            42
+        },
+    )
+    .unwrap();
+    assert_eq!(body, 42);
+    TcpListener::bind(addr.unwrap()).expect("stopped: port free");
+}
+
+#[test]
+fn with_server_stops_when_the_function_fails() {
+    let mut addr = None;
+    let result: Result<Result<(), String>, ServerError> = h2lab::with_server(
+        &config(support::setup(Dispatch::Single, TlsProvider::Rustls)),
+        |server| {
+            addr = Some(server.local_addr());
+            Err("client saw something wrong".to_string())
+        },
+    );
+    assert_eq!(
+        result.unwrap(),
+        Err("client saw something wrong".to_string())
+    );
+    TcpListener::bind(addr.unwrap()).expect("stopped: port free");
+}
+
+#[test]
+fn with_server_stops_when_the_function_panics_and_the_panic_goes_on() {
+    let mut addr = None;
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| {
+        let _ = h2lab::with_server(
+            &config(support::setup(Dispatch::Thread, TlsProvider::Openssl)),
+            |server| {
+                addr = Some(server.local_addr());
+                // Leave a client connected, as a failing test would.
+                let conn = RawConn::tcp(server);
+                std::mem::forget(conn);
+                panic!("client function failed");
+            },
+        );
+    }));
+    let payload = caught.expect_err("the panic reaches the caller");
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"client function failed")
+    );
+    TcpListener::bind(addr.unwrap()).expect("stopped: port free");
+}
+
+#[test]
+fn unbuilt_setups_are_refused_by_name_with_the_supported_list() {
+    for (dispatch, engine) in [
+        (Dispatch::Poll, Engine::Mini),
+        (Dispatch::Tokio, Engine::Mini),
+        (Dispatch::Single, Engine::H2),
+    ] {
+        let setup = Setup {
+            dispatch,
+            engine,
+            tls: TlsProvider::Rustls,
+        };
+        let err = h2lab::start(&config(setup)).err().expect("unsupported");
+        assert!(matches!(err, ServerError::UnsupportedSetup { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("unsupported setup {setup}")),
+            "{text}"
+        );
+        assert!(
+            text.contains("single/mini/none") && text.contains("thread/mini/openssl"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn busy_port_is_a_clear_bind_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = h2lab::ServerConfig {
+        port: taken.local_addr().unwrap().port(),
+        ..Default::default()
+    };
+    let err = h2lab::start(&cfg).err().expect("port is taken");
+    assert!(
+        err.to_string().starts_with("cannot listen on 127.0.0.1:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serves_on_ipv6_loopback() {
+    let cfg = h2lab::ServerConfig {
+        host: "::1".parse().unwrap(),
+        tls: TlsProvider::Rustls,
+        dispatch: Dispatch::Thread,
+        ..Default::default()
+    };
+    let server = match h2lab::start(&cfg) {
+        Ok(s) => s,
+        // A machine without IPv6 loopback cannot run this; say so loudly.
+        Err(ServerError::Bind { source, .. })
+            if source.kind() == std::io::ErrorKind::AddrNotAvailable =>
+        {
+            panic!("no ::1 on this machine: {source}")
+        }
+        Err(e) => panic!("{e}"),
+    };
+    assert!(
+        server.url().starts_with("https://[::1]:"),
+        "{}",
+        server.url()
+    );
+    support::assert_curl_hello(&server);
+}

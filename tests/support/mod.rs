@@ -1,0 +1,302 @@
+//! Shared test helpers: real servers on port 0, real client tools, and a raw
+//! HTTP/2 client (plain TCP, or rustls with ALPN) for hand-made bad input.
+#![allow(dead_code)] // each test crate uses its own part of this module
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use h2lab::frame::{self, FrameHeader, FrameType, Reason, CLIENT_PREFACE, HEADER_LEN};
+use h2lab::{Dispatch, Engine, Server, ServerConfig, Setup, TlsProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+
+/// Long enough for a loaded CI machine, short enough that a hang fails fast.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+/// HEADERS, END_STREAM | END_HEADERS, stream 1: GET / (HPACK static indices).
+pub const GET_1: [u8; 12] = [0, 0, 3, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84];
+
+pub fn setup(dispatch: Dispatch, tls: TlsProvider) -> Setup {
+    Setup {
+        dispatch,
+        engine: Engine::Mini,
+        tls,
+    }
+}
+
+pub fn config(setup: Setup) -> ServerConfig {
+    ServerConfig {
+        dispatch: setup.dispatch,
+        engine: setup.engine,
+        tls: setup.tls,
+        ..ServerConfig::default()
+    }
+}
+
+pub fn start(setup: Setup) -> Server {
+    h2lab::start(&config(setup)).unwrap_or_else(|e| panic!("{setup}: {e:#}"))
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A client tool from PATH. A missing tool fails the test: CI must install it.
+pub fn tool(name: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "the test needs `{name}` on PATH (Debian: apt-get install curl nghttp2-client)"
+    );
+    Command::new(name)
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    out
+}
+
+/// `curl` speaking HTTP/2 to the server: prior knowledge for h2c, ALPN for TLS
+/// (verified against the development CA).
+pub fn curl_h2(server: &Server) -> Output {
+    let mut cmd = tool("curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "10"]);
+    cmd.args(["--write-out", "\n%{http_version}"]);
+    if server.setup().tls.is_tls() {
+        cmd.arg("--http2")
+            .arg("--cacert")
+            .arg(repo_path("certs/ca.pem"));
+    } else {
+        cmd.arg("--http2-prior-knowledge");
+    }
+    run(cmd.arg(server.url()))
+}
+
+/// A GET with curl succeeds over HTTP/2 with exactly the service's body.
+pub fn assert_curl_hello(server: &Server) {
+    let out = curl_h2(server);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: curl failed: {}",
+        server.setup(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "Hello World\n\n2",
+        "{}: body, then HTTP version",
+        server.setup()
+    );
+}
+
+/// A raw byte stream to the server: TCP, or TLS over TCP.
+pub enum RawConn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl RawConn {
+    pub fn tcp(server: &Server) -> TcpStream {
+        let sock = TcpStream::connect(server.local_addr()).expect("connect");
+        sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        sock.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        sock
+    }
+
+    /// Connects and, for a TLS server, completes a handshake offering `alpn`.
+    pub fn connect_alpn(server: &Server, alpn: &[&[u8]]) -> io::Result<Self> {
+        let sock = Self::tcp(server);
+        if !server.setup().tls.is_tls() {
+            return Ok(Self::Plain(sock));
+        }
+        let conn = rustls::ClientConnection::new(
+            tls_client_config(alpn),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, sock);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(Self::Tls(Box::new(stream)))
+    }
+
+    pub fn connect(server: &Server) -> Self {
+        Self::connect_alpn(server, &[b"h2"]).expect("TLS handshake")
+    }
+
+    /// Stops sending (TCP FIN under TLS too, without close_notify) but keeps
+    /// reading.
+    pub fn shutdown_write(&mut self) {
+        let sock = match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => &mut s.sock,
+        };
+        sock.shutdown(Shutdown::Write).unwrap();
+    }
+
+    /// Everything the server sends until it closes (or the read times out).
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.read(&mut buf) {
+                Ok(0) => return all,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!("the server did not close within {IO_TIMEOUT:?}")
+                }
+                // A reset or a TLS error after the server's last bytes: closed.
+                Err(_) => return all,
+            }
+        }
+    }
+}
+
+impl Read for RawConn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.read(buf),
+            Self::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for RawConn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.write(buf),
+            Self::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.flush(),
+            Self::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A rustls client that trusts only the development CA.
+pub fn tls_client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(repo_path("certs/ca.pem")).unwrap();
+    for cert in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Splits a byte stream into whole frames; a trailing partial frame is a failure.
+pub fn frames(mut data: &[u8]) -> Vec<(FrameHeader, Vec<u8>)> {
+    let mut v = Vec::new();
+    while !data.is_empty() {
+        let head = FrameHeader::parse(data).expect("a whole frame header");
+        let end = HEADER_LEN + head.length as usize;
+        assert!(data.len() >= end, "partial frame {head:?}");
+        v.push((head, data[HEADER_LEN..end].to_vec()));
+        data = &data[end..];
+    }
+    v
+}
+
+/// The error code of the last frame, which must be a GOAWAY.
+pub fn goaway_reason(data: &[u8]) -> Reason {
+    let all = frames(data);
+    let (head, payload) = all.last().expect("at least one frame");
+    assert_eq!(head.kind, FrameType::GOAWAY, "last frame of {all:?}");
+    frame::parse_goaway(payload).expect("GOAWAY payload").1
+}
+
+/// The client preface and an empty SETTINGS frame.
+pub fn client_hello() -> Vec<u8> {
+    [&CLIENT_PREFACE[..], &EMPTY_SETTINGS].concat()
+}
+
+/// On a fresh connection, one GET gets `Hello World\n` on stream 1.
+pub fn assert_raw_hello(server: &Server) {
+    let mut conn = RawConn::connect(server);
+    conn.write_all(&[client_hello(), GET_1.to_vec()].concat())
+        .unwrap();
+    // Then a GOAWAY of our own, so the server closes and we can read all.
+    let mut goaway = Vec::new();
+    frame::encode_goaway(&mut goaway, 0, Reason::NO_ERROR);
+    conn.write_all(&goaway).unwrap();
+    let all = frames(&conn.read_to_close());
+    let data: Vec<&Vec<u8>> = all
+        .iter()
+        .filter(|(h, _)| h.kind == FrameType::DATA && h.stream == 1)
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(
+        data,
+        [&b"Hello World\n".to_vec()],
+        "{}: {all:?}",
+        server.setup()
+    );
+}
+
+/// One module of tests per supported setup, each calling `fn NAME(Setup)` of
+/// the including file: one test body for every backend.
+#[macro_export]
+macro_rules! setup_tests {
+    ($($test:ident),* $(,)?) => {
+        $crate::setup_tests!(@all [$($test),*]);
+    };
+    (@all $tests:tt) => {
+        $crate::setup_tests!(@one single_none, Single, None, $tests);
+        $crate::setup_tests!(@one single_rustls, Single, Rustls, $tests);
+        $crate::setup_tests!(@one single_openssl, Single, Openssl, $tests);
+        $crate::setup_tests!(@one thread_none, Thread, None, $tests);
+        $crate::setup_tests!(@one thread_rustls, Thread, Rustls, $tests);
+        $crate::setup_tests!(@one thread_openssl, Thread, Openssl, $tests);
+
+        /// The list above must be exactly what the library supports.
+        #[test]
+        fn every_supported_setup_is_tested() {
+            use h2lab::{Dispatch::*, TlsProvider::*};
+            let tested = [
+                (Single, None), (Single, Rustls), (Single, Openssl),
+                (Thread, None), (Thread, Rustls), (Thread, Openssl),
+            ].map(|(d, t)| $crate::support::setup(d, t));
+            assert_eq!(tested.to_vec(), h2lab::Setup::supported());
+        }
+    };
+    (@one $module:ident, $dispatch:ident, $tls:ident, [$($test:ident),*]) => {
+        mod $module {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test($crate::support::setup(
+                        h2lab::Dispatch::$dispatch,
+                        h2lab::TlsProvider::$tls,
+                    ));
+                }
+            )*
+        }
+    };
+}
