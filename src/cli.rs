@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -48,10 +49,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// How connections are scheduled: `single` serves one client at a time,
-    /// `thread` gives each connection a thread.
+    /// `thread` gives each connection a thread, `tokio` a task, and `poll`
+    /// runs every client on one thread through an explicit state machine.
     #[arg(long, value_enum, default_value_t = Dispatch::Single)]
     pub dispatch: Dispatch,
-    /// Who speaks HTTP/2: `mini` is h2lab's simplified sans-IO engine.
+    /// Who speaks HTTP/2: `mini` is h2lab's simplified sans-IO engine, `h2`
+    /// the h2 crate (not on `poll`).
     #[arg(long, value_enum, default_value_t = Engine::Mini)]
     pub engine: Engine,
     /// Who encrypts: `none` is h2c (prior knowledge); `rustls` and `openssl`
@@ -65,6 +68,22 @@ pub struct ServeArgs {
     /// PEM private key for --cert.
     #[arg(long, requires = "cert")]
     pub key: Option<PathBuf>,
+    /// TCP_NODELAY on every connection: `false` lets Nagle's algorithm
+    /// coalesce small writes (the seed's Nagle switch).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub nodelay: bool,
+    /// `poll` only: serve at most N clients at once; more are accepted and
+    /// closed at once (counted as refused).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_clients: Option<u64>,
+    /// `poll` only: close a client that has sent nothing for SECS seconds
+    /// (fractions allowed, e.g. 0.5).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub idle_timeout: Option<Duration>,
+    /// `tokio` only: run a multi-thread runtime with N worker threads
+    /// instead of the default current-thread runtime.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +94,16 @@ pub struct CertsArgs {
     /// Replace files that exist already.
     #[arg(long)]
     pub force: bool,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("'{s}' is not between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_host(s: &str) -> Result<IpAddr, String> {
@@ -133,6 +162,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls: args.tls,
         cert: args.cert,
         key: args.key,
+        nodelay: args.nodelay,
+        max_clients: args.max_clients.map(|n| n as usize),
+        idle_timeout: args.idle_timeout,
+        threads: args.threads.unwrap_or(0) as usize,
     };
     let server = server::start(&config)?;
     {
@@ -180,6 +213,15 @@ mod tests {
         assert!(!line.contains('\n'));
         assert!(line.contains("invalid value 'nope'"), "{line}");
         assert!(line.contains("single"), "lists the values: {line}");
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_refuse_nonsense() {
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("2"), Ok(Duration::from_secs(2)));
+        for bad in ["0", "-1", "nan", "inf", "1e9", "soon"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

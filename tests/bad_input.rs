@@ -9,7 +9,8 @@ use std::io::Write;
 use h2lab::frame::Reason;
 use h2lab::Setup;
 use support::{
-    assert_curl_hello, assert_raw_hello, client_hello, goaway_reason, run, start, tool, RawConn,
+    assert_curl_hello, assert_goaway, assert_hello_on, assert_raw_hello, client_hello, run, start,
+    tool, RawConn,
 };
 
 setup_tests!(
@@ -34,7 +35,7 @@ fn wrong_preface_gets_protocol_error(setup: Setup) {
     conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     let reply = conn.read_to_close();
-    assert_eq!(goaway_reason(&reply), Reason::PROTOCOL_ERROR, "{setup}");
+    assert_goaway(setup, &reply, Reason::PROTOCOL_ERROR);
     assert_still_serving(&server);
     assert_eq!(server.stop().failed, 1);
 }
@@ -47,7 +48,7 @@ fn oversized_frame_gets_frame_size_error(setup: Setup) {
     input.extend_from_slice(&[0x00, 0x40, 0x01, 0x01, 0x05, 0, 0, 0, 1]);
     conn.write_all(&input).unwrap();
     let reply = conn.read_to_close();
-    assert_eq!(goaway_reason(&reply), Reason::FRAME_SIZE_ERROR, "{setup}");
+    assert_goaway(setup, &reply, Reason::FRAME_SIZE_ERROR);
     assert_still_serving(&server);
 }
 
@@ -61,7 +62,7 @@ fn close_mid_frame_gets_protocol_error(setup: Setup) {
     conn.write_all(&input).unwrap();
     conn.shutdown_write();
     let reply = conn.read_to_close();
-    assert_eq!(goaway_reason(&reply), Reason::PROTOCOL_ERROR, "{setup}");
+    assert_goaway(setup, &reply, Reason::PROTOCOL_ERROR);
     assert_still_serving(&server);
 }
 
@@ -98,7 +99,7 @@ fn random_bytes_instead_of_client_hello(setup: Setup) {
         // Content type 21: a TLS alert record, if anything.
         assert!(reply.is_empty() || reply[0] == 21, "{setup}: {reply:?}");
     } else {
-        assert_eq!(goaway_reason(&reply), Reason::PROTOCOL_ERROR, "{setup}");
+        assert_goaway(setup, &reply, Reason::PROTOCOL_ERROR);
     }
     assert_still_serving(&server);
 }
@@ -132,16 +133,7 @@ fn client_offering_only_http11_is_refused(setup: Setup) {
 /// A TLS client that sends no ALPN at all is served as h2.
 fn client_without_alpn_is_served(setup: Setup) {
     let server = start(setup);
-    let mut conn = RawConn::connect_alpn(&server, &[]).unwrap();
-    conn.write_all(&[client_hello(), support::GET_1.to_vec()].concat())
-        .unwrap();
-    conn.shutdown_write();
-    let reply = conn.read_to_close();
-    let data: Vec<Vec<u8>> = support::frames(&reply)
-        .into_iter()
-        .filter(|(h, _)| h.kind == h2lab::frame::FrameType::DATA)
-        .map(|(_, p)| p)
-        .collect();
-    assert_eq!(data, [b"Hello World\n".to_vec()], "{setup}");
+    let conn = RawConn::connect_alpn(&server, &[]).unwrap();
+    assert_hello_on(conn, setup);
     assert_still_serving(&server);
 }

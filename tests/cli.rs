@@ -126,9 +126,20 @@ fn unknown_values_are_one_line_errors() {
 
 #[test]
 fn unsupported_setup_is_a_one_line_error_naming_it() {
-    let err = fails_with_one_line(&["serve", "--dispatch", "poll", "--tls", "rustls"], 1);
+    let err = fails_with_one_line(
+        &[
+            "serve",
+            "--dispatch",
+            "poll",
+            "--engine",
+            "h2",
+            "--tls",
+            "rustls",
+        ],
+        1,
+    );
     assert!(
-        err.starts_with("h2lab: unsupported setup poll/mini/rustls"),
+        err.starts_with("h2lab: unsupported setup poll/h2/rustls"),
         "{err}"
     );
     assert!(err.contains("supported: single/mini/none"), "{err}");

@@ -93,15 +93,11 @@ fn with_server_stops_when_the_function_panics_and_the_panic_goes_on() {
 
 #[test]
 fn unbuilt_setups_are_refused_by_name_with_the_supported_list() {
-    for (dispatch, engine) in [
-        (Dispatch::Poll, Engine::Mini),
-        (Dispatch::Tokio, Engine::Mini),
-        (Dispatch::Single, Engine::H2),
-    ] {
+    for tls in TlsProvider::ALL {
         let setup = Setup {
-            dispatch,
-            engine,
-            tls: TlsProvider::Rustls,
+            dispatch: Dispatch::Poll,
+            engine: Engine::H2,
+            tls,
         };
         let err = h2lab::start(&config(setup)).err().expect("unsupported");
         assert!(matches!(err, ServerError::UnsupportedSetup { .. }), "{err}");
@@ -111,9 +107,46 @@ fn unbuilt_setups_are_refused_by_name_with_the_supported_list() {
             "{text}"
         );
         assert!(
-            text.contains("single/mini/none") && text.contains("thread/mini/openssl"),
+            text.contains("single/mini/none") && text.contains("poll/mini/openssl"),
             "{text}"
         );
+        let (_, list) = text.split_once("supported: ").expect("a list");
+        assert!(!list.contains("poll/h2"), "{text}");
+    }
+}
+
+#[test]
+fn dispatch_specific_options_are_refused_elsewhere() {
+    let cases = [
+        (
+            Dispatch::Thread,
+            h2lab::ServerConfig {
+                max_clients: Some(3),
+                ..Default::default()
+            },
+            "--max-clients is only for --dispatch poll",
+        ),
+        (
+            Dispatch::Tokio,
+            h2lab::ServerConfig {
+                idle_timeout: Some(Duration::from_secs(1)),
+                ..Default::default()
+            },
+            "--idle-timeout is only for --dispatch poll",
+        ),
+        (
+            Dispatch::Poll,
+            h2lab::ServerConfig {
+                threads: 2,
+                ..Default::default()
+            },
+            "--threads is only for --dispatch tokio",
+        ),
+    ];
+    for (dispatch, cfg, message) in cases {
+        let cfg = h2lab::ServerConfig { dispatch, ..cfg };
+        let err = h2lab::start(&cfg).err().expect("refused");
+        assert_eq!(err.to_string(), message);
     }
 }
 

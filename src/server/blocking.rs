@@ -1,17 +1,22 @@
 //! The blocking dispatches: `single` serves each connection on the accept
 //! thread itself; `thread` gives each connection a thread of its own.
+//! The `h2` engine gets a current-thread tokio runtime per connection.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{connection, Shared};
+use super::pipeline::Pipeline;
+use super::{ConnError, Engine, Shared};
+use crate::tls::{TlsProvider, TlsSession};
 
+/// Octets read from a socket at once.
+pub const READ_BUF: usize = 16 * 1024;
 /// Pause after an accept error such as EMFILE, so the loop does not spin.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+pub(super) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
 /// Accepts until the server stops. `threaded`: a thread per connection
 /// (`thread`); otherwise served one after the other on this thread (`single`).
@@ -37,23 +42,21 @@ pub(super) fn accept_loop(listener: TcpListener, threaded: bool, shared: Arc<Sha
             break; // stopping: this was the wake-up connection or a late client
         }
         shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        match threaded {
-            false => handle(id, sock, &shared),
-            true => {
-                workers.retain(|w| !w.is_finished());
-                let conn_shared = shared.clone();
-                let spawned = std::thread::Builder::new()
-                    .name(format!("h2lab-conn-{id}"))
-                    .spawn(move || handle(id, sock, &conn_shared));
-                match spawned {
-                    Ok(w) => workers.push(w),
-                    Err(e) => {
-                        // The socket went with the failed closure: it is closed.
-                        eprintln!("h2lab: client {id}: cannot start its thread: {e}");
-                        shared.counters.failed.fetch_add(1, Ordering::Relaxed);
-                        shared.unregister(id);
-                    }
-                }
+        if !threaded {
+            handle(id, sock, &shared);
+            continue;
+        }
+        workers.retain(|w| !w.is_finished());
+        let conn_shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("h2lab-conn-{id}"))
+            .spawn(move || handle(id, sock, &conn_shared));
+        match spawned {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                // The socket went with the failed closure: it is closed.
+                shared.finish(id, 0, Err(ConnError::Io(e)));
+                shared.unregister(id);
             }
         }
     }
@@ -69,18 +72,87 @@ fn handle(id: u64, sock: TcpStream, shared: &Shared) {
     let result = shared
         .acceptor
         .session()
-        .map_err(connection::ConnError::from)
-        .and_then(|tls| connection::serve(sock, tls, &mut responses));
-    shared
-        .counters
-        .responses
-        .fetch_add(responses, Ordering::Relaxed);
-    if let Err(e) = result {
-        shared.counters.failed.fetch_add(1, Ordering::Relaxed);
-        // A stop shuts sockets down on purpose: not the client's fault.
-        if !shared.stopping.load(Ordering::SeqCst) {
-            eprintln!("h2lab: client {id}: {e:#}");
-        }
-    }
+        .map_err(ConnError::from)
+        .and_then(|tls| {
+            sock.set_nodelay(shared.nodelay)?;
+            match shared.engine {
+                Engine::Mini => serve_mini(sock, tls, &mut responses),
+                Engine::H2 => serve_h2(sock, tls, shared.acceptor.provider(), &mut responses),
+            }
+        });
+    shared.finish(id, responses, result);
     shared.unregister(id);
+}
+
+fn serve_mini(
+    mut sock: TcpStream,
+    tls: Box<dyn TlsSession>,
+    responses: &mut u64,
+) -> Result<(), ConnError> {
+    let mut pipeline = Pipeline::new(tls);
+    let mut read = vec![0; READ_BUF].into_boxed_slice();
+    let mut wire = Vec::with_capacity(READ_BUF);
+    let result = run_mini(&mut sock, &mut pipeline, &mut read, &mut wire);
+    if result.is_err() {
+        // Send what is due (a GOAWAY, a TLS alert) before closing; the
+        // client may be gone already, so errors here change nothing.
+        let _ = flush(&mut sock, &mut pipeline, &mut wire);
+    }
+    *responses = pipeline.responses();
+    result
+}
+
+fn run_mini(
+    sock: &mut TcpStream,
+    pipeline: &mut Pipeline,
+    read: &mut [u8],
+    wire: &mut Vec<u8>,
+) -> Result<(), ConnError> {
+    loop {
+        flush(sock, pipeline, wire)?;
+        if pipeline.is_closed() {
+            return Ok(());
+        }
+        let n = match sock.read(read) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            pipeline.handle_eof()?;
+            return flush(sock, pipeline, wire);
+        }
+        pipeline.handle_read(&read[..n])?;
+    }
+}
+
+/// Encrypts what the engine queued and writes it all to the socket: one
+/// write per chunk read, however many responses it holds.
+fn flush(
+    sock: &mut TcpStream,
+    pipeline: &mut Pipeline,
+    wire: &mut Vec<u8>,
+) -> Result<(), ConnError> {
+    pipeline.poll_output(wire)?;
+    if !wire.is_empty() {
+        sock.write_all(wire)?;
+        wire.clear();
+    }
+    Ok(())
+}
+
+fn serve_h2(
+    sock: TcpStream,
+    tls: Box<dyn TlsSession>,
+    provider: TlsProvider,
+    responses: &mut u64,
+) -> Result<(), ConnError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    sock.set_nonblocking(true)?;
+    runtime.block_on(async {
+        let sock = tokio::net::TcpStream::from_std(sock)?;
+        super::tokio_loop::serve_h2_on(sock, tls, provider, responses).await
+    })
 }

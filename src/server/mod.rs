@@ -6,7 +6,10 @@
 //! drives are the same for every dispatch.
 
 mod blocking;
-mod connection;
+mod pipeline;
+pub mod poll;
+mod tls_stream;
+mod tokio_loop;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -15,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::certs::{CertError, Identity};
 use crate::tls::{TlsAcceptor, TlsError, TlsProvider};
@@ -27,10 +31,10 @@ pub enum Dispatch {
     Single,
     /// A thread per connection (seed `:thread`).
     Thread,
-    /// A task per connection on a tokio runtime (seed `:async`). Not built yet.
+    /// A task per connection on a tokio runtime (seed `:async`).
     Tokio,
-    /// A hand-written mio loop with explicit client state (seed
-    /// `:async-custom`). Not built yet.
+    /// One thread, a hand-written mio loop with an explicit client state
+    /// machine (seed `:async-custom`).
     Poll,
 }
 
@@ -39,7 +43,7 @@ pub enum Dispatch {
 pub enum Engine {
     /// The simplified sans-IO engine (seed TLS-SERVER/MINI-HTTP2).
     Mini,
-    /// The `h2` crate (seed `:none/http2`). Not built yet.
+    /// The `h2` crate (seed `:none/http2`); not on `poll`.
     H2,
 }
 
@@ -74,13 +78,26 @@ impl Setup {
     /// Every combination that is built, in a stable order.
     pub fn supported() -> Vec<Setup> {
         let mut v = Vec::new();
-        for dispatch in [Dispatch::Single, Dispatch::Thread] {
-            for tls in TlsProvider::ALL {
-                v.push(Setup {
-                    dispatch,
-                    engine: Engine::Mini,
-                    tls,
-                });
+        for dispatch in [
+            Dispatch::Single,
+            Dispatch::Thread,
+            Dispatch::Tokio,
+            Dispatch::Poll,
+        ] {
+            // The h2 crate needs an async runtime to drive it; the poll loop
+            // drives sans-IO engines only.
+            let engines: &[Engine] = match dispatch {
+                Dispatch::Poll => &[Engine::Mini],
+                _ => &[Engine::Mini, Engine::H2],
+            };
+            for &engine in engines {
+                for tls in TlsProvider::ALL {
+                    v.push(Setup {
+                        dispatch,
+                        engine,
+                        tls,
+                    });
+                }
             }
         }
         v
@@ -107,8 +124,26 @@ pub enum ServerError {
     Cert(#[from] CertError),
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("cannot start the accept thread: {0}")]
+    #[error("{option} is only for --dispatch {only}")]
+    OptionNotForDispatch {
+        option: &'static str,
+        only: Dispatch,
+    },
+    #[error("cannot start the server: {0}")]
     Spawn(std::io::Error),
+}
+
+/// Why one connection ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error(transparent)]
+    Pipeline(#[from] pipeline::PipelineError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("h2: {0}")]
+    H2(#[from] h2::Error),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 fn supported_list() -> String {
@@ -129,6 +164,14 @@ pub struct ServerConfig {
     /// PEM certificate chain and key; both `None`: the development pair.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// TCP_NODELAY on every connection (the seed's Nagle switch, inverted).
+    pub nodelay: bool,
+    /// `poll` only: clients past this many are accepted and closed at once.
+    pub max_clients: Option<usize>,
+    /// `poll` only: a client that sends nothing for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// `tokio` only: 0 for a current-thread runtime, N for N worker threads.
+    pub threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +184,10 @@ impl Default for ServerConfig {
             tls: TlsProvider::None,
             cert: None,
             key: None,
+            nodelay: true,
+            max_clients: None,
+            idle_timeout: None,
+            threads: 0,
         }
     }
 }
@@ -153,12 +200,33 @@ impl ServerConfig {
             tls: self.tls,
         }
     }
+
+    /// A built setup, and options only where the dispatch has them.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let setup = self.setup();
+        if !setup.is_supported() {
+            return Err(ServerError::UnsupportedSetup { setup });
+        }
+        let only = |set: bool, option, only| match set && self.dispatch != only {
+            true => Err(ServerError::OptionNotForDispatch { option, only }),
+            false => Ok(()),
+        };
+        only(self.max_clients.is_some(), "--max-clients", Dispatch::Poll)?;
+        only(
+            self.idle_timeout.is_some(),
+            "--idle-timeout",
+            Dispatch::Poll,
+        )?;
+        only(self.threads > 0, "--threads", Dispatch::Tokio)
+    }
 }
 
 /// Counters a server keeps while it runs; read them with [`Server::stats`].
 #[derive(Debug, Default)]
 struct Counters {
     accepted: AtomicU64,
+    refused: AtomicU64,
+    timed_out: AtomicU64,
     failed: AtomicU64,
     responses: AtomicU64,
 }
@@ -166,8 +234,12 @@ struct Counters {
 /// A snapshot of the counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServerStats {
-    /// Connections accepted.
+    /// Connections accepted (refused ones included).
     pub accepted: u64,
+    /// Connections closed at once because of `max_clients`.
+    pub refused: u64,
+    /// Connections closed because of `idle_timeout`.
+    pub timed_out: u64,
     /// Connections that ended in an error (protocol, TLS or I/O).
     pub failed: u64,
     /// Responses sent (one per request).
@@ -177,6 +249,8 @@ pub struct ServerStats {
 /// State shared by the accept loop, the connections and the handle.
 struct Shared {
     acceptor: TlsAcceptor,
+    engine: Engine,
+    nodelay: bool,
     stopping: AtomicBool,
     /// A clone of every open connection's socket, so that `stop` can shut
     /// them down and unblock their threads.
@@ -203,6 +277,19 @@ impl Shared {
         open.retain(|(i, _)| *i != id);
     }
 
+    /// Accounts for a connection that has ended.
+    fn finish(&self, id: u64, responses: u64, result: Result<(), ConnError>) {
+        let c = &self.counters;
+        c.responses.fetch_add(responses, Ordering::Relaxed);
+        if let Err(e) = result {
+            c.failed.fetch_add(1, Ordering::Relaxed);
+            // A stop ends connections on purpose: not the client's fault.
+            if !self.stopping.load(Ordering::SeqCst) {
+                eprintln!("h2lab: client {id}: {e:#}");
+            }
+        }
+    }
+
     fn begin_stop(&self) {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         self.stopping.store(true, Ordering::SeqCst);
@@ -218,15 +305,21 @@ pub struct Server {
     url: String,
     setup: Setup,
     shared: Arc<Shared>,
+    wake: Wake,
     accept_thread: Option<JoinHandle<()>>,
+}
+
+/// How `stop` wakes the dispatch's thread.
+enum Wake {
+    /// A blocking `accept()`: connect to it.
+    Accept,
+    Poll(mio::Waker),
+    Tokio(tokio::sync::watch::Sender<bool>),
 }
 
 /// Binds, builds the TLS configuration and starts accepting.
 pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
-    let setup = config.setup();
-    if !setup.is_supported() {
-        return Err(ServerError::UnsupportedSetup { setup });
-    }
+    config.validate()?;
     let identity = match config.tls {
         TlsProvider::None => Identity::development(), // unused
         _ => Identity::load(config.cert.as_deref(), config.key.as_deref())?,
@@ -240,23 +333,48 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
     let shared = Arc::new(Shared {
         acceptor,
+        engine: config.engine,
+        nodelay: config.nodelay,
         stopping: AtomicBool::new(false),
         open: Mutex::new(Vec::new()),
         counters: Counters::default(),
     });
     let thread_shared = shared.clone();
     let dispatch = config.dispatch;
-    let threaded = dispatch == Dispatch::Thread;
-    let accept_thread = std::thread::Builder::new()
-        .name(format!("h2lab-{dispatch}-accept"))
-        .spawn(move || blocking::accept_loop(listener, threaded, thread_shared))
-        .map_err(ServerError::Spawn)?;
+    let thread = std::thread::Builder::new().name(format!("h2lab-{dispatch}"));
+    let (wake, accept_thread) = match dispatch {
+        Dispatch::Single | Dispatch::Thread => {
+            let threaded = dispatch == Dispatch::Thread;
+            let run = move || blocking::accept_loop(listener, threaded, thread_shared);
+            (Wake::Accept, thread.spawn(run))
+        }
+        Dispatch::Tokio => {
+            let runtime = tokio_loop::runtime(config.threads).map_err(ServerError::Spawn)?;
+            listener.set_nonblocking(true).map_err(ServerError::Spawn)?;
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let run = move || tokio_loop::run(runtime, listener, thread_shared, rx);
+            (Wake::Tokio(tx), thread.spawn(run))
+        }
+        Dispatch::Poll => {
+            let poll = mio::Poll::new().map_err(ServerError::Spawn)?;
+            let waker =
+                mio::Waker::new(poll.registry(), poll::WAKER).map_err(ServerError::Spawn)?;
+            let options = poll::Options {
+                max_clients: config.max_clients,
+                idle_timeout: config.idle_timeout,
+            };
+            let event_loop = poll::PollLoop::new(poll, listener, thread_shared, options)
+                .map_err(ServerError::Spawn)?;
+            (Wake::Poll(waker), thread.spawn(move || event_loop.run()))
+        }
+    };
     Ok(Server {
         url: url_for(addr, config.tls),
         addr,
-        setup,
+        setup: config.setup(),
         shared,
-        accept_thread: Some(accept_thread),
+        wake,
+        accept_thread: Some(accept_thread.map_err(ServerError::Spawn)?),
     })
 }
 
@@ -284,6 +402,8 @@ impl Server {
         let c = &self.shared.counters;
         ServerStats {
             accepted: c.accepted.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             responses: c.responses.load(Ordering::Relaxed),
         }
@@ -301,15 +421,25 @@ impl Server {
             return;
         };
         self.shared.begin_stop();
-        // Wake the blocking accept(): connect once; the loop sees `stopping`.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-            });
+        match &self.wake {
+            Wake::Accept => {
+                // Wake the blocking accept(): connect once; the loop sees `stopping`.
+                let mut wake = self.addr;
+                if wake.ip().is_unspecified() {
+                    wake.set_ip(match wake {
+                        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                    });
+                }
+                let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(500));
+            }
+            Wake::Poll(waker) => {
+                let _ = waker.wake();
+            }
+            Wake::Tokio(tx) => {
+                let _ = tx.send(true);
+            }
         }
-        let _ = TcpStream::connect_timeout(&wake, std::time::Duration::from_millis(500));
         let _ = thread.join();
     }
 }

@@ -5,9 +5,9 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use h2lab::frame::{self, FrameHeader, FrameType, Reason, CLIENT_PREFACE, HEADER_LEN};
 use h2lab::{Dispatch, Engine, Server, ServerConfig, Setup, TlsProvider};
@@ -58,11 +58,44 @@ pub fn tool(name: &str) -> Command {
     Command::new(name)
 }
 
+/// No command a test runs may take longer than this.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `cmd` to completion with its output captured; kills it and fails the
+/// test past [`COMMAND_TIMEOUT`], so a regression cannot hang the suite.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    out
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {COMMAND_TIMEOUT:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }
 
 /// `curl` speaking HTTP/2 to the server: prior knowledge for h2c, ALPN for TLS
@@ -232,6 +265,23 @@ pub fn goaway_reason(data: &[u8]) -> Reason {
     frame::parse_goaway(payload).expect("GOAWAY payload").1
 }
 
+/// The GOAWAY due after bad input. The mini engine always sends it; the `h2`
+/// crate may omit it where RFC 9113 allows (an invalid preface, §3.4, or a
+/// peer that stopped sending), but if it sends one, the code must be right.
+pub fn assert_goaway(setup: Setup, reply: &[u8], reason: Reason) {
+    match setup.engine {
+        Engine::Mini => assert_eq!(goaway_reason(reply), reason, "{setup}"),
+        Engine::H2 => {
+            let goaways: Vec<Reason> = frames(reply)
+                .into_iter()
+                .filter(|(h, _)| h.kind == FrameType::GOAWAY)
+                .map(|(_, p)| frame::parse_goaway(&p).expect("GOAWAY payload").1)
+                .collect();
+            assert!(goaways.iter().all(|r| *r == reason), "{setup}: {goaways:?}");
+        }
+    }
+}
+
 /// The client preface and an empty SETTINGS frame.
 pub fn client_hello() -> Vec<u8> {
     [&CLIENT_PREFACE[..], &EMPTY_SETTINGS].concat()
@@ -239,7 +289,11 @@ pub fn client_hello() -> Vec<u8> {
 
 /// On a fresh connection, one GET gets `Hello World\n` on stream 1.
 pub fn assert_raw_hello(server: &Server) {
-    let mut conn = RawConn::connect(server);
+    assert_hello_on(RawConn::connect(server), server.setup());
+}
+
+/// Over `conn`, one GET gets `Hello World\n` on stream 1.
+pub fn assert_hello_on(mut conn: RawConn, setup: Setup) {
     conn.write_all(&[client_hello(), GET_1.to_vec()].concat())
         .unwrap();
     // Then a GOAWAY of our own, so the server closes and we can read all.
@@ -252,12 +306,7 @@ pub fn assert_raw_hello(server: &Server) {
         .filter(|(h, _)| h.kind == FrameType::DATA && h.stream == 1)
         .map(|(_, p)| p)
         .collect();
-    assert_eq!(
-        data,
-        [&b"Hello World\n".to_vec()],
-        "{}: {all:?}",
-        server.setup()
-    );
+    assert_eq!(data, [&b"Hello World\n".to_vec()], "{setup}: {all:?}");
 }
 
 /// One module of tests per supported setup, each calling `fn NAME(Setup)` of
@@ -268,33 +317,68 @@ macro_rules! setup_tests {
         $crate::setup_tests!(@all [$($test),*]);
     };
     (@all $tests:tt) => {
-        $crate::setup_tests!(@one single_none, Single, None, $tests);
-        $crate::setup_tests!(@one single_rustls, Single, Rustls, $tests);
-        $crate::setup_tests!(@one single_openssl, Single, Openssl, $tests);
-        $crate::setup_tests!(@one thread_none, Thread, None, $tests);
-        $crate::setup_tests!(@one thread_rustls, Thread, Rustls, $tests);
-        $crate::setup_tests!(@one thread_openssl, Thread, Openssl, $tests);
+        $crate::setup_tests!(@one single_mini_none, Single, Mini, None, $tests);
+        $crate::setup_tests!(@one single_mini_rustls, Single, Mini, Rustls, $tests);
+        $crate::setup_tests!(@one single_mini_openssl, Single, Mini, Openssl, $tests);
+        $crate::setup_tests!(@one single_h2_none, Single, H2, None, $tests);
+        $crate::setup_tests!(@one single_h2_rustls, Single, H2, Rustls, $tests);
+        $crate::setup_tests!(@one single_h2_openssl, Single, H2, Openssl, $tests);
+        $crate::setup_tests!(@one thread_mini_none, Thread, Mini, None, $tests);
+        $crate::setup_tests!(@one thread_mini_rustls, Thread, Mini, Rustls, $tests);
+        $crate::setup_tests!(@one thread_mini_openssl, Thread, Mini, Openssl, $tests);
+        $crate::setup_tests!(@one thread_h2_none, Thread, H2, None, $tests);
+        $crate::setup_tests!(@one thread_h2_rustls, Thread, H2, Rustls, $tests);
+        $crate::setup_tests!(@one thread_h2_openssl, Thread, H2, Openssl, $tests);
+        $crate::setup_tests!(@one tokio_mini_none, Tokio, Mini, None, $tests);
+        $crate::setup_tests!(@one tokio_mini_rustls, Tokio, Mini, Rustls, $tests);
+        $crate::setup_tests!(@one tokio_mini_openssl, Tokio, Mini, Openssl, $tests);
+        $crate::setup_tests!(@one tokio_h2_none, Tokio, H2, None, $tests);
+        $crate::setup_tests!(@one tokio_h2_rustls, Tokio, H2, Rustls, $tests);
+        $crate::setup_tests!(@one tokio_h2_openssl, Tokio, H2, Openssl, $tests);
+        $crate::setup_tests!(@one poll_mini_none, Poll, Mini, None, $tests);
+        $crate::setup_tests!(@one poll_mini_rustls, Poll, Mini, Rustls, $tests);
+        $crate::setup_tests!(@one poll_mini_openssl, Poll, Mini, Openssl, $tests);
 
         /// The list above must be exactly what the library supports.
         #[test]
         fn every_supported_setup_is_tested() {
-            use h2lab::{Dispatch::*, TlsProvider::*};
+            use h2lab::{Dispatch::*, Engine::*, TlsProvider::*};
             let tested = [
-                (Single, None), (Single, Rustls), (Single, Openssl),
-                (Thread, None), (Thread, Rustls), (Thread, Openssl),
-            ].map(|(d, t)| $crate::support::setup(d, t));
+                (Single, Mini, None),
+                (Single, Mini, Rustls),
+                (Single, Mini, Openssl),
+                (Single, H2, None),
+                (Single, H2, Rustls),
+                (Single, H2, Openssl),
+                (Thread, Mini, None),
+                (Thread, Mini, Rustls),
+                (Thread, Mini, Openssl),
+                (Thread, H2, None),
+                (Thread, H2, Rustls),
+                (Thread, H2, Openssl),
+                (Tokio, Mini, None),
+                (Tokio, Mini, Rustls),
+                (Tokio, Mini, Openssl),
+                (Tokio, H2, None),
+                (Tokio, H2, Rustls),
+                (Tokio, H2, Openssl),
+                (Poll, Mini, None),
+                (Poll, Mini, Rustls),
+                (Poll, Mini, Openssl),
+            ].map(|(dispatch, engine, tls)| h2lab::Setup { dispatch, engine, tls });
             assert_eq!(tested.to_vec(), h2lab::Setup::supported());
         }
     };
-    (@one $module:ident, $dispatch:ident, $tls:ident, [$($test:ident),*]) => {
+    (@one $module:ident, $dispatch:ident, $engine:ident, $tls:ident, [$($test:ident),*]) => {
         mod $module {
             $(
                 #[test]
                 fn $test() {
-                    super::$test($crate::support::setup(
-                        h2lab::Dispatch::$dispatch,
-                        h2lab::TlsProvider::$tls,
-                    ));
+                    super::$test(h2lab::Setup {
+                        dispatch: h2lab::Dispatch::$dispatch,
+                        engine: h2lab::Engine::$engine,
+                        tls: h2lab::TlsProvider::$tls,
+                    });
                 }
             )*
         }

@@ -1,0 +1,411 @@
+//! The `poll` dispatch (the seed's `:async-custom`): one thread, a mio loop,
+//! clients in a slab. Each client's next step is chosen by the pure
+//! [`state::select_next_action`] from its flags until none is possible; then
+//! the next ready client; then poll. TLS works on memory buffers only.
+
+pub mod state;
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::blocking::READ_BUF;
+use super::pipeline::{Pipeline, PipelineError};
+use super::{ConnError, Shared};
+use state::{select_next_action, Action, Flags};
+
+pub(super) const LISTENER: Token = Token(0);
+pub(super) const WAKER: Token = Token(1);
+/// Client tokens are slab keys shifted past the two above.
+const FIRST_CLIENT: usize = 2;
+/// Events handled per poll call.
+const EVENTS_CAPACITY: usize = 1024;
+/// Actions one client may take before the others get their turn.
+const MAX_ACTIONS_PER_TURN: usize = 256;
+/// Past this much unsent output, a client is not read from (backpressure).
+const HIGH_WATER: usize = 256 * 1024;
+
+/// Limits and switches of the loop.
+pub(super) struct Options {
+    pub max_clients: Option<usize>,
+    pub idle_timeout: Option<Duration>,
+}
+
+struct Client {
+    id: u64,
+    sock: TcpStream,
+    pipeline: Pipeline,
+    /// Stored flags; the others are derived from the buffers.
+    flags: Flags,
+    /// ① → ②: ciphertext read, `input[in_start..in_end]` not yet decrypted.
+    input: Box<[u8]>,
+    in_start: usize,
+    in_end: usize,
+    /// Ⓔ: `output[out_start..]` is still to be written.
+    output: Vec<u8>,
+    out_start: usize,
+    last_read: Instant,
+    /// In the ready queue already.
+    queued: bool,
+    /// The last decrypt took no input.
+    took_nothing: bool,
+    error: Option<ConnError>,
+}
+
+/// What a client's turn ended with.
+enum Turn {
+    /// Waiting for the socket.
+    Idle,
+    /// Out of turn with work left: queue it again.
+    More,
+    Closed,
+}
+
+impl Client {
+    const STORED: Flags = Flags::from_bits(
+        Flags::CAN_READ.bits()
+            | Flags::HAS_DECRYPTED.bits()
+            | Flags::CAN_WRITE.bits()
+            | Flags::CLOSING.bits(),
+    );
+
+    /// The stored flags plus those read off the buffers.
+    fn flags(&self) -> Flags {
+        let tls = self.pipeline.tls();
+        let pending_out = self.output.len() - self.out_start + self.pipeline.plaintext_out_len();
+        let mut f = Flags::from_bits(self.flags.bits() & Self::STORED.bits());
+        f.set(Flags::HAS_INPUT, self.in_start < self.in_end);
+        f.set(Flags::HAS_PLAINTEXT, self.pipeline.has_plaintext_out());
+        f.set(Flags::TLS_READY, !tls.is_handshaking());
+        f.set(Flags::HAS_CIPHERTEXT, tls.wants_write());
+        f.set(Flags::HAS_OUTPUT, self.out_start < self.output.len());
+        f.set(Flags::BACKLOG, pending_out > HIGH_WATER);
+        f
+    }
+
+    /// Runs actions until none is possible or the turn is over.
+    fn take_turn(&mut self) -> Turn {
+        for _ in 0..MAX_ACTIONS_PER_TURN {
+            match select_next_action(self.flags()) {
+                None => return Turn::Idle,
+                Some(Action::Close) => return Turn::Closed,
+                Some(action) => {
+                    if let Err(e) = self.perform(action) {
+                        // The socket is unusable: nothing more can be sent.
+                        self.error.get_or_insert(e.into());
+                        return Turn::Closed;
+                    }
+                }
+            }
+        }
+        Turn::More
+    }
+
+    /// One action. An error means the socket failed; protocol and TLS
+    /// errors only set CLOSING, so that their GOAWAY or alert still goes out.
+    fn perform(&mut self, action: Action) -> io::Result<()> {
+        let outcome = match action {
+            Action::ReadSocket => return self.read_socket(),
+            Action::WriteSocket => return self.write_socket(),
+            Action::Handshake | Action::Decrypt => self.decrypt(),
+            Action::Engine => self.run_engine(),
+            Action::Encrypt => self.pipeline.encrypt().map(drop),
+            Action::MoveEncrypted => {
+                self.compact_output();
+                self.pipeline.move_encrypted(&mut self.output).map(drop)
+            }
+            Action::Close => Ok(()),
+        };
+        if let Err(e) = outcome {
+            self.error.get_or_insert(e.into());
+            self.flags.set(Flags::CLOSING, true);
+            self.in_start = self.in_end; // what is left is not worth reading
+        }
+        if self.pipeline.is_closed() {
+            self.flags.set(Flags::CLOSING, true);
+        }
+        Ok(())
+    }
+
+    fn decrypt(&mut self) -> Result<(), PipelineError> {
+        let used = self
+            .pipeline
+            .decrypt(&self.input[self.in_start..self.in_end])?;
+        self.in_start += used;
+        // TLS takes less than offered only when its plaintext must be
+        // polled first: the engine runs next either way.
+        self.took_nothing = used == 0;
+        self.flags.set(Flags::HAS_DECRYPTED, true);
+        Ok(())
+    }
+
+    fn run_engine(&mut self) -> Result<(), PipelineError> {
+        if self.pipeline.run_engine()? == 0 {
+            self.flags.set(Flags::HAS_DECRYPTED, false);
+            if self.took_nothing && self.in_start < self.in_end {
+                // TLS took no input and gave no plaintext: it would spin.
+                return Err(PipelineError::Stalled);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_socket(&mut self) -> io::Result<()> {
+        self.in_start = 0;
+        self.in_end = 0;
+        match self.sock.read(&mut self.input) {
+            Ok(0) => {
+                self.flags.set(Flags::CAN_READ, false);
+                if let Err(e) = self.pipeline.handle_eof() {
+                    self.error.get_or_insert(e.into());
+                }
+                self.flags.set(Flags::CLOSING, true);
+            }
+            Ok(n) => {
+                self.in_end = n;
+                self.last_read = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.flags.set(Flags::CAN_READ, false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn write_socket(&mut self) -> io::Result<()> {
+        match self.sock.write(&self.output[self.out_start..]) {
+            Ok(n) => {
+                self.out_start += n;
+                if self.out_start == self.output.len() {
+                    self.output.clear();
+                    self.out_start = 0;
+                } else {
+                    // A short write: the socket buffer is full.
+                    self.flags.set(Flags::CAN_WRITE, false);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.flags.set(Flags::CAN_WRITE, false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Drops what was written, so the buffer is reused instead of growing.
+    fn compact_output(&mut self) {
+        if self.out_start > 0 {
+            self.output.drain(..self.out_start);
+            self.out_start = 0;
+        }
+    }
+}
+
+/// The loop's own state.
+pub(super) struct PollLoop {
+    poll: Poll,
+    listener: TcpListener,
+    clients: Slab<Client>,
+    ready: VecDeque<usize>,
+    shared: Arc<Shared>,
+    options: Options,
+    next_id: u64,
+}
+
+impl PollLoop {
+    /// Registers the listener; the waker must have been made from `poll`'s
+    /// registry with the [`WAKER`] token.
+    pub(super) fn new(
+        poll: Poll,
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        options: Options,
+    ) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Self {
+            poll,
+            listener,
+            clients: Slab::new(),
+            ready: VecDeque::new(),
+            shared,
+            options,
+            next_id: 0,
+        })
+    }
+
+    /// Runs until the server stops; then every client is closed.
+    pub(super) fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        // Sweeps for idle clients four times per timeout, so a client is
+        // closed between 1 and 1.25 timeouts after its last read.
+        let sweep_every = self.options.idle_timeout.map(|t| t / 4);
+        let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
+        while !self.shared.stopping.load(Ordering::SeqCst) {
+            let timeout = next_sweep.map(|at| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("h2lab: poll: {e}");
+                break;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {} // `stopping` is checked by the loop
+                    Token(t) => {
+                        let key = t - FIRST_CLIENT;
+                        // A stale event for a closed client is harmless.
+                        if let Some(c) = self.clients.get_mut(key) {
+                            // Errors and hang-ups show up as a failing read.
+                            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                                c.flags.set(Flags::CAN_READ, true);
+                            }
+                            if event.is_writable() || event.is_write_closed() {
+                                c.flags.set(Flags::CAN_WRITE, true);
+                            }
+                            self.enqueue(key);
+                        }
+                    }
+                }
+            }
+            self.run_ready();
+            if let (Some(every), Some(at)) = (sweep_every, next_sweep) {
+                if Instant::now() >= at {
+                    self.close_idle();
+                    next_sweep = Some(Instant::now() + every);
+                }
+            }
+        }
+        for key in self.clients.iter().map(|(k, _)| k).collect::<Vec<_>>() {
+            self.close(key);
+        }
+    }
+
+    fn enqueue(&mut self, key: usize) {
+        let c = &mut self.clients[key];
+        if !c.queued {
+            c.queued = true;
+            self.ready.push_back(key);
+        }
+    }
+
+    fn run_ready(&mut self) {
+        while let Some(key) = self.ready.pop_front() {
+            let Some(c) = self.clients.get_mut(key) else {
+                continue;
+            };
+            c.queued = false;
+            match c.take_turn() {
+                Turn::Idle => {}
+                Turn::More => self.enqueue(key),
+                Turn::Closed => self.close(key),
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let (sock, _peer) = match self.listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: the listener stays readable, and
+                    // the next poll retries.
+                    eprintln!("h2lab: accept: {e}");
+                    return;
+                }
+            };
+            self.next_id += 1;
+            let id = self.next_id;
+            let counters = &self.shared.counters;
+            counters.accepted.fetch_add(1, Ordering::Relaxed);
+            if self
+                .options
+                .max_clients
+                .is_some_and(|max| self.clients.len() >= max)
+            {
+                // Explicit refusal: closed at once, counted.
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                drop(sock);
+                continue;
+            }
+            if let Err(e) = self.add_client(id, sock) {
+                self.shared.finish(id, 0, Err(e));
+            }
+        }
+    }
+
+    fn add_client(&mut self, id: u64, mut sock: TcpStream) -> Result<(), ConnError> {
+        sock.set_nodelay(self.shared.nodelay)?;
+        let tls = self.shared.acceptor.session()?;
+        let entry = self.clients.vacant_entry();
+        let key = entry.key();
+        self.poll.registry().register(
+            &mut sock,
+            Token(key + FIRST_CLIENT),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Client {
+            id,
+            sock,
+            pipeline: Pipeline::new(tls),
+            flags: Flags::empty(),
+            input: vec![0; READ_BUF].into_boxed_slice(),
+            in_start: 0,
+            in_end: 0,
+            output: Vec::with_capacity(READ_BUF),
+            out_start: 0,
+            last_read: Instant::now(),
+            queued: false,
+            took_nothing: false,
+            error: None,
+        });
+        // Our SETTINGS (h2c) can go out before the first event.
+        self.enqueue(key);
+        Ok(())
+    }
+
+    fn close(&mut self, key: usize) {
+        let mut c = self.clients.remove(key);
+        let _ = self.poll.registry().deregister(&mut c.sock);
+        let result = match c.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+        self.shared.finish(c.id, c.pipeline.responses(), result);
+    }
+
+    fn close_idle(&mut self) {
+        let Some(timeout) = self.options.idle_timeout else {
+            return;
+        };
+        let now = Instant::now();
+        let idle: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.last_read) >= timeout)
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            self.shared
+                .counters
+                .timed_out
+                .fetch_add(1, Ordering::Relaxed);
+            self.close(key);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! An async byte stream over a socket and one of our sans-IO TLS sessions,
+//! so that the `h2` engine gets exactly the TLS (certificate, ALPN, suites)
+//! of the mini engine instead of a second TLS stack of its own.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::blocking::READ_BUF;
+use crate::tls::{TlsError, TlsSession};
+
+/// Past this much unsent ciphertext, writes wait for the socket.
+const HIGH_WATER: usize = 256 * 1024;
+
+pub struct TlsStream<S> {
+    sock: S,
+    tls: Box<dyn TlsSession>,
+    /// Decrypted plaintext not yet read by the caller, from `plain_pos`.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// Ciphertext not yet written to the socket, from `wire_pos`.
+    wire: Vec<u8>,
+    wire_pos: usize,
+    read_buf: Box<[u8]>,
+    eof: bool,
+}
+
+fn io_error(err: TlsError) -> io::Error {
+    io::Error::other(err)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
+    pub fn new(sock: S, tls: Box<dyn TlsSession>) -> Self {
+        Self {
+            sock,
+            tls,
+            plain: Vec::new(),
+            plain_pos: 0,
+            wire: Vec::new(),
+            wire_pos: 0,
+            read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            eof: false,
+        }
+    }
+
+    /// Writes out all ciphertext the session has.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.wire_pos == self.wire.len() {
+                self.wire.clear();
+                self.wire_pos = 0;
+                self.tls.poll_ciphertext(&mut self.wire).map_err(io_error)?;
+                if self.wire.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            let n = ready!(Pin::new(&mut self.sock).poll_write(cx, &self.wire[self.wire_pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.wire_pos += n;
+        }
+    }
+
+    /// Feeds one chunk of ciphertext, collecting the plaintext.
+    fn feed(&mut self, n: usize) -> io::Result<()> {
+        let Self {
+            tls,
+            read_buf,
+            plain,
+            plain_pos,
+            ..
+        } = self;
+        if *plain_pos == plain.len() {
+            plain.clear();
+            *plain_pos = 0;
+        }
+        let mut input = &read_buf[..n];
+        while !input.is_empty() {
+            let used = tls.handle_ciphertext(input).map_err(io_error)?;
+            input = &input[used..];
+            let got = tls.poll_plaintext(plain).map_err(io_error)?;
+            if used == 0 && got == 0 {
+                return Err(io::Error::other("TLS session stalled"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.plain_pos < this.plain.len() {
+                let n = buf.remaining().min(this.plain.len() - this.plain_pos);
+                buf.put_slice(&this.plain[this.plain_pos..this.plain_pos + n]);
+                this.plain_pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            // Handshake replies must go out before the peer sends more. A
+            // full socket is no reason not to read.
+            if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+                return Poll::Ready(Err(e));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            let mut rb = ReadBuf::new(&mut this.read_buf);
+            ready!(Pin::new(&mut this.sock).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                this.eof = true;
+                continue;
+            }
+            if let Err(e) = this.feed(n) {
+                // Best effort: the alert, if the socket takes it now.
+                let _ = this.poll_send(cx);
+                return Poll::Ready(Err(e));
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.wire.len() - this.wire_pos > HIGH_WATER {
+            ready!(this.poll_send(cx))?;
+        }
+        this.tls.handle_plaintext(data).map_err(io_error)?;
+        if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.sock).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.sock).poll_shutdown(cx)
+    }
+}
