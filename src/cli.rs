@@ -166,6 +166,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_clients: args.max_clients.map(|n| n as usize),
         idle_timeout: args.idle_timeout,
         threads: args.threads.unwrap_or(0) as usize,
+        client_hello: None, // a library hook: no CLI form
     };
     let server = server::start(&config)?;
     {

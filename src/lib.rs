@@ -12,4 +12,4 @@ pub mod server;
 pub mod tls;
 
 pub use server::{start, with_server, Dispatch, Engine, Server, ServerConfig, ServerError, Setup};
-pub use tls::TlsProvider;
+pub use tls::{ClientHello, ClientHelloHook, TlsProvider};

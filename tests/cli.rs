@@ -4,60 +4,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use support::{run, tool};
+use support::{run, serve, tool};
 
 fn h2lab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_h2lab"))
-}
-
-/// A `serve` child and the URL from its one stdout line.
-struct Serving {
-    child: Child,
-    url: String,
-}
-
-fn serve(args: &[&str]) -> Serving {
-    let mut child = h2lab()
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn h2lab serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .trim_end()
-        .to_string();
-    assert!(line.ends_with("/\n"), "{line:?}");
-    Serving { child, url }
-}
-
-impl Serving {
-    /// Sends `signal`, waits (bounded) for the exit, returns the output.
-    fn stop_with(mut self, signal: &str) -> Output {
-        let pid = self.child.id().to_string();
-        let status = run(Command::new("kill").args(["-s", signal, &pid])).status;
-        assert!(status.success(), "kill -s {signal}");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("h2lab serve did not exit within 5 s of SIG{signal}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child.wait_with_output().unwrap()
-    }
 }
 
 fn curl(args: &[&str], url: &str) -> Output {

@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -75,20 +75,50 @@ fn handle(id: u64, sock: TcpStream, shared: &Shared) {
         .map_err(ConnError::from)
         .and_then(|tls| {
             sock.set_nodelay(shared.nodelay)?;
+            let writes = &shared.counters.writes;
             match shared.engine {
-                Engine::Mini => serve_mini(sock, tls, &mut responses),
-                Engine::H2 => serve_h2(sock, tls, shared.acceptor.provider(), &mut responses),
+                Engine::Mini => serve_mini(sock, tls, &mut responses, writes),
+                Engine::H2 => serve_h2(
+                    sock,
+                    tls,
+                    shared.acceptor.provider(),
+                    &mut responses,
+                    writes,
+                ),
             }
         });
     shared.finish(id, responses, result);
     shared.unregister(id);
 }
 
+/// A socket whose write calls are counted in the server's `writes`.
+struct Counted<'a> {
+    sock: TcpStream,
+    writes: &'a AtomicU64,
+}
+
+impl Counted<'_> {
+    fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            match self.sock.write(data) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
 fn serve_mini(
-    mut sock: TcpStream,
+    sock: TcpStream,
     tls: Box<dyn TlsSession>,
     responses: &mut u64,
+    writes: &AtomicU64,
 ) -> Result<(), ConnError> {
+    let mut sock = Counted { sock, writes };
     let mut pipeline = Pipeline::new(tls);
     let mut read = vec![0; READ_BUF].into_boxed_slice();
     let mut wire = Vec::with_capacity(READ_BUF);
@@ -103,7 +133,7 @@ fn serve_mini(
 }
 
 fn run_mini(
-    sock: &mut TcpStream,
+    sock: &mut Counted,
     pipeline: &mut Pipeline,
     read: &mut [u8],
     wire: &mut Vec<u8>,
@@ -113,7 +143,7 @@ fn run_mini(
         if pipeline.is_closed() {
             return Ok(());
         }
-        let n = match sock.read(read) {
+        let n = match sock.sock.read(read) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
@@ -128,11 +158,7 @@ fn run_mini(
 
 /// Encrypts what the engine queued and writes it all to the socket: one
 /// write per chunk read, however many responses it holds.
-fn flush(
-    sock: &mut TcpStream,
-    pipeline: &mut Pipeline,
-    wire: &mut Vec<u8>,
-) -> Result<(), ConnError> {
+fn flush(sock: &mut Counted, pipeline: &mut Pipeline, wire: &mut Vec<u8>) -> Result<(), ConnError> {
     pipeline.poll_output(wire)?;
     if !wire.is_empty() {
         sock.write_all(wire)?;
@@ -146,6 +172,7 @@ fn serve_h2(
     tls: Box<dyn TlsSession>,
     provider: TlsProvider,
     responses: &mut u64,
+    writes: &AtomicU64,
 ) -> Result<(), ConnError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -153,6 +180,6 @@ fn serve_h2(
     sock.set_nonblocking(true)?;
     runtime.block_on(async {
         let sock = tokio::net::TcpStream::from_std(sock)?;
-        super::tokio_loop::serve_h2_on(sock, tls, provider, responses).await
+        super::tokio_loop::serve_h2_on(sock, tls, provider, responses, writes).await
     })
 }

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::certs::{CertError, Identity};
-use crate::tls::{TlsAcceptor, TlsError, TlsProvider};
+use crate::tls::{ClientHelloHook, TlsAcceptor, TlsError, TlsProvider};
 
 /// How connections are accepted and scheduled: the `dispatch` axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -172,6 +172,9 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// `tokio` only: 0 for a current-thread runtime, N for N worker threads.
     pub threads: usize,
+    /// With TLS: sees each client's server name and ALPN offer first, and
+    /// may refuse the client.
+    pub client_hello: Option<ClientHelloHook>,
 }
 
 impl Default for ServerConfig {
@@ -188,6 +191,7 @@ impl Default for ServerConfig {
             max_clients: None,
             idle_timeout: None,
             threads: 0,
+            client_hello: None,
         }
     }
 }
@@ -229,6 +233,7 @@ struct Counters {
     timed_out: AtomicU64,
     failed: AtomicU64,
     responses: AtomicU64,
+    writes: AtomicU64,
 }
 
 /// A snapshot of the counters.
@@ -244,6 +249,9 @@ pub struct ServerStats {
     pub failed: u64,
     /// Responses sent (one per request).
     pub responses: u64,
+    /// Socket write calls: responses per write shows how well a design
+    /// coalesces pipelined answers.
+    pub writes: u64,
 }
 
 /// State shared by the accept loop, the connections and the handle.
@@ -324,7 +332,8 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         TlsProvider::None => Identity::development(), // unused
         _ => Identity::load(config.cert.as_deref(), config.key.as_deref())?,
     };
-    let acceptor = TlsAcceptor::new(config.tls, &identity)?;
+    let acceptor = TlsAcceptor::new(config.tls, &identity)?
+        .with_client_hello_hook(config.client_hello.clone());
     let bind = SocketAddr::new(config.host, config.port);
     let listener =
         TcpListener::bind(bind).map_err(|source| ServerError::Bind { addr: bind, source })?;
@@ -406,6 +415,7 @@ impl Server {
             timed_out: c.timed_out.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             responses: c.responses.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
         }
     }
 

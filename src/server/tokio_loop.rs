@@ -4,9 +4,12 @@
 //! blocking dispatches; the `h2` engine over [`TlsStream`].
 
 use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -74,12 +77,16 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
     let result = async {
         sock.set_nodelay(shared.nodelay)?;
         let tls = shared.acceptor.session()?;
+        let writes = &shared.counters.writes;
         match shared.engine {
-            Engine::Mini => serve_mini(sock, tls, &mut responses, stop).await,
+            Engine::Mini => {
+                serve_mini(Counted { io: sock, writes }, tls, &mut responses, stop).await
+            }
             Engine::H2 => {
                 let mut stop = stop;
+                let provider = shared.acceptor.provider();
                 tokio::select! {
-                    r = serve_h2_on(sock, tls, shared.acceptor.provider(), &mut responses) => r,
+                    r = serve_h2_on(sock, tls, provider, &mut responses, writes) => r,
                     _ = stop.changed() => Ok(()),
                 }
             }
@@ -90,7 +97,7 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
 }
 
 async fn serve_mini(
-    mut sock: TcpStream,
+    mut sock: Counted<'_, TcpStream>,
     tls: Box<dyn TlsSession>,
     responses: &mut u64,
     mut stop: watch::Receiver<bool>,
@@ -125,7 +132,7 @@ async fn serve_mini(
 }
 
 async fn flush(
-    sock: &mut TcpStream,
+    sock: &mut Counted<'_, TcpStream>,
     pipeline: &mut Pipeline,
     wire: &mut Vec<u8>,
 ) -> Result<(), ConnError> {
@@ -144,9 +151,49 @@ pub(super) async fn serve_h2_on(
     tls: Box<dyn TlsSession>,
     provider: TlsProvider,
     responses: &mut u64,
+    writes: &AtomicU64,
 ) -> Result<(), ConnError> {
+    let sock = Counted { io: sock, writes };
     if provider == TlsProvider::None {
         return Ok(crate::engine::h2::serve(sock, responses).await?);
     }
     Ok(crate::engine::h2::serve(TlsStream::new(sock, tls), responses).await?)
+}
+
+/// An async socket whose write calls are counted in the server's `writes`.
+pub(super) struct Counted<'a, T> {
+    io: T,
+    writes: &'a AtomicU64,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, data);
+        if let Poll::Ready(Ok(_)) = polled {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }

@@ -9,6 +9,7 @@
 //! [`TlsSession::poll_ciphertext`] to get the bytes for the socket. After an
 //! error, still send what `poll_ciphertext` gives (the alert), then close.
 
+pub mod client_hello;
 mod openssl_session;
 mod plain;
 mod rustls_session;
@@ -16,6 +17,7 @@ mod rustls_session;
 use std::fmt;
 
 use crate::certs::Identity;
+pub use client_hello::{ClientHello, ClientHelloHook};
 
 /// The only application protocol served.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -59,6 +61,10 @@ pub enum TlsError {
     /// is queued.
     #[error("client refused: its ALPN offer lacks h2")]
     NoH2,
+    /// The client-hello hook refused the client; a handshake_failure alert
+    /// is queued.
+    #[error("client refused by the client-hello hook: {0}")]
+    Refused(String),
     #[error("TLS session failed: {0}")]
     Session(String),
     #[error("TLS configuration ({provider}): {reason}")]
@@ -100,6 +106,7 @@ pub trait TlsSession: Send {
 /// Makes sessions for one server: the configuration is built once, at start.
 pub struct TlsAcceptor {
     inner: Inner,
+    hook: Option<ClientHelloHook>,
 }
 
 enum Inner {
@@ -115,7 +122,14 @@ impl TlsAcceptor {
             TlsProvider::Rustls => Inner::Rustls(rustls_session::Acceptor::new(identity)?),
             TlsProvider::Openssl => Inner::Openssl(openssl_session::Acceptor::new(identity)?),
         };
-        Ok(Self { inner })
+        Ok(Self { inner, hook: None })
+    }
+
+    /// Every TLS session asks `hook` about its ClientHello first (ignored
+    /// without TLS: h2c has no ClientHello).
+    pub fn with_client_hello_hook(mut self, hook: Option<ClientHelloHook>) -> Self {
+        self.hook = hook;
+        self
     }
 
     pub fn provider(&self) -> TlsProvider {
@@ -128,10 +142,14 @@ impl TlsAcceptor {
 
     /// A session for a newly accepted connection.
     pub fn session(&self) -> Result<Box<dyn TlsSession>, TlsError> {
-        Ok(match &self.inner {
-            Inner::Plain => Box::new(plain::PlainSession::default()),
+        let session: Box<dyn TlsSession> = match &self.inner {
+            Inner::Plain => return Ok(Box::new(plain::PlainSession::default())),
             Inner::Rustls(a) => Box::new(a.session()?),
             Inner::Openssl(a) => Box::new(a.session()?),
+        };
+        Ok(match &self.hook {
+            Some(hook) => Box::new(client_hello::HookedSession::new(session, hook.clone())),
+            None => session,
         })
     }
 }

@@ -292,10 +292,15 @@ pub fn assert_raw_hello(server: &Server) {
     assert_hello_on(RawConn::connect(server), server.setup());
 }
 
-/// Over `conn`, one GET gets `Hello World\n` on stream 1.
+/// Over a fresh `conn`, one GET gets `Hello World\n` on stream 1.
 pub fn assert_hello_on(mut conn: RawConn, setup: Setup) {
-    conn.write_all(&[client_hello(), GET_1.to_vec()].concat())
-        .unwrap();
+    conn.write_all(&client_hello()).unwrap();
+    assert_get_on_open(conn, setup);
+}
+
+/// Over `conn`, past its preface already, one GET gets `Hello World\n`.
+pub fn assert_get_on_open(mut conn: RawConn, setup: Setup) {
+    conn.write_all(&GET_1).unwrap();
     // Then a GOAWAY of our own, so the server closes and we can read all.
     let mut goaway = Vec::new();
     frame::encode_goaway(&mut goaway, 0, Reason::NO_ERROR);
@@ -383,4 +388,77 @@ macro_rules! setup_tests {
             )*
         }
     };
+}
+
+/// A `h2lab serve` child process and the URL from its one stdout line.
+/// Killed on drop, so a failing test leaves nothing running.
+pub struct Serving {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+pub fn serve(args: &[&str]) -> Serving {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn h2lab serve");
+    let mut line = String::new();
+    io::BufRead::read_line(
+        &mut io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let Some(url) = line.strip_prefix("listening on ") else {
+        let _ = child.kill();
+        panic!("first line: {line:?}");
+    };
+    assert!(line.ends_with("/\n"), "{line:?}");
+    let url = url.trim_end().to_string();
+    Serving { child, url }
+}
+
+impl Serving {
+    /// `host:port` of the URL.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let rest = self.url.split_once("://").unwrap().1;
+        rest.trim_end_matches('/').parse().unwrap()
+    }
+
+    /// Sends `signal`, waits (bounded) for the exit, returns the output.
+    pub fn stop_with(mut self, signal: &str) -> Output {
+        let pid = self.child.id().to_string();
+        let status = run(Command::new("kill").args(["-s", signal, &pid])).status;
+        assert!(status.success(), "kill -s {signal}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "h2lab serve did not exit within 5 s of SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = Output {
+            status: self.child.try_wait().unwrap().unwrap(),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+        if let Some(mut s) = self.child.stdout.take() {
+            let _ = s.read_to_end(&mut out.stdout);
+        }
+        if let Some(mut s) = self.child.stderr.take() {
+            let _ = s.read_to_end(&mut out.stderr);
+        }
+        out
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -7,7 +7,7 @@ pub mod state;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,14 +89,15 @@ impl Client {
         f
     }
 
-    /// Runs actions until none is possible or the turn is over.
-    fn take_turn(&mut self) -> Turn {
+    /// Runs actions until none is possible or the turn is over; counts
+    /// socket writes into `writes`.
+    fn take_turn(&mut self, writes: &AtomicU64) -> Turn {
         for _ in 0..MAX_ACTIONS_PER_TURN {
             match select_next_action(self.flags()) {
                 None => return Turn::Idle,
                 Some(Action::Close) => return Turn::Closed,
                 Some(action) => {
-                    if let Err(e) = self.perform(action) {
+                    if let Err(e) = self.perform(action, writes) {
                         // The socket is unusable: nothing more can be sent.
                         self.error.get_or_insert(e.into());
                         return Turn::Closed;
@@ -109,10 +110,10 @@ impl Client {
 
     /// One action. An error means the socket failed; protocol and TLS
     /// errors only set CLOSING, so that their GOAWAY or alert still goes out.
-    fn perform(&mut self, action: Action) -> io::Result<()> {
+    fn perform(&mut self, action: Action, writes: &AtomicU64) -> io::Result<()> {
         let outcome = match action {
             Action::ReadSocket => return self.read_socket(),
-            Action::WriteSocket => return self.write_socket(),
+            Action::WriteSocket => return self.write_socket(writes),
             Action::Handshake | Action::Decrypt => self.decrypt(),
             Action::Engine => self.run_engine(),
             Action::Encrypt => self.pipeline.encrypt().map(drop),
@@ -180,9 +181,10 @@ impl Client {
         Ok(())
     }
 
-    fn write_socket(&mut self) -> io::Result<()> {
+    fn write_socket(&mut self, writes: &AtomicU64) -> io::Result<()> {
         match self.sock.write(&self.output[self.out_start..]) {
             Ok(n) => {
+                writes.fetch_add(1, Ordering::Relaxed);
                 self.out_start += n;
                 if self.out_start == self.output.len() {
                     self.output.clear();
@@ -308,7 +310,7 @@ impl PollLoop {
                 continue;
             };
             c.queued = false;
-            match c.take_turn() {
+            match c.take_turn(&self.shared.counters.writes) {
                 Turn::Idle => {}
                 Turn::More => self.enqueue(key),
                 Turn::Closed => self.close(key),

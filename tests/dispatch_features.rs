@@ -1,0 +1,324 @@
+//! What the event-loop dispatches promise beyond serving: `poll`'s client
+//! limit, idle timeout and idle cost; no dispatch but `single` lets a stalled
+//! client hold the others up; the client-hello hook on both TLS providers;
+//! `--nodelay false`, and tokio's multi-thread runtime.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use h2lab::frame::FrameType;
+use h2lab::{ClientHello, ClientHelloHook, Dispatch, Engine, ServerConfig, Setup, TlsProvider};
+use support::{
+    assert_curl_hello, assert_get_on_open, assert_raw_hello, client_hello, run, serve, tool,
+    RawConn,
+};
+
+fn poll(tls: TlsProvider) -> ServerConfig {
+    ServerConfig {
+        dispatch: Dispatch::Poll,
+        tls,
+        ..Default::default()
+    }
+}
+
+/// Connects and waits for the server's SETTINGS: the client is registered.
+fn connected_client(server: &h2lab::Server) -> RawConn {
+    let mut conn = RawConn::connect(server);
+    conn.write_all(&client_hello()).unwrap();
+    let mut settings = [0u8; 9];
+    conn.read_exact(&mut settings).expect("server SETTINGS");
+    assert_eq!(settings[3], FrameType::SETTINGS.0);
+    conn
+}
+
+fn max_clients_refuses_exactly_the_surplus(tls: TlsProvider) {
+    let server = h2lab::start(&ServerConfig {
+        max_clients: Some(3),
+        ..poll(tls)
+    })
+    .unwrap();
+    let kept: Vec<RawConn> = (0..3).map(|_| connected_client(&server)).collect();
+    for _ in 0..2 {
+        // Closed at once: no SETTINGS, no handshake, just EOF (or a reset).
+        match RawConn::connect_alpn(&server, &[b"h2"]) {
+            Ok(mut conn) => assert_eq!(conn.read_to_close(), b"", "{tls}: refused client got data"),
+            Err(_) => assert!(tls.is_tls(), "the h2c connect itself cannot fail"),
+        }
+    }
+    let setup = server.setup();
+    for conn in kept {
+        // Each kept client completes its request (it already sent its hello).
+        assert_get_on_open(conn, setup);
+    }
+    let stats = server.stop();
+    assert_eq!(stats.refused, 2, "{setup}");
+    assert_eq!(stats.accepted, 5, "{setup}");
+    assert_eq!(stats.responses, 3, "{setup}");
+}
+
+#[test]
+fn poll_max_clients_3_of_5_h2c() {
+    max_clients_refuses_exactly_the_surplus(TlsProvider::None);
+}
+
+#[test]
+fn poll_max_clients_3_of_5_rustls() {
+    max_clients_refuses_exactly_the_surplus(TlsProvider::Rustls);
+}
+
+#[test]
+fn poll_max_clients_3_of_5_openssl() {
+    max_clients_refuses_exactly_the_surplus(TlsProvider::Openssl);
+}
+
+#[test]
+fn poll_idle_timeout_closes_a_silent_client_and_spares_a_talking_one() {
+    let server = h2lab::start(&ServerConfig {
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..poll(TlsProvider::None)
+    })
+    .unwrap();
+    let mut silent = connected_client(&server);
+    let mut talking = connected_client(&server);
+    let started = Instant::now();
+    // The talking client sends a PING every 300 ms for 2 s.
+    let pinger = std::thread::spawn(move || {
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        for _ in 0..7 {
+            std::thread::sleep(Duration::from_millis(300));
+            talking.write_all(&ping).unwrap();
+        }
+        talking
+    });
+    silent.read_to_close();
+    let closed_after = started.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(2),
+        "silent client closed after {closed_after:?}"
+    );
+    let talking = pinger.join().unwrap();
+    // Still open after 2 s: it answers a request.
+    assert_get_on_open(talking, server.setup());
+    let stats = server.stop();
+    assert_eq!(stats.timed_out, 1);
+}
+
+/// A client that sends half a frame and then nothing must not hold up the
+/// other clients (on `single` it would: that is the point of `single`).
+fn stalled_client_does_not_block_others(setup: Setup) {
+    let server = support::start(setup);
+    let mut stalled = RawConn::connect(&server);
+    let mut half = client_hello();
+    half.extend_from_slice(&support::GET_1[..6]);
+    stalled.write_all(&half).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+
+    let out = run(tool("h2load")
+        .args(["-n", "2000", "-c", "5", "-m", "10", "-T", "10", "-N", "10"])
+        .arg(server.url()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2000 succeeded, 0 failed"), "{setup}: {text}");
+    assert_raw_hello(&server);
+    drop(stalled);
+}
+
+#[test]
+fn stalled_client_poll_h2c() {
+    stalled_client_does_not_block_others(support::setup(Dispatch::Poll, TlsProvider::None));
+}
+
+#[test]
+fn stalled_client_poll_rustls() {
+    stalled_client_does_not_block_others(support::setup(Dispatch::Poll, TlsProvider::Rustls));
+}
+
+#[test]
+fn stalled_client_poll_openssl() {
+    stalled_client_does_not_block_others(support::setup(Dispatch::Poll, TlsProvider::Openssl));
+}
+
+#[test]
+fn stalled_client_thread_rustls() {
+    stalled_client_does_not_block_others(support::setup(Dispatch::Thread, TlsProvider::Rustls));
+}
+
+#[test]
+fn stalled_client_tokio_openssl() {
+    stalled_client_does_not_block_others(support::setup(Dispatch::Tokio, TlsProvider::Openssl));
+}
+
+#[test]
+fn stalled_client_tokio_h2_rustls() {
+    stalled_client_does_not_block_others(Setup {
+        dispatch: Dispatch::Tokio,
+        engine: Engine::H2,
+        tls: TlsProvider::Rustls,
+    });
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised name; utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+/// The poll loop is one thread and sleeps in poll: 1000 idle connections
+/// cost it no CPU time (clock-tick resolution: 10 ms).
+#[test]
+fn poll_loop_is_one_thread_and_idles_at_zero_cpu_with_1000_clients() {
+    let server = serve(&["--dispatch", "poll"]);
+    let pid = server.child.id();
+    let threads_before = thread_count(pid);
+    let mut clients = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let c = TcpStream::connect(server.addr()).unwrap();
+        c.set_read_timeout(Some(support::IO_TIMEOUT)).unwrap();
+        clients.push(c);
+    }
+    for c in &mut clients {
+        let mut settings = [0u8; 9];
+        c.read_exact(&mut settings)
+            .expect("every client was accepted");
+    }
+    assert_eq!(thread_count(pid), threads_before, "no thread per client");
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used <= 1,
+        "{used} ticks of CPU in 2 s with 1000 idle clients"
+    );
+    drop(clients);
+    let out = server.stop_with("TERM");
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1000 connections"), "{err}");
+}
+
+/// The hook sees SNI and the ALPN offer on every dispatch and both
+/// providers, and refuses with a handshake_failure alert.
+#[test]
+fn client_hello_hook_sees_sni_and_alpn_and_may_refuse() {
+    for dispatch in [Dispatch::Poll, Dispatch::Thread, Dispatch::Tokio] {
+        for tls in [TlsProvider::Rustls, TlsProvider::Openssl] {
+            let seen: Arc<Mutex<Vec<ClientHello>>> = Arc::default();
+            let record = seen.clone();
+            let hook = ClientHelloHook::new(move |hello| {
+                record.lock().unwrap().push(hello.clone());
+                match hello.server_name.as_deref() {
+                    Some("blocked.localhost") => Err("blocked name".into()),
+                    _ => Ok(()),
+                }
+            });
+            let server = h2lab::start(&ServerConfig {
+                dispatch,
+                tls,
+                client_hello: Some(hook),
+                ..Default::default()
+            })
+            .unwrap();
+            assert_curl_hello(&server);
+            let port = server.local_addr().port();
+            let out = run(tool("curl")
+                .args(["--silent", "--http2", "--insecure", "--max-time", "10"])
+                .args(["--resolve", &format!("blocked.localhost:{port}:127.0.0.1")])
+                .arg(format!("https://blocked.localhost:{port}/")));
+            assert!(
+                !out.status.success(),
+                "{dispatch}/{tls}: refused client got through"
+            );
+            assert_curl_hello(&server);
+            let setup = server.setup();
+            let stats = server.stop();
+            assert_eq!(stats.failed, 1, "{setup}");
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.len(), 3, "{setup}: {seen:?}");
+            // curl connects by IP first: no SNI for an IP address (RFC 6066).
+            assert_eq!(seen[0].server_name, None, "{setup}");
+            assert_eq!(seen[1].server_name.as_deref(), Some("blocked.localhost"));
+            for hello in seen.iter() {
+                assert_eq!(
+                    hello.alpn,
+                    vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+                    "{setup}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn nodelay_false_still_serves() {
+    for dispatch in ["poll", "thread", "tokio"] {
+        let s = serve(&[
+            "--dispatch",
+            dispatch,
+            "--nodelay",
+            "false",
+            "--tls",
+            "rustls",
+        ]);
+        let out = run(tool("curl")
+            .args(["--silent", "--http2", "--insecure", "--max-time", "10"])
+            .arg(&s.url));
+        assert_eq!(out.stdout, b"Hello World\n", "{dispatch}");
+        assert_eq!(s.stop_with("TERM").status.code(), Some(0));
+    }
+}
+
+#[test]
+fn tokio_multi_thread_runtime_serves_under_load() {
+    let s = serve(&["--dispatch", "tokio", "--threads", "2", "--engine", "h2"]);
+    let out = run(tool("h2load")
+        .args(["-n", "5000", "-c", "10", "-m", "10", "-T", "10", "-N", "10"])
+        .arg(&s.url));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("5000 succeeded, 0 failed"), "{text}");
+    assert_eq!(s.stop_with("INT").status.code(), Some(0));
+}
+
+/// With 100 requests in flight per client, the mini engine's answers to
+/// many requests share one socket write on every dispatch (the seed's
+/// coalescing point). The `h2` crate flushes once per response when driven
+/// by its accept loop: printed, not asserted.
+#[test]
+fn pipelined_answers_are_coalesced_into_few_writes() {
+    for setup in h2lab::Setup::supported() {
+        if setup.tls == TlsProvider::Openssl {
+            continue; // same drivers as rustls; keeps the test short
+        }
+        let server = support::start(setup);
+        let out = run(tool("h2load")
+            .args(["-n", "5000", "-c", "1", "-m", "100", "-T", "10", "-N", "10"])
+            .arg(server.url()));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("5000 succeeded, 0 failed"), "{setup}: {text}");
+        let stats = server.stop();
+        assert_eq!(stats.responses, 5000, "{setup}");
+        println!(
+            "{setup}: {} writes for {} responses",
+            stats.writes, stats.responses
+        );
+        if setup.engine == Engine::Mini {
+            assert!(
+                stats.writes * 5 < stats.responses,
+                "{setup}: {} writes for {} responses",
+                stats.writes,
+                stats.responses
+            );
+        }
+    }
+}
