@@ -126,10 +126,13 @@ impl Client {
         if let Err(e) = outcome {
             self.error.get_or_insert(e.into());
             self.flags.set(Flags::CLOSING, true);
-            self.in_start = self.in_end; // what is left is not worth reading
         }
         if self.pipeline.is_closed() {
             self.flags.set(Flags::CLOSING, true);
+        }
+        if self.flags.contains(Flags::CLOSING) {
+            // GOAWAY, EOF or an error: what is left to read is not worth it.
+            self.in_start = self.in_end;
         }
         Ok(())
     }
