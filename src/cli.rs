@@ -14,6 +14,7 @@ use signal_hook::iterator::Signals;
 
 use crate::server::{self, Dispatch, Engine, ServerConfig};
 use crate::tls::TlsProvider;
+use crate::trace::TraceConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,6 +85,20 @@ pub struct ServeArgs {
     /// instead of the default current-thread runtime.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
+    /// Record every action and frame of every client to PREFIX.json (Chrome
+    /// trace, opens in Perfetto) and PREFIX.csv (action log), e.g.
+    /// `--trace traces/run1`. Both are complete once the server stops.
+    #[arg(long, value_name = "PREFIX")]
+    pub trace: Option<PathBuf>,
+    /// Stop recording after N records; what is not recorded is counted and
+    /// reported (so a long run cannot fill the disk).
+    #[arg(long, value_name = "N", requires = "trace")]
+    pub trace_limit: Option<u64>,
+    /// Records the queue to the trace writer holds; when it is full, records
+    /// are dropped and counted, never waited for.
+    #[arg(long, value_name = "N", requires = "trace", default_value_t = crate::trace::DEFAULT_QUEUE as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    pub trace_queue: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,6 +182,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         threads: args.threads.unwrap_or(0) as usize,
         client_hello: None, // a library hook: no CLI form
+        trace: args.trace.map(|prefix| TraceConfig {
+            limit: args.trace_limit,
+            queue: args.trace_queue as usize,
+            ..TraceConfig::new(prefix)
+        }),
     };
     let server = server::start(&config)?;
     {
@@ -178,14 +198,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let setup = server.setup();
     let stats = server.stop();
     eprintln!(
-        "h2lab: {setup} stopped{}: {} connections, {} responses, {} connections failed",
-        signal
-            .map(|s| format!(" by signal {s}"))
-            .unwrap_or_default(),
+        "h2lab: {setup} stopped{}: {} connections, {} responses, {} writes, {} failed, {} refused, {} timed out",
+        signal.map(|s| format!(" by signal {s}")).unwrap_or_default(),
         stats.accepted,
         stats.responses,
-        stats.failed
+        stats.writes,
+        stats.failed,
+        stats.refused,
+        stats.timed_out
     );
+    if let (Some(result), Some(t)) = (&stats.trace, &config.trace) {
+        match result {
+            Ok(summary) => eprintln!(
+                "h2lab: trace {} and {}: {summary}",
+                t.json_path().display(),
+                t.csv_path().display()
+            ),
+            Err(e) => anyhow::bail!("trace: {e}"),
+        }
+    }
     Ok(())
 }
 

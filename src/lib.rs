@@ -10,6 +10,7 @@ pub mod engine;
 pub mod frame;
 pub mod server;
 pub mod tls;
+pub mod trace;
 
 pub use server::{start, with_server, Dispatch, Engine, Server, ServerConfig, ServerError, Setup};
 pub use tls::{ClientHello, ClientHelloHook, TlsProvider};

@@ -35,7 +35,11 @@ fn serve_prints_one_line_and_sigterm_stops_with_status_0() {
         "nothing after the first line: {out:?}"
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("1 responses"), "{err}");
+    assert!(
+        err.contains("stopped by signal 15: 1 connections, 1 responses, "),
+        "{err}"
+    );
+    assert!(err.contains(" 0 failed, 0 refused, 0 timed out"), "{err}");
 }
 
 #[test]

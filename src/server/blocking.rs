@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::pipeline::Pipeline;
 use super::{ConnError, Engine, Shared};
 use crate::tls::{TlsProvider, TlsSession};
+use crate::trace::{self, Name, NO_STATE};
 
 /// Octets read from a socket at once.
 pub const READ_BUF: usize = 16 * 1024;
@@ -50,7 +51,7 @@ pub(super) fn accept_loop(listener: TcpListener, threaded: bool, shared: Arc<Sha
         let conn_shared = shared.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("h2lab-conn-{id}"))
-            .spawn(move || handle(id, sock, &conn_shared));
+            .spawn(move || conn_shared.traced(|| handle(id, sock, &conn_shared)));
         match spawned {
             Ok(w) => workers.push(w),
             Err(e) => {
@@ -69,40 +70,51 @@ pub(super) fn accept_loop(listener: TcpListener, threaded: bool, shared: Arc<Sha
 /// Serves one client and accounts for it.
 fn handle(id: u64, sock: TcpStream, shared: &Shared) {
     let mut responses = 0;
-    let result = shared
-        .acceptor
-        .session()
-        .map_err(ConnError::from)
-        .and_then(|tls| {
-            sock.set_nodelay(shared.nodelay)?;
-            let writes = &shared.counters.writes;
-            match shared.engine {
-                Engine::Mini => serve_mini(sock, tls, &mut responses, writes),
-                Engine::H2 => serve_h2(
-                    sock,
-                    tls,
-                    shared.acceptor.provider(),
-                    &mut responses,
-                    writes,
-                ),
+    let accepted = {
+        let _span = trace::action(id, Name::Accept, NO_STATE);
+        sock.set_nodelay(shared.nodelay)
+            .map_err(ConnError::from)
+            .and_then(|()| Ok(shared.acceptor.session()?))
+    };
+    let result = accepted.and_then(|tls| {
+        let writes = &shared.counters.writes;
+        match shared.engine {
+            Engine::Mini => serve_mini(id, sock, tls, &mut responses, writes),
+            Engine::H2 => {
+                let provider = shared.acceptor.provider();
+                serve_h2(id, sock, tls, provider, &mut responses, writes)
             }
-        });
+        }
+    });
     shared.finish(id, responses, result);
     shared.unregister(id);
 }
 
-/// A socket whose write calls are counted in the server's `writes`.
-struct Counted<'a> {
+/// A socket whose reads and writes are traced, and whose write calls are
+/// counted in the server's `writes`.
+struct Traced<'a> {
+    client: u64,
     sock: TcpStream,
     writes: &'a AtomicU64,
 }
 
-impl Counted<'_> {
+impl Traced<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let span = trace::action(self.client, Name::ReadSocket, NO_STATE);
+        let n = self.sock.read(buf)?;
+        span.bytes(n);
+        Ok(n)
+    }
+
     fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
+            let span = trace::action(self.client, Name::WriteSocket, NO_STATE);
             match self.sock.write(data) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => data = &data[n..],
+                Ok(n) => {
+                    span.bytes(n);
+                    data = &data[n..];
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
@@ -113,13 +125,18 @@ impl Counted<'_> {
 }
 
 fn serve_mini(
+    client: u64,
     sock: TcpStream,
     tls: Box<dyn TlsSession>,
     responses: &mut u64,
     writes: &AtomicU64,
 ) -> Result<(), ConnError> {
-    let mut sock = Counted { sock, writes };
-    let mut pipeline = Pipeline::new(tls);
+    let mut sock = Traced {
+        client,
+        sock,
+        writes,
+    };
+    let mut pipeline = Pipeline::new(tls, client);
     let mut read = vec![0; READ_BUF].into_boxed_slice();
     let mut wire = Vec::with_capacity(READ_BUF);
     let result = run_mini(&mut sock, &mut pipeline, &mut read, &mut wire);
@@ -133,7 +150,7 @@ fn serve_mini(
 }
 
 fn run_mini(
-    sock: &mut Counted,
+    sock: &mut Traced,
     pipeline: &mut Pipeline,
     read: &mut [u8],
     wire: &mut Vec<u8>,
@@ -143,7 +160,7 @@ fn run_mini(
         if pipeline.is_closed() {
             return Ok(());
         }
-        let n = match sock.sock.read(read) {
+        let n = match sock.read(read) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
@@ -158,7 +175,7 @@ fn run_mini(
 
 /// Encrypts what the engine queued and writes it all to the socket: one
 /// write per chunk read, however many responses it holds.
-fn flush(sock: &mut Counted, pipeline: &mut Pipeline, wire: &mut Vec<u8>) -> Result<(), ConnError> {
+fn flush(sock: &mut Traced, pipeline: &mut Pipeline, wire: &mut Vec<u8>) -> Result<(), ConnError> {
     pipeline.poll_output(wire)?;
     if !wire.is_empty() {
         sock.write_all(wire)?;
@@ -168,6 +185,7 @@ fn flush(sock: &mut Counted, pipeline: &mut Pipeline, wire: &mut Vec<u8>) -> Res
 }
 
 fn serve_h2(
+    client: u64,
     sock: TcpStream,
     tls: Box<dyn TlsSession>,
     provider: TlsProvider,
@@ -180,6 +198,6 @@ fn serve_h2(
     sock.set_nonblocking(true)?;
     runtime.block_on(async {
         let sock = tokio::net::TcpStream::from_std(sock)?;
-        super::tokio_loop::serve_h2_on(sock, tls, provider, responses, writes).await
+        super::tokio_loop::serve_h2_on(client, sock, tls, provider, responses, writes).await
     })
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::certs::{CertError, Identity};
 use crate::tls::{ClientHelloHook, TlsAcceptor, TlsError, TlsProvider};
+use crate::trace::{TraceConfig, TraceError, TraceSummary, Tracer};
 
 /// How connections are accepted and scheduled: the `dispatch` axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -131,6 +132,10 @@ pub enum ServerError {
     },
     #[error("cannot start the server: {0}")]
     Spawn(std::io::Error),
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    #[error("this build has tracing compiled out: rebuild with the `trace` cargo feature")]
+    TraceCompiledOut,
 }
 
 /// Why one connection ended badly.
@@ -175,6 +180,8 @@ pub struct ServerConfig {
     /// With TLS: sees each client's server name and ALPN offer first, and
     /// may refuse the client.
     pub client_hello: Option<ClientHelloHook>,
+    /// Record every action and frame to `PREFIX.json` and `PREFIX.csv`.
+    pub trace: Option<TraceConfig>,
 }
 
 impl Default for ServerConfig {
@@ -192,6 +199,7 @@ impl Default for ServerConfig {
             idle_timeout: None,
             threads: 0,
             client_hello: None,
+            trace: None,
         }
     }
 }
@@ -215,6 +223,9 @@ impl ServerConfig {
             true => Err(ServerError::OptionNotForDispatch { option, only }),
             false => Ok(()),
         };
+        if self.trace.is_some() && !cfg!(feature = "trace") {
+            return Err(ServerError::TraceCompiledOut);
+        }
         only(self.max_clients.is_some(), "--max-clients", Dispatch::Poll)?;
         only(
             self.idle_timeout.is_some(),
@@ -237,7 +248,7 @@ struct Counters {
 }
 
 /// A snapshot of the counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServerStats {
     /// Connections accepted (refused ones included).
     pub accepted: u64,
@@ -252,10 +263,15 @@ pub struct ServerStats {
     /// Socket write calls: responses per write shows how well a design
     /// coalesces pipelined answers.
     pub writes: u64,
+    /// From `stop()` of a traced server: what the trace holds and lost, or
+    /// why it could not be completed.
+    pub trace: Option<Result<TraceSummary, String>>,
 }
 
 /// State shared by the accept loop, the connections and the handle.
 struct Shared {
+    /// The trace's dispatcher, installed in every thread the server starts.
+    dispatch: Option<tracing::Dispatch>,
     acceptor: TlsAcceptor,
     engine: Engine,
     nodelay: bool,
@@ -267,6 +283,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// Runs `f` with the server's trace dispatcher (if any) as the thread's.
+    fn traced<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.dispatch {
+            Some(d) => tracing::dispatcher::with_default(d, f),
+            None => f(),
+        }
+    }
+
     /// Registers a new connection unless the server is stopping. Checked
     /// under the same lock `stop` takes, so no connection slips past it.
     fn register(&self, id: u64, stream: &TcpStream) -> bool {
@@ -287,6 +311,7 @@ impl Shared {
 
     /// Accounts for a connection that has ended.
     fn finish(&self, id: u64, responses: u64, result: Result<(), ConnError>) {
+        let _span = crate::trace::action(id, crate::trace::Name::Close, crate::trace::NO_STATE);
         let c = &self.counters;
         c.responses.fetch_add(responses, Ordering::Relaxed);
         if let Err(e) = result {
@@ -315,6 +340,7 @@ pub struct Server {
     shared: Arc<Shared>,
     wake: Wake,
     accept_thread: Option<JoinHandle<()>>,
+    tracer: Option<Tracer>,
 }
 
 /// How `stop` wakes the dispatch's thread.
@@ -334,6 +360,13 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
     };
     let acceptor = TlsAcceptor::new(config.tls, &identity)?
         .with_client_hello_hook(config.client_hello.clone());
+    let (tracer, dispatch) = match &config.trace {
+        Some(t) => {
+            let (tracer, dispatch) = Tracer::start(t)?;
+            (Some(tracer), Some(dispatch))
+        }
+        None => (None, None),
+    };
     let bind = SocketAddr::new(config.host, config.port);
     let listener =
         TcpListener::bind(bind).map_err(|source| ServerError::Bind { addr: bind, source })?;
@@ -341,6 +374,7 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         .local_addr()
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
     let shared = Arc::new(Shared {
+        dispatch,
         acceptor,
         engine: config.engine,
         nodelay: config.nodelay,
@@ -354,14 +388,21 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
     let (wake, accept_thread) = match dispatch {
         Dispatch::Single | Dispatch::Thread => {
             let threaded = dispatch == Dispatch::Thread;
-            let run = move || blocking::accept_loop(listener, threaded, thread_shared);
+            let run = move || {
+                let shared = thread_shared.clone();
+                shared.traced(|| blocking::accept_loop(listener, threaded, thread_shared))
+            };
             (Wake::Accept, thread.spawn(run))
         }
         Dispatch::Tokio => {
-            let runtime = tokio_loop::runtime(config.threads).map_err(ServerError::Spawn)?;
+            let runtime = tokio_loop::runtime(config.threads, shared.dispatch.clone())
+                .map_err(ServerError::Spawn)?;
             listener.set_nonblocking(true).map_err(ServerError::Spawn)?;
             let (tx, rx) = tokio::sync::watch::channel(false);
-            let run = move || tokio_loop::run(runtime, listener, thread_shared, rx);
+            let run = move || {
+                let shared = thread_shared.clone();
+                shared.traced(|| tokio_loop::run(runtime, listener, thread_shared, rx))
+            };
             (Wake::Tokio(tx), thread.spawn(run))
         }
         Dispatch::Poll => {
@@ -372,9 +413,10 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
                 max_clients: config.max_clients,
                 idle_timeout: config.idle_timeout,
             };
-            let event_loop = poll::PollLoop::new(poll, listener, thread_shared, options)
+            let event_loop = poll::PollLoop::new(poll, listener, thread_shared.clone(), options)
                 .map_err(ServerError::Spawn)?;
-            (Wake::Poll(waker), thread.spawn(move || event_loop.run()))
+            let run = move || thread_shared.traced(|| event_loop.run());
+            (Wake::Poll(waker), thread.spawn(run))
         }
     };
     Ok(Server {
@@ -384,6 +426,7 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         shared,
         wake,
         accept_thread: Some(accept_thread.map_err(ServerError::Spawn)?),
+        tracer,
     })
 }
 
@@ -416,14 +459,21 @@ impl Server {
             failed: c.failed.load(Ordering::Relaxed),
             responses: c.responses.load(Ordering::Relaxed),
             writes: c.writes.load(Ordering::Relaxed),
+            trace: None,
         }
     }
 
     /// Closes the listener, ends open connections, joins every thread the
-    /// server started, and returns the final counters (the seed's KILL-SERVER).
+    /// server started, completes the trace if there is one, and returns the
+    /// final counters (the seed's KILL-SERVER).
     pub fn stop(mut self) -> ServerStats {
         self.shutdown();
-        self.stats()
+        let mut stats = self.stats();
+        stats.trace = self
+            .tracer
+            .take()
+            .map(|t| t.finish().map_err(|e| e.to_string()));
+        stats
     }
 
     fn shutdown(&mut self) {
@@ -457,6 +507,9 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
+        if let Some(tracer) = self.tracer.take() {
+            let _ = tracer.finish();
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 
 use crate::engine::{EngineError, MiniConnection};
 use crate::tls::{TlsError, TlsSession};
+use crate::trace::{self, FrameScanner, Name, NO_STATE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -24,6 +25,8 @@ pub enum PipelineError {
 }
 
 pub struct Pipeline {
+    /// The connection's id, 1-based in accept order, for traces.
+    client: u64,
     tls: Box<dyn TlsSession>,
     engine: MiniConnection,
     /// ③ decrypted plaintext for the engine; emptied by every `run_engine`.
@@ -32,19 +35,36 @@ pub struct Pipeline {
     plain_out: Vec<u8>,
     /// The TLS session failed: only what it still has (its alert) may be sent.
     broken: bool,
+    /// Frame boundaries of the plaintext each way, for frame events.
+    frames_in: FrameScanner,
+    frames_out: FrameScanner,
 }
 
 impl Pipeline {
     /// A new connection; the engine's SETTINGS wait in ⓤ.
-    pub fn new(tls: Box<dyn TlsSession>) -> Self {
+    pub fn new(tls: Box<dyn TlsSession>, client: u64) -> Self {
         let mut plain_out = Vec::with_capacity(4096);
         let engine = MiniConnection::accept(&mut plain_out);
-        Self {
+        let mut pipeline = Self {
+            client,
             tls,
             engine,
             plain_in: Vec::with_capacity(4096),
             plain_out,
             broken: false,
+            frames_in: FrameScanner::inbound(),
+            frames_out: FrameScanner::outbound(),
+        };
+        pipeline.trace_frames_out(0);
+        pipeline
+    }
+
+    /// Frame events for what the engine appended to ⓤ from `from` on.
+    fn trace_frames_out(&mut self, from: usize) {
+        if trace::frames_enabled() {
+            let client = self.client;
+            self.frames_out
+                .scan(&self.plain_out[from..], |h| trace::frame(client, true, h));
         }
     }
 
@@ -95,9 +115,16 @@ impl Pipeline {
             Err(e) => return Err(self.tls_failed(e)),
         };
         if n > 0 {
+            if trace::frames_enabled() {
+                let client = self.client;
+                self.frames_in
+                    .scan(&self.plain_in, |h| trace::frame(client, false, h));
+            }
+            let before = self.plain_out.len();
             let result = self
                 .engine
                 .handle_input(&self.plain_in, &mut self.plain_out);
+            self.trace_frames_out(before);
             self.plain_in.clear();
             // Status::Closed shows as `is_closed()`.
             let _status = result?;
@@ -130,15 +157,29 @@ impl Pipeline {
         if self.broken {
             return Ok(());
         }
-        Ok(self.engine.handle_eof(&mut self.plain_out)?)
+        let before = self.plain_out.len();
+        let result = self.engine.handle_eof(&mut self.plain_out);
+        self.trace_frames_out(before);
+        Ok(result?)
     }
 
-    /// Decrypts and runs the engine on one chunk read from the socket.
+    /// Decrypts and runs the engine on one chunk read from the socket, one
+    /// traced action per step.
     pub fn handle_read(&mut self, mut input: &[u8]) -> Result<(), PipelineError> {
         while !input.is_empty() && !self.is_closed() {
+            let name = match self.tls.is_handshaking() {
+                true => Name::Handshake,
+                false => Name::Decrypt,
+            };
+            let span = trace::action(self.client, name, NO_STATE);
             let used = self.decrypt(input)?;
+            span.bytes(used);
+            drop(span);
             input = &input[used..];
+            let span = trace::action(self.client, Name::Engine, NO_STATE);
             let got = self.run_engine()?;
+            span.bytes(got);
+            drop(span);
             if used == 0 && got == 0 {
                 return Err(PipelineError::Stalled);
             }
@@ -146,9 +187,19 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Encrypts ⓤ and appends everything ready to send to `out`.
+    /// Encrypts ⓤ and appends everything ready to send to `out`, one traced
+    /// action per step.
     pub fn poll_output(&mut self, out: &mut Vec<u8>) -> Result<usize, PipelineError> {
-        self.encrypt()?;
-        self.move_encrypted(out)
+        if self.has_plaintext_out() && !self.broken {
+            let span = trace::action(self.client, Name::Encrypt, NO_STATE);
+            span.bytes(self.encrypt()?);
+        }
+        if !self.tls.wants_write() {
+            return Ok(0);
+        }
+        let span = trace::action(self.client, Name::MoveEncrypted, NO_STATE);
+        let n = self.move_encrypted(out)?;
+        span.bytes(n);
+        Ok(n)
     }
 }

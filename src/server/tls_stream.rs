@@ -10,11 +10,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::blocking::READ_BUF;
 use crate::tls::{TlsError, TlsSession};
+use crate::trace::{self, FrameScanner, Name, NO_STATE};
 
 /// Past this much unsent ciphertext, writes wait for the socket.
 const HIGH_WATER: usize = 256 * 1024;
 
 pub struct TlsStream<S> {
+    client: u64,
     sock: S,
     tls: Box<dyn TlsSession>,
     /// Decrypted plaintext not yet read by the caller, from `plain_pos`.
@@ -25,6 +27,9 @@ pub struct TlsStream<S> {
     wire_pos: usize,
     read_buf: Box<[u8]>,
     eof: bool,
+    /// Frame boundaries of the plaintext each way, for frame events.
+    frames_in: FrameScanner,
+    frames_out: FrameScanner,
 }
 
 fn io_error(err: TlsError) -> io::Error {
@@ -32,8 +37,9 @@ fn io_error(err: TlsError) -> io::Error {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
-    pub fn new(sock: S, tls: Box<dyn TlsSession>) -> Self {
+    pub fn new(client: u64, sock: S, tls: Box<dyn TlsSession>) -> Self {
         Self {
+            client,
             sock,
             tls,
             plain: Vec::new(),
@@ -42,6 +48,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             wire_pos: 0,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             eof: false,
+            frames_in: FrameScanner::inbound(),
+            frames_out: FrameScanner::outbound(),
         }
     }
 
@@ -51,10 +59,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             if self.wire_pos == self.wire.len() {
                 self.wire.clear();
                 self.wire_pos = 0;
-                self.tls.poll_ciphertext(&mut self.wire).map_err(io_error)?;
-                if self.wire.is_empty() {
+                if !self.tls.wants_write() {
                     return Poll::Ready(Ok(()));
                 }
+                let span = trace::action(self.client, Name::MoveEncrypted, NO_STATE);
+                let n = self.tls.poll_ciphertext(&mut self.wire).map_err(io_error)?;
+                span.bytes(n);
             }
             let n = ready!(Pin::new(&mut self.sock).poll_write(cx, &self.wire[self.wire_pos..]))?;
             if n == 0 {
@@ -67,10 +77,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     /// Feeds one chunk of ciphertext, collecting the plaintext.
     fn feed(&mut self, n: usize) -> io::Result<()> {
         let Self {
+            client,
             tls,
             read_buf,
             plain,
             plain_pos,
+            frames_in,
             ..
         } = self;
         if *plain_pos == plain.len() {
@@ -79,9 +91,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         }
         let mut input = &read_buf[..n];
         while !input.is_empty() {
+            let name = match tls.is_handshaking() {
+                true => Name::Handshake,
+                false => Name::Decrypt,
+            };
+            let span = trace::action(*client, name, NO_STATE);
             let used = tls.handle_ciphertext(input).map_err(io_error)?;
             input = &input[used..];
+            let before = plain.len();
             let got = tls.poll_plaintext(plain).map_err(io_error)?;
+            span.bytes(used);
+            if trace::frames_enabled() {
+                frames_in.scan(&plain[before..], |h| trace::frame(*client, false, h));
+            }
             if used == 0 && got == 0 {
                 return Err(io::Error::other("TLS session stalled"));
             }
@@ -138,7 +160,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
         if this.wire.len() - this.wire_pos > HIGH_WATER {
             ready!(this.poll_send(cx))?;
         }
-        this.tls.handle_plaintext(data).map_err(io_error)?;
+        {
+            let span = trace::action(this.client, Name::Encrypt, NO_STATE);
+            this.tls.handle_plaintext(data).map_err(io_error)?;
+            span.bytes(data.len());
+        }
+        if trace::frames_enabled() {
+            let client = this.client;
+            this.frames_out
+                .scan(data, |h| trace::frame(client, true, h));
+        }
         if let Poll::Ready(Err(e)) = this.poll_send(cx) {
             return Poll::Ready(Err(e));
         }

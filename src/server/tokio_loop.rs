@@ -7,9 +7,9 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -19,9 +19,14 @@ use super::pipeline::Pipeline;
 use super::tls_stream::TlsStream;
 use super::{ConnError, Engine, Shared};
 use crate::tls::{TlsProvider, TlsSession};
+use crate::trace::{self, FrameScanner, Name, NO_STATE};
 
-/// A runtime for the dispatch: current-thread for `threads == 0`.
-pub(super) fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
+/// A runtime for the dispatch: current-thread for `threads == 0`. Worker
+/// threads get the trace dispatcher, if any.
+pub(super) fn runtime(
+    threads: usize,
+    dispatch: Option<tracing::Dispatch>,
+) -> io::Result<tokio::runtime::Runtime> {
     match threads {
         0 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -29,6 +34,12 @@ pub(super) fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
         n => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
             .thread_name("h2lab-tokio")
+            .on_thread_start(move || {
+                if let Some(d) = &dispatch {
+                    // Kept for the thread's life: the guard is never dropped.
+                    std::mem::forget(tracing::dispatcher::set_default(d));
+                }
+            })
             .enable_all()
             .build(),
     }
@@ -75,18 +86,22 @@ pub(super) fn run(
 async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut responses = 0;
     let result = async {
-        sock.set_nodelay(shared.nodelay)?;
-        let tls = shared.acceptor.session()?;
+        let tls = {
+            let _span = trace::action(id, Name::Accept, NO_STATE);
+            sock.set_nodelay(shared.nodelay)?;
+            shared.acceptor.session()?
+        };
         let writes = &shared.counters.writes;
         match shared.engine {
             Engine::Mini => {
-                serve_mini(Counted { io: sock, writes }, tls, &mut responses, stop).await
+                let sock = Traced::new(id, sock, writes, false);
+                serve_mini(sock, tls, &mut responses, stop).await
             }
             Engine::H2 => {
                 let mut stop = stop;
                 let provider = shared.acceptor.provider();
                 tokio::select! {
-                    r = serve_h2_on(sock, tls, provider, &mut responses, writes) => r,
+                    r = serve_h2_on(id, sock, tls, provider, &mut responses, writes) => r,
                     _ = stop.changed() => Ok(()),
                 }
             }
@@ -97,12 +112,12 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
 }
 
 async fn serve_mini(
-    mut sock: Counted<'_, TcpStream>,
+    mut sock: Traced<'_>,
     tls: Box<dyn TlsSession>,
     responses: &mut u64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
-    let mut pipeline = Pipeline::new(tls);
+    let mut pipeline = Pipeline::new(tls, sock.client);
     let mut read = vec![0; READ_BUF].into_boxed_slice();
     let mut wire = Vec::with_capacity(READ_BUF);
     let result = async {
@@ -111,9 +126,14 @@ async fn serve_mini(
             if pipeline.is_closed() {
                 return Ok(());
             }
-            let n = tokio::select! {
-                n = sock.read(&mut read) => n?,
+            tokio::select! {
+                ready = sock.sock.readable() => ready?,
                 _ = stop.changed() => return Ok(()),
+            };
+            let n = match sock.try_read(&mut read) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e.into()),
             };
             if n == 0 {
                 pipeline.handle_eof()?;
@@ -132,7 +152,7 @@ async fn serve_mini(
 }
 
 async fn flush(
-    sock: &mut Counted<'_, TcpStream>,
+    sock: &mut Traced<'_>,
     pipeline: &mut Pipeline,
     wire: &mut Vec<u8>,
 ) -> Result<(), ConnError> {
@@ -147,53 +167,127 @@ async fn flush(
 /// The `h2` engine on a tokio socket: straight on it for h2c, otherwise
 /// through our TLS session.
 pub(super) async fn serve_h2_on(
+    client: u64,
     sock: TcpStream,
     tls: Box<dyn TlsSession>,
     provider: TlsProvider,
     responses: &mut u64,
     writes: &AtomicU64,
 ) -> Result<(), ConnError> {
-    let sock = Counted { io: sock, writes };
     if provider == TlsProvider::None {
+        // The socket carries the frames themselves: trace them there.
+        let sock = Traced::new(client, sock, writes, true);
         return Ok(crate::engine::h2::serve(sock, responses).await?);
     }
-    Ok(crate::engine::h2::serve(TlsStream::new(sock, tls), responses).await?)
+    let sock = Traced::new(client, sock, writes, false);
+    Ok(crate::engine::h2::serve(TlsStream::new(client, sock, tls), responses).await?)
 }
 
-/// An async socket whose write calls are counted in the server's `writes`.
-pub(super) struct Counted<'a, T> {
-    io: T,
+/// A tokio socket whose read and write calls are traced (one span per
+/// system call, never across an `.await`) and whose writes are counted.
+pub(super) struct Traced<'a> {
+    sock: TcpStream,
+    client: u64,
     writes: &'a AtomicU64,
+    /// For h2c under the `h2` engine: frame events from the raw bytes.
+    frames: Option<Box<(FrameScanner, FrameScanner)>>,
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
+impl<'a> Traced<'a> {
+    fn new(client: u64, sock: TcpStream, writes: &'a AtomicU64, scan_frames: bool) -> Self {
+        let frames =
+            scan_frames.then(|| Box::new((FrameScanner::inbound(), FrameScanner::outbound())));
+        Self {
+            sock,
+            client,
+            writes,
+            frames,
+        }
+    }
+
+    /// One read system call; `WouldBlock` when the socket has nothing.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let span = trace::action(self.client, Name::ReadSocket, NO_STATE);
+        let n = self.sock.try_read(buf)?;
+        span.bytes(n);
+        if let Some(frames) = self.frames.as_mut().filter(|_| trace::frames_enabled()) {
+            let client = self.client;
+            frames.0.scan(&buf[..n], |h| trace::frame(client, false, h));
+        }
+        Ok(n)
+    }
+
+    /// One write system call; `WouldBlock` when the socket is full.
+    fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let span = trace::action(self.client, Name::WriteSocket, NO_STATE);
+        let n = self.sock.try_write(data)?;
+        span.bytes(n);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        if let Some(frames) = self.frames.as_mut().filter(|_| trace::frames_enabled()) {
+            let client = self.client;
+            frames.1.scan(&data[..n], |h| trace::frame(client, true, h));
+        }
+        Ok(n)
+    }
+
+    async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            self.sock.writable().await?;
+            match self.try_write(data) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AsyncRead for Traced<'_> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let this = self.get_mut();
+        loop {
+            ready!(this.sock.poll_read_ready(cx))?;
+            match this.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness is cleared: the next poll registers the waker.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
+impl AsyncWrite for Traced<'_> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, data);
-        if let Poll::Ready(Ok(_)) = polled {
-            self.writes.fetch_add(1, Ordering::Relaxed);
+        let this = self.get_mut();
+        loop {
+            ready!(this.sock.poll_write_ready(cx))?;
+            match this.try_write(data) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
-        polled
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(())) // a socket has no buffer of ours to flush
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        Pin::new(&mut self.sock).poll_shutdown(cx)
     }
 }

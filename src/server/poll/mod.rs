@@ -18,7 +18,22 @@ use slab::Slab;
 use super::blocking::READ_BUF;
 use super::pipeline::{Pipeline, PipelineError};
 use super::{ConnError, Shared};
+use crate::trace::{self, Name, NO_STATE};
 use state::{select_next_action, Action, Flags};
+
+/// The trace name of a state-machine action.
+fn trace_name(action: Action) -> Name {
+    match action {
+        Action::ReadSocket => Name::ReadSocket,
+        Action::Handshake => Name::Handshake,
+        Action::Decrypt => Name::Decrypt,
+        Action::Engine => Name::Engine,
+        Action::Encrypt => Name::Encrypt,
+        Action::MoveEncrypted => Name::MoveEncrypted,
+        Action::WriteSocket => Name::WriteSocket,
+        Action::Close => Name::Close,
+    }
+}
 
 pub(super) const LISTENER: Token = Token(0);
 pub(super) const WAKER: Token = Token(1);
@@ -90,17 +105,23 @@ impl Client {
     }
 
     /// Runs actions until none is possible or the turn is over; counts
-    /// socket writes into `writes`.
+    /// socket writes into `writes`. Each action is a traced span carrying
+    /// the flags it was chosen from.
     fn take_turn(&mut self, writes: &AtomicU64) -> Turn {
         for _ in 0..MAX_ACTIONS_PER_TURN {
-            match select_next_action(self.flags()) {
+            let flags = self.flags();
+            match select_next_action(flags) {
                 None => return Turn::Idle,
                 Some(Action::Close) => return Turn::Closed,
                 Some(action) => {
-                    if let Err(e) = self.perform(action, writes) {
-                        // The socket is unusable: nothing more can be sent.
-                        self.error.get_or_insert(e.into());
-                        return Turn::Closed;
+                    let span = trace::action(self.id, trace_name(action), flags.bits().into());
+                    match self.perform(action, writes) {
+                        Ok(bytes) => span.bytes(bytes),
+                        Err(e) => {
+                            // The socket is unusable: nothing more can be sent.
+                            self.error.get_or_insert(e.into());
+                            return Turn::Closed;
+                        }
                     }
                 }
             }
@@ -108,25 +129,30 @@ impl Client {
         Turn::More
     }
 
-    /// One action. An error means the socket failed; protocol and TLS
-    /// errors only set CLOSING, so that their GOAWAY or alert still goes out.
-    fn perform(&mut self, action: Action, writes: &AtomicU64) -> io::Result<()> {
+    /// One action; returns the octets it moved. An error means the socket
+    /// failed; protocol and TLS errors only set CLOSING, so that their
+    /// GOAWAY or alert still goes out.
+    fn perform(&mut self, action: Action, writes: &AtomicU64) -> io::Result<usize> {
         let outcome = match action {
             Action::ReadSocket => return self.read_socket(),
             Action::WriteSocket => return self.write_socket(writes),
             Action::Handshake | Action::Decrypt => self.decrypt(),
             Action::Engine => self.run_engine(),
-            Action::Encrypt => self.pipeline.encrypt().map(drop),
+            Action::Encrypt => self.pipeline.encrypt(),
             Action::MoveEncrypted => {
                 self.compact_output();
-                self.pipeline.move_encrypted(&mut self.output).map(drop)
+                self.pipeline.move_encrypted(&mut self.output)
             }
-            Action::Close => Ok(()),
+            Action::Close => Ok(0),
         };
-        if let Err(e) = outcome {
-            self.error.get_or_insert(e.into());
-            self.flags.set(Flags::CLOSING, true);
-        }
+        let moved = match outcome {
+            Ok(n) => n,
+            Err(e) => {
+                self.error.get_or_insert(e.into());
+                self.flags.set(Flags::CLOSING, true);
+                0
+            }
+        };
         if self.pipeline.is_closed() {
             self.flags.set(Flags::CLOSING, true);
         }
@@ -134,10 +160,10 @@ impl Client {
             // GOAWAY, EOF or an error: what is left to read is not worth it.
             self.in_start = self.in_end;
         }
-        Ok(())
+        Ok(moved)
     }
 
-    fn decrypt(&mut self) -> Result<(), PipelineError> {
+    fn decrypt(&mut self) -> Result<usize, PipelineError> {
         let used = self
             .pipeline
             .decrypt(&self.input[self.in_start..self.in_end])?;
@@ -146,21 +172,22 @@ impl Client {
         // polled first: the engine runs next either way.
         self.took_nothing = used == 0;
         self.flags.set(Flags::HAS_DECRYPTED, true);
-        Ok(())
+        Ok(used)
     }
 
-    fn run_engine(&mut self) -> Result<(), PipelineError> {
-        if self.pipeline.run_engine()? == 0 {
+    fn run_engine(&mut self) -> Result<usize, PipelineError> {
+        let n = self.pipeline.run_engine()?;
+        if n == 0 {
             self.flags.set(Flags::HAS_DECRYPTED, false);
             if self.took_nothing && self.in_start < self.in_end {
                 // TLS took no input and gave no plaintext: it would spin.
                 return Err(PipelineError::Stalled);
             }
         }
-        Ok(())
+        Ok(n)
     }
 
-    fn read_socket(&mut self) -> io::Result<()> {
+    fn read_socket(&mut self) -> io::Result<usize> {
         self.in_start = 0;
         self.in_end = 0;
         match self.sock.read(&mut self.input) {
@@ -181,10 +208,10 @@ impl Client {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        Ok(())
+        Ok(self.in_end)
     }
 
-    fn write_socket(&mut self, writes: &AtomicU64) -> io::Result<()> {
+    fn write_socket(&mut self, writes: &AtomicU64) -> io::Result<usize> {
         match self.sock.write(&self.output[self.out_start..]) {
             Ok(n) => {
                 writes.fetch_add(1, Ordering::Relaxed);
@@ -196,14 +223,15 @@ impl Client {
                     // A short write: the socket buffer is full.
                     self.flags.set(Flags::CAN_WRITE, false);
                 }
+                Ok(n)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.flags.set(Flags::CAN_WRITE, false);
+                Ok(0)
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     /// Drops what was written, so the buffer is reused instead of growing.
@@ -344,11 +372,15 @@ impl PollLoop {
                 .is_some_and(|max| self.clients.len() >= max)
             {
                 // Explicit refusal: closed at once, counted.
+                let _span = trace::action(id, Name::Refuse, NO_STATE);
                 counters.refused.fetch_add(1, Ordering::Relaxed);
                 drop(sock);
                 continue;
             }
-            if let Err(e) = self.add_client(id, sock) {
+            let span = trace::action(id, Name::Accept, NO_STATE);
+            let added = self.add_client(id, sock);
+            drop(span);
+            if let Err(e) = added {
                 self.shared.finish(id, 0, Err(e));
             }
         }
@@ -367,7 +399,7 @@ impl PollLoop {
         entry.insert(Client {
             id,
             sock,
-            pipeline: Pipeline::new(tls),
+            pipeline: Pipeline::new(tls, id),
             flags: Flags::empty(),
             input: vec![0; READ_BUF].into_boxed_slice(),
             in_start: 0,
