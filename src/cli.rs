@@ -39,6 +39,14 @@ pub enum Command {
     /// Write a fresh development certificate pair: a CA (ca.pem) and a leaf
     /// for localhost, 127.0.0.1 and ::1 (localhost.pem, localhost-key.pem).
     Certs(CertsArgs),
+    /// Compare two action logs (the CSV of `serve --trace`): per-request
+    /// action counts, bytes and mean durations, and each log's usual
+    /// per-request action sequence.
+    ///
+    /// Exit status: 0 when B is within the thresholds of A, 1 when a
+    /// per-request action count or mean duration in B exceeds A's by more,
+    /// 2 when a log cannot be read (with the reason).
+    Compare(CompareArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +110,29 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The baseline action log.
+    pub a: PathBuf,
+    /// The action log to judge against the baseline.
+    pub b: PathBuf,
+    /// Percent by which B's per-request count of an action may exceed A's.
+    #[arg(long, value_name = "PCT", default_value_t = 10.0, value_parser = parse_pct)]
+    pub threshold: f64,
+    /// Percent by which B's mean duration of an action may exceed A's
+    /// (default: --threshold). Durations are noisier than counts on a shared
+    /// machine.
+    #[arg(long, value_name = "PCT", value_parser = parse_pct)]
+    pub duration_threshold: Option<f64>,
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        _ => Err(format!("'{s}' is not a percentage (a number, 0 or more)")),
+    }
+}
+
+#[derive(Debug, clap::Args)]
 pub struct CertsArgs {
     /// Directory to write into (created if missing).
     #[arg(long, default_value = "certs")]
@@ -146,6 +177,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Certs(args) => certs(args),
+        Command::Compare(args) => return compare(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -218,6 +250,33 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn compare(args: CompareArgs) -> ExitCode {
+    let logs =
+        crate::compare::read_log(&args.a).and_then(|a| Ok((a, crate::compare::read_log(&args.b)?)));
+    let (a, b) = match logs {
+        Ok(logs) => logs,
+        Err(e) => {
+            eprintln!("h2lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let thresholds = crate::compare::Thresholds {
+        count_pct: args.threshold,
+        duration_pct: args.duration_threshold.unwrap_or(args.threshold),
+    };
+    let comparison = crate::compare::compare(&a, &b, thresholds);
+    print!("{comparison}");
+    if comparison.regressions.is_empty() {
+        println!("\nno regression beyond the thresholds");
+        return ExitCode::SUCCESS;
+    }
+    println!("\nregressions:");
+    for r in &comparison.regressions {
+        println!("  {r}");
+    }
+    ExitCode::FAILURE
 }
 
 fn certs(args: CertsArgs) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod compare;
 pub mod engine;
 pub mod frame;
 pub mod server;

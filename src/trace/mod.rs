@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use crate::frame::{FrameHeader, FrameType, HEADER_LEN};
 
 pub use layer::{TraceLayer, Tracer};
+pub use writer::CSV_HEADER;
 
 /// The target of every h2lab span and event; the layer ignores all others
 /// (the `h2` crate's own tracing among them).

@@ -1,0 +1,372 @@
+//! `h2lab compare A.csv B.csv`: per-request action counts, bytes and mean
+//! durations of two action logs side by side, each log's most common
+//! per-request action sequence, and a verdict for CI.
+//!
+//! Requests are counted from the frames: streams the server ended (a
+//! `frame-out` DATA or HEADERS row with END_STREAM).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::trace::CSV_HEADER;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {reason}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{}: no responses (no frame-out with END_STREAM): nothing to compare per request", .0.display())]
+    NoRequests(PathBuf),
+}
+
+/// Totals of one action name.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Totals {
+    pub count: u64,
+    pub bytes: u64,
+    pub dur_ns: u64,
+}
+
+/// One action log, summed up.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub path: PathBuf,
+    pub requests: u64,
+    pub clients: u64,
+    pub actions: BTreeMap<String, Totals>,
+    /// Action sequences between socket writes that answered requests, and
+    /// how often each occurred.
+    pub sequences: HashMap<String, Sequence>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sequence {
+    pub times: u64,
+    pub responses: u64,
+}
+
+#[derive(Debug)]
+struct Row<'a> {
+    ts: u64,
+    dur: u64,
+    client: u64,
+    kind: &'a str,
+    name: &'a str,
+    bytes: u64,
+    state: &'a str,
+}
+
+impl Row<'_> {
+    fn is_response(&self) -> bool {
+        self.kind == "frame-out"
+            && (self.name == "DATA" || self.name == "HEADERS")
+            && self.state.split('|').any(|f| f == "END_STREAM")
+    }
+}
+
+fn parse_row(line: &str) -> Result<Row<'_>, String> {
+    let cols: Vec<&str> = line.split(',').collect();
+    if cols.len() != 8 {
+        return Err(format!("{} columns, expected 8", cols.len()));
+    }
+    let num = |i: usize, what: &str| {
+        cols[i]
+            .parse::<u64>()
+            .map_err(|_| format!("{what} is not a number: {:?}", cols[i]))
+    };
+    let kind = cols[3];
+    if !matches!(kind, "conn" | "action" | "frame-in" | "frame-out") {
+        return Err(format!("unknown kind {kind:?}"));
+    }
+    Ok(Row {
+        ts: num(0, "ts_ns")?,
+        dur: num(1, "dur_ns")?,
+        client: num(2, "client")?,
+        kind,
+        name: cols[4],
+        bytes: num(6, "bytes")?,
+        state: cols[7],
+    })
+}
+
+/// Reads and sums up an action log written by `h2lab serve --trace`.
+pub fn read_log(path: &Path) -> Result<Log, CompareError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CompareError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let parse_err = |line: usize, reason: String| CompareError::Parse {
+        path: path.to_owned(),
+        line,
+        reason,
+    };
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(h) if h == CSV_HEADER => {}
+        Some(h) => {
+            return Err(parse_err(
+                1,
+                format!("header {h:?}, expected {CSV_HEADER:?}"),
+            ))
+        }
+        None => return Err(parse_err(1, "empty file".into())),
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate() {
+        rows.push(parse_row(line).map_err(|r| parse_err(i + 2, r))?);
+    }
+    let mut log = Log {
+        path: path.to_owned(),
+        ..Log::default()
+    };
+    for r in &rows {
+        if r.kind == "action" {
+            let t = log.actions.entry(r.name.to_string()).or_default();
+            t.count += 1;
+            t.bytes += r.bytes;
+            t.dur_ns += r.dur;
+        }
+        if r.is_response() {
+            log.requests += 1;
+        }
+    }
+    if log.requests == 0 {
+        return Err(CompareError::NoRequests(path.to_owned()));
+    }
+    // Rows are written as spans close; per client, time order is start order.
+    rows.sort_by_key(|r| (r.client, r.ts));
+    let mut clients = 0;
+    let mut segment: Vec<&str> = Vec::new();
+    let mut answered = 0u64;
+    let mut last_client = None;
+    for r in &rows {
+        if last_client != Some(r.client) {
+            clients += 1;
+            last_client = Some(r.client);
+            segment.clear();
+            answered = 0;
+        }
+        if r.is_response() {
+            answered += 1;
+        }
+        if r.kind != "action" {
+            continue;
+        }
+        segment.push(r.name);
+        if r.name == "write_socket" {
+            if answered > 0 {
+                let s = log.sequences.entry(run_length(&segment)).or_default();
+                s.times += 1;
+                s.responses += answered;
+            }
+            segment.clear();
+            answered = 0;
+        }
+    }
+    log.clients = clients;
+    Ok(log)
+}
+
+/// `a b b c` → `a → b ×2 → c`.
+fn run_length(names: &[&str]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < names.len() {
+        let n = names[i..].iter().take_while(|x| **x == names[i]).count();
+        if !out.is_empty() {
+            out.push_str(" → ");
+        }
+        out.push_str(names[i]);
+        if n > 1 {
+            let _ = write!(out, " ×{n}");
+        }
+        i += n;
+    }
+    out
+}
+
+impl Log {
+    fn per_request(&self, t: Totals) -> (f64, f64) {
+        let r = self.requests as f64;
+        (t.count as f64 / r, t.bytes as f64 / r)
+    }
+
+    /// The most common sequence: (sequence, times, responses per time).
+    pub fn usual_sequence(&self) -> Option<(&str, u64, f64)> {
+        self.sequences
+            .iter()
+            .max_by(|a, b| a.1.times.cmp(&b.1.times).then(b.0.cmp(a.0)))
+            .map(|(s, q)| (s.as_str(), q.times, q.responses as f64 / q.times as f64))
+    }
+}
+
+/// Thresholds in percent: B may exceed A by this much before it counts as
+/// a regression.
+#[derive(Clone, Copy, Debug)]
+pub struct Thresholds {
+    pub count_pct: f64,
+    pub duration_pct: f64,
+}
+
+/// One action name's line of the comparison.
+#[derive(Debug)]
+pub struct Line {
+    pub name: String,
+    pub a: Totals,
+    pub b: Totals,
+}
+
+#[derive(Debug)]
+pub struct Comparison<'a> {
+    pub a: &'a Log,
+    pub b: &'a Log,
+    pub lines: Vec<Line>,
+    /// What B exceeds A by, beyond the thresholds, in words.
+    pub regressions: Vec<String>,
+}
+
+fn change(a: f64, b: f64) -> Option<f64> {
+    (a > 0.0).then(|| (b - a) / a * 100.0)
+}
+
+fn mean_ns(t: Totals) -> Option<f64> {
+    (t.count > 0).then(|| t.dur_ns as f64 / t.count as f64)
+}
+
+pub fn compare<'a>(a: &'a Log, b: &'a Log, th: Thresholds) -> Comparison<'a> {
+    let mut names: Vec<&String> = a.actions.keys().chain(b.actions.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut lines = Vec::new();
+    let mut regressions = Vec::new();
+    for name in names {
+        let ta = a.actions.get(name).copied().unwrap_or_default();
+        let tb = b.actions.get(name).copied().unwrap_or_default();
+        let (ca, _) = a.per_request(ta);
+        let (cb, _) = b.per_request(tb);
+        match change(ca, cb) {
+            Some(pct) if pct > th.count_pct => regressions.push(format!(
+                "{name}: {cb:.3} per request, {pct:+.1}% over {ca:.3} (threshold {}%)",
+                th.count_pct
+            )),
+            None if cb > 0.0 => regressions.push(format!("{name}: new in B, {cb:.3} per request")),
+            _ => {}
+        }
+        if let (Some(ma), Some(mb)) = (mean_ns(ta), mean_ns(tb)) {
+            if let Some(pct) = change(ma, mb).filter(|p| *p > th.duration_pct) {
+                regressions.push(format!(
+                    "{name}: mean {:.2} µs, {pct:+.1}% over {:.2} µs (threshold {}%)",
+                    mb / 1000.0,
+                    ma / 1000.0,
+                    th.duration_pct
+                ));
+            }
+        }
+        lines.push(Line {
+            name: name.clone(),
+            a: ta,
+            b: tb,
+        });
+    }
+    Comparison {
+        a,
+        b,
+        lines,
+        regressions,
+    }
+}
+
+fn pct_cell(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => change(a, b).map_or("".into(), |p| format!("{p:+.1}%")),
+        (None, Some(_)) => "new".into(),
+        (Some(_), None) => "gone".into(),
+        (None, None) => String::new(),
+    }
+}
+
+impl fmt::Display for Comparison<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (tag, log) in [("A", self.a), ("B", self.b)] {
+            writeln!(
+                f,
+                "{tag}: {} ({} requests, {} clients)",
+                log.path.display(),
+                log.requests,
+                log.clients
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<16} {:>9} {:>9} {:>8}   {:>10} {:>10} {:>8}   {:>9} {:>9} {:>8}",
+            "action", "A n/req", "B n/req", "Δ", "A B/req", "B B/req", "Δ", "A µs", "B µs", "Δ"
+        )?;
+        for l in &self.lines {
+            let (ca, ba) = self.a.per_request(l.a);
+            let (cb, bb) = self.b.per_request(l.b);
+            let some = |x: f64, n: u64| (n > 0).then_some(x);
+            let (ma, mb) = (mean_ns(l.a), mean_ns(l.b));
+            writeln!(
+                f,
+                "{:<16} {:>9.3} {:>9.3} {:>8}   {:>10.1} {:>10.1} {:>8}   {:>9} {:>9} {:>8}",
+                l.name,
+                ca,
+                cb,
+                pct_cell(some(ca, l.a.count), some(cb, l.b.count)),
+                ba,
+                bb,
+                pct_cell(some(ba, l.a.count), some(bb, l.b.count)),
+                ma.map_or("-".into(), |m| format!("{:.2}", m / 1000.0)),
+                mb.map_or("-".into(), |m| format!("{:.2}", m / 1000.0)),
+                pct_cell(ma, mb),
+            )?;
+        }
+        writeln!(f)?;
+        for (tag, log) in [("A", self.a), ("B", self.b)] {
+            match log.usual_sequence() {
+                Some((seq, times, per)) => writeln!(
+                    f,
+                    "{tag} usual sequence ({times}×, {per:.1} responses each): {seq}"
+                )?,
+                None => writeln!(
+                    f,
+                    "{tag} usual sequence: none (no write answered a request)"
+                )?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_length_folds_repeats() {
+        assert_eq!(run_length(&["a", "b", "b", "c"]), "a → b ×2 → c");
+        assert_eq!(run_length(&[]), "");
+    }
+
+    #[test]
+    fn rows_are_checked() {
+        assert!(parse_row("1,2,3,action,x,,4,").is_ok());
+        assert!(parse_row("1,2,3,bogus,x,,4,")
+            .unwrap_err()
+            .contains("unknown kind"));
+        assert!(parse_row("1,2,3").unwrap_err().contains("3 columns"));
+        assert!(parse_row("x,2,3,action,x,,4,")
+            .unwrap_err()
+            .contains("ts_ns"));
+    }
+}
