@@ -1,0 +1,95 @@
+"""The viewer on an action log recorded from a real server run.
+
+Needs the h2lab binary (built by `cargo test`; or set H2LAB_BIN) and h2load.
+A missing one is a failure, not a skip.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import plot_actions  # noqa: E402
+
+REPO = HERE.parent
+
+
+def h2lab_bin():
+    path = Path(os.environ.get("H2LAB_BIN", REPO / "target" / "debug" / "h2lab"))
+    assert path.is_file(), f"{path} missing: run `cargo build` first (or set H2LAB_BIN)"
+    return path
+
+
+@pytest.fixture(scope="module")
+def recorded_log(tmp_path_factory):
+    """Serves with --trace, drives 3 clients with h2load, stops with SIGTERM."""
+    assert shutil.which("h2load"), "h2load missing: apt-get install nghttp2-client"
+    prefix = tmp_path_factory.mktemp("trace") / "run"
+    server = subprocess.Popen(
+        [h2lab_bin(), "serve", "--dispatch", "poll", "--tls", "rustls", "--trace", str(prefix)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("listening on "), line
+        url = line.split()[-1]
+        load = subprocess.run(["h2load", "-n", "300", "-c", "3", "-m", "10", url],
+                              capture_output=True, text=True, timeout=60)
+        assert "300 succeeded" in load.stdout, load.stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=10)
+    assert server.returncode == 0, err
+    assert "0 dropped" in err, err
+    return Path(f"{prefix}.csv")
+
+
+def distinct_colours(png):
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(png)
+    return {tuple(p[:3]) for row in pixels[::4] for p in row[::4]}
+
+
+def test_plots_every_client_lane_to_png(recorded_log, tmp_path):
+    out = tmp_path / "actions.png"
+    assert plot_actions.main([str(recorded_log), "-o", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+    assert len(distinct_colours(out)) > 8, "a blank or one-colour image"
+    rows = plot_actions.read_log(recorded_log)
+    assert {r["client"] for r in rows} == {1, 2, 3}
+
+
+def test_svg_with_a_client_subset_and_time_window(recorded_log, tmp_path):
+    rows = plot_actions.read_log(recorded_log)
+    mid = sorted(r["ts_ns"] for r in rows)[len(rows) // 2] / 1000
+    out = tmp_path / "actions.svg"
+    code = plot_actions.main([str(recorded_log), "-o", str(out), "--clients", "2-3",
+                              "--start-us", str(mid - 500), "--end-us", str(mid + 500)])
+    assert code == 0
+    svg = out.read_text()
+    assert "client 2" in svg or "client 3" in svg
+    assert "client 1" not in svg
+
+
+def test_bad_input_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert plot_actions.main([str(bad), "-o", str(tmp_path / "x.png")]) == 2
+    assert "not an h2lab action log" in capsys.readouterr().err
+    assert plot_actions.main([str(tmp_path / "missing.csv")]) == 2
+    with pytest.raises(SystemExit):
+        plot_actions.main([str(bad), "--clients", "x"])
+    with pytest.raises(SystemExit):
+        plot_actions.main([str(bad), "-o", "plot.jpg"])
+
+
+def test_client_lists():
+    assert plot_actions.parse_clients("1,3-5") == {1, 3, 4, 5}
+    with pytest.raises(Exception):
+        plot_actions.parse_clients("5-3")
