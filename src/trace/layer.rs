@@ -3,13 +3,16 @@
 //!
 //! Open spans wait on a small per-thread stack, not in the registry's span
 //! extensions (which would box every record): an action span is opened and
-//! closed on one thread, around synchronous code. The queue is bounded; a
-//! record that finds it full is dropped and counted, never waited for.
+//! closed on one thread, around synchronous code. Finished records gather in
+//! a per-thread batch, so the writer thread is woken once per batch, not per
+//! record; batches are recycled, not reallocated. The queue is bounded; a
+//! batch that finds it full is dropped and its records counted, never waited
+//! for. A thread's last, partial batch is sent when the thread ends.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -26,6 +29,8 @@ use crate::frame::{FrameHeader, FrameType};
 
 /// Open spans a thread may nest before further ones go unrecorded.
 const MAX_OPEN: usize = 16;
+/// Records per batch to the writer (fewer when the queue is smaller).
+const BATCH: usize = 256;
 
 static NEXT_LAYER: AtomicUsize = AtomicUsize::new(1);
 
@@ -35,11 +40,76 @@ struct Open {
     record: Record,
 }
 
-thread_local! {
-    static OPEN: RefCell<Vec<Open>> = RefCell::new(Vec::with_capacity(MAX_OPEN));
+/// The records a thread has finished for one layer, not yet sent.
+struct Pending {
+    layer: usize,
+    records: Vec<Record>,
+    shared: Arc<Shared>,
 }
 
-/// Counters shared by the layer and its [`Tracer`].
+impl Pending {
+    /// Sends the batch. `wait`: block for room (a thread's last batch);
+    /// otherwise a full queue drops it, counted.
+    fn flush(&mut self, wait: bool) {
+        if self.records.is_empty() {
+            return;
+        }
+        let fresh = self.shared.spare();
+        let batch = std::mem::replace(&mut self.records, fresh);
+        let n = batch.len() as u64;
+        let sent = match wait {
+            true => self.shared.tx.send(Msg::Batch(batch)).map_err(|e| e.0),
+            false => self
+                .shared
+                .tx
+                .try_send(Msg::Batch(batch))
+                .map_err(|e| match e {
+                    TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
+                }),
+        };
+        if let Err(Msg::Batch(batch)) = sent {
+            self.shared.losses.dropped.fetch_add(n, Ordering::Relaxed);
+            self.shared.recycle(batch);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.flush(true);
+    }
+}
+
+thread_local! {
+    static OPEN: RefCell<Vec<Open>> = RefCell::new(Vec::with_capacity(MAX_OPEN));
+    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the layer, its threads' batches and the writer share.
+pub(super) struct Shared {
+    tx: SyncSender<Msg>,
+    losses: Losses,
+    batch: usize,
+    /// Emptied batches, back from the writer for reuse.
+    spares: Mutex<Vec<Vec<Record>>>,
+}
+
+impl Shared {
+    fn spare(&self) -> Vec<Record> {
+        let reused = self.spares.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        reused.unwrap_or_else(|| Vec::with_capacity(self.batch))
+    }
+
+    pub(super) fn recycle(&self, mut batch: Vec<Record>) {
+        batch.clear();
+        let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
+        if spares.len() < 64 {
+            spares.push(batch);
+        }
+    }
+}
+
+/// What was lost, shared by the layer and its [`Tracer`].
 #[derive(Default)]
 struct Losses {
     dropped: AtomicU64,
@@ -48,18 +118,17 @@ struct Losses {
 }
 
 pub struct TraceLayer {
-    /// Tells this layer's open spans from another's on the same thread.
+    /// Tells this layer's open spans and batches from another's on the
+    /// same thread.
     id: usize,
     start: Instant,
-    tx: SyncSender<Msg>,
     limit: u64,
-    losses: Arc<Losses>,
+    shared: Arc<Shared>,
 }
 
 /// The handle of a running trace: `finish` completes both files.
 pub struct Tracer {
-    tx: SyncSender<Msg>,
-    losses: Arc<Losses>,
+    shared: Arc<Shared>,
     writer: JoinHandle<std::io::Result<u64>>,
 }
 
@@ -68,30 +137,43 @@ impl Tracer {
     /// dispatcher to install in every thread that should be traced.
     pub fn start(config: &TraceConfig) -> Result<(Tracer, tracing::Dispatch), TraceError> {
         let files = writer::Files::create(config)?;
-        let (tx, rx) = mpsc::sync_channel(config.queue.max(1));
+        // The queue holds `config.queue` records, in batches.
+        let batch = BATCH.min(config.queue.max(1));
+        let (tx, rx) = mpsc::sync_channel((config.queue / batch).max(1));
+        let shared = Arc::new(Shared {
+            tx,
+            losses: Losses::default(),
+            batch,
+            spares: Mutex::new(Vec::new()),
+        });
+        let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("h2lab-trace".into())
-            .spawn(move || writer::run(rx, files))
+            .spawn(move || writer::run(rx, files, &writer_shared))
             .map_err(TraceError::Spawn)?;
-        let losses = Arc::new(Losses::default());
         let layer = TraceLayer {
             id: NEXT_LAYER.fetch_add(1, Ordering::Relaxed),
             start: Instant::now(),
-            tx: tx.clone(),
             limit: config.limit.unwrap_or(u64::MAX),
-            losses: losses.clone(),
+            shared: shared.clone(),
         };
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-        Ok((Tracer { tx, losses, writer }, dispatch))
+        Ok((Tracer { shared, writer }, dispatch))
     }
 
     /// Writes the trailer (with what was lost) and closes both files. Call
     /// it once every traced thread has finished.
     pub fn finish(self) -> Result<TraceSummary, TraceError> {
-        let dropped = self.losses.dropped.load(Ordering::SeqCst);
-        let unrecorded = self.losses.unrecorded.load(Ordering::SeqCst);
+        // This thread's own batch, if it traced anything (the server's
+        // threads have ended, and sent theirs).
+        PENDING.with(|p| {
+            p.borrow_mut()
+                .retain(|b| !Arc::ptr_eq(&b.shared, &self.shared))
+        });
+        let dropped = self.shared.losses.dropped.load(Ordering::SeqCst);
+        let unrecorded = self.shared.losses.unrecorded.load(Ordering::SeqCst);
         // A blocking send: the writer is draining the queue.
-        let _ = self.tx.send(Msg::Finish {
+        let _ = self.shared.tx.send(Msg::Finish {
             dropped,
             unrecorded,
         });
@@ -107,7 +189,9 @@ impl Tracer {
     }
 }
 
-/// Reads our numeric fields; anything else is ignored.
+/// Reads our numeric fields by position: the two callsites in `trace/mod.rs`
+/// declare them in the orders of [`SPAN_FIELDS`] and [`EVENT_FIELDS`]
+/// (checked in debug builds), which saves a string match per field.
 #[derive(Default)]
 struct Fields {
     client: u64,
@@ -119,27 +203,41 @@ struct Fields {
     flags: u64,
     stream: u64,
     length: u64,
+    /// Which callsite: an action span, or a frame event.
+    event: bool,
 }
+
+const SPAN_FIELDS: [&str; 4] = ["client", "name", "state", "bytes"];
+const EVENT_FIELDS: [&str; 6] = ["client", "out", "kind", "flags", "stream", "length"];
 
 impl Visit for Fields {
     fn record_u64(&mut self, field: &Field, value: u64) {
-        match field.name() {
-            "client" => self.client = value,
-            "name" => self.name = Some(value),
-            "state" => self.state = Some(value),
-            "bytes" => self.bytes = value,
-            "kind" => self.kind = value,
-            "flags" => self.flags = value,
-            "stream" => self.stream = value,
-            "length" => self.length = value,
-            _ => {}
+        let i = field.index();
+        if self.event {
+            debug_assert_eq!(EVENT_FIELDS.get(i), Some(&field.name()));
+            match i {
+                0 => self.client = value,
+                2 => self.kind = value,
+                3 => self.flags = value,
+                4 => self.stream = value,
+                5 => self.length = value,
+                _ => {}
+            }
+        } else {
+            debug_assert_eq!(SPAN_FIELDS.get(i), Some(&field.name()));
+            match i {
+                0 => self.client = value,
+                1 => self.name = Some(value),
+                2 => self.state = Some(value),
+                3 => self.bytes = value,
+                _ => {}
+            }
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if field.name() == "out" {
-            self.out = value;
-        }
+        debug_assert_eq!(field.name(), "out");
+        self.out = value;
     }
 
     fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
@@ -151,16 +249,30 @@ impl TraceLayer {
     }
 
     fn send(&self, record: Record) {
-        if self.losses.offered.fetch_add(1, Ordering::Relaxed) >= self.limit {
-            self.losses.unrecorded.fetch_add(1, Ordering::Relaxed);
+        let losses = &self.shared.losses;
+        if losses.offered.fetch_add(1, Ordering::Relaxed) >= self.limit {
+            losses.unrecorded.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match self.tx.try_send(Msg::Record(record)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.losses.dropped.fetch_add(1, Ordering::Relaxed);
+        PENDING.with(|pending| {
+            let mut pending = pending.borrow_mut();
+            let at = match pending.iter().position(|p| p.layer == self.id) {
+                Some(at) => at,
+                None => {
+                    pending.push(Pending {
+                        layer: self.id,
+                        records: self.shared.spare(),
+                        shared: self.shared.clone(),
+                    });
+                    pending.len() - 1
+                }
+            };
+            let batch = &mut pending[at];
+            batch.records.push(record);
+            if batch.records.len() >= self.shared.batch {
+                batch.flush(false);
             }
-        }
+        });
     }
 }
 
@@ -202,7 +314,10 @@ impl<S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>> Layer
                     record,
                 });
             } else {
-                self.losses.unrecorded.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .losses
+                    .unrecorded
+                    .fetch_add(1, Ordering::Relaxed);
             }
         });
     }
@@ -237,7 +352,10 @@ impl<S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>> Layer
     }
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let mut f = Fields::default();
+        let mut f = Fields {
+            event: true,
+            ..Fields::default()
+        };
         event.record(&mut f);
         self.send(Record {
             ts_ns: self.now_ns(),

@@ -143,6 +143,15 @@ pub struct FrameFlags {
 
 impl fmt::Display for FrameFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        f.write_str(&String::from_utf8_lossy(&out))
+    }
+}
+
+impl FrameFlags {
+    /// Appends the names to `out` (the writer's fast path: no `fmt`).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
         use crate::frame::flags::*;
         let names: &[(u8, &str)] = match self.kind {
             FrameType::DATA => &[(END_STREAM, "END_STREAM"), (PADDED, "PADDED")],
@@ -161,17 +170,22 @@ impl fmt::Display for FrameFlags {
         for (bit, name) in names {
             if self.flags & bit != 0 {
                 if !first {
-                    f.write_str("|")?;
+                    out.push(b'|');
                 }
-                f.write_str(name)?;
+                out.extend_from_slice(name.as_bytes());
                 first = false;
             }
         }
         let unnamed = names.iter().fold(self.flags, |rest, (bit, _)| rest & !bit);
         if unnamed != 0 {
-            write!(f, "{}0x{unnamed:02x}", if first { "" } else { "|" })?;
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            if !first {
+                out.push(b'|');
+            }
+            out.extend_from_slice(b"0x");
+            out.push(HEX[usize::from(unnamed >> 4)]);
+            out.push(HEX[usize::from(unnamed & 15)]);
         }
-        Ok(())
     }
 }
 

@@ -69,14 +69,24 @@ impl Flags {
     }
 }
 
+impl Flags {
+    /// The flags as ASCII, one letter per flag in fixed order, `-` when clear.
+    pub fn letters(self) -> [u8; Self::COUNT] {
+        let mut out = [b'-'; Self::COUNT];
+        for (i, letter) in Self::LETTERS.iter().enumerate() {
+            if self.0 & (1 << i) != 0 {
+                out[i] = *letter as u8;
+            }
+        }
+        out
+    }
+}
+
 impl fmt::Display for Flags {
     /// E.g. `ri--t--w--`: can read, has input, TLS ready, can write.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, letter) in Self::LETTERS.iter().enumerate() {
-            let on = self.0 & (1 << i) != 0;
-            fmt::Write::write_char(f, if on { *letter } else { '-' })?;
-        }
-        Ok(())
+        let letters = self.letters();
+        f.write_str(std::str::from_utf8(&letters).expect("ASCII"))
     }
 }
 
