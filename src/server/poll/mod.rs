@@ -21,20 +21,6 @@ use super::{ConnError, Shared};
 use crate::trace::{self, Name, NO_STATE};
 use state::{select_next_action, Action, Flags};
 
-/// The trace name of a state-machine action.
-fn trace_name(action: Action) -> Name {
-    match action {
-        Action::ReadSocket => Name::ReadSocket,
-        Action::Handshake => Name::Handshake,
-        Action::Decrypt => Name::Decrypt,
-        Action::Engine => Name::Engine,
-        Action::Encrypt => Name::Encrypt,
-        Action::MoveEncrypted => Name::MoveEncrypted,
-        Action::WriteSocket => Name::WriteSocket,
-        Action::Close => Name::Close,
-    }
-}
-
 pub(super) const LISTENER: Token = Token(0);
 pub(super) const WAKER: Token = Token(1);
 /// Client tokens are slab keys shifted past the two above.
@@ -114,7 +100,7 @@ impl Client {
                 None => return Turn::Idle,
                 Some(Action::Close) => return Turn::Closed,
                 Some(action) => {
-                    let span = trace::action(self.id, trace_name(action), flags.bits().into());
+                    let span = trace::action(self.id, action.trace_name(), flags.bits().into());
                     match self.perform(action, writes) {
                         Ok(bytes) => span.bytes(bytes),
                         Err(e) => {

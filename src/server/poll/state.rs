@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::trace::Name;
+
 /// The flags of one client, in a fixed order (see [`Flags::LETTERS`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Flags(u16);
@@ -129,18 +131,23 @@ impl Action {
         Action::Close,
     ];
 
+    /// The name of the action's span in traces.
+    pub fn trace_name(self) -> Name {
+        match self {
+            Action::ReadSocket => Name::ReadSocket,
+            Action::Handshake => Name::Handshake,
+            Action::Decrypt => Name::Decrypt,
+            Action::Engine => Name::Engine,
+            Action::Encrypt => Name::Encrypt,
+            Action::MoveEncrypted => Name::MoveEncrypted,
+            Action::WriteSocket => Name::WriteSocket,
+            Action::Close => Name::Close,
+        }
+    }
+
     /// The name used in traces.
     pub fn name(self) -> &'static str {
-        match self {
-            Action::ReadSocket => "read_socket",
-            Action::Handshake => "handshake",
-            Action::Decrypt => "decrypt",
-            Action::Engine => "engine",
-            Action::Encrypt => "encrypt",
-            Action::MoveEncrypted => "move_encrypted",
-            Action::WriteSocket => "write_socket",
-            Action::Close => "close",
-        }
+        self.trace_name().as_str()
     }
 
     /// Whether the action can make progress in a state with `flags`.
