@@ -101,10 +101,25 @@ fn check_json(path: &Path, clients: &BTreeSet<u64>) -> Value {
 
 fn trace_records_every_client_action_and_response(setup: Setup) {
     let name = setup.to_string().replace('/', "-");
-    let trace = TraceConfig::new(prefix(&name));
+    check_trace(config(setup), &name);
+}
+
+/// The tokio worker threads each send their last batch when they end.
+#[test]
+fn tokio_multi_thread_runtime_is_traced_completely() {
+    let cfg = h2lab::ServerConfig {
+        threads: 2,
+        ..config(support::setup(Dispatch::Tokio, TlsProvider::Rustls))
+    };
+    check_trace(cfg, "tokio-threads-2");
+}
+
+fn check_trace(cfg: h2lab::ServerConfig, name: &str) {
+    let setup = cfg.setup();
+    let trace = TraceConfig::new(prefix(name));
     let server = h2lab::start(&h2lab::ServerConfig {
         trace: Some(trace.clone()),
-        ..config(setup)
+        ..cfg
     })
     .unwrap();
     let out = run(tool("h2load")
