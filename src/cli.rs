@@ -47,6 +47,14 @@ pub enum Command {
     /// per-request action count or mean duration in B exceeds A's by more,
     /// 2 when a log cannot be read (with the reason).
     Compare(CompareArgs),
+    /// Load an HTTP/2 server like h2load: CLIENTS connections with up to
+    /// STREAMS requests in flight each, for -n requests in all or for -D
+    /// seconds; reports successes, failures, req/s and latency percentiles.
+    ///
+    /// h2c with prior knowledge for http://, TLS with ALPN h2 for https://
+    /// (with --cacert FILE, or -k to accept any certificate). Exit status: 0
+    /// when every request succeeded, 1 when some failed, 2 on bad arguments.
+    Load(LoadArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +115,41 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", requires = "trace", default_value_t = crate::trace::DEFAULT_QUEUE as u64,
           value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     pub trace_queue: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// http://HOST:PORT/ or https://HOST:PORT/
+    pub url: String,
+    /// Connections.
+    #[arg(short = 'c', long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub clients: u64,
+    /// Requests in flight per connection.
+    #[arg(short = 'm', long = "max-concurrent-streams", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub streams: u64,
+    /// Requests in all, split evenly over the connections (default 1 without -D).
+    #[arg(short = 'n', long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Measure for SECS seconds (after --warm-up) instead of -n.
+    #[arg(short = 'D', long, value_name = "SECS", value_parser = parse_secs)]
+    pub duration: Option<Duration>,
+    /// With -D: load for SECS first without counting.
+    #[arg(long, value_name = "SECS", requires = "duration", value_parser = parse_secs)]
+    pub warm_up: Option<Duration>,
+    /// Accept any server certificate.
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+    /// Trust this CA (PEM) for https://, e.g. certs/ca.pem.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub cacert: Option<PathBuf>,
+    /// Requests still open SECS after the last one was due (-D), or after
+    /// the last progress (-n), fail as timed out.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub timeout: Duration,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,6 +221,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Certs(args) => certs(args),
         Command::Compare(args) => return compare(args),
+        Command::Load(args) => return load(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -250,6 +294,39 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn load(args: LoadArgs) -> ExitCode {
+    let stop = match (args.requests, args.duration) {
+        (_, Some(d)) => crate::load::Stop::Duration(d),
+        (n, None) => crate::load::Stop::Requests(n.unwrap_or(1)),
+    };
+    let config = crate::load::LoadConfig {
+        url: args.url,
+        clients: args.clients as usize,
+        streams: args.streams as usize,
+        stop,
+        warm_up: args.warm_up.unwrap_or_default(),
+        insecure: args.insecure,
+        cacert: args.cacert,
+        timeout: args.timeout,
+    };
+    let report = match crate::load::run(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("h2lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
+    match report.failed + report.connection_errors {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
 }
 
 fn compare(args: CompareArgs) -> ExitCode {

@@ -78,6 +78,7 @@ pub mod flags {
 
 /// SETTINGS parameter identifiers (RFC 9113 §6.5.2).
 pub mod setting {
+    pub const HEADER_TABLE_SIZE: u16 = 0x1;
     pub const ENABLE_PUSH: u16 = 0x2;
     pub const INITIAL_WINDOW_SIZE: u16 = 0x4;
     pub const MAX_FRAME_SIZE: u16 = 0x5;

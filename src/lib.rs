@@ -9,6 +9,7 @@ pub mod cli;
 pub mod compare;
 pub mod engine;
 pub mod frame;
+pub mod load;
 pub mod server;
 pub mod tls;
 pub mod trace;
