@@ -106,16 +106,23 @@ fn parse_url(url: &str) -> Result<Target, LoadError> {
         .next()
         .filter(|a| !a.is_empty())
         .ok_or_else(bad)?;
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h, p.parse::<u16>().map_err(|_| bad())?)
+    let default_port = if https { 443 } else { 80 };
+    let (host, port) = match authority.strip_prefix('[') {
+        // [v6] or [v6]:port
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']').ok_or_else(bad)?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse::<u16>().map_err(|_| bad())?,
+                None if after.is_empty() => default_port,
+                None => return Err(bad()),
+            };
+            (host.to_string(), port)
         }
-        _ => (authority, if https { 443 } else { 80 }),
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| bad())?),
+            None => (authority.to_string(), default_port),
+        },
     };
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
     let addr = (host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| LoadError::Resolve(authority.to_string(), e))?
@@ -127,6 +134,36 @@ fn parse_url(url: &str) -> Result<Target, LoadError> {
         host,
         https,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_and_without_ports() {
+        let t = parse_url("https://127.0.0.1:8443/").unwrap();
+        assert_eq!(
+            (t.addr.port(), t.https, t.host.as_str()),
+            (8443, true, "127.0.0.1")
+        );
+        assert_eq!(t.authority, "127.0.0.1:8443");
+        let t = parse_url("http://[::1]:8080").unwrap();
+        assert_eq!((t.addr.port(), t.host.as_str()), (8080, "::1"));
+        assert_eq!(parse_url("http://[::1]/").unwrap().addr.port(), 80);
+        assert_eq!(parse_url("https://localhost/x").unwrap().addr.port(), 443);
+        for bad in [
+            "ftp://h/",
+            "http://",
+            "http:///",
+            "http://h:x/",
+            "http://[::1/",
+            "http://[::1]x/",
+            "http://h:99999/",
+        ] {
+            assert!(matches!(parse_url(bad), Err(LoadError::Url(_))), "{bad}");
+        }
+    }
 }
 
 /// Accepts any certificate: `-k`, for self-signed development servers.
