@@ -55,6 +55,18 @@ pub enum Command {
     /// (with --cacert FILE, or -k to accept any certificate). Exit status: 0
     /// when every request succeeded, 1 when some failed, 2 on bad arguments.
     Load(LoadArgs),
+    /// Run a matrix of experiments: every dispatch × engine × TLS × clients
+    /// × pipeline depth given, each run against its own `h2lab serve` child
+    /// (so that its CPU time is read from /proc for it alone), repeats
+    /// interleaved across cells. Prints a table of medians; --out and --json
+    /// write every run and the medians.
+    ///
+    /// With no arguments: every dispatch with mini and TLS none/rustls, at
+    /// 1 and 5 clients and pipeline depths 1, 10 and 100, 1 s per run, 3
+    /// repeats (about 3 minutes on a 2-core machine). A setup that is not
+    /// built is skipped with a note. A cell whose server cannot serve every
+    /// client (single with 5 clients) is recorded as it is, with failures.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,6 +165,48 @@ pub struct LoadArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Dispatches, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "single,thread,tokio,poll"
+    )]
+    pub dispatch: Vec<Dispatch>,
+    /// Engines, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mini")]
+    pub engine: Vec<Engine>,
+    /// TLS providers, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "none,rustls")]
+    pub tls: Vec<TlsProvider>,
+    /// Connection counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,5", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub clients: Vec<u64>,
+    /// Requests in flight per connection, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub pipeline: Vec<u64>,
+    /// Seconds of load per run.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
+    pub duration: Duration,
+    /// Runs per cell, interleaved across cells.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub repeat: u64,
+    /// Who makes the load.
+    #[arg(long, value_enum, default_value_t = crate::bench::LoadClient::Builtin)]
+    pub client: crate::bench::LoadClient,
+    /// Requests still open this long after a run's end fail.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub timeout: Duration,
+    /// Write every run and the medians as CSV.
+    #[arg(long, value_name = "FILE.csv")]
+    pub out: Option<PathBuf>,
+    /// Write every run and the medians as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct CompareArgs {
     /// The baseline action log.
     pub a: PathBuf,
@@ -222,6 +276,7 @@ pub fn main() -> ExitCode {
         Command::Certs(args) => certs(args),
         Command::Compare(args) => return compare(args),
         Command::Load(args) => return load(args),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -292,6 +347,67 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ),
             Err(e) => anyhow::bail!("trace: {e}"),
         }
+    }
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    use crate::bench;
+    let mut setups = Vec::new();
+    for &dispatch in &args.dispatch {
+        for &engine in &args.engine {
+            for &tls in &args.tls {
+                let setup = crate::server::Setup {
+                    dispatch,
+                    engine,
+                    tls,
+                };
+                match setup.is_supported() {
+                    true if !setups.contains(&setup) => setups.push(setup),
+                    true => {}
+                    false => eprintln!("h2lab: bench: skipping {setup}: not a supported setup"),
+                }
+            }
+        }
+    }
+    anyhow::ensure!(!setups.is_empty(), "no supported setup in the matrix");
+    let config = bench::BenchConfig {
+        setups,
+        clients: args.clients.iter().map(|&c| c as usize).collect(),
+        pipelines: args.pipeline.iter().map(|&m| m as usize).collect(),
+        duration: args.duration,
+        repeat: args.repeat as usize,
+        client: args.client,
+        exe: std::env::current_exe().context("cannot find the h2lab binary")?,
+        timeout: args.timeout,
+    };
+    let cells = config.cells();
+    let bar = indicatif::ProgressBar::new((cells.len() * config.repeat) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} runs, {elapsed} elapsed, ~{eta} left  {msg}",
+        )
+        .expect("a valid template"),
+    );
+    let runs = bench::run(&config, |r| {
+        bar.set_message(format!(
+            "{} c={} m={}: {:.0} req/s",
+            r.cell.setup, r.cell.clients, r.cell.pipeline, r.req_per_s
+        ));
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let medians = bench::medians(&cells, &runs);
+    print!("{}", bench::table(&medians));
+    if let Some(path) = &args.out {
+        std::fs::write(path, bench::csv(config.client, &runs, &medians))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("h2lab: bench: wrote {}", path.display());
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&bench::json(config.client, &runs, &medians))?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("h2lab: bench: wrote {}", path.display());
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! sessions.
 #![forbid(unsafe_code, unused_must_use)]
 
+pub mod bench;
 pub mod certs;
 pub mod cli;
 pub mod compare;

@@ -1,0 +1,119 @@
+//! `h2lab bench` on a tiny matrix with both load clients: every cell has
+//! rows with successes, no failures and a server CPU time; nothing it
+//! started is left running.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::run;
+
+const HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed";
+
+/// `h2lab serve --port 0` processes alive now (only bench starts them so).
+fn bench_servers() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.windows(3)
+                .any(|w| w == [&b"serve"[..], b"--port", b"0"])
+        })
+        .count()
+}
+
+#[test]
+fn tiny_matrix_with_both_clients() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    for client in ["builtin", "h2load"] {
+        let csv = dir.join(format!("{client}.csv"));
+        let json = dir.join(format!("{client}.json"));
+        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .args([
+                "bench",
+                "--dispatch",
+                "poll,thread",
+                "--engine",
+                "mini,h2",
+                "--tls",
+                "none,rustls",
+            ])
+            .args([
+                "--clients",
+                "2",
+                "--pipeline",
+                "10",
+                "--duration",
+                "0.3",
+                "--repeat",
+                "2",
+            ])
+            .args(["--client", client, "--out"])
+            .arg(&csv)
+            .arg("--json")
+            .arg(&json));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{client}: {err}");
+        assert!(
+            err.contains("skipping poll/h2/none: not a supported setup"),
+            "{err}"
+        );
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            table.lines().count(),
+            1 + 6,
+            "{client}: header + 6 cells: {table}"
+        );
+
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(HEADER));
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        let runs: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == "run").collect();
+        let medians: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == "median").collect();
+        assert_eq!(
+            (runs.len(), medians.len()),
+            (12, 6),
+            "{client}: 6 cells × 2 repeats"
+        );
+        for r in runs.iter().chain(medians.iter()) {
+            assert_eq!(r.len(), 16, "{r:?}");
+            assert_eq!(r[1], client);
+            let succeeded: u64 = r[14].parse().unwrap();
+            let failed: u64 = r[15].parse().unwrap();
+            let cpu: f64 = r[13].parse().unwrap();
+            assert!(succeeded > 0 && failed == 0 && cpu > 0.0, "{client}: {r:?}");
+            if client == "builtin" {
+                assert!(r[11].parse::<u64>().unwrap() > 0, "p50: {r:?}");
+            }
+        }
+        // Repeats are interleaved: cell 1 rep 1 … cell 6 rep 1, then rep 2.
+        let reps: Vec<&str> = runs.iter().map(|r| r[7]).collect();
+        assert_eq!(reps, [vec!["1"; 6], vec!["2"; 6]].concat());
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(doc["runs"].as_array().unwrap().len(), 12);
+        assert_eq!(doc["medians"].as_array().unwrap().len(), 6);
+        assert_eq!(
+            bench_servers(),
+            0,
+            "{client}: a server child outlived the bench"
+        );
+    }
+}
+
+#[test]
+fn an_empty_matrix_is_an_error() {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args([
+        "bench",
+        "--dispatch",
+        "poll",
+        "--engine",
+        "h2",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no supported setup in the matrix"));
+}
