@@ -67,6 +67,9 @@ pub struct Run {
     pub cpu_us_per_req: f64,
     pub succeeded: u64,
     pub failed: u64,
+    /// Connections refused, broken, or never served (built-in client only:
+    /// h2load does not report them).
+    pub connection_errors: u64,
     pub seconds: f64,
 }
 
@@ -83,6 +86,7 @@ pub struct Median {
     pub cpu_us_per_req: f64,
     pub succeeded: u64,
     pub failed: u64,
+    pub connection_errors: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +190,8 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
     };
     let cpu = cpu_seconds(pid, ticks)? - cpu_before;
     drop(server);
-    let (req_per_s, p50_us, p99_us, mean_us, succeeded, failed, seconds) = measured;
+    let (req_per_s, p50_us, p99_us, mean_us, succeeded, failed, connection_errors, seconds) =
+        measured;
     Ok(Run {
         cell,
         rep,
@@ -201,11 +206,12 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
         },
         succeeded,
         failed,
+        connection_errors,
         seconds,
     })
 }
 
-type Measured = (f64, Option<u64>, Option<u64>, f64, u64, u64, f64);
+type Measured = (f64, Option<u64>, Option<u64>, f64, u64, u64, u64, f64);
 
 fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
     let report = load::run(&LoadConfig {
@@ -226,6 +232,7 @@ fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         l.mean,
         report.succeeded,
         report.failed,
+        report.connection_errors,
         report.seconds,
     ))
 }
@@ -279,6 +286,8 @@ fn parse_h2load(text: &str, elapsed: f64) -> Option<Measured> {
             .find_map(|w| w.parse().ok())
     };
     let succeeded = count("succeeded")?;
+    // As h2load counts them: with --duration it stops with requests in
+    // flight, which it does not count, so a starved connection is invisible.
     let failed = count("failed")? + count("errored")? + count("timeout")?;
     let mean_us = text
         .lines()
@@ -286,7 +295,11 @@ fn parse_h2load(text: &str, elapsed: f64) -> Option<Measured> {
         .and_then(|l| l.split_whitespace().nth(5))
         .map(micros)
         .unwrap_or(0.0);
-    Some((req_per_s, None, None, mean_us, succeeded, failed, elapsed))
+    Some((
+        req_per_s, None, None, mean_us, succeeded, failed,
+        0, // h2load reports no per-connection outcome
+        elapsed,
+    ))
 }
 
 /// `123.45us`, `1.2ms`, `2s` in µs.
@@ -361,12 +374,13 @@ pub fn medians(cells: &[Cell], runs: &[Run]) -> Vec<Median> {
                 cpu_us_per_req: median(mine.iter().map(|r| r.cpu_us_per_req).collect()),
                 succeeded: mine.iter().map(|r| r.succeeded).sum(),
                 failed: mine.iter().map(|r| r.failed).sum(),
+                connection_errors: mine.iter().map(|r| r.connection_errors).sum(),
             }
         })
         .collect()
 }
 
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors";
 
 fn opt(v: Option<u64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
@@ -383,7 +397,7 @@ pub fn csv(client: LoadClient, runs: &[Run], medians: &[Median]) -> String {
     };
     for r in runs {
         out.push_str(&format!(
-            "run,{},{},{},{:.1},,,{},{},{:.3},{},{}\n",
+            "run,{},{},{},{:.1},,,{},{},{:.3},{},{},{}\n",
             client.name(),
             cell_cols(&r.cell),
             r.rep,
@@ -392,12 +406,13 @@ pub fn csv(client: LoadClient, runs: &[Run], medians: &[Median]) -> String {
             opt(r.p99_us),
             r.cpu_us_per_req,
             r.succeeded,
-            r.failed
+            r.failed,
+            r.connection_errors
         ));
     }
     for m in medians {
         out.push_str(&format!(
-            "median,{},{},,{:.1},{:.1},{:.1},{},{},{:.3},{},{}\n",
+            "median,{},{},,{:.1},{:.1},{:.1},{},{},{:.3},{},{},{}\n",
             client.name(),
             cell_cols(&m.cell),
             m.req_per_s,
@@ -407,7 +422,8 @@ pub fn csv(client: LoadClient, runs: &[Run], medians: &[Median]) -> String {
             opt(m.p99_us),
             m.cpu_us_per_req,
             m.succeeded,
-            m.failed
+            m.failed,
+            m.connection_errors
         ));
     }
     out
@@ -416,12 +432,21 @@ pub fn csv(client: LoadClient, runs: &[Run], medians: &[Median]) -> String {
 /// The table printed at the end.
 pub fn table(medians: &[Median]) -> String {
     let mut out = format!(
-        "{:<22} {:>4} {:>4} {:>12} {:>23} {:>8} {:>8} {:>9} {:>7}\n",
-        "setup", "c", "m", "req/s", "(min – max)", "p50 µs", "p99 µs", "CPU µs/r", "failed"
+        "{:<22} {:>4} {:>4} {:>12} {:>23} {:>8} {:>8} {:>9} {:>7} {:>9}\n",
+        "setup",
+        "c",
+        "m",
+        "req/s",
+        "(min – max)",
+        "p50 µs",
+        "p99 µs",
+        "CPU µs/r",
+        "failed",
+        "conn err"
     );
     for m in medians {
         out.push_str(&format!(
-            "{:<22} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>7}\n",
+            "{:<22} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>7} {:>9}\n",
             m.cell.setup.to_string(),
             m.cell.clients,
             m.cell.pipeline,
@@ -430,7 +455,8 @@ pub fn table(medians: &[Median]) -> String {
             opt(m.p50_us),
             opt(m.p99_us),
             m.cpu_us_per_req,
-            m.failed
+            m.failed,
+            m.connection_errors
         ));
     }
     out
@@ -453,13 +479,14 @@ pub fn json(client: LoadClient, runs: &[Run], medians: &[Median]) -> serde_json:
             "cell": cell(&r.cell), "rep": r.rep, "req_per_s": r.req_per_s,
             "p50_us": r.p50_us, "p99_us": r.p99_us, "mean_us": r.mean_us,
             "cpu_us_per_req": r.cpu_us_per_req, "succeeded": r.succeeded,
-            "failed": r.failed, "seconds": r.seconds,
+            "failed": r.failed, "connection_errors": r.connection_errors, "seconds": r.seconds,
         })).collect::<Vec<_>>(),
         "medians": medians.iter().map(|m| serde_json::json!({
             "cell": cell(&m.cell), "runs": m.runs, "req_per_s": m.req_per_s,
             "req_per_s_min": m.req_per_s_min, "req_per_s_max": m.req_per_s_max,
             "p50_us": m.p50_us, "p99_us": m.p99_us, "cpu_us_per_req": m.cpu_us_per_req,
             "succeeded": m.succeeded, "failed": m.failed,
+            "connection_errors": m.connection_errors,
         })).collect::<Vec<_>>(),
     })
 }
@@ -473,7 +500,7 @@ mod tests {
         let text = "finished in 1.00s, 12345.67 req/s, 1.2MB/s\n\
                     requests: 12400 total, 12400 started, 12346 done, 12340 succeeded, 6 failed, 2 errored, 1 timeout\n\
                     time for request:      120us      8.05ms       812us       455us    70.12%\n";
-        let (rps, p50, _, mean, ok, failed, _) = parse_h2load(text, 1.0).unwrap();
+        let (rps, p50, _, mean, ok, failed, _, _) = parse_h2load(text, 1.0).unwrap();
         assert_eq!((rps, p50, ok, failed), (12345.67, None, 12340, 9));
         assert_eq!(mean, 812.0);
         assert!(parse_h2load("nonsense", 1.0).is_none());

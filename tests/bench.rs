@@ -9,7 +9,7 @@ use std::process::Command;
 
 use support::run;
 
-const HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed";
+const HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors";
 
 /// `h2lab serve --port 0` processes alive now (only bench starts them so).
 fn bench_servers() -> usize {
@@ -80,12 +80,13 @@ fn tiny_matrix_with_both_clients() {
             "{client}: 6 cells × 2 repeats"
         );
         for r in runs.iter().chain(medians.iter()) {
-            assert_eq!(r.len(), 16, "{r:?}");
+            assert_eq!(r.len(), 17, "{r:?}");
             assert_eq!(r[1], client);
             let succeeded: u64 = r[14].parse().unwrap();
             let failed: u64 = r[15].parse().unwrap();
             let cpu: f64 = r[13].parse().unwrap();
             assert!(succeeded > 0 && failed == 0 && cpu > 0.0, "{client}: {r:?}");
+            assert_eq!(r[16], "0", "{client}: connection errors: {r:?}");
             if client == "builtin" {
                 assert!(r[11].parse::<u64>().unwrap() > 0, "p50: {r:?}");
             }
@@ -103,6 +104,29 @@ fn tiny_matrix_with_both_clients() {
             "{client}: a server child outlived the bench"
         );
     }
+}
+
+/// `single` with two clients starves the second: over TLS its handshake
+/// never ends, which the bench records as a connection error.
+#[test]
+fn a_starved_client_is_recorded() {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .args([
+            "bench",
+            "--dispatch",
+            "single",
+            "--tls",
+            "rustls",
+            "--clients",
+            "2",
+            "--pipeline",
+            "1",
+        ])
+        .args(["--duration", "0.3", "--repeat", "1", "--timeout", "0.5"]));
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row.last(), Some(&"1"), "{table}");
 }
 
 #[test]

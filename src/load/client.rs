@@ -71,6 +71,8 @@ pub struct ClientConnection {
     /// DATA octets received since the last connection WINDOW_UPDATE.
     unacked: u32,
     state: State,
+    /// The server's first SETTINGS arrived: the connection is being served.
+    established: bool,
 }
 
 impl ClientConnection {
@@ -99,6 +101,7 @@ impl ClientConnection {
             headers: None,
             unacked: 0,
             state: State::Open,
+            established: false,
         }
     }
 
@@ -108,6 +111,11 @@ impl ClientConnection {
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The server has spoken HTTP/2 on this connection (its SETTINGS came).
+    pub fn is_established(&self) -> bool {
+        self.established
     }
 
     /// A new request may be sent now (the connection is open, below the
@@ -187,6 +195,7 @@ impl ClientConnection {
         }
         match head.kind {
             FrameType::SETTINGS if !head.has(flags::ACK) => {
+                self.established = true;
                 for p in payload.chunks_exact(6) {
                     if u16::from_be_bytes([p[0], p[1]]) == 0x3 {
                         self.max_streams = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);

@@ -67,7 +67,8 @@ pub struct LoadReport {
     pub requests: u64,
     pub succeeded: u64,
     pub failed: u64,
-    /// Connections that failed (refused, reset, TLS or protocol errors).
+    /// Connections that failed (refused, reset, TLS or protocol errors) or
+    /// were never served by the end.
     pub connection_errors: u64,
     pub seconds: f64,
     pub req_per_s: f64,
@@ -441,6 +442,11 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     }
     let end = Instant::now();
     for c in conns.iter_mut().filter(|c| !c.closed) {
+        // Never served (a server that takes one client at a time): that is
+        // a connection error, even with nothing in flight to fail.
+        if !c.h2.is_established() {
+            tally.connection_errors += 1;
+        }
         // Still open at the end: timed out.
         c.fail(&mut tally, end, counted_quota);
     }
