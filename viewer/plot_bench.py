@@ -1,0 +1,135 @@
+# /// script
+# requires-python = ">=3.9"
+# dependencies = ["matplotlib>=3.7"]
+# ///
+"""Chart an h2lab bench: requests/s and latency against pipeline depth.
+
+Reads the CSV that `h2lab bench --out FILE.csv` writes (its `median` rows)
+and draws, for each (clients, TLS) pair, requests/s against pipeline depth
+with one line per server and min–max error bars, as the seed's charts did;
+with --latency, p50 and p99 latency on a log scale instead. The output
+format follows the file name: .png or .svg.
+"""
+
+import argparse
+import csv
+import sys
+from collections import defaultdict
+
+COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline", "rep",
+           "req_per_s", "req_per_s_min", "req_per_s_max", "p50_us", "p99_us",
+           "cpu_us_per_req", "succeeded", "failed", "connection_errors"]
+
+
+def read_medians(path):
+    """The median rows of a bench CSV."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header != COLUMNS:
+            raise ValueError(f"{path}: not an h2lab bench CSV (header {header})")
+        rows = []
+        for line, cols in enumerate(reader, start=2):
+            if len(cols) != len(COLUMNS):
+                raise ValueError(f"{path}:{line}: {len(cols)} columns, expected {len(COLUMNS)}")
+            row = dict(zip(COLUMNS, cols))
+            if row["kind"] != "median":
+                continue
+            try:
+                for key in ("clients", "pipeline"):
+                    row[key] = int(row[key])
+                for key in ("req_per_s", "req_per_s_min", "req_per_s_max"):
+                    row[key] = float(row[key])
+                for key in ("p50_us", "p99_us"):
+                    row[key] = int(row[key]) if row[key] else None
+            except ValueError:
+                raise ValueError(f"{path}:{line}: not a number in {cols}")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no median rows")
+    return rows
+
+
+def plot(rows, out, latency=False, title=None):
+    """Draws one panel per (clients, TLS); returns the number of lines drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r["clients"], r["tls"]) for r in rows})
+    servers = sorted({f'{r["dispatch"]}/{r["engine"]}' for r in rows})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    lines = 0
+    for ax, (clients, tls) in zip(axes[0], panels):
+        series = defaultdict(list)
+        for r in rows:
+            if (r["clients"], r["tls"]) == (clients, tls):
+                series[f'{r["dispatch"]}/{r["engine"]}'].append(r)
+        for server, points in sorted(series.items()):
+            # One colour per server, the same in every panel.
+            colour = colours[servers.index(server) % len(colours)]
+            points.sort(key=lambda r: r["pipeline"])
+            x = [p["pipeline"] for p in points]
+            if latency:
+                for key, style in (("p50_us", "-o"), ("p99_us", "--x")):
+                    y = [p[key] for p in points]
+                    if all(v is not None for v in y):
+                        ax.plot(x, y, style, color=colour, label=f"{server} {key[:3]}")
+                        lines += 1
+            else:
+                y = [p["req_per_s"] for p in points]
+                low = [p["req_per_s"] - p["req_per_s_min"] for p in points]
+                high = [p["req_per_s_max"] - p["req_per_s"] for p in points]
+                ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=colour,
+                            label=server)
+                lines += 1
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({r["pipeline"] for r in rows}))
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("requests in flight per connection (pipeline depth)")
+        if latency:
+            ax.set_yscale("log")
+            ax.set_ylabel("latency (µs, log scale)")
+        else:
+            ax.set_ylabel("requests/s (median, min–max)")
+            ax.set_ylim(bottom=0)
+        ax.set_title(f"{clients} client{'s' if clients != 1 else ''}, TLS {tls}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv", help="bench results written by `h2lab bench --out FILE.csv`")
+    parser.add_argument("-o", "--output", default="bench.png",
+                        help="image to write, .png or .svg (default: bench.png)")
+    parser.add_argument("--latency", action="store_true",
+                        help="plot p50 and p99 latency (log scale) instead of requests/s")
+    parser.add_argument("--title", help="title over the panels")
+    args = parser.parse_args(argv)
+    if not args.output.lower().endswith((".png", ".svg")):
+        parser.error(f"--output must end in .png or .svg: {args.output}")
+    try:
+        rows = read_medians(args.csv)
+        lines = plot(rows, args.output, args.latency, args.title)
+    except (OSError, ValueError) as e:
+        print(f"plot_bench: {e}", file=sys.stderr)
+        return 2
+    if lines == 0:
+        print("plot_bench: nothing to plot (no latency percentiles: an h2load run?)", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}: {lines} lines")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The bench charts on a CSV from a real (tiny) `h2lab bench` run.
+
+Needs the h2lab binary (built by `cargo test`; or set H2LAB_BIN).
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import plot_bench  # noqa: E402
+from test_plot_actions import distinct_colours, h2lab_bin  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bench_csv(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.csv"
+    run = subprocess.run(
+        [h2lab_bin(), "bench", "--dispatch", "poll,thread", "--tls", "none,rustls",
+         "--clients", "1,2", "--pipeline", "1,10", "--duration", "0.2", "--repeat", "1",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+def test_requests_per_second_chart(bench_csv, tmp_path):
+    rows = plot_bench.read_medians(bench_csv)
+    assert len(rows) == 2 * 2 * 2 * 2  # dispatch × tls × clients × pipeline
+    png = tmp_path / "bench.png"
+    assert plot_bench.main([str(bench_csv), "-o", str(png)]) == 0
+    assert png.stat().st_size > 10_000
+    assert len(distinct_colours(png)) > 8
+
+
+def test_latency_chart_svg(bench_csv, tmp_path):
+    svg = tmp_path / "latency.svg"
+    assert plot_bench.main([str(bench_csv), "-o", str(svg), "--latency"]) == 0
+    text = svg.read_text()
+    assert "poll/mini p99" in text and "2 clients, TLS rustls" in text
+
+
+def test_bad_input_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("kind,x\n")
+    assert plot_bench.main([str(bad), "-o", str(tmp_path / "x.png")]) == 2
+    assert "not an h2lab bench CSV" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        plot_bench.main([str(bad), "-o", "chart.gif"])
