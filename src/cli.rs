@@ -287,6 +287,12 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Writes to stdout. A reader that went away (`| head`) is no error to
+/// report, and never a panic: the rest of the output is dropped.
+fn out(text: impl AsRef<str>) {
+    let _ = std::io::stdout().lock().write_all(text.as_ref().as_bytes());
+}
+
 /// clap's multi-line usage error as one line (the hint to try --help dropped).
 fn one_line(rendered: &str) -> String {
     let parts: Vec<&str> = rendered
@@ -398,7 +404,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
     let medians = bench::medians(&cells, &runs);
-    print!("{}", bench::table(&medians));
+    out(bench::table(&medians));
     if let Some(path) = &args.out {
         std::fs::write(path, bench::csv(config.client, &runs, &medians))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -435,9 +441,9 @@ fn load(args: LoadArgs) -> ExitCode {
         }
     };
     if args.json {
-        println!("{}", report.to_json());
+        out(format!("{}\n", report.to_json()));
     } else {
-        print!("{report}");
+        out(report.to_string());
     }
     match report.failed + report.connection_errors {
         0 => ExitCode::SUCCESS,
@@ -460,14 +466,14 @@ fn compare(args: CompareArgs) -> ExitCode {
         duration_pct: args.duration_threshold.unwrap_or(args.threshold),
     };
     let comparison = crate::compare::compare(&a, &b, thresholds);
-    print!("{comparison}");
+    out(comparison.to_string());
     if comparison.regressions.is_empty() {
-        println!("\nno regression beyond the thresholds");
+        out("\nno regression beyond the thresholds\n");
         return ExitCode::SUCCESS;
     }
-    println!("\nregressions:");
+    out("\nregressions:\n");
     for r in &comparison.regressions {
-        println!("  {r}");
+        out(format!("  {r}\n"));
     }
     ExitCode::FAILURE
 }
@@ -475,7 +481,7 @@ fn compare(args: CompareArgs) -> ExitCode {
 fn certs(args: CertsArgs) -> anyhow::Result<()> {
     let written = crate::certs::write_pair(&args.out, args.force)?;
     for path in written {
-        println!("wrote {}", path.display());
+        out(format!("wrote {}\n", path.display()));
     }
     Ok(())
 }

@@ -190,3 +190,23 @@ fn certs_writes_a_pair_that_serves_and_verifies() {
     let after = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
     assert_ne!(before, after, "--force writes a new pair");
 }
+
+/// A reader that goes away (`| head -1`) is not a panic.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("closed-stdout");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = h2lab()
+        .args(["certs", "--out"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before anything is written
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(dir.join("localhost.pem").exists());
+}
