@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::load::{self, LoadConfig, Stop};
+use crate::peers::{self, Peer};
 use crate::server::Setup;
 
 /// Who makes the load.
@@ -30,9 +31,47 @@ impl LoadClient {
     }
 }
 
+/// What a cell measures: one of our setups, or a peer server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    H2lab(Setup),
+    /// A peer with TLS (its own OpenSSL) or h2c.
+    Peer {
+        peer: Peer,
+        tls: bool,
+    },
+}
+
+impl Target {
+    /// The (dispatch, engine, tls) columns; a peer is `NAME,peer,openssl|none`.
+    pub fn columns(&self) -> [String; 3] {
+        match self {
+            Target::H2lab(s) => [
+                s.dispatch.to_string(),
+                s.engine.to_string(),
+                s.tls.name().into(),
+            ],
+            Target::Peer { peer, tls } => [
+                peer.name().into(),
+                "peer".into(),
+                if *tls { "openssl" } else { "none" }.into(),
+            ],
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c] = self.columns();
+        write!(f, "{a}/{b}/{c}")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
     pub setups: Vec<Setup>,
+    /// Peers to measure too, each with the TLS choices of the matrix.
+    pub peers: Vec<(Peer, bool)>,
     pub clients: Vec<usize>,
     pub pipelines: Vec<usize>,
     pub duration: Duration,
@@ -47,7 +86,7 @@ pub struct BenchConfig {
 /// One cell of the matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cell {
-    pub setup: Setup,
+    pub target: Target,
     pub clients: usize,
     pub pipeline: usize,
 }
@@ -96,8 +135,8 @@ pub enum BenchError {
         exe: PathBuf,
         source: std::io::Error,
     },
-    #[error("{setup}: the server did not start: {reason}")]
-    Serve { setup: Setup, reason: String },
+    #[error("{target}: the server did not start: {reason}")]
+    Serve { target: Target, reason: String },
     #[error("{0}")]
     Load(#[from] load::LoadError),
     #[error("h2load: {0}")]
@@ -108,12 +147,17 @@ pub enum BenchError {
 
 impl BenchConfig {
     pub fn cells(&self) -> Vec<Cell> {
+        let targets = self.setups.iter().map(|&s| Target::H2lab(s)).chain(
+            self.peers
+                .iter()
+                .map(|&(peer, tls)| Target::Peer { peer, tls }),
+        );
         let mut cells = Vec::new();
-        for &setup in &self.setups {
+        for target in targets {
             for &clients in &self.clients {
                 for &pipeline in &self.pipelines {
                     cells.push(Cell {
-                        setup,
+                        target,
                         clients,
                         pipeline,
                     });
@@ -168,27 +212,56 @@ fn start_server(config: &BenchConfig, setup: Setup) -> Result<(ServerChild, Stri
     BufReader::new(stdout)
         .read_line(&mut line)
         .map_err(|e| BenchError::Serve {
-            setup,
+            target: Target::H2lab(setup),
             reason: e.to_string(),
         })?;
     match line.strip_prefix("listening on ") {
         Some(url) => Ok((child, url.trim().to_string())),
         None => Err(BenchError::Serve {
-            setup,
+            target: Target::H2lab(setup),
             reason: "no `listening on` line (see `h2lab serve --help`)".into(),
         }),
     }
 }
 
+/// A server under measurement: our child, or a peer (with its children).
+enum Running {
+    H2lab(ServerChild),
+    Peer(peers::RunningPeer),
+}
+
+impl Running {
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Running::H2lab(c) => vec![c.0.id()],
+            Running::Peer(p) => p.pids(),
+        }
+    }
+}
+
 fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<Run, BenchError> {
-    let (server, url) = start_server(config, cell.setup)?;
-    let pid = server.0.id();
-    let cpu_before = cpu_seconds(pid, ticks)?;
+    let (server, url) = match cell.target {
+        Target::H2lab(setup) => {
+            let (child, url) = start_server(config, setup)?;
+            (Running::H2lab(child), url)
+        }
+        Target::Peer { peer, tls } => {
+            let p = peers::start(peer, tls).map_err(|reason| BenchError::Serve {
+                target: cell.target,
+                reason,
+            })?;
+            let url = p.url.clone();
+            (Running::Peer(p), url)
+        }
+    };
+    // nginx's worker exists before the load starts: the set is stable.
+    let pids = server.pids();
+    let cpu_before = cpu_of(&pids, ticks)?;
     let measured = match config.client {
         LoadClient::Builtin => builtin(config, cell, &url)?,
         LoadClient::H2load => h2load(config, cell, &url)?,
     };
-    let cpu = cpu_seconds(pid, ticks)? - cpu_before;
+    let cpu = cpu_of(&pids, ticks)? - cpu_before;
     drop(server);
     let (req_per_s, p50_us, p99_us, mean_us, succeeded, failed, connection_errors, seconds) =
         measured;
@@ -209,6 +282,10 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
         connection_errors,
         seconds,
     })
+}
+
+fn cpu_of(pids: &[u32], ticks: f64) -> Result<f64, BenchError> {
+    pids.iter().map(|&p| cpu_seconds(p, ticks)).sum()
 }
 
 type Measured = (f64, Option<u64>, Option<u64>, f64, u64, u64, u64, f64);
@@ -390,10 +467,8 @@ fn opt(v: Option<u64>) -> String {
 pub fn csv(client: LoadClient, runs: &[Run], medians: &[Median]) -> String {
     let mut out = format!("{CSV_HEADER}\n");
     let cell_cols = |c: &Cell| {
-        format!(
-            "{},{},{},{},{}",
-            c.setup.dispatch, c.setup.engine, c.setup.tls, c.clients, c.pipeline
-        )
+        let [a, b, t] = c.target.columns();
+        format!("{a},{b},{t},{},{}", c.clients, c.pipeline)
     };
     for r in runs {
         out.push_str(&format!(
@@ -447,7 +522,7 @@ pub fn table(medians: &[Median]) -> String {
     for m in medians {
         out.push_str(&format!(
             "{:<22} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>7} {:>9}\n",
-            m.cell.setup.to_string(),
+            m.cell.target.to_string(),
             m.cell.clients,
             m.cell.pipeline,
             m.req_per_s,
@@ -465,10 +540,11 @@ pub fn table(medians: &[Median]) -> String {
 /// Everything, for `--json`.
 pub fn json(client: LoadClient, runs: &[Run], medians: &[Median]) -> serde_json::Value {
     let cell = |c: &Cell| {
+        let [dispatch, engine, tls] = c.target.columns();
         serde_json::json!({
-            "dispatch": c.setup.dispatch.to_string(),
-            "engine": c.setup.engine.to_string(),
-            "tls": c.setup.tls.name(),
+            "dispatch": dispatch,
+            "engine": engine,
+            "tls": tls,
             "clients": c.clients,
             "pipeline": c.pipeline,
         })

@@ -204,6 +204,14 @@ pub struct BenchArgs {
     /// Write every run and the medians as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Peer servers to measure in the same run, comma-separated, each with
+    /// h2c and/or TLS as --tls asks (any TLS provider means the peer's own
+    /// OpenSSL). A peer whose binary is missing is left out with a note.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    pub peers: Vec<crate::peers::Peer>,
+    /// A missing peer binary is an error instead.
+    #[arg(long, requires = "peers")]
+    pub require_peers: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -376,9 +384,33 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    anyhow::ensure!(!setups.is_empty(), "no supported setup in the matrix");
+    let mut peers = Vec::new();
+    for &peer in &args.peers {
+        if peer.find().is_none() {
+            let missing = format!(
+                "`{}` not found (Debian: apt-get install {})",
+                peer.name(),
+                peer.package()
+            );
+            anyhow::ensure!(!args.require_peers, "peer {missing}");
+            eprintln!("h2lab: bench: leaving out {}: {missing}", peer.name());
+            continue;
+        }
+        let mut tls_choices: Vec<bool> = args.tls.iter().map(|t| t.is_tls()).collect();
+        tls_choices.dedup();
+        for tls in tls_choices {
+            if !peers.contains(&(peer, tls)) {
+                peers.push((peer, tls));
+            }
+        }
+    }
+    anyhow::ensure!(
+        !setups.is_empty() || !peers.is_empty(),
+        "no supported setup in the matrix"
+    );
     let config = bench::BenchConfig {
         setups,
+        peers,
         clients: args.clients.iter().map(|&c| c as usize).collect(),
         pipelines: args.pipeline.iter().map(|&m| m as usize).collect(),
         duration: args.duration,
@@ -398,7 +430,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let runs = bench::run(&config, |r| {
         bar.set_message(format!(
             "{} c={} m={}: {:.0} req/s",
-            r.cell.setup, r.cell.clients, r.cell.pipeline, r.req_per_s
+            r.cell.target, r.cell.clients, r.cell.pipeline, r.req_per_s
         ));
         bar.inc(1);
     })?;

@@ -11,6 +11,7 @@ pub mod compare;
 pub mod engine;
 pub mod frame;
 pub mod load;
+pub mod peers;
 pub mod server;
 pub mod tls;
 pub mod trace;

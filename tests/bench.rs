@@ -141,3 +141,79 @@ fn an_empty_matrix_is_an_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no supported setup in the matrix"));
 }
+
+/// Processes started from a peer's temporary folder, alive now.
+fn peer_processes() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            text.contains("h2lab-peer-").then_some(text)
+        })
+        .collect()
+}
+
+/// nginx, h2o and nghttpd are started with generated configurations,
+/// measured like our servers, and stopped: nothing they ran is left.
+#[test]
+fn peers_are_started_measured_and_stopped() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("peers.csv");
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .args([
+            "bench",
+            "--dispatch",
+            "poll",
+            "--tls",
+            "none,rustls",
+            "--peers",
+            "nginx,h2o,nghttpd",
+        ])
+        .args([
+            "--require-peers",
+            "--clients",
+            "2",
+            "--pipeline",
+            "10",
+            "--duration",
+            "0.3",
+            "--repeat",
+            "1",
+            "--out",
+        ])
+        .arg(&csv));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    for peer in ["nginx", "h2o", "nghttpd"] {
+        for tls in ["none", "openssl"] {
+            let row: Vec<&str> = text
+                .lines()
+                .find(|l| l.starts_with(&format!("run,builtin,{peer},peer,{tls},")))
+                .unwrap_or_else(|| panic!("no {peer}/{tls} row: {text}"))
+                .split(',')
+                .collect();
+            let (cpu, ok, failed): (f64, u64, u64) = (
+                row[13].parse().unwrap(),
+                row[14].parse().unwrap(),
+                row[15].parse().unwrap(),
+            );
+            assert!(ok > 0 && failed == 0 && cpu > 0.0, "{peer}/{tls}: {row:?}");
+        }
+    }
+    assert_eq!(
+        peer_processes(),
+        Vec::<String>::new(),
+        "peer processes left running"
+    );
+    let leftovers = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("h2lab-peer-"))
+        .count();
+    assert_eq!(leftovers, 0, "a peer's temporary folder was left behind");
+}

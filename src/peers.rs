@@ -1,0 +1,232 @@
+//! Peer servers for `h2lab bench`: nginx, h2o and nghttpd serving the same
+//! `Hello World\n` on loopback, one worker each, with the same development
+//! certificate, each from a generated configuration in a temporary folder.
+//! Measured like our servers: CPU from /proc, summed over the peer's
+//! process and its children (nginx's workers).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::certs::Identity;
+use crate::engine::RESPONSE_BODY;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Peer {
+    Nginx,
+    H2o,
+    Nghttpd,
+}
+
+impl Peer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Nginx => "nginx",
+            Peer::H2o => "h2o",
+            Peer::Nghttpd => "nghttpd",
+        }
+    }
+
+    fn binary(self) -> &'static str {
+        self.name()
+    }
+
+    /// The Debian package that has the binary.
+    pub fn package(self) -> &'static str {
+        match self {
+            Peer::Nginx => "nginx-light",
+            Peer::H2o => "h2o",
+            Peer::Nghttpd => "nghttp2-server",
+        }
+    }
+
+    /// The binary on PATH, if any.
+    pub fn find(self) -> Option<PathBuf> {
+        let paths = std::env::var_os("PATH")?;
+        let mut dirs: Vec<PathBuf> = std::env::split_paths(&paths).collect();
+        // Debian puts nginx and nghttpd in sbin, which a user's PATH may lack.
+        dirs.extend(["/usr/sbin", "/sbin"].map(PathBuf::from));
+        dirs.into_iter()
+            .map(|d| d.join(self.binary()))
+            .find(|p| p.is_file())
+    }
+}
+
+/// A running peer; stopped (with its children) and its folder removed on drop.
+pub struct RunningPeer {
+    child: Child,
+    dir: PathBuf,
+    pub url: String,
+}
+
+impl RunningPeer {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The peer's process and its children.
+    pub fn pids(&self) -> Vec<u32> {
+        let root = self.child.id();
+        let mut pids = vec![root];
+        pids.extend(children_of(root));
+        pids
+    }
+}
+
+impl Drop for RunningPeer {
+    fn drop(&mut self) {
+        let pids: Vec<String> = self.pids().iter().map(u32::to_string).collect();
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(&pids)
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let child: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
+}
+
+/// A free loopback port (bound, then released for the peer to take).
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Starts `peer` with TLS or h2c and waits until it accepts connections.
+pub fn start(peer: Peer, tls: bool) -> Result<RunningPeer, String> {
+    let binary = peer.find().ok_or_else(|| {
+        format!(
+            "`{}` not found (Debian: apt-get install {})",
+            peer.binary(),
+            peer.package()
+        )
+    })?;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("h2lab-peer-{}-{n}", std::process::id()));
+    let setup = || -> std::io::Result<(Command, u16)> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        // Peers that drop privileges must still read their files.
+        set_mode(&dir, 0o755)?;
+        let id = Identity::development();
+        std::fs::write(dir.join("cert.pem"), &id.cert_pem)?;
+        std::fs::write(dir.join("key.pem"), &id.key_pem)?;
+        set_mode(&dir.join("key.pem"), 0o644)?;
+        std::fs::write(dir.join("index.html"), RESPONSE_BODY)?;
+        set_mode(&dir.join("index.html"), 0o644)?;
+        let port = free_port()?;
+        Ok((command(peer, &binary, &dir, port, tls)?, port))
+    };
+    let (mut cmd, port) =
+        setup().map_err(|e| format!("{}: cannot prepare {}: {e}", peer.name(), dir.display()))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let scheme = if tls { "https" } else { "http" };
+    let running = RunningPeer {
+        child,
+        dir,
+        url: format!("{scheme}://127.0.0.1:{port}/"),
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} did not listen on {addr} within 10 s",
+                peer.name()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(running)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+fn command(
+    peer: Peer,
+    binary: &Path,
+    dir: &Path,
+    port: u16,
+    tls: bool,
+) -> std::io::Result<Command> {
+    let d = dir.display();
+    let mut cmd = Command::new(binary);
+    match peer {
+        Peer::Nginx => {
+            let listen = if tls { "ssl http2" } else { "http2" };
+            // keepalive_requests: the default (1000) sends GOAWAY mid-run.
+            let conf = format!(
+                "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                 events {{ worker_connections 4096; }}\n\
+                 http {{\n  access_log off;\n  keepalive_requests 1000000000;\n\
+                 client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;\n\
+                 fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n\
+                 server {{\n    listen 127.0.0.1:{port} {listen};\n\
+                 ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
+                 location / {{ default_type text/html; return 200 \"Hello World\\n\"; }}\n  }}\n}}\n"
+            );
+            std::fs::write(dir.join("nginx.conf"), conf)?;
+            cmd.arg("-p").arg(dir).arg("-c").arg(dir.join("nginx.conf"));
+        }
+        Peer::H2o => {
+            let ssl = match tls {
+                true => format!(
+                    "  ssl:\n    certificate-file: {d}/cert.pem\n    key-file: {d}/key.pem\n    ocsp-update-interval: 0\n"
+                ),
+                false => String::new(),
+            };
+            let conf = format!(
+                "listen:\n  host: 127.0.0.1\n  port: {port}\n{ssl}num-threads: 1\naccess-log: /dev/null\n\
+                 error-log: {d}/error.log\nhosts:\n  default:\n    paths:\n      /:\n        file.file: {d}/index.html\n"
+            );
+            std::fs::write(dir.join("h2o.conf"), conf)?;
+            set_mode(&dir.join("h2o.conf"), 0o644)?;
+            cmd.arg("-c").arg(dir.join("h2o.conf"));
+        }
+        Peer::Nghttpd => {
+            cmd.args(["-a", "127.0.0.1", "-d"]).arg(dir);
+            match tls {
+                true => {
+                    cmd.arg(port.to_string())
+                        .arg(dir.join("key.pem"))
+                        .arg(dir.join("cert.pem"));
+                }
+                false => {
+                    cmd.arg("--no-tls").arg(port.to_string());
+                }
+            }
+        }
+    }
+    Ok(cmd)
+}
