@@ -5,7 +5,7 @@
 """Chart an h2lab bench: requests/s and latency against pipeline depth.
 
 Reads the CSV that `h2lab bench --out FILE.csv` writes (its `median` rows)
-and draws, for each (clients, TLS) pair, requests/s against pipeline depth
+and draws, for each clients × (h2c or TLS) pair, requests/s against pipeline depth
 with one line per server and min–max error bars, as the seed's charts did;
 with --latency, p50 and p99 latency on a log scale instead. The output
 format follows the file name: .png or .svg.
@@ -50,6 +50,13 @@ def read_medians(path):
     return rows
 
 
+def label(row):
+    """A server's line label: `poll/mini`, or `poll/mini (rustls)` over TLS, so
+    that our TLS providers and the peers' OpenSSL share one panel."""
+    name = f'{row["dispatch"]}/{row["engine"]}'
+    return name if row["tls"] == "none" else f'{name} ({row["tls"]})'
+
+
 def plot(rows, out, latency=False, title=None):
     """Draws one panel per (clients, TLS); returns the number of lines drawn."""
     import matplotlib
@@ -57,16 +64,17 @@ def plot(rows, out, latency=False, title=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(r["clients"], r["tls"]) for r in rows})
-    servers = sorted({f'{r["dispatch"]}/{r["engine"]}' for r in rows})
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    panels = sorted({(r["clients"], r["tls"] != "none") for r in rows})
+    servers = sorted({label(r) for r in rows})
+    # 20 distinct colours: a bench with peers has more than 10 servers.
+    colours = [matplotlib.colormaps["tab20"](i) for i in range(20)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     lines = 0
     for ax, (clients, tls) in zip(axes[0], panels):
         series = defaultdict(list)
         for r in rows:
-            if (r["clients"], r["tls"]) == (clients, tls):
-                series[f'{r["dispatch"]}/{r["engine"]}'].append(r)
+            if (r["clients"], r["tls"] != "none") == (clients, tls):
+                series[label(r)].append(r)
         for server, points in sorted(series.items()):
             # One colour per server, the same in every panel.
             colour = colours[servers.index(server) % len(colours)]
@@ -95,7 +103,7 @@ def plot(rows, out, latency=False, title=None):
         else:
             ax.set_ylabel("requests/s (median, min–max)")
             ax.set_ylim(bottom=0)
-        ax.set_title(f"{clients} client{'s' if clients != 1 else ''}, TLS {tls}")
+        ax.set_title(f"{clients} client{'s' if clients != 1 else ''}, {'TLS' if tls else 'h2c'}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if title:

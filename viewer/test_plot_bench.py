@@ -40,7 +40,7 @@ def test_latency_chart_svg(bench_csv, tmp_path):
     svg = tmp_path / "latency.svg"
     assert plot_bench.main([str(bench_csv), "-o", str(svg), "--latency"]) == 0
     text = svg.read_text()
-    assert "poll/mini p99" in text and "2 clients, TLS rustls" in text
+    assert "poll/mini (rustls) p99" in text and "2 clients, TLS" in text
 
 
 def test_bad_input_is_a_clear_error(tmp_path, capsys):
