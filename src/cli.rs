@@ -67,6 +67,11 @@ pub enum Command {
     /// built is skipped with a note. A cell whose server cannot serve every
     /// client (single with 5 clients) is recorded as it is, with failures.
     Bench(BenchArgs),
+    /// Markdown for write-ups from a bench CSV (`h2lab bench --out`): per
+    /// clients × pipeline × h2c/TLS, every server's median req/s and CPU per
+    /// request and its ratio to a baseline, then the machine's description
+    /// (make the report where the bench ran).
+    Report(ReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -215,6 +220,20 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A CSV written by `h2lab bench --out`.
+    pub csv: PathBuf,
+    /// The server ratios are taken to, without its TLS provider, e.g.
+    /// `h2o/peer` or `poll/mini` (default: the fastest peer present, else
+    /// the fastest server).
+    #[arg(long, value_name = "SERVER")]
+    pub baseline: Option<String>,
+    /// Write the markdown here instead of stdout.
+    #[arg(long, value_name = "FILE.md")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct CompareArgs {
     /// The baseline action log.
     pub a: PathBuf,
@@ -285,6 +304,7 @@ pub fn main() -> ExitCode {
         Command::Compare(args) => return compare(args),
         Command::Load(args) => return load(args),
         Command::Bench(args) => bench(args),
+        Command::Report(args) => report(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -446,6 +466,17 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(&bench::json(config.client, &runs, &medians))?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("h2lab: bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let rows = crate::report::read(&args.csv)?;
+    let markdown = crate::report::render(&rows, args.baseline.as_deref(), &args.csv)?;
+    match &args.out {
+        Some(path) => std::fs::write(path, markdown)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => out(markdown),
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod frame;
 pub mod load;
 pub mod peers;
+pub mod report;
 pub mod server;
 pub mod tls;
 pub mod trace;

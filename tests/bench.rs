@@ -130,6 +130,17 @@ fn a_starved_client_is_recorded() {
 }
 
 #[test]
+fn report_of_a_bad_file_is_a_clear_error() {
+    let bad = Path::new(env!("CARGO_TARGET_TMPDIR")).join("not-a-bench.csv");
+    std::fs::write(&bad, "a,b\n").unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .arg("report")
+        .arg(&bad));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an h2lab bench CSV"));
+}
+
+#[test]
 fn an_empty_matrix_is_an_error() {
     let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args([
         "bench",
@@ -210,6 +221,42 @@ fn peers_are_started_measured_and_stopped() {
         Vec::<String>::new(),
         "peer processes left running"
     );
+
+    // The report: ratios to the fastest peer by default, or to a baseline.
+    let report = |extra: &[&str]| {
+        run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .arg("report")
+            .arg(&csv)
+            .args(extra))
+    };
+    let out = report(&[]);
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        md.contains("## 2 clients, 10 in flight, h2c")
+            && md.contains("## 2 clients, 10 in flight, TLS"),
+        "{md}"
+    );
+    let baseline = md.split("**").nth(1).expect("a baseline").to_string();
+    assert!(
+        baseline.ends_with("/peer"),
+        "the fastest peer by default: {md}"
+    );
+    assert!(
+        md.contains(&format!("| {baseline}/none | ")) && md.contains(" | 1.00 | 0 |"),
+        "{md}"
+    );
+    assert!(md.contains("- nginx: nginx version: nginx/"), "{md}");
+    let out = report(&["--baseline", "poll/mini"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| poll/mini/none | "));
+    let out = report(&["--baseline", "iis/peer"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("baseline \"iis/peer\" is not in the results"));
     let leftovers = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .filter_map(|e| e.ok())
