@@ -81,6 +81,9 @@ pub struct BenchConfig {
     pub exe: PathBuf,
     /// Requests still open this long after the run's end fail.
     pub timeout: Duration,
+    /// CPU lists (`taskset -c` syntax) for the servers and for the load.
+    pub pin_server: Option<String>,
+    pub pin_client: Option<String>,
 }
 
 /// One cell of the matrix.
@@ -192,9 +195,54 @@ impl Drop for ServerChild {
     }
 }
 
+/// `cmd` run under `taskset -c CPUS` when `cpus` is given.
+pub fn pinned(cmd: Command, cpus: Option<&str>) -> Command {
+    match cpus {
+        None => cmd,
+        Some(cpus) => {
+            let mut t = Command::new("taskset");
+            t.arg("-c")
+                .arg(cpus)
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            t
+        }
+    }
+}
+
+/// Pins every thread of this process to `cpus` (for the built-in client).
+pub fn pin_self(cpus: &str) -> Result<(), String> {
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .output()
+        .map_err(|e| format!("cannot run taskset ({e}): apt-get install util-linux"))?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(format!(
+            "taskset -c {cpus}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// A `taskset -c` CPU list: numbers, ranges and commas.
+pub fn check_cpu_list(s: &str) -> Result<String, String> {
+    let num = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+    let ok = !s.is_empty()
+        && s.split(',').all(|part| match part.split_once('-') {
+            Some((a, b)) => num(a) && num(b),
+            None => num(part),
+        });
+    match ok {
+        true => Ok(s.to_string()),
+        false => Err(format!("'{s}' is not a CPU list (e.g. 0, 0-1 or 0,2)")),
+    }
+}
+
 fn start_server(config: &BenchConfig, setup: Setup) -> Result<(ServerChild, String), BenchError> {
-    let mut child = Command::new(&config.exe)
-        .args(["serve", "--port", "0"])
+    let mut serve = Command::new(&config.exe);
+    serve.args(["serve", "--port", "0"]);
+    let mut child = pinned(serve, config.pin_server.as_deref())
         .args(["--dispatch", &setup.dispatch.to_string()])
         .args(["--engine", &setup.engine.to_string()])
         .args(["--tls", setup.tls.name()])
@@ -246,9 +294,11 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
             (Running::H2lab(child), url)
         }
         Target::Peer { peer, tls } => {
-            let p = peers::start(peer, tls).map_err(|reason| BenchError::Serve {
-                target: cell.target,
-                reason,
+            let p = peers::start(peer, tls, config.pin_server.as_deref()).map_err(|reason| {
+                BenchError::Serve {
+                    target: cell.target,
+                    reason,
+                }
             })?;
             let url = p.url.clone();
             (Running::Peer(p), url)
@@ -316,7 +366,7 @@ fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
 
 fn h2load(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
     let started = Instant::now();
-    let out = Command::new("h2load")
+    let out = pinned(Command::new("h2load"), config.pin_client.as_deref())
         .arg(format!(
             "--duration={}ms",
             config.duration.as_millis().max(1)
@@ -580,6 +630,20 @@ mod tests {
         assert_eq!((rps, p50, ok, failed), (12345.67, None, 12340, 9));
         assert_eq!(mean, 812.0);
         assert!(parse_h2load("nonsense", 1.0).is_none());
+    }
+
+    #[test]
+    fn cpu_lists_are_checked() {
+        for good in ["0", "0-1", "0,2", "1,3-5"] {
+            assert_eq!(check_cpu_list(good).as_deref(), Ok(good));
+        }
+        for bad in ["", "a", "0-", "-1", "0,,1", "0;1"] {
+            assert!(check_cpu_list(bad).is_err(), "{bad}");
+        }
+        let cmd = pinned(Command::new("h2load"), Some("1"));
+        let args: Vec<&std::ffi::OsStr> = cmd.get_args().collect();
+        assert_eq!(cmd.get_program(), "taskset");
+        assert_eq!(args, ["-c", "1", "h2load"]);
     }
 
     #[test]

@@ -217,6 +217,12 @@ pub struct BenchArgs {
     /// A missing peer binary is an error instead.
     #[arg(long, requires = "peers")]
     pub require_peers: bool,
+    /// Run every server on these CPUs (`taskset -c` list, e.g. 0 or 0-1).
+    #[arg(long, value_name = "CPUS", value_parser = crate::bench::check_cpu_list)]
+    pub pin_server: Option<String>,
+    /// Run the load on these CPUs (the built-in client's threads, or h2load).
+    #[arg(long, value_name = "CPUS", value_parser = crate::bench::check_cpu_list)]
+    pub pin_client: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -438,7 +444,19 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         client: args.client,
         exe: std::env::current_exe().context("cannot find the h2lab binary")?,
         timeout: args.timeout,
+        pin_server: args.pin_server.clone(),
+        pin_client: args.pin_client.clone(),
     };
+    if let (Some(cpus), bench::LoadClient::Builtin) = (&args.pin_client, args.client) {
+        bench::pin_self(cpus).map_err(anyhow::Error::msg)?;
+    }
+    if args.pin_server.is_some() || args.pin_client.is_some() {
+        eprintln!(
+            "h2lab: bench: servers on CPUs {}, load on CPUs {}",
+            args.pin_server.as_deref().unwrap_or("any"),
+            args.pin_client.as_deref().unwrap_or("any")
+        );
+    }
     let cells = config.cells();
     let bar = indicatif::ProgressBar::new((cells.len() * config.repeat) as u64);
     bar.set_style(

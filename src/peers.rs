@@ -116,8 +116,9 @@ fn free_port() -> std::io::Result<u16> {
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Starts `peer` with TLS or h2c and waits until it accepts connections.
-pub fn start(peer: Peer, tls: bool) -> Result<RunningPeer, String> {
+/// Starts `peer` with TLS or h2c (under `taskset -c PIN` if given) and
+/// waits until it accepts connections.
+pub fn start(peer: Peer, tls: bool, pin: Option<&str>) -> Result<RunningPeer, String> {
     let binary = peer.find().ok_or_else(|| {
         format!(
             "`{}` not found (Debian: apt-get install {})",
@@ -140,9 +141,9 @@ pub fn start(peer: Peer, tls: bool) -> Result<RunningPeer, String> {
         let port = free_port()?;
         Ok((command(peer, &binary, &dir, port, tls)?, port))
     };
-    let (mut cmd, port) =
+    let (cmd, port) =
         setup().map_err(|e| format!("{}: cannot prepare {}: {e}", peer.name(), dir.display()))?;
-    let child = cmd
+    let child = crate::bench::pinned(cmd, pin)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

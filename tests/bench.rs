@@ -129,6 +129,44 @@ fn a_starved_client_is_recorded() {
     assert_eq!(row.last(), Some(&"1"), "{table}");
 }
 
+/// Pinned runs: servers (ours and a peer) on CPU 0, the load on CPU 1.
+#[test]
+fn pinned_runs_serve_and_report_their_cpus() {
+    for client in ["builtin", "h2load"] {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .args([
+                "bench",
+                "--dispatch",
+                "poll",
+                "--tls",
+                "none",
+                "--peers",
+                "h2o",
+                "--require-peers",
+            ])
+            .args([
+                "--clients",
+                "1",
+                "--pipeline",
+                "10",
+                "--duration",
+                "0.2",
+                "--repeat",
+                "1",
+            ])
+            .args(["--pin-server", "0", "--pin-client", "1", "--client", client]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{client}: {err}");
+        assert!(err.contains("servers on CPUs 0, load on CPUs 1"), "{err}");
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(table.lines().count(), 3, "{table}");
+    }
+    let out =
+        run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args(["bench", "--pin-server", "zero"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a CPU list"));
+}
+
 #[test]
 fn report_of_a_bad_file_is_a_clear_error() {
     let bad = Path::new(env!("CARGO_TARGET_TMPDIR")).join("not-a-bench.csv");
