@@ -11,16 +11,24 @@ use support::run;
 
 const HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors";
 
-/// `h2lab serve --port 0` processes alive now (only bench starts them so).
-fn bench_servers() -> usize {
+/// The command lines (arguments joined by spaces) of the processes alive now.
+fn command_lines() -> Vec<String> {
     std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|c| {
-            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-            args.windows(3)
-                .any(|w| w == [&b"serve"[..], b"--port", b"0"])
+        .filter_map(|e| {
+            let e = e.ok()?;
+            e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some(String::from_utf8_lossy(&cmdline).replace('\0', " "))
         })
+        .collect()
+}
+
+/// `h2lab serve --port 0` processes alive now (only bench starts them so).
+fn bench_servers() -> usize {
+    command_lines()
+        .iter()
+        .filter(|c| c.contains(" serve --port 0 "))
         .count()
 }
 
@@ -193,15 +201,9 @@ fn an_empty_matrix_is_an_error() {
 
 /// Processes started from a peer's temporary folder, alive now.
 fn peer_processes() -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            e.file_name().to_str()?.parse::<u32>().ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            text.contains("h2lab-peer-").then_some(text)
-        })
+    command_lines()
+        .into_iter()
+        .filter(|c| c.contains("h2lab-peer-"))
         .collect()
 }
 
