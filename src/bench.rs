@@ -313,24 +313,23 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
     };
     let cpu = cpu_of(&pids, ticks)? - cpu_before;
     drop(server);
-    let (req_per_s, p50_us, p99_us, mean_us, succeeded, failed, connection_errors, seconds) =
-        measured;
+    let m = measured;
     Ok(Run {
         cell,
         rep,
-        req_per_s,
-        p50_us,
-        p99_us,
-        mean_us,
-        cpu_us_per_req: if succeeded > 0 {
-            cpu * 1e6 / succeeded as f64
+        req_per_s: m.req_per_s,
+        p50_us: m.p50_us,
+        p99_us: m.p99_us,
+        mean_us: m.mean_us,
+        cpu_us_per_req: if m.succeeded > 0 {
+            cpu * 1e6 / m.succeeded as f64
         } else {
             0.0
         },
-        succeeded,
-        failed,
-        connection_errors,
-        seconds,
+        succeeded: m.succeeded,
+        failed: m.failed,
+        connection_errors: m.connection_errors,
+        seconds: m.seconds,
     })
 }
 
@@ -338,7 +337,18 @@ fn cpu_of(pids: &[u32], ticks: f64) -> Result<f64, BenchError> {
     pids.iter().map(|&p| cpu_seconds(p, ticks)).sum()
 }
 
-type Measured = (f64, Option<u64>, Option<u64>, f64, u64, u64, u64, f64);
+/// What a load client reports of one run (the server's CPU is read apart).
+#[derive(Clone, Debug, PartialEq)]
+struct Measured {
+    req_per_s: f64,
+    p50_us: Option<u64>,
+    p99_us: Option<u64>,
+    mean_us: f64,
+    succeeded: u64,
+    failed: u64,
+    connection_errors: u64,
+    seconds: f64,
+}
 
 fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
     let report = load::run(&LoadConfig {
@@ -352,16 +362,16 @@ fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         timeout: config.timeout,
     })?;
     let l = report.latency_us;
-    Ok((
-        report.req_per_s,
-        Some(l.p50),
-        Some(l.p99),
-        l.mean,
-        report.succeeded,
-        report.failed,
-        report.connection_errors,
-        report.seconds,
-    ))
+    Ok(Measured {
+        req_per_s: report.req_per_s,
+        p50_us: Some(l.p50),
+        p99_us: Some(l.p99),
+        mean_us: l.mean,
+        succeeded: report.succeeded,
+        failed: report.failed,
+        connection_errors: report.connection_errors,
+        seconds: report.seconds,
+    })
 }
 
 fn h2load(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
@@ -422,11 +432,16 @@ fn parse_h2load(text: &str, elapsed: f64) -> Option<Measured> {
         .and_then(|l| l.split_whitespace().nth(5))
         .map(micros)
         .unwrap_or(0.0);
-    Some((
-        req_per_s, None, None, mean_us, succeeded, failed,
-        0, // h2load reports no per-connection outcome
-        elapsed,
-    ))
+    Some(Measured {
+        req_per_s,
+        p50_us: None, // h2load prints no percentiles
+        p99_us: None,
+        mean_us,
+        succeeded,
+        failed,
+        connection_errors: 0, // nor a per-connection outcome
+        seconds: elapsed,
+    })
 }
 
 /// `123.45us`, `1.2ms`, `2s` in µs.
@@ -626,9 +641,12 @@ mod tests {
         let text = "finished in 1.00s, 12345.67 req/s, 1.2MB/s\n\
                     requests: 12400 total, 12400 started, 12346 done, 12340 succeeded, 6 failed, 2 errored, 1 timeout\n\
                     time for request:      120us      8.05ms       812us       455us    70.12%\n";
-        let (rps, p50, _, mean, ok, failed, _, _) = parse_h2load(text, 1.0).unwrap();
-        assert_eq!((rps, p50, ok, failed), (12345.67, None, 12340, 9));
-        assert_eq!(mean, 812.0);
+        let m = parse_h2load(text, 1.0).unwrap();
+        assert_eq!(
+            (m.req_per_s, m.p50_us, m.succeeded, m.failed),
+            (12345.67, None, 12340, 9)
+        );
+        assert_eq!(m.mean_us, 812.0);
         assert!(parse_h2load("nonsense", 1.0).is_none());
     }
 
