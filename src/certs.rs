@@ -149,6 +149,26 @@ pub fn write_pair(dir: &Path, force: bool) -> Result<Vec<PathBuf>, CertError> {
     Ok(paths)
 }
 
+/// Write a fresh development certificate pair: a CA (ca.pem) and a leaf
+/// for localhost, 127.0.0.1 and ::1 (localhost.pem, localhost-key.pem).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory to write into (created if missing).
+    #[arg(long, default_value = "certs")]
+    pub out: PathBuf,
+    /// Replace files that exist already.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `h2lab certs`.
+pub fn run(args: Args) -> crate::cli::CmdResult {
+    for path in write_pair(&args.out, args.force)? {
+        crate::cli::out(format!("wrote {}\n", path.display()));
+    }
+    Ok(crate::cli::Exit::Success)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

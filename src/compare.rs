@@ -9,21 +9,58 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::trace::CSV_HEADER;
+use crate::cli::{self, bad_input, values, CmdResult, Exit};
+use crate::csv_file::{self, CsvFileError};
+use crate::trace::{CsvRow, Kind, Name, CSV_HEADER};
+
+/// Compare two action logs (the CSV of `serve --trace`): per-request
+/// action counts, bytes and mean durations, and each log's usual
+/// per-request action sequence.
+///
+/// Exit status: 0 when B is within the thresholds of A, 1 when a
+/// per-request action count or mean duration in B exceeds A's by more,
+/// 2 when a log cannot be read (with the reason).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The baseline action log.
+    pub a: PathBuf,
+    /// The action log to judge against the baseline.
+    pub b: PathBuf,
+    /// Percent by which B's per-request count of an action may exceed A's.
+    #[arg(long, value_name = "PCT", default_value_t = 10.0, value_parser = values::pct)]
+    pub threshold: f64,
+    /// Percent by which B's mean duration of an action may exceed A's
+    /// (default: --threshold). Durations are noisier than counts on a shared
+    /// machine.
+    #[arg(long, value_name = "PCT", value_parser = values::pct)]
+    pub duration_threshold: Option<f64>,
+}
+
+/// `h2lab compare`.
+pub fn run(args: Args) -> CmdResult {
+    let a = read_log(&args.a).map_err(bad_input)?;
+    let b = read_log(&args.b).map_err(bad_input)?;
+    let thresholds = Thresholds {
+        count_pct: args.threshold,
+        duration_pct: args.duration_threshold.unwrap_or(args.threshold),
+    };
+    let comparison = compare(&a, &b, thresholds);
+    cli::out(comparison.to_string());
+    if comparison.regressions.is_empty() {
+        cli::out("\nno regression beyond the thresholds\n");
+        return Ok(Exit::Success);
+    }
+    cli::out("\nregressions:\n");
+    for r in &comparison.regressions {
+        cli::out(format!("  {r}\n"));
+    }
+    Ok(Exit::Failure)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}:{line}: {reason}", path.display())]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    #[error(transparent)]
+    Csv(#[from] CsvFileError),
     #[error("{}: no responses (no frame-out with END_STREAM): nothing to compare per request", .0.display())]
     NoRequests(PathBuf),
 }
@@ -54,86 +91,19 @@ pub struct Sequence {
     pub responses: u64,
 }
 
-#[derive(Debug)]
-struct Row<'a> {
-    ts: u64,
-    dur: u64,
-    client: u64,
-    kind: &'a str,
-    name: &'a str,
-    bytes: u64,
-    state: &'a str,
-}
-
-impl Row<'_> {
-    fn is_response(&self) -> bool {
-        self.kind == "frame-out"
-            && (self.name == "DATA" || self.name == "HEADERS")
-            && self.state.split('|').any(|f| f == "END_STREAM")
-    }
-}
-
-fn parse_row(line: &str) -> Result<Row<'_>, String> {
-    let cols: Vec<&str> = line.split(',').collect();
-    if cols.len() != 8 {
-        return Err(format!("{} columns, expected 8", cols.len()));
-    }
-    let num = |i: usize, what: &str| {
-        cols[i]
-            .parse::<u64>()
-            .map_err(|_| format!("{what} is not a number: {:?}", cols[i]))
-    };
-    let kind = cols[3];
-    if !matches!(kind, "conn" | "action" | "frame-in" | "frame-out") {
-        return Err(format!("unknown kind {kind:?}"));
-    }
-    Ok(Row {
-        ts: num(0, "ts_ns")?,
-        dur: num(1, "dur_ns")?,
-        client: num(2, "client")?,
-        kind,
-        name: cols[4],
-        bytes: num(6, "bytes")?,
-        state: cols[7],
-    })
-}
-
 /// Reads and sums up an action log written by `h2lab serve --trace`.
 pub fn read_log(path: &Path) -> Result<Log, CompareError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CompareError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let parse_err = |line: usize, reason: String| CompareError::Parse {
-        path: path.to_owned(),
-        line,
-        reason,
-    };
-    let mut lines = text.lines();
-    match lines.next() {
-        Some(h) if h == CSV_HEADER => {}
-        Some(h) => {
-            return Err(parse_err(
-                1,
-                format!("header {h:?}, expected {CSV_HEADER:?}"),
-            ))
-        }
-        None => return Err(parse_err(1, "empty file".into())),
-    }
-    let mut rows = Vec::new();
-    for (i, line) in lines.enumerate() {
-        rows.push(parse_row(line).map_err(|r| parse_err(i + 2, r))?);
-    }
+    let mut rows: Vec<CsvRow> = csv_file::read(path, CSV_HEADER, "an h2lab action log")?;
     let mut log = Log {
         path: path.to_owned(),
         ..Log::default()
     };
     for r in &rows {
-        if r.kind == "action" {
-            let t = log.actions.entry(r.name.to_string()).or_default();
+        if r.kind == Kind::Action {
+            let t = log.actions.entry(r.name.clone()).or_default();
             t.count += 1;
             t.bytes += r.bytes;
-            t.dur_ns += r.dur;
+            t.dur_ns += r.dur_ns;
         }
         if r.is_response() {
             log.requests += 1;
@@ -143,7 +113,7 @@ pub fn read_log(path: &Path) -> Result<Log, CompareError> {
         return Err(CompareError::NoRequests(path.to_owned()));
     }
     // Rows are written as spans close; per client, time order is start order.
-    rows.sort_by_key(|r| (r.client, r.ts));
+    rows.sort_by_key(|r| (r.client, r.ts_ns));
     let mut clients = 0;
     let mut segment: Vec<&str> = Vec::new();
     let mut answered = 0u64;
@@ -158,11 +128,11 @@ pub fn read_log(path: &Path) -> Result<Log, CompareError> {
         if r.is_response() {
             answered += 1;
         }
-        if r.kind != "action" {
+        if r.kind != Kind::Action {
             continue;
         }
-        segment.push(r.name);
-        if r.name == "write_socket" {
+        segment.push(&r.name);
+        if r.name == Name::WriteSocket.as_str() {
             if answered > 0 {
                 let s = log.sequences.entry(run_length(&segment)).or_default();
                 s.times += 1;
@@ -356,17 +326,5 @@ mod tests {
     fn run_length_folds_repeats() {
         assert_eq!(run_length(&["a", "b", "b", "c"]), "a → b ×2 → c");
         assert_eq!(run_length(&[]), "");
-    }
-
-    #[test]
-    fn rows_are_checked() {
-        assert!(parse_row("1,2,3,action,x,,4,").is_ok());
-        assert!(parse_row("1,2,3,bogus,x,,4,")
-            .unwrap_err()
-            .contains("unknown kind"));
-        assert!(parse_row("1,2,3").unwrap_err().contains("3 columns"));
-        assert!(parse_row("x,2,3,action,x,,4,")
-            .unwrap_err()
-            .contains("ts_ns"));
     }
 }

@@ -2,17 +2,21 @@
 //! ("Hello World\n" for every request) on interchangeable server designs
 //! (dispatch × engine × TLS), each driving the same sans-IO engine and TLS
 //! sessions.
+//!
+//! The core: [`frame`], [`engine`], [`tls`], [`server`] and [`trace`]. The
+//! tools around it, each a subcommand: [`serve`], [`certs`], [`compare`],
+//! [`load`], [`bench`] (with `report`); [`cli`] only dispatches to them.
 #![forbid(unsafe_code, unused_must_use)]
 
 pub mod bench;
 pub mod certs;
 pub mod cli;
 pub mod compare;
+pub mod csv_file;
 pub mod engine;
 pub mod frame;
 pub mod load;
-pub mod peers;
-pub mod report;
+pub mod serve;
 pub mod server;
 pub mod tls;
 pub mod trace;

@@ -5,6 +5,7 @@
 //! clients, or `-D` seconds after `--warm-up` seconds.
 
 pub mod client;
+pub mod command;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -58,8 +59,8 @@ pub enum LoadError {
     Setup(String),
 }
 
-/// What a run measured.
-#[derive(Clone, Debug, PartialEq)]
+/// What a run measured (`--json` writes it as it is).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LoadReport {
     pub clients: usize,
     pub streams: usize,
@@ -76,7 +77,7 @@ pub struct LoadReport {
     pub latency_us: Latency,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Latency {
     pub min: u64,
     pub p50: u64,
@@ -95,36 +96,34 @@ struct Target {
 
 fn parse_url(url: &str) -> Result<Target, LoadError> {
     let bad = || LoadError::Url(url.to_string());
-    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else {
-        return Err(bad());
+    let uri: http::Uri = url.parse().map_err(|_| bad())?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(bad()),
     };
-    let authority = rest
-        .split('/')
-        .next()
-        .filter(|a| !a.is_empty())
-        .ok_or_else(bad)?;
-    let default_port = if https { 443 } else { 80 };
-    let (host, port) = match authority.strip_prefix('[') {
-        // [v6] or [v6]:port
-        Some(bracketed) => {
-            let (host, after) = bracketed.split_once(']').ok_or_else(bad)?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse::<u16>().map_err(|_| bad())?,
-                None if after.is_empty() => default_port,
-                None => return Err(bad()),
-            };
-            (host.to_string(), port)
-        }
-        None => match authority.split_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| bad())?),
-            None => (authority.to_string(), default_port),
+    let authority = uri.authority().ok_or_else(bad)?;
+    // `[::1]` → `::1`: the brackets are URL syntax, not part of the address.
+    let raw = authority.host();
+    let host = match raw.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']').ok_or_else(bad)?,
+        None => raw,
+    };
+    // `Uri` is lenient after the host (`[::1]x`, `h:x`): only `:PORT` may follow.
+    let port = match authority.as_str().strip_prefix(raw).ok_or_else(bad)? {
+        "" => match https {
+            true => 443,
+            false => 80,
         },
+        rest => rest
+            .strip_prefix(':')
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(bad)?,
     };
-    let addr = (host.as_str(), port)
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let addr = (host, port)
         .to_socket_addrs()
         .map_err(|e| LoadError::Resolve(authority.to_string(), e))?
         .next()
@@ -132,7 +131,7 @@ fn parse_url(url: &str) -> Result<Target, LoadError> {
     Ok(Target {
         addr,
         authority: authority.to_string(),
-        host,
+        host: host.to_string(),
         https,
     })
 }
@@ -581,30 +580,6 @@ impl Conn {
                 self.quota = 0;
             }
         }
-    }
-}
-
-impl LoadReport {
-    /// One JSON object, for `--json`.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "clients": self.clients,
-            "streams": self.streams,
-            "requests": self.requests,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "connection_errors": self.connection_errors,
-            "seconds": self.seconds,
-            "req_per_s": self.req_per_s,
-            "latency_us": {
-                "min": self.latency_us.min,
-                "p50": self.latency_us.p50,
-                "p90": self.latency_us.p90,
-                "p99": self.latency_us.p99,
-                "max": self.latency_us.max,
-                "mean": self.latency_us.mean,
-            },
-        })
     }
 }
 

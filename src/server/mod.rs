@@ -5,24 +5,27 @@
 //! A dispatch owns sockets and scheduling only; the engine and TLS session it
 //! drives are the same for every dispatch.
 
-mod blocking;
-mod pipeline;
-pub mod poll;
-mod tls_stream;
-mod tokio_loop;
+mod conn;
+mod dispatch;
+mod io;
+mod shared;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::certs::{CertError, Identity};
 use crate::tls::{ClientHelloHook, TlsAcceptor, TlsError, TlsProvider};
 use crate::trace::{TraceConfig, TraceError, TraceSummary, Tracer};
+use dispatch::Wake;
+use shared::Shared;
+
+pub use conn::ConnError;
 
 /// How connections are accepted and scheduled: the `dispatch` axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -138,19 +141,6 @@ pub enum ServerError {
     TraceCompiledOut,
 }
 
-/// Why one connection ended badly.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnError {
-    #[error(transparent)]
-    Pipeline(#[from] pipeline::PipelineError),
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error("h2: {0}")]
-    H2(#[from] h2::Error),
-    #[error("socket: {0}")]
-    Io(#[from] std::io::Error),
-}
-
 fn supported_list() -> String {
     let names: Vec<String> = Setup::supported().iter().map(|s| s.to_string()).collect();
     names.join(", ")
@@ -236,17 +226,6 @@ impl ServerConfig {
     }
 }
 
-/// Counters a server keeps while it runs; read them with [`Server::stats`].
-#[derive(Debug, Default)]
-struct Counters {
-    accepted: AtomicU64,
-    refused: AtomicU64,
-    timed_out: AtomicU64,
-    failed: AtomicU64,
-    responses: AtomicU64,
-    writes: AtomicU64,
-}
-
 /// A snapshot of the counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServerStats {
@@ -268,70 +247,6 @@ pub struct ServerStats {
     pub trace: Option<Result<TraceSummary, String>>,
 }
 
-/// State shared by the accept loop, the connections and the handle.
-struct Shared {
-    /// The trace's dispatcher, installed in every thread the server starts.
-    dispatch: Option<tracing::Dispatch>,
-    acceptor: TlsAcceptor,
-    engine: Engine,
-    nodelay: bool,
-    stopping: AtomicBool,
-    /// A clone of every open connection's socket, so that `stop` can shut
-    /// them down and unblock their threads.
-    open: Mutex<Vec<(u64, TcpStream)>>,
-    counters: Counters,
-}
-
-impl Shared {
-    /// Runs `f` with the server's trace dispatcher (if any) as the thread's.
-    fn traced<R>(&self, f: impl FnOnce() -> R) -> R {
-        match &self.dispatch {
-            Some(d) => tracing::dispatcher::with_default(d, f),
-            None => f(),
-        }
-    }
-
-    /// Registers a new connection unless the server is stopping. Checked
-    /// under the same lock `stop` takes, so no connection slips past it.
-    fn register(&self, id: u64, stream: &TcpStream) -> bool {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if self.stopping.load(Ordering::SeqCst) {
-            return false;
-        }
-        if let Ok(clone) = stream.try_clone() {
-            open.push((id, clone));
-        }
-        true
-    }
-
-    fn unregister(&self, id: u64) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.retain(|(i, _)| *i != id);
-    }
-
-    /// Accounts for a connection that has ended.
-    fn finish(&self, id: u64, responses: u64, result: Result<(), ConnError>) {
-        let _span = crate::trace::action(id, crate::trace::Name::Close, crate::trace::NO_STATE);
-        let c = &self.counters;
-        c.responses.fetch_add(responses, Ordering::Relaxed);
-        if let Err(e) = result {
-            c.failed.fetch_add(1, Ordering::Relaxed);
-            // A stop ends connections on purpose: not the client's fault.
-            if !self.stopping.load(Ordering::SeqCst) {
-                eprintln!("h2lab: client {id}: {e:#}");
-            }
-        }
-    }
-
-    fn begin_stop(&self) {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        self.stopping.store(true, Ordering::SeqCst);
-        for (_, stream) in open.iter() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
 /// A running server. Dropping it stops it too.
 pub struct Server {
     addr: SocketAddr,
@@ -341,14 +256,6 @@ pub struct Server {
     wake: Wake,
     accept_thread: Option<JoinHandle<()>>,
     tracer: Option<Tracer>,
-}
-
-/// How `stop` wakes the dispatch's thread.
-enum Wake {
-    /// A blocking `accept()`: connect to it.
-    Accept,
-    Poll(mio::Waker),
-    Tokio(tokio::sync::watch::Sender<bool>),
 }
 
 /// Binds, builds the TLS configuration and starts accepting.
@@ -373,59 +280,20 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
     let addr = listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Shared::new(
         dispatch,
         acceptor,
-        engine: config.engine,
-        nodelay: config.nodelay,
-        stopping: AtomicBool::new(false),
-        open: Mutex::new(Vec::new()),
-        counters: Counters::default(),
-    });
-    let thread_shared = shared.clone();
-    let dispatch = config.dispatch;
-    let thread = std::thread::Builder::new().name(format!("h2lab-{dispatch}"));
-    let (wake, accept_thread) = match dispatch {
-        Dispatch::Single | Dispatch::Thread => {
-            let threaded = dispatch == Dispatch::Thread;
-            let run = move || {
-                let shared = thread_shared.clone();
-                shared.traced(|| blocking::accept_loop(listener, threaded, thread_shared))
-            };
-            (Wake::Accept, thread.spawn(run))
-        }
-        Dispatch::Tokio => {
-            let runtime = tokio_loop::runtime(config.threads, shared.dispatch.clone())
-                .map_err(ServerError::Spawn)?;
-            listener.set_nonblocking(true).map_err(ServerError::Spawn)?;
-            let (tx, rx) = tokio::sync::watch::channel(false);
-            let run = move || {
-                let shared = thread_shared.clone();
-                shared.traced(|| tokio_loop::run(runtime, listener, thread_shared, rx))
-            };
-            (Wake::Tokio(tx), thread.spawn(run))
-        }
-        Dispatch::Poll => {
-            let poll = mio::Poll::new().map_err(ServerError::Spawn)?;
-            let waker =
-                mio::Waker::new(poll.registry(), poll::WAKER).map_err(ServerError::Spawn)?;
-            let options = poll::Options {
-                max_clients: config.max_clients,
-                idle_timeout: config.idle_timeout,
-            };
-            let event_loop = poll::PollLoop::new(poll, listener, thread_shared.clone(), options)
-                .map_err(ServerError::Spawn)?;
-            let run = move || thread_shared.traced(|| event_loop.run());
-            (Wake::Poll(waker), thread.spawn(run))
-        }
-    };
+        config.engine,
+        config.nodelay,
+    ));
+    let (wake, accept_thread) = dispatch::spawn(config, listener, shared.clone())?;
     Ok(Server {
         url: url_for(addr, config.tls),
         addr,
         setup: config.setup(),
         shared,
         wake,
-        accept_thread: Some(accept_thread.map_err(ServerError::Spawn)?),
+        accept_thread: Some(accept_thread),
         tracer,
     })
 }
@@ -481,25 +349,7 @@ impl Server {
             return;
         };
         self.shared.begin_stop();
-        match &self.wake {
-            Wake::Accept => {
-                // Wake the blocking accept(): connect once; the loop sees `stopping`.
-                let mut wake = self.addr;
-                if wake.ip().is_unspecified() {
-                    wake.set_ip(match wake {
-                        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                        SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-                    });
-                }
-                let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(500));
-            }
-            Wake::Poll(waker) => {
-                let _ = waker.wake();
-            }
-            Wake::Tokio(tx) => {
-                let _ = tx.send(true);
-            }
-        }
+        self.wake.wake();
         let _ = thread.join();
     }
 }

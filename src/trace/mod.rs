@@ -9,185 +9,20 @@
 //! costs the `tracing` callsite check only.
 
 mod layer;
+pub mod schema;
 mod writer;
 
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::frame::{FrameHeader, FrameType, HEADER_LEN};
+use crate::frame::{FrameHeader, HEADER_LEN};
 
 pub use layer::{TraceLayer, Tracer};
-pub use writer::CSV_HEADER;
+pub use schema::{CsvRow, Flags, FrameFlags, Kind, Name, Record, CSV_HEADER, NO_STATE};
 
 /// The target of every h2lab span and event; the layer ignores all others
 /// (the `h2` crate's own tracing among them).
 pub const TARGET: &str = "h2lab";
-
-/// What a row describes (the CSV's `kind` column).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Conn,
-    Action,
-    FrameIn,
-    FrameOut,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Conn => "conn",
-            Kind::Action => "action",
-            Kind::FrameIn => "frame-in",
-            Kind::FrameOut => "frame-out",
-        }
-    }
-}
-
-/// Every span name, as a code carried in the `name` field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Name {
-    Accept,
-    Close,
-    Refuse,
-    ReadSocket,
-    Handshake,
-    Decrypt,
-    Engine,
-    Encrypt,
-    MoveEncrypted,
-    WriteSocket,
-}
-
-impl Name {
-    const ALL: [Name; 10] = [
-        Name::Accept,
-        Name::Close,
-        Name::Refuse,
-        Name::ReadSocket,
-        Name::Handshake,
-        Name::Decrypt,
-        Name::Engine,
-        Name::Encrypt,
-        Name::MoveEncrypted,
-        Name::WriteSocket,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Name::Accept => "accept",
-            Name::Close => "close",
-            Name::Refuse => "refuse",
-            Name::ReadSocket => "read_socket",
-            Name::Handshake => "handshake",
-            Name::Decrypt => "decrypt",
-            Name::Engine => "engine",
-            Name::Encrypt => "encrypt",
-            Name::MoveEncrypted => "move_encrypted",
-            Name::WriteSocket => "write_socket",
-        }
-    }
-
-    pub fn kind(self) -> Kind {
-        match self {
-            Name::Accept | Name::Close | Name::Refuse => Kind::Conn,
-            _ => Kind::Action,
-        }
-    }
-
-    fn from_code(code: u64) -> Option<Name> {
-        Name::ALL.get(code as usize).copied()
-    }
-}
-
-/// No `state` for the action (dispatches without explicit flags).
-pub const NO_STATE: u64 = u64::MAX;
-
-/// One row of the trace: an action (with its duration) or a frame event.
-/// Fixed size and `Copy`: it travels to the writer thread without allocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Record {
-    /// Nanoseconds since the trace started.
-    pub ts_ns: u64,
-    /// 0 for an event.
-    pub dur_ns: u64,
-    pub client: u64,
-    pub kind: Kind,
-    /// The action, for actions and conn rows.
-    pub name: Option<Name>,
-    /// The frame, for frame rows.
-    pub frame: Option<FrameHeader>,
-    /// Octets moved by the action, or the frame's payload length.
-    pub bytes: u64,
-    /// The poll client's flags before the action ([`NO_STATE`]: none).
-    pub state: u64,
-}
-
-impl Record {
-    /// The CSV `name` column.
-    pub fn name_str(&self) -> &'static str {
-        match (self.name, self.frame) {
-            (Some(n), _) => n.as_str(),
-            (None, Some(f)) => f.kind.name(),
-            (None, None) => "",
-        }
-    }
-}
-
-/// The frame flags set in `flags`, by their names for frame type `kind`,
-/// joined by `|` (the CSV `state` column of frame rows).
-pub struct FrameFlags {
-    pub kind: FrameType,
-    pub flags: u8,
-}
-
-impl fmt::Display for FrameFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = Vec::new();
-        self.write_to(&mut out);
-        f.write_str(&String::from_utf8_lossy(&out))
-    }
-}
-
-impl FrameFlags {
-    /// Appends the names to `out` (the writer's fast path: no `fmt`).
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        use crate::frame::flags::*;
-        let names: &[(u8, &str)] = match self.kind {
-            FrameType::DATA => &[(END_STREAM, "END_STREAM"), (PADDED, "PADDED")],
-            FrameType::HEADERS => &[
-                (END_STREAM, "END_STREAM"),
-                (END_HEADERS, "END_HEADERS"),
-                (PADDED, "PADDED"),
-                (PRIORITY, "PRIORITY"),
-            ],
-            FrameType::SETTINGS | FrameType::PING => &[(ACK, "ACK")],
-            FrameType::CONTINUATION => &[(END_HEADERS, "END_HEADERS")],
-            FrameType::PUSH_PROMISE => &[(END_HEADERS, "END_HEADERS"), (PADDED, "PADDED")],
-            _ => &[],
-        };
-        let mut first = true;
-        for (bit, name) in names {
-            if self.flags & bit != 0 {
-                if !first {
-                    out.push(b'|');
-                }
-                out.extend_from_slice(name.as_bytes());
-                first = false;
-            }
-        }
-        let unnamed = names.iter().fold(self.flags, |rest, (bit, _)| rest & !bit);
-        if unnamed != 0 {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            if !first {
-                out.push(b'|');
-            }
-            out.extend_from_slice(b"0x");
-            out.push(HEX[usize::from(unnamed >> 4)]);
-            out.push(HEX[usize::from(unnamed & 15)]);
-        }
-    }
-}
 
 /// An entered action span; record the octets moved with [`ActionSpan::bytes`].
 /// Dropping it closes the span (the layer then knows its duration).
@@ -399,6 +234,7 @@ pub enum TraceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::FrameType;
 
     #[test]
     fn scanner_finds_frames_across_any_split() {
@@ -422,24 +258,6 @@ mod tests {
                 "chunks of {chunk}"
             );
         }
-    }
-
-    #[test]
-    fn frame_flags_print_by_name() {
-        let s = |kind, flags| FrameFlags { kind, flags }.to_string();
-        assert_eq!(s(FrameType::DATA, 1), "END_STREAM");
-        assert_eq!(s(FrameType::HEADERS, 5), "END_STREAM|END_HEADERS");
-        assert_eq!(s(FrameType::SETTINGS, 1), "ACK");
-        assert_eq!(s(FrameType::SETTINGS, 0), "");
-        assert_eq!(s(FrameType::GOAWAY, 0x80), "0x80");
-    }
-
-    #[test]
-    fn names_round_trip_through_codes() {
-        for name in Name::ALL {
-            assert_eq!(Name::from_code(name as u64), Some(name));
-        }
-        assert_eq!(Name::from_code(99), None);
     }
 
     #[test]

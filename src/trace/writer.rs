@@ -7,11 +7,8 @@ use std::io::{self, BufWriter, Write};
 use std::sync::mpsc::Receiver;
 
 use super::layer::Shared;
-use super::{FrameFlags, Kind, Record, TraceConfig, TraceError, NO_STATE};
-use crate::server::poll::state::Flags;
-
-/// The CSV header: the columns of DESIGN.md, in order.
-pub const CSV_HEADER: &str = "ts_ns,dur_ns,client,kind,name,stream,bytes,state";
+use super::schema::{Flags, FrameFlags, Kind, Record, CSV_HEADER, NO_STATE};
+use super::{TraceConfig, TraceError};
 
 pub(super) enum Msg {
     Batch(Vec<Record>),

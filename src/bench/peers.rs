@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::system::{children_of, pinned};
 use crate::certs::Identity;
 use crate::engine::RESPONSE_BODY;
 
@@ -61,10 +62,6 @@ pub struct RunningPeer {
 }
 
 impl RunningPeer {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The peer's process and its children.
     pub fn pids(&self) -> Vec<u32> {
         let root = self.child.id();
@@ -85,28 +82,6 @@ impl Drop for RunningPeer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Processes whose parent is `pid`.
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let child: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let ppid: u32 = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            (ppid == pid).then_some(child)
-        })
-        .collect()
 }
 
 /// A free loopback port (bound, then released for the peer to take).
@@ -143,7 +118,7 @@ pub fn start(peer: Peer, tls: bool, pin: Option<&str>) -> Result<RunningPeer, St
     };
     let (cmd, port) =
         setup().map_err(|e| format!("{}: cannot prepare {}: {e}", peer.name(), dir.display()))?;
-    let child = crate::bench::pinned(cmd, pin)
+    let child = pinned(cmd, pin)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -8,12 +8,10 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::blocking::READ_BUF;
+use super::{feed_traced, Frames};
+use crate::server::io::{HIGH_WATER, READ_BUF};
 use crate::tls::{TlsError, TlsSession};
-use crate::trace::{self, FrameScanner, Name, NO_STATE};
-
-/// Past this much unsent ciphertext, writes wait for the socket.
-const HIGH_WATER: usize = 256 * 1024;
+use crate::trace::{self, Name, NO_STATE};
 
 pub struct TlsStream<S> {
     client: u64,
@@ -27,9 +25,7 @@ pub struct TlsStream<S> {
     wire_pos: usize,
     read_buf: Box<[u8]>,
     eof: bool,
-    /// Frame boundaries of the plaintext each way, for frame events.
-    frames_in: FrameScanner,
-    frames_out: FrameScanner,
+    frames: Frames,
 }
 
 fn io_error(err: TlsError) -> io::Error {
@@ -48,8 +44,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             wire_pos: 0,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             eof: false,
-            frames_in: FrameScanner::inbound(),
-            frames_out: FrameScanner::outbound(),
+            frames: Frames::new(client),
         }
     }
 
@@ -76,38 +71,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
 
     /// Feeds one chunk of ciphertext, collecting the plaintext.
     fn feed(&mut self, n: usize) -> io::Result<()> {
-        let Self {
-            client,
-            tls,
-            read_buf,
-            plain,
-            plain_pos,
-            frames_in,
-            ..
-        } = self;
-        if *plain_pos == plain.len() {
-            plain.clear();
-            *plain_pos = 0;
+        if self.plain_pos == self.plain.len() {
+            self.plain.clear();
+            self.plain_pos = 0;
         }
-        let mut input = &read_buf[..n];
+        let before = self.plain.len();
+        let mut input = &self.read_buf[..n];
         while !input.is_empty() {
-            let name = match tls.is_handshaking() {
-                true => Name::Handshake,
-                false => Name::Decrypt,
-            };
-            let span = trace::action(*client, name, NO_STATE);
-            let used = tls.handle_ciphertext(input).map_err(io_error)?;
+            let used = feed_traced(self.client, self.tls.as_mut(), input, &mut self.plain)
+                .map_err(io::Error::other)?;
             input = &input[used..];
-            let before = plain.len();
-            let got = tls.poll_plaintext(plain).map_err(io_error)?;
-            span.bytes(used);
-            if trace::frames_enabled() {
-                frames_in.scan(&plain[before..], |h| trace::frame(*client, false, h));
-            }
-            if used == 0 && got == 0 {
-                return Err(io::Error::other("TLS session stalled"));
-            }
         }
+        self.frames.seen_in(&self.plain[before..]);
         Ok(())
     }
 }
@@ -165,11 +140,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
             this.tls.handle_plaintext(data).map_err(io_error)?;
             span.bytes(data.len());
         }
-        if trace::frames_enabled() {
-            let client = this.client;
-            this.frames_out
-                .scan(data, |h| trace::frame(client, true, h));
-        }
+        this.frames.seen_out(data);
         if let Poll::Ready(Err(e)) = this.poll_send(cx) {
             return Poll::Ready(Err(e));
         }

@@ -2,17 +2,19 @@
 //! engine, with the plaintext buffers between them (DESIGN.md "Data flow"):
 //!
 //! ```text
-//! [in buf] ──decrypt──▶ TLS ──run_engine──▶ engine ──▶ ⓤ ──encrypt──▶ TLS ──move_encrypted──▶ [out buf]
-//!              ②           ③                                ④              ⑤                    Ⓔ
+//! [in buf] ──feed (handshake/decrypt)──▶ ③ ──engine──▶ ⓤ ──encrypt──▶ TLS ──move_encrypted──▶ [out buf]
+//!              ②                                           ④              ⑤                    Ⓔ
 //! ```
 //!
 //! The `poll` dispatch calls each step as one action of its state machine;
-//! the blocking and tokio drivers, which have no use for the single steps,
-//! call [`Pipeline::handle_read`] and [`Pipeline::poll_output`].
+//! drivers that read and write in bulk (blocking, tokio) use [`MiniConn`],
+//! which runs the steps for each chunk read and hands back what to write.
 
+use super::{feed, feed_traced, FeedError, Frames};
 use crate::engine::{EngineError, MiniConnection};
+use crate::server::io::READ_BUF;
 use crate::tls::{TlsError, TlsSession};
-use crate::trace::{self, FrameScanner, Name, NO_STATE};
+use crate::trace::{self, Name, NO_STATE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -22,6 +24,15 @@ pub enum PipelineError {
     Tls(#[from] TlsError),
     #[error("TLS session takes no more input and has nothing to give")]
     Stalled,
+}
+
+impl From<FeedError> for PipelineError {
+    fn from(e: FeedError) -> Self {
+        match e {
+            FeedError::Tls(e) => Self::Tls(e),
+            FeedError::Stalled => Self::Stalled,
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -35,9 +46,7 @@ pub struct Pipeline {
     plain_out: Vec<u8>,
     /// The TLS session failed: only what it still has (its alert) may be sent.
     broken: bool,
-    /// Frame boundaries of the plaintext each way, for frame events.
-    frames_in: FrameScanner,
-    frames_out: FrameScanner,
+    frames: Frames,
 }
 
 impl Pipeline {
@@ -45,26 +54,16 @@ impl Pipeline {
     pub fn new(tls: Box<dyn TlsSession>, client: u64) -> Self {
         let mut plain_out = Vec::with_capacity(4096);
         let engine = MiniConnection::accept(&mut plain_out);
-        let mut pipeline = Self {
+        let mut frames = Frames::new(client);
+        frames.seen_out(&plain_out);
+        Self {
             client,
             tls,
             engine,
             plain_in: Vec::with_capacity(4096),
             plain_out,
             broken: false,
-            frames_in: FrameScanner::inbound(),
-            frames_out: FrameScanner::outbound(),
-        };
-        pipeline.trace_frames_out(0);
-        pipeline
-    }
-
-    /// Frame events for what the engine appended to ⓤ from `from` on.
-    fn trace_frames_out(&mut self, from: usize) {
-        if trace::frames_enabled() {
-            let client = self.client;
-            self.frames_out
-                .scan(&self.plain_out[from..], |h| trace::frame(client, true, h));
+            frames,
         }
     }
 
@@ -83,6 +82,11 @@ impl Pipeline {
         self.broken || self.engine.is_closed()
     }
 
+    /// ③ is not empty: the engine has work.
+    pub fn has_decrypted(&self) -> bool {
+        !self.plain_in.is_empty()
+    }
+
     /// ⓤ is not empty.
     pub fn has_plaintext_out(&self) -> bool {
         !self.plain_out.is_empty()
@@ -93,42 +97,35 @@ impl Pipeline {
         self.plain_out.len()
     }
 
-    fn tls_failed(&mut self, err: TlsError) -> PipelineError {
+    fn tls_failed(&mut self, err: impl Into<PipelineError>) -> PipelineError {
         self.broken = true;
         self.plain_out.clear();
         err.into()
     }
 
     /// ② Gives ciphertext to the TLS session (the handshake advances here
-    /// too); returns how much it took.
-    pub fn decrypt(&mut self, input: &[u8]) -> Result<usize, PipelineError> {
-        self.tls
-            .handle_ciphertext(input)
-            .map_err(|e| self.tls_failed(e))
+    /// too) and takes the plaintext it yields into ③; returns how much of
+    /// `input` it took. Untraced: the caller's action span covers it.
+    pub fn feed(&mut self, input: &[u8]) -> Result<usize, PipelineError> {
+        feed(self.tls.as_mut(), input, &mut self.plain_in).map_err(|e| self.tls_failed(e))
     }
 
-    /// ③ Runs the engine on the plaintext TLS has decrypted; returns its
-    /// length (0: there was none).
+    /// ③ Runs the engine on the decrypted plaintext; returns its length
+    /// (0: there was none).
     pub fn run_engine(&mut self) -> Result<usize, PipelineError> {
-        let n = match self.tls.poll_plaintext(&mut self.plain_in) {
-            Ok(n) => n,
-            Err(e) => return Err(self.tls_failed(e)),
-        };
-        if n > 0 {
-            if trace::frames_enabled() {
-                let client = self.client;
-                self.frames_in
-                    .scan(&self.plain_in, |h| trace::frame(client, false, h));
-            }
-            let before = self.plain_out.len();
-            let result = self
-                .engine
-                .handle_input(&self.plain_in, &mut self.plain_out);
-            self.trace_frames_out(before);
-            self.plain_in.clear();
-            // Status::Closed shows as `is_closed()`.
-            let _status = result?;
+        let n = self.plain_in.len();
+        if n == 0 {
+            return Ok(0);
         }
+        self.frames.seen_in(&self.plain_in);
+        let before = self.plain_out.len();
+        let result = self
+            .engine
+            .handle_input(&self.plain_in, &mut self.plain_out);
+        self.frames.seen_out(&self.plain_out[before..]);
+        self.plain_in.clear();
+        // Status::Closed shows as `is_closed()`.
+        let _status = result?;
         Ok(n)
     }
 
@@ -159,29 +156,20 @@ impl Pipeline {
         }
         let before = self.plain_out.len();
         let result = self.engine.handle_eof(&mut self.plain_out);
-        self.trace_frames_out(before);
+        self.frames.seen_out(&self.plain_out[before..]);
         Ok(result?)
     }
 
-    /// Decrypts and runs the engine on one chunk read from the socket, one
-    /// traced action per step.
+    /// Feeds one chunk read from the socket and runs the engine on what it
+    /// yields, one traced action per step.
     pub fn handle_read(&mut self, mut input: &[u8]) -> Result<(), PipelineError> {
         while !input.is_empty() && !self.is_closed() {
-            let name = match self.tls.is_handshaking() {
-                true => Name::Handshake,
-                false => Name::Decrypt,
-            };
-            let span = trace::action(self.client, name, NO_STATE);
-            let used = self.decrypt(input)?;
-            span.bytes(used);
-            drop(span);
+            let used = feed_traced(self.client, self.tls.as_mut(), input, &mut self.plain_in)
+                .map_err(|e| self.tls_failed(e))?;
             input = &input[used..];
-            let span = trace::action(self.client, Name::Engine, NO_STATE);
-            let got = self.run_engine()?;
-            span.bytes(got);
-            drop(span);
-            if used == 0 && got == 0 {
-                return Err(PipelineError::Stalled);
+            if self.has_decrypted() {
+                let span = trace::action(self.client, Name::Engine, NO_STATE);
+                span.bytes(self.run_engine()?);
             }
         }
         Ok(())
@@ -201,5 +189,62 @@ impl Pipeline {
         let n = self.move_encrypted(out)?;
         span.bytes(n);
         Ok(n)
+    }
+}
+
+/// A mini-engine connection for drivers that read and write in bulk: a
+/// [`Pipeline`] with its read buffer and its out buffer. The driver's loop
+/// is: write [`MiniConn::output`], stop if [`MiniConn::is_done`], read into
+/// [`MiniConn::read_buf`], pass the count to [`MiniConn::handle_read`].
+pub struct MiniConn {
+    pipeline: Pipeline,
+    read: Box<[u8]>,
+    /// Ⓔ what is to be written.
+    wire: Vec<u8>,
+    eof: bool,
+}
+
+impl MiniConn {
+    pub fn new(tls: Box<dyn TlsSession>, client: u64) -> Self {
+        Self {
+            pipeline: Pipeline::new(tls, client),
+            read: vec![0; READ_BUF].into_boxed_slice(),
+            wire: Vec::with_capacity(READ_BUF),
+            eof: false,
+        }
+    }
+
+    /// Everything due to the client now (its answers to all that was read,
+    /// encrypted): one write however many responses it holds. Call
+    /// [`MiniConn::written`] once it is written.
+    pub fn output(&mut self) -> Result<&[u8], PipelineError> {
+        self.pipeline.poll_output(&mut self.wire)?;
+        Ok(&self.wire)
+    }
+
+    pub fn written(&mut self) {
+        self.wire.clear();
+    }
+
+    /// Input ended or the connection is closing: write the output, then end.
+    pub fn is_done(&self) -> bool {
+        self.eof || self.pipeline.is_closed()
+    }
+
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        &mut self.read
+    }
+
+    /// `n` octets were read into the read buffer; 0 is the end of input.
+    pub fn handle_read(&mut self, n: usize) -> Result<(), PipelineError> {
+        if n == 0 {
+            self.eof = true;
+            return self.pipeline.handle_eof();
+        }
+        self.pipeline.handle_read(&self.read[..n])
+    }
+
+    pub fn responses(&self) -> u64 {
+        self.pipeline.responses()
     }
 }

@@ -15,25 +15,23 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::blocking::READ_BUF;
-use super::pipeline::{Pipeline, PipelineError};
-use super::{ConnError, Shared};
-use crate::trace::{self, Name, NO_STATE};
-use state::{select_next_action, Action, Flags};
+use crate::server::conn::{ConnError, Pipeline};
+use crate::server::io::{interrupted, would_block, HIGH_WATER, READ_BUF};
+use crate::server::shared::Shared;
+use crate::trace::{self, Flags, Name, NO_STATE};
+use state::select_next_action;
 
-pub(super) const LISTENER: Token = Token(0);
-pub(super) const WAKER: Token = Token(1);
+pub const LISTENER: Token = Token(0);
+pub const WAKER: Token = Token(1);
 /// Client tokens are slab keys shifted past the two above.
 const FIRST_CLIENT: usize = 2;
 /// Events handled per poll call.
 const EVENTS_CAPACITY: usize = 1024;
 /// Actions one client may take before the others get their turn.
 const MAX_ACTIONS_PER_TURN: usize = 256;
-/// Past this much unsent output, a client is not read from (backpressure).
-const HIGH_WATER: usize = 256 * 1024;
 
 /// Limits and switches of the loop.
-pub(super) struct Options {
+pub struct Options {
     pub max_clients: Option<usize>,
     pub idle_timeout: Option<Duration>,
 }
@@ -54,8 +52,6 @@ struct Client {
     last_read: Instant,
     /// In the ready queue already.
     queued: bool,
-    /// The last decrypt took no input.
-    took_nothing: bool,
     error: Option<ConnError>,
 }
 
@@ -69,12 +65,8 @@ enum Turn {
 }
 
 impl Client {
-    const STORED: Flags = Flags::from_bits(
-        Flags::CAN_READ.bits()
-            | Flags::HAS_DECRYPTED.bits()
-            | Flags::CAN_WRITE.bits()
-            | Flags::CLOSING.bits(),
-    );
+    const STORED: Flags =
+        Flags::from_bits(Flags::CAN_READ.bits() | Flags::CAN_WRITE.bits() | Flags::CLOSING.bits());
 
     /// The stored flags plus those read off the buffers.
     fn flags(&self) -> Flags {
@@ -82,6 +74,7 @@ impl Client {
         let pending_out = self.output.len() - self.out_start + self.pipeline.plaintext_out_len();
         let mut f = Flags::from_bits(self.flags.bits() & Self::STORED.bits());
         f.set(Flags::HAS_INPUT, self.in_start < self.in_end);
+        f.set(Flags::HAS_DECRYPTED, self.pipeline.has_decrypted());
         f.set(Flags::HAS_PLAINTEXT, self.pipeline.has_plaintext_out());
         f.set(Flags::TLS_READY, !tls.is_handshaking());
         f.set(Flags::HAS_CIPHERTEXT, tls.wants_write());
@@ -98,9 +91,9 @@ impl Client {
             let flags = self.flags();
             match select_next_action(flags) {
                 None => return Turn::Idle,
-                Some(Action::Close) => return Turn::Closed,
+                Some(Name::Close) => return Turn::Closed,
                 Some(action) => {
-                    let span = trace::action(self.id, action.trace_name(), flags.bits().into());
+                    let span = trace::action(self.id, action, flags.bits().into());
                     match self.perform(action, writes) {
                         Ok(bytes) => span.bytes(bytes),
                         Err(e) => {
@@ -118,18 +111,18 @@ impl Client {
     /// One action; returns the octets it moved. An error means the socket
     /// failed; protocol and TLS errors only set CLOSING, so that their
     /// GOAWAY or alert still goes out.
-    fn perform(&mut self, action: Action, writes: &AtomicU64) -> io::Result<usize> {
+    fn perform(&mut self, action: Name, writes: &AtomicU64) -> io::Result<usize> {
         let outcome = match action {
-            Action::ReadSocket => return self.read_socket(),
-            Action::WriteSocket => return self.write_socket(writes),
-            Action::Handshake | Action::Decrypt => self.decrypt(),
-            Action::Engine => self.run_engine(),
-            Action::Encrypt => self.pipeline.encrypt(),
-            Action::MoveEncrypted => {
+            Name::ReadSocket => return self.read_socket(),
+            Name::WriteSocket => return self.write_socket(writes),
+            Name::Handshake | Name::Decrypt => self.decrypt(),
+            Name::Engine => self.pipeline.run_engine(),
+            Name::Encrypt => self.pipeline.encrypt(),
+            Name::MoveEncrypted => {
                 self.compact_output();
                 self.pipeline.move_encrypted(&mut self.output)
             }
-            Action::Close => Ok(0),
+            Name::Close | Name::Accept | Name::Refuse => Ok(0),
         };
         let moved = match outcome {
             Ok(n) => n,
@@ -149,28 +142,12 @@ impl Client {
         Ok(moved)
     }
 
-    fn decrypt(&mut self) -> Result<usize, PipelineError> {
+    fn decrypt(&mut self) -> Result<usize, crate::server::conn::PipelineError> {
         let used = self
             .pipeline
-            .decrypt(&self.input[self.in_start..self.in_end])?;
+            .feed(&self.input[self.in_start..self.in_end])?;
         self.in_start += used;
-        // TLS takes less than offered only when its plaintext must be
-        // polled first: the engine runs next either way.
-        self.took_nothing = used == 0;
-        self.flags.set(Flags::HAS_DECRYPTED, true);
         Ok(used)
-    }
-
-    fn run_engine(&mut self) -> Result<usize, PipelineError> {
-        let n = self.pipeline.run_engine()?;
-        if n == 0 {
-            self.flags.set(Flags::HAS_DECRYPTED, false);
-            if self.took_nothing && self.in_start < self.in_end {
-                // TLS took no input and gave no plaintext: it would spin.
-                return Err(PipelineError::Stalled);
-            }
-        }
-        Ok(n)
     }
 
     fn read_socket(&mut self) -> io::Result<usize> {
@@ -188,10 +165,8 @@ impl Client {
                 self.in_end = n;
                 self.last_read = Instant::now();
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.flags.set(Flags::CAN_READ, false);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if would_block(&e) => self.flags.set(Flags::CAN_READ, false),
+            Err(e) if interrupted(&e) => {}
             Err(e) => return Err(e),
         }
         Ok(self.in_end)
@@ -211,11 +186,11 @@ impl Client {
                 }
                 Ok(n)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(e) if would_block(&e) => {
                 self.flags.set(Flags::CAN_WRITE, false);
                 Ok(0)
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) if interrupted(&e) => Ok(0),
             Err(e) => Err(e),
         }
     }
@@ -230,7 +205,7 @@ impl Client {
 }
 
 /// The loop's own state.
-pub(super) struct PollLoop {
+pub struct PollLoop {
     poll: Poll,
     listener: TcpListener,
     clients: Slab<Client>,
@@ -243,7 +218,7 @@ pub(super) struct PollLoop {
 impl PollLoop {
     /// Registers the listener; the waker must have been made from `poll`'s
     /// registry with the [`WAKER`] token.
-    pub(super) fn new(
+    pub fn new(
         poll: Poll,
         listener: std::net::TcpListener,
         shared: Arc<Shared>,
@@ -265,16 +240,16 @@ impl PollLoop {
     }
 
     /// Runs until the server stops; then every client is closed.
-    pub(super) fn run(mut self) {
+    pub fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         // Sweeps for idle clients four times per timeout, so a client is
         // closed between 1 and 1.25 timeouts after its last read.
         let sweep_every = self.options.idle_timeout.map(|t| t / 4);
         let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
-        while !self.shared.stopping.load(Ordering::SeqCst) {
+        while !self.shared.is_stopping() {
             let timeout = next_sweep.map(|at| at.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
+                if interrupted(&e) {
                     continue;
                 }
                 eprintln!("h2lab: poll: {e}");
@@ -339,8 +314,8 @@ impl PollLoop {
         loop {
             let (sock, _peer) = match self.listener.accept() {
                 Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
                 Err(e) => {
                     // EMFILE and the like: the listener stays readable, and
                     // the next poll retries.
@@ -350,8 +325,8 @@ impl PollLoop {
             };
             self.next_id += 1;
             let id = self.next_id;
+            self.shared.accepted();
             let counters = &self.shared.counters;
-            counters.accepted.fetch_add(1, Ordering::Relaxed);
             if self
                 .options
                 .max_clients
@@ -363,18 +338,16 @@ impl PollLoop {
                 drop(sock);
                 continue;
             }
-            let span = trace::action(id, Name::Accept, NO_STATE);
-            let added = self.add_client(id, sock);
-            drop(span);
-            if let Err(e) = added {
+            if let Err(e) = self.add_client(id, sock) {
                 self.shared.finish(id, 0, Err(e));
             }
         }
     }
 
     fn add_client(&mut self, id: u64, mut sock: TcpStream) -> Result<(), ConnError> {
-        sock.set_nodelay(self.shared.nodelay)?;
-        let tls = self.shared.acceptor.session()?;
+        let tls = self
+            .shared
+            .accept(id, |nodelay| sock.set_nodelay(nodelay))?;
         let entry = self.clients.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(
@@ -394,7 +367,6 @@ impl PollLoop {
             out_start: 0,
             last_read: Instant::now(),
             queued: false,
-            took_nothing: false,
             error: None,
         });
         // Our SETTINGS (h2c) can go out before the first event.

@@ -1,0 +1,89 @@
+//! The server under measurement, in processes of its own: an `h2lab serve`
+//! child, or a peer server. Stopped when dropped, also on an error path.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use super::system::pinned;
+use super::{peers, BenchConfig, BenchError, Target};
+use crate::server::Setup;
+
+/// The server child, killed when dropped.
+pub struct ServerChild(Child);
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A server under measurement: our child, or a peer (with its children).
+pub enum Running {
+    H2lab { child: ServerChild, url: String },
+    Peer(peers::RunningPeer),
+}
+
+impl Running {
+    /// Starts `target` (pinned as the bench says) and waits until it serves.
+    pub fn start(config: &BenchConfig, target: Target) -> Result<Running, BenchError> {
+        match target {
+            Target::H2lab(setup) => start_serve(config, setup),
+            Target::Peer { peer, tls } => peers::start(peer, tls, config.pin_server.as_deref())
+                .map(Running::Peer)
+                .map_err(|reason| BenchError::Serve { target, reason }),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Running::H2lab { url, .. } => url,
+            Running::Peer(p) => &p.url,
+        }
+    }
+
+    /// The processes whose CPU time is the server's.
+    pub fn pids(&self) -> Vec<u32> {
+        match self {
+            Running::H2lab { child, .. } => vec![child.0.id()],
+            Running::Peer(p) => p.pids(),
+        }
+    }
+}
+
+/// `h2lab serve` for `setup` on a free port; its one stdout line tells the URL.
+fn start_serve(config: &BenchConfig, setup: Setup) -> Result<Running, BenchError> {
+    let mut serve = Command::new(&config.exe);
+    serve.args(["serve", "--port", "0"]);
+    let mut child = pinned(serve, config.pin_server.as_deref())
+        .args(["--dispatch", &setup.dispatch.to_string()])
+        .args(["--engine", &setup.engine.to_string()])
+        .args(["--tls", setup.tls.name()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|source| BenchError::Spawn {
+            exe: config.exe.clone(),
+            source,
+        })?;
+    let stdout = child.stdout.take().expect("piped");
+    let child = ServerChild(child);
+    let failed = |reason: String| BenchError::Serve {
+        target: Target::H2lab(setup),
+        reason,
+    };
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| failed(e.to_string()))?;
+    match line.strip_prefix("listening on ") {
+        Some(url) => Ok(Running::H2lab {
+            child,
+            url: url.trim().to_string(),
+        }),
+        None => Err(failed(
+            "no `listening on` line (see `h2lab serve --help`)".into(),
+        )),
+    }
+}

@@ -1,0 +1,296 @@
+//! The bench's outputs behind one trait, as hyperfine's `export` module has
+//! them: the table printed at the end, the CSV (`--out`), the JSON
+//! (`--json`) and the markdown of `h2lab report`, all from one [`Results`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::row;
+use super::{Median, Results};
+use crate::csv_file;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("CSV: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("baseline {0:?} is not in the results (servers: {1})")]
+    NoBaseline(String, String),
+}
+
+pub trait Exporter {
+    /// The whole output for `results`.
+    fn export(&self, results: &Results) -> Result<String, ExportError>;
+}
+
+/// The table printed at the end of a bench: one line per cell.
+pub struct Table;
+
+/// Every run, then every cell's medians, as [`Row`]s.
+pub struct Csv;
+
+/// Everything, with each run's and median's cell spelt out.
+pub struct Json;
+
+/// For write-ups: per clients × pipeline × h2c/TLS, every server's median
+/// req/s and CPU per request and the ratio of its req/s to a baseline
+/// server's, then the machine.
+pub struct Markdown<'a> {
+    /// A server without its TLS provider (`h2o/peer`, `poll/mini`); by
+    /// default the fastest peer present, else the fastest server, by the
+    /// sum of its median req/s.
+    pub baseline: Option<&'a str>,
+    /// Where the results were read from.
+    pub source: &'a Path,
+    /// The description of the machine, appended as it is.
+    pub machine: String,
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+impl Exporter for Table {
+    fn export(&self, results: &Results) -> Result<String, ExportError> {
+        let mut out = format!(
+            "{:<22} {:>4} {:>4} {:>12} {:>23} {:>8} {:>8} {:>9} {:>7} {:>9}\n",
+            "setup",
+            "c",
+            "m",
+            "req/s",
+            "(min – max)",
+            "p50 µs",
+            "p99 µs",
+            "CPU µs/r",
+            "failed",
+            "conn err"
+        );
+        for m in &results.medians {
+            let _ = writeln!(
+                out,
+                "{:<22} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>7} {:>9}",
+                m.cell.target.to_string(),
+                m.cell.clients,
+                m.cell.pipeline,
+                m.req_per_s,
+                format!("({:.0} – {:.0})", m.req_per_s_min, m.req_per_s_max),
+                opt(m.p50_us),
+                opt(m.p99_us),
+                m.cpu_us_per_req,
+                m.failed,
+                m.connection_errors
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Exporter for Csv {
+    fn export(&self, results: &Results) -> Result<String, ExportError> {
+        Ok(csv_file::to_string(row::rows(results))?)
+    }
+}
+
+impl Exporter for Json {
+    fn export(&self, results: &Results) -> Result<String, ExportError> {
+        Ok(serde_json::to_string_pretty(results)?)
+    }
+}
+
+impl Markdown<'_> {
+    /// The baseline's name: the one asked for, or the fastest peer, or the
+    /// fastest server.
+    fn baseline(&self, medians: &[Median]) -> Result<String, ExportError> {
+        let mut totals: BTreeMap<String, f64> = BTreeMap::new();
+        for m in medians {
+            *totals.entry(m.cell.target.server_name()).or_default() += m.req_per_s;
+        }
+        let fastest = |peers_only: bool| {
+            totals
+                .iter()
+                .filter(|(n, _)| !peers_only || n.ends_with("/peer"))
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(n, _)| n.clone())
+        };
+        match self.baseline {
+            Some(b) if totals.contains_key(b) => Ok(b.to_string()),
+            Some(b) => {
+                let names: Vec<&str> = totals.keys().map(String::as_str).collect();
+                Err(ExportError::NoBaseline(b.to_string(), names.join(", ")))
+            }
+            None => Ok(fastest(true).or_else(|| fastest(false)).unwrap_or_default()),
+        }
+    }
+}
+
+impl Exporter for Markdown<'_> {
+    fn export(&self, results: &Results) -> Result<String, ExportError> {
+        let base = self.baseline(&results.medians)?;
+        let mut groups: BTreeMap<(usize, usize, bool), Vec<&Median>> = BTreeMap::new();
+        for m in &results.medians {
+            let c = &m.cell;
+            groups
+                .entry((c.clients, c.pipeline, c.target.is_tls()))
+                .or_default()
+                .push(m);
+        }
+        let mut out = String::new();
+        let _ = writeln!(out, "# h2lab bench report\n");
+        let _ = writeln!(
+            out,
+            "From `{}`. Medians of the runs; ratio = req/s ÷ the baseline's (**{base}**) in the same group.\n",
+            self.source.display()
+        );
+        for ((clients, pipeline, tls), mut group) in groups {
+            group.sort_by(|a, b| b.req_per_s.total_cmp(&a.req_per_s));
+            let base_rps = group
+                .iter()
+                .find(|m| m.cell.target.server_name() == base)
+                .map(|m| m.req_per_s);
+            let _ = writeln!(
+                out,
+                "## {clients} client{}, {pipeline} in flight, {}\n",
+                if clients == 1 { "" } else { "s" },
+                if tls { "TLS" } else { "h2c" }
+            );
+            let _ = writeln!(
+                out,
+                "| server | req/s | CPU µs/req | ratio to {base} | failed |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+            for m in group {
+                let ratio = match base_rps {
+                    Some(b) if b > 0.0 => format!("{:.2}", m.req_per_s / b),
+                    _ => "–".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {:.2} | {ratio} | {} |",
+                    m.cell.target, m.req_per_s, m.cpu_us_per_req, m.failed
+                );
+            }
+            let _ = writeln!(out);
+        }
+        out.push_str(&self.machine);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{Cell, LoadClient, Peer, Target};
+    use crate::server::{Dispatch, Engine, Setup};
+    use crate::tls::TlsProvider;
+
+    fn ours(dispatch: Dispatch, tls: TlsProvider) -> Target {
+        Target::H2lab(Setup {
+            dispatch,
+            engine: Engine::Mini,
+            tls,
+        })
+    }
+
+    fn median(target: Target, rps: f64) -> Median {
+        Median {
+            cell: Cell {
+                target,
+                clients: 1,
+                pipeline: 10,
+            },
+            runs: 3,
+            req_per_s: rps,
+            req_per_s_min: rps,
+            req_per_s_max: rps,
+            p50_us: Some(10),
+            p99_us: Some(20),
+            cpu_us_per_req: 1.5,
+            succeeded: 100,
+            failed: 0,
+            connection_errors: 0,
+        }
+    }
+
+    fn results(medians: Vec<Median>) -> Results {
+        Results {
+            client: LoadClient::Builtin,
+            runs: Vec::new(),
+            medians,
+        }
+    }
+
+    fn markdown(r: &Results, baseline: Option<&str>) -> Result<String, ExportError> {
+        Markdown {
+            baseline,
+            source: Path::new("b.csv"),
+            machine: "## Machine\n".into(),
+        }
+        .export(r)
+    }
+
+    #[test]
+    fn ratios_are_to_the_fastest_peer_by_default() {
+        let peer = |peer, tls| Target::Peer { peer, tls };
+        let r = results(vec![
+            median(ours(Dispatch::Poll, TlsProvider::None), 300.0),
+            median(peer(Peer::H2o, false), 150.0),
+            median(peer(Peer::Nginx, false), 50.0),
+            median(ours(Dispatch::Poll, TlsProvider::Rustls), 200.0),
+            median(peer(Peer::H2o, true), 100.0),
+        ]);
+        let md = markdown(&r, None).unwrap();
+        assert!(md.contains("ratio to h2o/peer |"), "{md}");
+        assert!(
+            md.contains("| poll/mini/none | 300 | 1.50 | 2.00 | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| nginx/peer/none | 50 | 1.50 | 0.33 | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| poll/mini/rustls | 200 | 1.50 | 2.00 | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("## 1 client, 10 in flight, TLS"), "{md}");
+        assert!(md.ends_with("## Machine\n"), "{md}");
+        let md = markdown(&r, Some("poll/mini")).unwrap();
+        assert!(
+            md.contains("| h2o/peer/none | 150 | 1.50 | 0.50 | 0 |"),
+            "{md}"
+        );
+        assert!(matches!(
+            markdown(&r, Some("iis")),
+            Err(ExportError::NoBaseline(..))
+        ));
+    }
+
+    #[test]
+    fn without_peers_the_fastest_server_is_the_baseline() {
+        let r = results(vec![
+            median(ours(Dispatch::Poll, TlsProvider::None), 300.0),
+            median(ours(Dispatch::Single, TlsProvider::None), 100.0),
+        ]);
+        assert!(markdown(&r, None).unwrap().contains("**poll/mini**"));
+    }
+
+    #[test]
+    fn table_csv_and_json_carry_every_cell() {
+        let r = results(vec![median(ours(Dispatch::Poll, TlsProvider::None), 300.0)]);
+        let table = Table.export(&r).unwrap();
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(table.contains("poll/mini/none"), "{table}");
+        let csv = Csv.export(&r).unwrap();
+        assert!(csv.starts_with(row::CSV_HEADER), "{csv}");
+        assert!(
+            csv.contains("\nmedian,builtin,poll,mini,none,1,10,,300.0,"),
+            "{csv}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&Json.export(&r).unwrap()).unwrap();
+        assert_eq!(json["client"], "builtin");
+        assert_eq!(json["medians"][0]["cell"]["dispatch"], "poll");
+        assert_eq!(json["medians"][0]["req_per_s"], 300.0);
+    }
+}

@@ -1,0 +1,113 @@
+//! h2load as the bench's load client: how it is run and how its summary is
+//! read.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use super::system::pinned;
+use super::{BenchConfig, BenchError, Cell, Measured};
+
+/// One run of h2load against `url` for the bench's duration.
+pub fn run(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
+    let started = Instant::now();
+    let secs = config.timeout.as_secs().max(1).to_string();
+    let out = pinned(Command::new("h2load"), config.pin_client.as_deref())
+        .arg(format!(
+            "--duration={}ms",
+            config.duration.as_millis().max(1)
+        ))
+        .args(["-c", &cell.clients.to_string()])
+        .args(["-m", &cell.pipeline.to_string()])
+        .args(["-T", &secs, "-N", &secs])
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            BenchError::H2load(format!(
+                "cannot run it ({e}): apt-get install nghttp2-client"
+            ))
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse(&text, started.elapsed().as_secs_f64())
+        .ok_or_else(|| BenchError::H2load(format!("unexpected output: {}", text.trim())))
+}
+
+/// Reads h2load's summary: req/s, the request counts and the mean time
+/// for a request (it prints no percentiles).
+fn parse(text: &str, elapsed: f64) -> Option<Measured> {
+    let number = |s: &str| s.trim().parse::<f64>().ok();
+    let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix));
+    let req_per_s = line("finished in")?
+        .split(',')
+        .nth(1)?
+        .trim()
+        .strip_suffix("req/s")
+        .and_then(number)?;
+    let requests = line("requests:")?;
+    let count = |what: &str| -> Option<u64> {
+        requests
+            .split(',')
+            .find(|p| p.trim().ends_with(what))?
+            .trim()
+            .split(' ')
+            .find_map(|w| w.parse().ok())
+    };
+    let succeeded = count("succeeded")?;
+    // As h2load counts them: with --duration it stops with requests in
+    // flight, which it does not count, so a starved connection is invisible.
+    let failed = count("failed")? + count("errored")? + count("timeout")?;
+    let mean_us = line("time for request:")
+        .and_then(|l| l.split_whitespace().nth(5))
+        .map(micros)
+        .unwrap_or(0.0);
+    Some(Measured {
+        req_per_s,
+        p50_us: None, // h2load prints no percentiles
+        p99_us: None,
+        mean_us,
+        succeeded,
+        failed,
+        connection_errors: 0, // nor a per-connection outcome
+        seconds: elapsed,
+    })
+}
+
+/// `123.45us`, `1.2ms`, `2s` in µs.
+fn micros(s: &str) -> f64 {
+    let (num, scale) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        (s, 1.0)
+    };
+    num.parse::<f64>().map(|v| v * scale).unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h2load_summary_is_read() {
+        let text = "finished in 1.00s, 12345.67 req/s, 1.2MB/s\n\
+                    requests: 12400 total, 12400 started, 12346 done, 12340 succeeded, 6 failed, 2 errored, 1 timeout\n\
+                    time for request:      120us      8.05ms       812us       455us    70.12%\n";
+        let m = parse(text, 1.0).unwrap();
+        assert_eq!(
+            (m.req_per_s, m.p50_us, m.succeeded, m.failed),
+            (12345.67, None, 12340, 9)
+        );
+        assert_eq!(m.mean_us, 812.0);
+        assert!(parse("nonsense", 1.0).is_none());
+    }
+
+    #[test]
+    fn durations_are_read_in_micros() {
+        assert_eq!(micros("1.5ms"), 1500.0);
+        assert_eq!(micros("812us"), 812.0);
+        assert_eq!(micros("2s"), 2e6);
+    }
+}

@@ -1,0 +1,220 @@
+//! What a bench runs: targets (our setups and peer servers) × clients ×
+//! pipeline depth, in a stable order.
+
+use std::fmt;
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use super::peers::Peer;
+use super::BenchConfig;
+use crate::server::{Dispatch, Engine, Setup};
+use crate::tls::TlsProvider;
+
+/// What a cell measures: one of our setups, or a peer server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    H2lab(Setup),
+    /// A peer with TLS (its own OpenSSL) or h2c.
+    Peer {
+        peer: Peer,
+        tls: bool,
+    },
+}
+
+impl Target {
+    /// The (dispatch, engine, tls) columns; a peer is `NAME,peer,openssl|none`.
+    pub fn columns(&self) -> [String; 3] {
+        match self {
+            Target::H2lab(s) => [
+                s.dispatch.to_string(),
+                s.engine.to_string(),
+                s.tls.name().into(),
+            ],
+            Target::Peer { peer, tls } => [
+                peer.name().into(),
+                "peer".into(),
+                if *tls { "openssl" } else { "none" }.into(),
+            ],
+        }
+    }
+
+    /// The target that [`Target::columns`] describes.
+    pub fn from_columns(dispatch: &str, engine: &str, tls: &str) -> Result<Target, String> {
+        let tls_provider = TlsProvider::from_str(tls, false)
+            .map_err(|_| format!("unknown TLS provider {tls:?}"))?;
+        if engine == "peer" {
+            let peer = Peer::from_str(dispatch, false)
+                .map_err(|_| format!("unknown peer {dispatch:?}"))?;
+            return Ok(Target::Peer {
+                peer,
+                tls: tls_provider.is_tls(),
+            });
+        }
+        Ok(Target::H2lab(Setup {
+            dispatch: Dispatch::from_str(dispatch, false)
+                .map_err(|_| format!("unknown dispatch {dispatch:?}"))?,
+            engine: Engine::from_str(engine, false)
+                .map_err(|_| format!("unknown engine {engine:?}"))?,
+            tls: tls_provider,
+        }))
+    }
+
+    /// `poll/mini`, `h2o/peer`: the server without its TLS provider.
+    pub fn server_name(&self) -> String {
+        let [a, b, _] = self.columns();
+        format!("{a}/{b}")
+    }
+
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Target::H2lab(s) => s.tls.is_tls(),
+            Target::Peer { tls, .. } => *tls,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c] = self.columns();
+        write!(f, "{a}/{b}/{c}")
+    }
+}
+
+/// One cell of the matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "CellColumns")]
+pub struct Cell {
+    pub target: Target,
+    pub clients: usize,
+    pub pipeline: usize,
+}
+
+/// How a cell is written out (JSON).
+#[derive(Serialize)]
+struct CellColumns {
+    dispatch: String,
+    engine: String,
+    tls: String,
+    clients: usize,
+    pipeline: usize,
+}
+
+impl From<Cell> for CellColumns {
+    fn from(c: Cell) -> Self {
+        let [dispatch, engine, tls] = c.target.columns();
+        Self {
+            dispatch,
+            engine,
+            tls,
+            clients: c.clients,
+            pipeline: c.pipeline,
+        }
+    }
+}
+
+impl BenchConfig {
+    /// Every target × clients × pipeline, targets in the order given.
+    pub fn cells(&self) -> Vec<Cell> {
+        let targets = self.setups.iter().map(|&s| Target::H2lab(s)).chain(
+            self.peers
+                .iter()
+                .map(|&(peer, tls)| Target::Peer { peer, tls }),
+        );
+        let mut cells = Vec::new();
+        for target in targets {
+            for &clients in &self.clients {
+                for &pipeline in &self.pipelines {
+                    cells.push(Cell {
+                        target,
+                        clients,
+                        pipeline,
+                    });
+                }
+            }
+        }
+        cells
+    }
+}
+
+/// The supported setups among dispatch × engine × TLS, each once; the
+/// others are returned apart, for a note.
+pub fn setups(
+    dispatches: &[Dispatch],
+    engines: &[Engine],
+    tls: &[TlsProvider],
+) -> (Vec<Setup>, Vec<Setup>) {
+    let (mut supported, mut skipped) = (Vec::new(), Vec::new());
+    for &dispatch in dispatches {
+        for &engine in engines {
+            for &tls in tls {
+                let setup = Setup {
+                    dispatch,
+                    engine,
+                    tls,
+                };
+                let list = match setup.is_supported() {
+                    true => &mut supported,
+                    false => &mut skipped,
+                };
+                if !list.contains(&setup) {
+                    list.push(setup);
+                }
+            }
+        }
+    }
+    (supported, skipped)
+}
+
+/// Each peer with h2c and/or TLS, as the TLS providers of the matrix ask
+/// (any TLS provider means the peer's own OpenSSL).
+pub fn peer_targets(peers: &[Peer], tls: &[TlsProvider]) -> Vec<(Peer, bool)> {
+    let mut out = Vec::new();
+    for &peer in peers {
+        for is_tls in tls.iter().map(|t| t.is_tls()) {
+            if !out.contains(&(peer, is_tls)) {
+                out.push((peer, is_tls));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_round_trip() {
+        for setup in Setup::supported() {
+            let t = Target::H2lab(setup);
+            let [a, b, c] = t.columns();
+            assert_eq!(Target::from_columns(&a, &b, &c), Ok(t));
+        }
+        for peer in [Peer::Nginx, Peer::H2o, Peer::Nghttpd] {
+            for tls in [false, true] {
+                let t = Target::Peer { peer, tls };
+                let [a, b, c] = t.columns();
+                assert_eq!(Target::from_columns(&a, &b, &c), Ok(t));
+            }
+        }
+        assert!(Target::from_columns("iis", "peer", "none").is_err());
+        assert!(Target::from_columns("poll", "mini", "gnutls").is_err());
+    }
+
+    #[test]
+    fn unsupported_setups_are_set_apart_and_peers_paired_with_tls() {
+        let (ok, skipped) = setups(
+            &[Dispatch::Poll, Dispatch::Poll],
+            &[Engine::Mini, Engine::H2],
+            &[TlsProvider::None],
+        );
+        assert_eq!(ok.len(), 1);
+        assert_eq!(skipped.len(), 1);
+        let tls = [TlsProvider::None, TlsProvider::Rustls, TlsProvider::Openssl];
+        assert_eq!(
+            peer_targets(&[Peer::H2o], &tls),
+            [(Peer::H2o, false), (Peer::H2o, true)]
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! `h2lab bench`: runs a matrix of setups × clients × pipeline depth. Each
+//! run starts its own `h2lab serve` child (or a peer server), so that the
+//! server's CPU time is read from /proc for that process alone, drives it
+//! for a fixed time with the built-in load generator or h2load, and stops
+//! it. Repeats are interleaved across cells to spread drift over all of them.
+//!
+//! Parts: [`matrix`] (what to run), [`child`] (our server processes),
+//! [`peers`] (nginx, h2o, nghttpd), [`system`] (pinning, /proc),
+//! [`h2load`], [`stats`], [`row`] (the CSV record), [`export`] (table, CSV,
+//! JSON, markdown), [`command`] and [`report`] (the two subcommands).
+
+mod child;
+pub mod command;
+pub mod export;
+mod h2load;
+pub mod matrix;
+pub mod peers;
+pub mod report;
+pub mod row;
+pub mod stats;
+pub mod system;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::load::{self, LoadConfig, Stop};
+use crate::server::Setup;
+pub use matrix::{Cell, Target};
+pub use peers::Peer;
+pub use stats::Median;
+
+/// Who makes the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadClient {
+    /// `h2lab load`, in this process.
+    Builtin,
+    /// h2load, from Debian's nghttp2-client.
+    H2load,
+}
+
+impl LoadClient {
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadClient::Builtin => "builtin",
+            LoadClient::H2load => "h2load",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub setups: Vec<Setup>,
+    /// Peers to measure too, each with the TLS choices of the matrix.
+    pub peers: Vec<(Peer, bool)>,
+    pub clients: Vec<usize>,
+    pub pipelines: Vec<usize>,
+    pub duration: Duration,
+    pub repeat: usize,
+    pub client: LoadClient,
+    /// The `h2lab` binary whose `serve` is measured.
+    pub exe: PathBuf,
+    /// Requests still open this long after the run's end fail.
+    pub timeout: Duration,
+    /// CPU lists (`taskset -c` syntax) for the servers and for the load.
+    pub pin_server: Option<String>,
+    pub pin_client: Option<String>,
+}
+
+/// One measured run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Run {
+    pub cell: Cell,
+    pub rep: usize,
+    pub req_per_s: f64,
+    /// Latency percentiles in µs; h2load reports no percentiles, only the mean.
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub mean_us: f64,
+    /// Server CPU (user + system) per succeeded request, connection set-up
+    /// included.
+    pub cpu_us_per_req: f64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Connections refused, broken, or never served (built-in client only:
+    /// h2load does not report them).
+    pub connection_errors: u64,
+    pub seconds: f64,
+}
+
+/// Everything a bench measured: what every exporter writes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Results {
+    pub client: LoadClient,
+    pub runs: Vec<Run>,
+    pub medians: Vec<Median>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot start {}: {source}", exe.display())]
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{target}: the server did not start: {reason}")]
+    Serve { target: Target, reason: String },
+    #[error("{0}")]
+    Load(#[from] load::LoadError),
+    #[error("h2load: {0}")]
+    H2load(String),
+    #[error("cannot read the server's CPU time: {0}")]
+    Proc(String),
+}
+
+/// Runs every cell `repeat` times, interleaved; `progress` sees each run.
+pub fn run(config: &BenchConfig, mut progress: impl FnMut(&Run)) -> Result<Results, BenchError> {
+    let ticks = system::clock_ticks();
+    let cells = config.cells();
+    let mut runs = Vec::new();
+    for rep in 1..=config.repeat {
+        for &cell in &cells {
+            let run = run_one(config, cell, rep, ticks)?;
+            progress(&run);
+            runs.push(run);
+        }
+    }
+    let medians = stats::medians(&cells, &runs);
+    Ok(Results {
+        client: config.client,
+        runs,
+        medians,
+    })
+}
+
+fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<Run, BenchError> {
+    let server = child::Running::start(config, cell.target)?;
+    // nginx's worker exists before the load starts: the set is stable.
+    let pids = server.pids();
+    let cpu = || system::cpu_of(&pids, ticks).map_err(BenchError::Proc);
+    let cpu_before = cpu()?;
+    let m = match config.client {
+        LoadClient::Builtin => builtin(config, cell, server.url())?,
+        LoadClient::H2load => h2load::run(config, cell, server.url())?,
+    };
+    let cpu = cpu()? - cpu_before;
+    drop(server);
+    Ok(Run {
+        cell,
+        rep,
+        req_per_s: m.req_per_s,
+        p50_us: m.p50_us,
+        p99_us: m.p99_us,
+        mean_us: m.mean_us,
+        cpu_us_per_req: if m.succeeded > 0 {
+            cpu * 1e6 / m.succeeded as f64
+        } else {
+            0.0
+        },
+        succeeded: m.succeeded,
+        failed: m.failed,
+        connection_errors: m.connection_errors,
+        seconds: m.seconds,
+    })
+}
+
+/// What a load client reports of one run (the server's CPU is read apart).
+#[derive(Clone, Debug, PartialEq)]
+struct Measured {
+    req_per_s: f64,
+    p50_us: Option<u64>,
+    p99_us: Option<u64>,
+    mean_us: f64,
+    succeeded: u64,
+    failed: u64,
+    connection_errors: u64,
+    seconds: f64,
+}
+
+fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
+    let report = load::run(&LoadConfig {
+        url: url.to_string(),
+        clients: cell.clients,
+        streams: cell.pipeline,
+        stop: Stop::Duration(config.duration),
+        warm_up: Duration::ZERO,
+        insecure: true,
+        cacert: None,
+        timeout: config.timeout,
+    })?;
+    let l = report.latency_us;
+    Ok(Measured {
+        req_per_s: report.req_per_s,
+        p50_us: Some(l.p50),
+        p99_us: Some(l.p99),
+        mean_us: l.mean,
+        succeeded: report.succeeded,
+        failed: report.failed,
+        connection_errors: report.connection_errors,
+        seconds: report.seconds,
+    })
+}

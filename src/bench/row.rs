@@ -1,0 +1,216 @@
+//! The bench CSV's record: one row per run, then one per cell with its
+//! medians, written by `bench --out` and read by `report`, the viewer and
+//! the tests, all through this one serde type.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Cell, LoadClient, Median, Results, Run, Target};
+use crate::csv_file::{self, CsvFileError};
+
+/// The CSV header, the field names of [`Row`] in order.
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowKind {
+    /// One measured run.
+    Run,
+    /// A cell's medians over its runs.
+    Median,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub kind: RowKind,
+    pub client: LoadClient,
+    pub dispatch: String,
+    pub engine: String,
+    pub tls: String,
+    pub clients: usize,
+    pub pipeline: usize,
+    /// Runs only: which repeat.
+    pub rep: Option<usize>,
+    pub req_per_s: f64,
+    /// Medians only: the spread of the runs.
+    pub req_per_s_min: Option<f64>,
+    pub req_per_s_max: Option<f64>,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub cpu_us_per_req: f64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub connection_errors: u64,
+}
+
+/// To `digits` decimals: the CSV is for reading, not for replaying.
+fn round(x: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (x * scale).round() / scale
+}
+
+impl Row {
+    fn new(kind: RowKind, client: LoadClient, cell: &Cell) -> Row {
+        let [dispatch, engine, tls] = cell.target.columns();
+        Row {
+            kind,
+            client,
+            dispatch,
+            engine,
+            tls,
+            clients: cell.clients,
+            pipeline: cell.pipeline,
+            rep: None,
+            req_per_s: 0.0,
+            req_per_s_min: None,
+            req_per_s_max: None,
+            p50_us: None,
+            p99_us: None,
+            cpu_us_per_req: 0.0,
+            succeeded: 0,
+            failed: 0,
+            connection_errors: 0,
+        }
+    }
+
+    pub fn of_run(client: LoadClient, r: &Run) -> Row {
+        Row {
+            rep: Some(r.rep),
+            req_per_s: round(r.req_per_s, 1),
+            p50_us: r.p50_us,
+            p99_us: r.p99_us,
+            cpu_us_per_req: round(r.cpu_us_per_req, 3),
+            succeeded: r.succeeded,
+            failed: r.failed,
+            connection_errors: r.connection_errors,
+            ..Row::new(RowKind::Run, client, &r.cell)
+        }
+    }
+
+    pub fn of_median(client: LoadClient, m: &Median) -> Row {
+        Row {
+            req_per_s: round(m.req_per_s, 1),
+            req_per_s_min: Some(round(m.req_per_s_min, 1)),
+            req_per_s_max: Some(round(m.req_per_s_max, 1)),
+            p50_us: m.p50_us,
+            p99_us: m.p99_us,
+            cpu_us_per_req: round(m.cpu_us_per_req, 3),
+            succeeded: m.succeeded,
+            failed: m.failed,
+            connection_errors: m.connection_errors,
+            ..Row::new(RowKind::Median, client, &m.cell)
+        }
+    }
+
+    pub fn cell(&self) -> Result<Cell, String> {
+        Ok(Cell {
+            target: Target::from_columns(&self.dispatch, &self.engine, &self.tls)?,
+            clients: self.clients,
+            pipeline: self.pipeline,
+        })
+    }
+
+    /// The median a `median` row holds (the number of runs is not kept).
+    pub fn to_median(&self) -> Result<Median, String> {
+        Ok(Median {
+            cell: self.cell()?,
+            runs: 0,
+            req_per_s: self.req_per_s,
+            req_per_s_min: self.req_per_s_min.unwrap_or(self.req_per_s),
+            req_per_s_max: self.req_per_s_max.unwrap_or(self.req_per_s),
+            p50_us: self.p50_us,
+            p99_us: self.p99_us,
+            cpu_us_per_req: self.cpu_us_per_req,
+            succeeded: self.succeeded,
+            failed: self.failed,
+            connection_errors: self.connection_errors,
+        })
+    }
+}
+
+/// Every row of the results: the runs, then the medians.
+pub fn rows(results: &Results) -> Vec<Row> {
+    let c = results.client;
+    let runs = results.runs.iter().map(|r| Row::of_run(c, r));
+    runs.chain(results.medians.iter().map(|m| Row::of_median(c, m)))
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Csv(#[from] CsvFileError),
+    #[error("{}: {reason}", path.display())]
+    Row {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+}
+
+/// Reads a bench CSV back as results: its median rows (runs are kept only
+/// as rows: a report needs the medians).
+pub fn read(path: &Path) -> Result<Results, ReadError> {
+    let rows: Vec<Row> = csv_file::read(path, CSV_HEADER, "an h2lab bench CSV")?;
+    let bad = |reason: String| ReadError::Row {
+        path: path.to_owned(),
+        reason,
+    };
+    let medians = rows
+        .iter()
+        .filter(|r| r.kind == RowKind::Median)
+        .map(|r| r.to_median().map_err(bad))
+        .collect::<Result<Vec<_>, _>>()?;
+    if medians.is_empty() {
+        return Err(bad("no median rows".into()));
+    }
+    Ok(Results {
+        client: rows[0].client,
+        runs: Vec::new(),
+        medians,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{Dispatch, Engine, Setup};
+    use crate::tls::TlsProvider;
+
+    #[test]
+    fn the_header_is_the_field_names() {
+        let cell = Cell {
+            target: Target::H2lab(Setup {
+                dispatch: Dispatch::Poll,
+                engine: Engine::Mini,
+                tls: TlsProvider::Rustls,
+            }),
+            clients: 5,
+            pipeline: 100,
+        };
+        let median = Median {
+            cell,
+            runs: 3,
+            req_per_s: 1234.5678,
+            req_per_s_min: 1000.04,
+            req_per_s_max: 1500.0,
+            p50_us: Some(80),
+            p99_us: None,
+            cpu_us_per_req: 0.123456,
+            succeeded: 9,
+            failed: 0,
+            connection_errors: 0,
+        };
+        let row = Row::of_median(LoadClient::Builtin, &median);
+        let text = csv_file::to_string([&row]).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(CSV_HEADER));
+        assert_eq!(
+            lines.next(),
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0")
+        );
+        let back = row.to_median().unwrap();
+        assert_eq!(back.cell, cell);
+        assert_eq!(back.req_per_s, 1234.6);
+    }
+}

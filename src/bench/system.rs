@@ -1,0 +1,179 @@
+//! What the bench asks of the operating system: CPU pinning (`taskset`),
+//! CPU time and children of processes from /proc, and the clock tick.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+use super::peers::Peer;
+
+/// `cmd` run under `taskset -c CPUS` when `cpus` is given.
+pub fn pinned(cmd: Command, cpus: Option<&str>) -> Command {
+    match cpus {
+        None => cmd,
+        Some(cpus) => {
+            let mut t = Command::new("taskset");
+            t.arg("-c")
+                .arg(cpus)
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            t
+        }
+    }
+}
+
+/// Pins every thread of this process to `cpus` (for the built-in client).
+pub fn pin_self(cpus: &str) -> Result<(), String> {
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .output()
+        .map_err(|e| format!("cannot run taskset ({e}): apt-get install util-linux"))?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(format!(
+            "taskset -c {cpus}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// A `taskset -c` CPU list: numbers, ranges and commas.
+pub fn check_cpu_list(s: &str) -> Result<String, String> {
+    let num = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+    let ok = !s.is_empty()
+        && s.split(',').all(|part| match part.split_once('-') {
+            Some((a, b)) => num(a) && num(b),
+            None => num(part),
+        });
+    match ok {
+        true => Ok(s.to_string()),
+        false => Err(format!("'{s}' is not a CPU list (e.g. 0, 0-1 or 0,2)")),
+    }
+}
+
+/// Clock ticks per second for /proc's times (USER_HZ).
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The fields of /proc/PID/stat after the parenthesised command name
+/// (field 3, the state, is the first).
+fn stat_fields(pid: u32) -> std::io::Result<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    Ok(stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default())
+}
+
+/// User + system CPU seconds of a process so far.
+pub fn cpu_seconds(pid: u32, ticks: f64) -> Result<f64, String> {
+    let fields = stat_fields(pid).map_err(|e| e.to_string())?;
+    // utime and stime are fields 14 and 15.
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (field(11), field(12)) {
+        (Some(u), Some(s)) => Ok((u + s) / ticks),
+        _ => Err(format!("unexpected /proc/{pid}/stat")),
+    }
+}
+
+/// User + system CPU seconds of all `pids` so far.
+pub fn cpu_of(pids: &[u32], ticks: f64) -> Result<f64, String> {
+    pids.iter().map(|&p| cpu_seconds(p, ticks)).sum()
+}
+
+/// Processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let child: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            // The parent's pid is field 4.
+            let ppid: u32 = stat_fields(child).ok()?.get(1)?.parse().ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
+}
+
+/// The first line of a command's output (stdout, else stderr), if it runs.
+fn version_of(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+}
+
+/// The machine this report is made on (run it where the bench ran).
+pub fn describe_machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut out = String::from("## Machine (where this report was made)\n\n");
+    let _ = writeln!(out, "- CPU: {model}, {cores} cores");
+    let _ = writeln!(out, "- kernel: Linux {}", kernel.trim());
+    let _ = writeln!(
+        out,
+        "- h2lab {} (rustls 0.23 with ring)",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(out, "- TLS library: {}", openssl::version::version());
+    let h2load = version_of("h2load", &["--version"]).unwrap_or_else(|| "not installed".into());
+    let _ = writeln!(out, "- h2load: {h2load}");
+    for peer in [Peer::Nginx, Peer::H2o, Peer::Nghttpd] {
+        let args: &[&str] = match peer {
+            Peer::Nginx => &["-v"],
+            _ => &["--version"],
+        };
+        let version = peer
+            .find()
+            .and_then(|p| version_of(p.to_str()?, args))
+            .unwrap_or_else(|| "not installed".into());
+        let _ = writeln!(out, "- {}: {version}", peer.name());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_are_checked() {
+        for good in ["0", "0-1", "0,2", "1,3-5"] {
+            assert_eq!(check_cpu_list(good).as_deref(), Ok(good));
+        }
+        for bad in ["", "a", "0-", "-1", "0,,1", "0;1"] {
+            assert!(check_cpu_list(bad).is_err(), "{bad}");
+        }
+        let cmd = pinned(Command::new("h2load"), Some("1"));
+        let args: Vec<&std::ffi::OsStr> = cmd.get_args().collect();
+        assert_eq!(cmd.get_program(), "taskset");
+        assert_eq!(args, ["-c", "1", "h2load"]);
+    }
+
+    #[test]
+    fn this_process_has_cpu_time_and_the_test_runner_as_parent() {
+        let me = std::process::id();
+        assert!(cpu_seconds(me, clock_ticks()).unwrap() >= 0.0);
+        let parent = stat_fields(me).unwrap()[1].parse::<u32>().unwrap();
+        assert!(children_of(parent).contains(&me));
+    }
+}

@@ -1,0 +1,61 @@
+//! Value parsers shared by the commands' options.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// Seconds, fractions allowed: more than 0, at most a day.
+pub fn secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("'{s}' is not between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// An IP address, or `localhost` for 127.0.0.1.
+pub fn host(s: &str) -> Result<IpAddr, String> {
+    if s == "localhost" {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an IP address (use e.g. 127.0.0.1 or ::1)"))
+}
+
+/// A percentage: a finite number, 0 or more.
+pub fn pct(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        _ => Err(format!("'{s}' is not a percentage (a number, 0 or more)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_accept_fractions_and_refuse_nonsense() {
+        assert_eq!(secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(secs("2"), Ok(Duration::from_secs(2)));
+        for bad in ["0", "-1", "nan", "inf", "1e9", "soon"] {
+            assert!(secs(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_accepts_ips_and_localhost() {
+        assert_eq!(host("localhost"), Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(host("::1"), Ok("::1".parse().unwrap()));
+        assert!(host("example.org").is_err());
+    }
+
+    #[test]
+    fn percentages_are_finite_and_not_negative() {
+        assert_eq!(pct("12.5"), Ok(12.5));
+        for bad in ["-5", "nan", "inf", "x"] {
+            assert!(pct(bad).is_err(), "{bad}");
+        }
+    }
+}

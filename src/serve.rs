@@ -1,0 +1,140 @@
+//! `h2lab serve`: one server until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::cli::{values, CmdResult, Exit};
+use crate::server::{self, Dispatch, Engine, ServerConfig};
+use crate::tls::TlsProvider;
+use crate::trace::TraceConfig;
+
+/// Serve "Hello World\n" over HTTP/2 until SIGINT or SIGTERM.
+///
+/// Prints exactly one line, `listening on URL`, to stdout once it accepts
+/// connections. Without TLS it speaks h2c with prior knowledge
+/// (`curl --http2-prior-knowledge`); with TLS it negotiates `h2` by ALPN.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to bind (an IP address, or `localhost` for 127.0.0.1).
+    #[arg(long, default_value = "127.0.0.1", value_parser = values::host)]
+    pub host: IpAddr,
+    /// Port to bind; 0 picks a free one (the URL printed tells which).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// How connections are scheduled: `single` serves one client at a time,
+    /// `thread` gives each connection a thread, `tokio` a task, and `poll`
+    /// runs every client on one thread through an explicit state machine.
+    #[arg(long, value_enum, default_value_t = Dispatch::Single)]
+    pub dispatch: Dispatch,
+    /// Who speaks HTTP/2: `mini` is h2lab's simplified sans-IO engine, `h2`
+    /// the h2 crate (not on `poll`).
+    #[arg(long, value_enum, default_value_t = Engine::Mini)]
+    pub engine: Engine,
+    /// Who encrypts: `none` is h2c (prior knowledge); `rustls` and `openssl`
+    /// negotiate h2 by ALPN and refuse clients that offer only other protocols.
+    #[arg(long, value_enum, default_value_t = TlsProvider::None)]
+    pub tls: TlsProvider,
+    /// PEM certificate chain (leaf first). Without --cert and --key, the
+    /// built-in development pair for localhost (certs/ in the source tree).
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// TCP_NODELAY on every connection: `false` lets Nagle's algorithm
+    /// coalesce small writes (the seed's Nagle switch).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub nodelay: bool,
+    /// `poll` only: serve at most N clients at once; more are accepted and
+    /// closed at once (counted as refused).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_clients: Option<u64>,
+    /// `poll` only: close a client that has sent nothing for SECS seconds
+    /// (fractions allowed, e.g. 0.5).
+    #[arg(long, value_name = "SECS", value_parser = values::secs)]
+    pub idle_timeout: Option<Duration>,
+    /// `tokio` only: run a multi-thread runtime with N worker threads
+    /// instead of the default current-thread runtime.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: Option<u64>,
+    /// Record every action and frame of every client to PREFIX.json (Chrome
+    /// trace, opens in Perfetto) and PREFIX.csv (action log), e.g.
+    /// `--trace traces/run1`. Both are complete once the server stops.
+    #[arg(long, value_name = "PREFIX")]
+    pub trace: Option<PathBuf>,
+    /// Stop recording after N records; what is not recorded is counted and
+    /// reported (so a long run cannot fill the disk).
+    #[arg(long, value_name = "N", requires = "trace")]
+    pub trace_limit: Option<u64>,
+    /// Records the queue to the trace writer holds; when it is full, records
+    /// are dropped and counted, never waited for.
+    #[arg(long, value_name = "N", requires = "trace", default_value_t = crate::trace::DEFAULT_QUEUE as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    pub trace_queue: u64,
+}
+
+impl Args {
+    fn config(self) -> ServerConfig {
+        ServerConfig {
+            host: self.host,
+            port: self.port,
+            dispatch: self.dispatch,
+            engine: self.engine,
+            tls: self.tls,
+            cert: self.cert,
+            key: self.key,
+            nodelay: self.nodelay,
+            max_clients: self.max_clients.map(|n| n as usize),
+            idle_timeout: self.idle_timeout,
+            threads: self.threads.unwrap_or(0) as usize,
+            client_hello: None, // a library hook: no CLI form
+            trace: self.trace.map(|prefix| TraceConfig {
+                limit: self.trace_limit,
+                queue: self.trace_queue as usize,
+                ..TraceConfig::new(prefix)
+            }),
+        }
+    }
+}
+
+pub fn run(args: Args) -> CmdResult {
+    // Registered before the server starts, so that no signal is missed.
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot watch for signals")?;
+    let config = args.config();
+    let server = server::start(&config)?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", server.url()).context("stdout")?;
+        out.flush().context("stdout")?;
+    }
+    let signal = signals.forever().next();
+    let setup = server.setup();
+    let stats = server.stop();
+    eprintln!(
+        "h2lab: {setup} stopped{}: {} connections, {} responses, {} writes, {} failed, {} refused, {} timed out",
+        signal.map(|s| format!(" by signal {s}")).unwrap_or_default(),
+        stats.accepted,
+        stats.responses,
+        stats.writes,
+        stats.failed,
+        stats.refused,
+        stats.timed_out
+    );
+    if let (Some(result), Some(t)) = (&stats.trace, &config.trace) {
+        match result {
+            Ok(summary) => eprintln!(
+                "h2lab: trace {} and {}: {summary}",
+                t.json_path().display(),
+                t.csv_path().display()
+            ),
+            Err(e) => return Err(anyhow::anyhow!("trace: {e}").into()),
+        }
+    }
+    Ok(Exit::Success)
+}

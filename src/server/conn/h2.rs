@@ -1,0 +1,52 @@
+//! The driver of the `h2` engine: the crate runs on a tokio socket, straight
+//! on it for h2c, otherwise through our own TLS session ([`TlsStream`]), so
+//! it gets exactly the mini engine's certificate, ALPN and suites. The
+//! tokio dispatch awaits [`serve`]; the blocking ones give each connection
+//! a current-thread runtime of its own ([`serve_blocking`]).
+
+use std::sync::atomic::AtomicU64;
+
+use super::{ConnError, TlsStream};
+use crate::server::io::{SocketTrace, TokioSocket};
+use crate::tls::{TlsProvider, TlsSession};
+
+/// Serves one connection until the client goes; `responses` counts what
+/// was answered, also when it ends in an error.
+pub async fn serve(
+    client: u64,
+    sock: tokio::net::TcpStream,
+    tls: Box<dyn TlsSession>,
+    provider: TlsProvider,
+    responses: &mut u64,
+    writes: &AtomicU64,
+) -> Result<(), ConnError> {
+    let h2c = provider == TlsProvider::None;
+    // On h2c the socket carries the frames themselves: trace them there.
+    let sock = TokioSocket {
+        sock,
+        trace: SocketTrace::new(client, writes, h2c),
+    };
+    match h2c {
+        true => Ok(crate::engine::h2::serve(sock, responses).await?),
+        false => Ok(crate::engine::h2::serve(TlsStream::new(client, sock, tls), responses).await?),
+    }
+}
+
+/// [`serve`] on a blocking socket, in a current-thread runtime made for it.
+pub fn serve_blocking(
+    client: u64,
+    sock: std::net::TcpStream,
+    tls: Box<dyn TlsSession>,
+    provider: TlsProvider,
+    responses: &mut u64,
+    writes: &AtomicU64,
+) -> Result<(), ConnError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    sock.set_nonblocking(true)?;
+    runtime.block_on(async {
+        let sock = tokio::net::TcpStream::from_std(sock)?;
+        serve(client, sock, tls, provider, responses, writes).await
+    })
+}

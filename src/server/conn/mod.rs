@@ -1,0 +1,128 @@
+//! One connection's stack, the same under every dispatch (DESIGN.md "Data
+//! flow"): [`Pipeline`] (TLS session + mini engine, sans-IO, one step at a
+//! time or in bulk), [`TlsStream`] (the async adapter that puts our TLS
+//! sessions under the `h2` crate), and [`h2`] (the driver of the `h2`
+//! engine). Here too: the `feed` step every stack shares (ciphertext in,
+//! plaintext out, with its trace name and stall check), frame events, and
+//! the accept step.
+//!
+//! A dispatch owns sockets and scheduling; everything here is the same for
+//! all of them.
+
+pub mod h2;
+mod pipeline;
+mod tls_stream;
+
+use crate::tls::{TlsAcceptor, TlsError, TlsSession};
+use crate::trace::{self, FrameScanner, Name, NO_STATE};
+
+pub use pipeline::{MiniConn, Pipeline, PipelineError};
+pub use tls_stream::TlsStream;
+
+/// Why one connection ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("h2: {0}")]
+    H2(#[from] ::h2::Error),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The accept step of a new connection, traced as `accept`: its socket
+/// options (`configure`) and a TLS session from `acceptor`.
+pub fn accept(
+    client: u64,
+    acceptor: &TlsAcceptor,
+    configure: impl FnOnce() -> std::io::Result<()>,
+) -> Result<Box<dyn TlsSession>, ConnError> {
+    let _span = trace::action(client, Name::Accept, NO_STATE);
+    configure()?;
+    Ok(acceptor.session()?)
+}
+
+/// The trace name of the next [`feed`]: `handshake` until the session is
+/// established, then `decrypt`.
+pub fn feed_name(tls: &dyn TlsSession) -> Name {
+    match tls.is_handshaking() {
+        true => Name::Handshake,
+        false => Name::Decrypt,
+    }
+}
+
+/// ② One feed step: gives `input` to TLS and appends the plaintext it yields
+/// to `plain`, so that `decrypt` is where ciphertext becomes plaintext for
+/// every provider. Returns the octets of `input` taken. A session that takes
+/// nothing of a non-empty input and yields nothing would spin: `Stalled`.
+pub fn feed(
+    tls: &mut dyn TlsSession,
+    input: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<usize, FeedError> {
+    let used = tls.handle_ciphertext(input)?;
+    let got = tls.poll_plaintext(plain)?;
+    if used == 0 && got == 0 && !input.is_empty() {
+        return Err(FeedError::Stalled);
+    }
+    Ok(used)
+}
+
+/// [`feed`] in a span named by [`feed_name`], for drivers without a state
+/// machine of their own.
+pub fn feed_traced(
+    client: u64,
+    tls: &mut dyn TlsSession,
+    input: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<usize, FeedError> {
+    let span = trace::action(client, feed_name(tls), NO_STATE);
+    let used = feed(tls, input, plain)?;
+    span.bytes(used);
+    Ok(used)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("TLS session takes no more input and has nothing to give")]
+    Stalled,
+}
+
+/// Frame events of one connection: the frame boundaries of its plaintext
+/// each way, reported as they are seen. Scans only while tracing is on.
+#[derive(Debug)]
+pub struct Frames {
+    client: u64,
+    inbound: FrameScanner,
+    outbound: FrameScanner,
+}
+
+impl Frames {
+    pub fn new(client: u64) -> Self {
+        Self {
+            client,
+            inbound: FrameScanner::inbound(),
+            outbound: FrameScanner::outbound(),
+        }
+    }
+
+    /// Plaintext from the client (its preface first).
+    pub fn seen_in(&mut self, data: &[u8]) {
+        if trace::frames_enabled() {
+            let client = self.client;
+            self.inbound.scan(data, |h| trace::frame(client, false, h));
+        }
+    }
+
+    /// Plaintext to the client.
+    pub fn seen_out(&mut self, data: &[u8]) {
+        if trace::frames_enabled() {
+            let client = self.client;
+            self.outbound.scan(data, |h| trace::frame(client, true, h));
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The dispatches: how connections are accepted and scheduled. Each one
+//! owns sockets and scheduling only, drives the connection stack of
+//! [`super::conn`] through the helpers of [`super::io`], and shares state
+//! through [`super::shared::Shared`]; none imports another.
+
+mod blocking;
+mod poll;
+mod tokio;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::shared::Shared;
+use super::{Dispatch, ServerConfig, ServerError};
+
+/// How `stop` wakes a dispatch's thread once the stop flag is set.
+pub enum Wake {
+    /// A blocking `accept()`: connect to it.
+    Accept(SocketAddr),
+    Poll(mio::Waker),
+    Tokio(::tokio::sync::watch::Sender<bool>),
+}
+
+impl Wake {
+    pub fn wake(&self) {
+        match self {
+            Wake::Accept(addr) => {
+                // The loop sees `stopping` after this connection.
+                let mut addr = *addr;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr {
+                        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    });
+                }
+                let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+            }
+            Wake::Poll(waker) => {
+                let _ = waker.wake();
+            }
+            Wake::Tokio(tx) => {
+                let _ = tx.send(true);
+            }
+        }
+    }
+}
+
+/// Starts `config.dispatch` on `listener` in a thread of its own.
+pub fn spawn(
+    config: &ServerConfig,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+) -> Result<(Wake, JoinHandle<()>), ServerError> {
+    let dispatch = config.dispatch;
+    let thread = std::thread::Builder::new().name(format!("h2lab-{dispatch}"));
+    let (wake, handle) = match dispatch {
+        Dispatch::Single | Dispatch::Thread => {
+            let addr = listener.local_addr().map_err(ServerError::Spawn)?;
+            let threaded = dispatch == Dispatch::Thread;
+            let run = move || {
+                let s = shared.clone();
+                s.traced(|| blocking::accept_loop(listener, threaded, shared))
+            };
+            (Wake::Accept(addr), thread.spawn(run))
+        }
+        Dispatch::Tokio => {
+            let runtime = tokio::runtime(config.threads, shared.dispatch.clone())
+                .map_err(ServerError::Spawn)?;
+            listener.set_nonblocking(true).map_err(ServerError::Spawn)?;
+            let (tx, rx) = ::tokio::sync::watch::channel(false);
+            let run = move || {
+                let s = shared.clone();
+                s.traced(|| tokio::run(runtime, listener, shared, rx))
+            };
+            (Wake::Tokio(tx), thread.spawn(run))
+        }
+        Dispatch::Poll => {
+            let poll = mio::Poll::new().map_err(ServerError::Spawn)?;
+            let waker =
+                mio::Waker::new(poll.registry(), poll::WAKER).map_err(ServerError::Spawn)?;
+            let options = poll::Options {
+                max_clients: config.max_clients,
+                idle_timeout: config.idle_timeout,
+            };
+            let event_loop = poll::PollLoop::new(poll, listener, shared.clone(), options)
+                .map_err(ServerError::Spawn)?;
+            let run = move || shared.traced(|| event_loop.run());
+            (Wake::Poll(waker), thread.spawn(run))
+        }
+    };
+    Ok((wake, handle.map_err(ServerError::Spawn)?))
+}

@@ -1,0 +1,146 @@
+//! The `tokio` dispatch (the seed's cl-async/libuv `:async`): a task per
+//! connection on a current-thread runtime, or a multi-thread one with
+//! `threads > 0`. The mini engine runs through the same [`MiniConn`] as the
+//! blocking dispatches; the `h2` engine through [`conn::h2`].
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::server::conn::{self, ConnError, MiniConn};
+use crate::server::io::{interrupted, SocketTrace, TokioSocket, ACCEPT_ERROR_PAUSE};
+use crate::server::shared::Shared;
+use crate::server::Engine;
+
+/// A runtime for the dispatch: current-thread for `threads == 0`. Worker
+/// threads get the trace dispatcher, if any.
+pub fn runtime(
+    threads: usize,
+    dispatch: Option<tracing::Dispatch>,
+) -> io::Result<tokio::runtime::Runtime> {
+    match threads {
+        0 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .thread_name("h2lab-tokio")
+            .on_thread_start(move || {
+                if let Some(d) = &dispatch {
+                    // Kept for the thread's life: the guard is never dropped.
+                    std::mem::forget(tracing::dispatcher::set_default(d));
+                }
+            })
+            .enable_all()
+            .build(),
+    }
+}
+
+/// Accepts until `stop` changes, then lets every connection end and returns.
+pub fn run(
+    runtime: tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return eprintln!("h2lab: tokio listener: {e}"),
+        };
+        let mut tasks = JoinSet::new();
+        let mut next_id = 0u64;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((sock, _peer)) => {
+                        next_id += 1;
+                        shared.accepted();
+                        tasks.spawn(connection(next_id, sock, shared.clone(), stop.clone()));
+                    }
+                    Err(e) if interrupted(&e) => {}
+                    Err(e) => {
+                        eprintln!("h2lab: accept: {e}");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        // Every connection watches `stop` too: they end promptly.
+        while tasks.join_next().await.is_some() {}
+    });
+}
+
+async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let mut responses = 0;
+    let result = async {
+        let tls = shared.accept(id, |nodelay| sock.set_nodelay(nodelay))?;
+        let writes = &shared.counters.writes;
+        match shared.engine {
+            Engine::Mini => {
+                let sock = TokioSocket {
+                    sock,
+                    trace: SocketTrace::new(id, writes, false),
+                };
+                serve_mini(sock, MiniConn::new(tls, id), &mut responses, stop).await
+            }
+            Engine::H2 => {
+                let mut stop = stop;
+                let provider = shared.acceptor.provider();
+                tokio::select! {
+                    r = conn::h2::serve(id, sock, tls, provider, &mut responses, writes) => r,
+                    _ = stop.changed() => Ok(()),
+                }
+            }
+        }
+    }
+    .await;
+    shared.finish(id, responses, result);
+}
+
+async fn serve_mini(
+    mut sock: TokioSocket<'_>,
+    mut conn: MiniConn,
+    responses: &mut u64,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ConnError> {
+    let result = async {
+        loop {
+            flush(&mut sock, &mut conn).await?;
+            if conn.is_done() {
+                return Ok(());
+            }
+            let read = tokio::select! {
+                read = sock.read(conn.read_buf()) => read?,
+                _ = stop.changed() => return Ok(()),
+            };
+            if let Some(n) = read {
+                conn.handle_read(n)?;
+            }
+        }
+    }
+    .await;
+    if result.is_err() {
+        // Send what is due (a GOAWAY, a TLS alert) before closing.
+        let _ = flush(&mut sock, &mut conn).await;
+    }
+    *responses = conn.responses();
+    result
+}
+
+/// Writes everything due: one write per chunk read, however many
+/// responses it holds.
+async fn flush(sock: &mut TokioSocket<'_>, conn: &mut MiniConn) -> Result<(), ConnError> {
+    let out = conn.output()?;
+    if !out.is_empty() {
+        sock.write_all(out).await?;
+    }
+    conn.written();
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! What a running server's threads share: the TLS acceptor, the engine
+//! choice, the stop flag, the open connections and the counters. Every
+//! dispatch takes an `Arc<Shared>`; the [`super::Server`] handle keeps one
+//! to stop them and read the counters.
+
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::conn::{self, ConnError};
+use super::Engine;
+use crate::tls::{TlsAcceptor, TlsSession};
+use crate::trace::{self, Name, NO_STATE};
+
+/// Counters a server keeps while it runs; read them with
+/// [`super::Server::stats`].
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub timed_out: AtomicU64,
+    pub failed: AtomicU64,
+    pub responses: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+pub struct Shared {
+    /// The trace's dispatcher, installed in every thread the server starts.
+    pub dispatch: Option<tracing::Dispatch>,
+    pub acceptor: TlsAcceptor,
+    pub engine: Engine,
+    pub nodelay: bool,
+    pub stopping: AtomicBool,
+    /// A clone of every open connection's socket (blocking dispatches), so
+    /// that `stop` can shut them down and unblock their threads.
+    open: Mutex<Vec<(u64, TcpStream)>>,
+    pub counters: Counters,
+}
+
+impl Shared {
+    pub fn new(
+        dispatch: Option<tracing::Dispatch>,
+        acceptor: TlsAcceptor,
+        engine: Engine,
+        nodelay: bool,
+    ) -> Self {
+        Self {
+            dispatch,
+            acceptor,
+            engine,
+            nodelay,
+            stopping: AtomicBool::new(false),
+            open: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` with the server's trace dispatcher (if any) as the thread's.
+    pub fn traced<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.dispatch {
+            Some(d) => tracing::dispatcher::with_default(d, f),
+            None => f(),
+        }
+    }
+
+    /// Counts a new connection.
+    pub fn accepted(&self) {
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The `accept` step of a new connection: its socket options
+    /// (`configure` gets the TCP_NODELAY choice) and its TLS session.
+    pub fn accept(
+        &self,
+        client: u64,
+        configure: impl FnOnce(bool) -> std::io::Result<()>,
+    ) -> Result<Box<dyn TlsSession>, ConnError> {
+        conn::accept(client, &self.acceptor, || configure(self.nodelay))
+    }
+
+    /// Registers a new connection unless the server is stopping. Checked
+    /// under the same lock `stop` takes, so no connection slips past it.
+    pub fn register(&self, id: u64, stream: &TcpStream) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_stopping() {
+            return false;
+        }
+        if let Ok(clone) = stream.try_clone() {
+            open.push((id, clone));
+        }
+        true
+    }
+
+    pub fn unregister(&self, id: u64) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|(i, _)| *i != id);
+    }
+
+    /// Accounts for a connection that has ended.
+    pub fn finish(&self, id: u64, responses: u64, result: Result<(), ConnError>) {
+        let _span = trace::action(id, Name::Close, NO_STATE);
+        let c = &self.counters;
+        c.responses.fetch_add(responses, Ordering::Relaxed);
+        if let Err(e) = result {
+            c.failed.fetch_add(1, Ordering::Relaxed);
+            // A stop ends connections on purpose: not the client's fault.
+            if !self.is_stopping() {
+                eprintln!("h2lab: client {id}: {e:#}");
+            }
+        }
+    }
+
+    /// Sets the stop flag and shuts every registered socket down.
+    pub fn begin_stop(&self) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        self.stopping.store(true, Ordering::SeqCst);
+        for (_, stream) in open.iter() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
