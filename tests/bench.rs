@@ -7,9 +7,14 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
+use h2lab::bench::row::{Row, RowKind, CSV_HEADER};
+use h2lab::bench::LoadClient;
 use support::run;
 
-const HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors";
+/// The rows of a bench CSV, read as `h2lab report` reads them.
+fn rows(path: &Path) -> Vec<Row> {
+    h2lab::csv_file::read(path, CSV_HEADER, "a bench CSV").unwrap()
+}
 
 /// The command lines (arguments joined by spaces) of the processes alive now.
 fn command_lines() -> Vec<String> {
@@ -76,32 +81,32 @@ fn tiny_matrix_with_both_clients() {
             "{client}: header + 6 cells: {table}"
         );
 
-        let text = std::fs::read_to_string(&csv).unwrap();
-        let mut lines = text.lines();
-        assert_eq!(lines.next(), Some(HEADER));
-        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-        let runs: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == "run").collect();
-        let medians: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == "median").collect();
+        let rows = rows(&csv);
+        let runs: Vec<&Row> = rows.iter().filter(|r| r.kind == RowKind::Run).collect();
+        let medians: Vec<&Row> = rows.iter().filter(|r| r.kind == RowKind::Median).collect();
         assert_eq!(
             (runs.len(), medians.len()),
             (12, 6),
             "{client}: 6 cells × 2 repeats"
         );
+        let load_client = match client {
+            "builtin" => LoadClient::Builtin,
+            _ => LoadClient::H2load,
+        };
         for r in runs.iter().chain(medians.iter()) {
-            assert_eq!(r.len(), 17, "{r:?}");
-            assert_eq!(r[1], client);
-            let succeeded: u64 = r[14].parse().unwrap();
-            let failed: u64 = r[15].parse().unwrap();
-            let cpu: f64 = r[13].parse().unwrap();
-            assert!(succeeded > 0 && failed == 0 && cpu > 0.0, "{client}: {r:?}");
-            assert_eq!(r[16], "0", "{client}: connection errors: {r:?}");
+            assert_eq!(r.client, load_client);
+            assert!(
+                r.succeeded > 0 && r.failed == 0 && r.cpu_us_per_req > 0.0,
+                "{client}: {r:?}"
+            );
+            assert_eq!(r.connection_errors, 0, "{client}: connection errors: {r:?}");
             if client == "builtin" {
-                assert!(r[11].parse::<u64>().unwrap() > 0, "p50: {r:?}");
+                assert!(r.p50_us.unwrap() > 0, "p50: {r:?}");
             }
         }
         // Repeats are interleaved: cell 1 rep 1 … cell 6 rep 1, then rep 2.
-        let reps: Vec<&str> = runs.iter().map(|r| r[7]).collect();
-        assert_eq!(reps, [vec!["1"; 6], vec!["2"; 6]].concat());
+        let reps: Vec<usize> = runs.iter().map(|r| r.rep.unwrap()).collect();
+        assert_eq!(reps, [vec![1; 6], vec![2; 6]].concat());
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_eq!(doc["runs"].as_array().unwrap().len(), 12);
@@ -239,21 +244,22 @@ fn peers_are_started_measured_and_stopped() {
         .arg(&csv));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows = rows(&csv);
     for peer in ["nginx", "h2o", "nghttpd"] {
         for tls in ["none", "openssl"] {
-            let row: Vec<&str> = text
-                .lines()
-                .find(|l| l.starts_with(&format!("run,builtin,{peer},peer,{tls},")))
-                .unwrap_or_else(|| panic!("no {peer}/{tls} row: {text}"))
-                .split(',')
-                .collect();
-            let (cpu, ok, failed): (f64, u64, u64) = (
-                row[13].parse().unwrap(),
-                row[14].parse().unwrap(),
-                row[15].parse().unwrap(),
+            let r = rows
+                .iter()
+                .find(|r| {
+                    r.kind == RowKind::Run
+                        && r.dispatch == peer
+                        && r.engine == "peer"
+                        && r.tls == tls
+                })
+                .unwrap_or_else(|| panic!("no {peer}/{tls} row: {rows:?}"));
+            assert!(
+                r.succeeded > 0 && r.failed == 0 && r.cpu_us_per_req > 0.0,
+                "{peer}/{tls}: {r:?}"
             );
-            assert!(ok > 0 && failed == 0 && cpu > 0.0, "{peer}/{tls}: {row:?}");
         }
     }
     assert_eq!(

@@ -208,75 +208,71 @@ fn poll_loop_is_one_thread_and_idles_at_zero_cpu_with_1000_clients() {
     assert!(err.contains("1000 connections"), "{err}");
 }
 
+setup_tests!(for [
+    poll_mini_rustls, poll_mini_openssl,
+    thread_mini_rustls, thread_mini_openssl,
+    tokio_mini_rustls, tokio_mini_openssl,
+] client_hello_hook_sees_sni_and_alpn_and_may_refuse);
+
 /// The hook sees SNI and the ALPN offer on every dispatch and both
 /// providers, and refuses with a handshake_failure alert.
-#[test]
-fn client_hello_hook_sees_sni_and_alpn_and_may_refuse() {
-    for dispatch in [Dispatch::Poll, Dispatch::Thread, Dispatch::Tokio] {
-        for tls in [TlsProvider::Rustls, TlsProvider::Openssl] {
-            let seen: Arc<Mutex<Vec<ClientHello>>> = Arc::default();
-            let record = seen.clone();
-            let hook = ClientHelloHook::new(move |hello| {
-                record.lock().unwrap().push(hello.clone());
-                match hello.server_name.as_deref() {
-                    Some("blocked.localhost") => Err("blocked name".into()),
-                    _ => Ok(()),
-                }
-            });
-            let server = h2lab::start(&ServerConfig {
-                dispatch,
-                tls,
-                client_hello: Some(hook),
-                ..Default::default()
-            })
-            .unwrap();
-            assert_curl_hello(&server);
-            let port = server.local_addr().port();
-            let out = run(tool("curl")
-                .args(["--silent", "--http2", "--insecure", "--max-time", "10"])
-                .args(["--resolve", &format!("blocked.localhost:{port}:127.0.0.1")])
-                .arg(format!("https://blocked.localhost:{port}/")));
-            assert!(
-                !out.status.success(),
-                "{dispatch}/{tls}: refused client got through"
-            );
-            assert_curl_hello(&server);
-            let setup = server.setup();
-            let stats = server.stop();
-            assert_eq!(stats.failed, 1, "{setup}");
-            let seen = seen.lock().unwrap();
-            assert_eq!(seen.len(), 3, "{setup}: {seen:?}");
-            // curl connects by IP first: no SNI for an IP address (RFC 6066).
-            assert_eq!(seen[0].server_name, None, "{setup}");
-            assert_eq!(seen[1].server_name.as_deref(), Some("blocked.localhost"));
-            for hello in seen.iter() {
-                assert_eq!(
-                    hello.alpn,
-                    vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-                    "{setup}"
-                );
-            }
+fn client_hello_hook_sees_sni_and_alpn_and_may_refuse(setup: Setup) {
+    let seen: Arc<Mutex<Vec<ClientHello>>> = Arc::default();
+    let record = seen.clone();
+    let hook = ClientHelloHook::new(move |hello| {
+        record.lock().unwrap().push(hello.clone());
+        match hello.server_name.as_deref() {
+            Some("blocked.localhost") => Err("blocked name".into()),
+            _ => Ok(()),
         }
+    });
+    let server = h2lab::start(&ServerConfig {
+        client_hello: Some(hook),
+        ..support::config(setup)
+    })
+    .unwrap();
+    assert_curl_hello(&server);
+    let port = server.local_addr().port();
+    let out = run(tool("curl")
+        .args(["--silent", "--http2", "--insecure", "--max-time", "10"])
+        .args(["--resolve", &format!("blocked.localhost:{port}:127.0.0.1")])
+        .arg(format!("https://blocked.localhost:{port}/")));
+    assert!(!out.status.success(), "{setup}: refused client got through");
+    assert_curl_hello(&server);
+    let setup = server.setup();
+    let stats = server.stop();
+    assert_eq!(stats.failed, 1, "{setup}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "{setup}: {seen:?}");
+    // curl connects by IP first: no SNI for an IP address (RFC 6066).
+    assert_eq!(seen[0].server_name, None, "{setup}");
+    assert_eq!(seen[1].server_name.as_deref(), Some("blocked.localhost"));
+    for hello in seen.iter() {
+        assert_eq!(
+            hello.alpn,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            "{setup}"
+        );
     }
 }
 
-#[test]
-fn nodelay_false_still_serves() {
-    for dispatch in ["poll", "thread", "tokio"] {
-        let s = serve(&[
-            "--dispatch",
-            dispatch,
-            "--nodelay",
-            "false",
-            "--tls",
-            "rustls",
-        ]);
-        let out = run(tool("curl")
-            .args(["--silent", "--http2", "--insecure", "--max-time", "10"])
-            .arg(&s.url));
-        assert_eq!(out.stdout, b"Hello World\n", "{dispatch}");
-        assert_eq!(s.stop_with("TERM").status.code(), Some(0));
-    }
+setup_tests!(for [poll_mini_rustls, thread_mini_rustls, tokio_mini_rustls] nodelay_false_still_serves);
+
+fn nodelay_false_still_serves(setup: Setup) {
+    let dispatch = setup.dispatch.to_string();
+    let s = serve(&[
+        "--dispatch",
+        &dispatch,
+        "--nodelay",
+        "false",
+        "--tls",
+        setup.tls.name(),
+    ]);
+    let out = run(tool("curl")
+        .args(["--silent", "--http2", "--insecure", "--max-time", "10"])
+        .arg(&s.url));
+    assert_eq!(out.stdout, b"Hello World\n", "{setup}");
+    assert_eq!(s.stop_with("TERM").status.code(), Some(0));
 }
 
 #[test]
@@ -290,35 +286,37 @@ fn tokio_multi_thread_runtime_serves_under_load() {
     assert_eq!(s.stop_with("INT").status.code(), Some(0));
 }
 
+setup_tests!(for [
+    single_mini_none, single_mini_rustls, single_h2_none, single_h2_rustls,
+    thread_mini_none, thread_mini_rustls, thread_h2_none, thread_h2_rustls,
+    tokio_mini_none, tokio_mini_rustls, tokio_h2_none, tokio_h2_rustls,
+    poll_mini_none, poll_mini_rustls,
+] pipelined_answers_are_coalesced_into_few_writes);
+
 /// With 100 requests in flight per client, the mini engine's answers to
 /// many requests share one socket write on every dispatch (the seed's
 /// coalescing point). The `h2` crate flushes once per response when driven
-/// by its accept loop: printed, not asserted.
-#[test]
-fn pipelined_answers_are_coalesced_into_few_writes() {
-    for setup in h2lab::Setup::supported() {
-        if setup.tls == TlsProvider::Openssl {
-            continue; // same drivers as rustls; keeps the test short
-        }
-        let server = support::start(setup);
-        let out = run(tool("h2load")
-            .args(["-n", "5000", "-c", "1", "-m", "100", "-T", "10", "-N", "10"])
-            .arg(server.url()));
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("5000 succeeded, 0 failed"), "{setup}: {text}");
-        let stats = server.stop();
-        assert_eq!(stats.responses, 5000, "{setup}");
-        println!(
+/// by its accept loop: printed, not asserted. OpenSSL runs the same drivers
+/// as rustls: left out to keep the suite short.
+fn pipelined_answers_are_coalesced_into_few_writes(setup: Setup) {
+    let server = support::start(setup);
+    let out = run(tool("h2load")
+        .args(["-n", "5000", "-c", "1", "-m", "100", "-T", "10", "-N", "10"])
+        .arg(server.url()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("5000 succeeded, 0 failed"), "{setup}: {text}");
+    let stats = server.stop();
+    assert_eq!(stats.responses, 5000, "{setup}");
+    println!(
+        "{setup}: {} writes for {} responses",
+        stats.writes, stats.responses
+    );
+    if setup.engine == Engine::Mini {
+        assert!(
+            stats.writes * 5 < stats.responses,
             "{setup}: {} writes for {} responses",
-            stats.writes, stats.responses
+            stats.writes,
+            stats.responses
         );
-        if setup.engine == Engine::Mini {
-            assert!(
-                stats.writes * 5 < stats.responses,
-                "{setup}: {} writes for {} responses",
-                stats.writes,
-                stats.responses
-            );
-        }
     }
 }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use h2lab::{Dispatch, Engine, Setup, TlsProvider};
+use h2lab::Setup;
 use support::{run, start, tool};
 
 fn fifty_clients_20000_requests(setup: Setup) {
@@ -25,30 +25,11 @@ fn fifty_clients_20000_requests(setup: Setup) {
     assert_eq!(stats.failed, 0, "{setup}");
 }
 
-macro_rules! load_tests {
-    ($($name:ident: $dispatch:ident, $engine:ident, $tls:ident;)*) => {$(
-        #[test]
-        fn $name() {
-            fifty_clients_20000_requests(Setup {
-                dispatch: Dispatch::$dispatch,
-                engine: Engine::$engine,
-                tls: TlsProvider::$tls,
-            });
-        }
-    )*};
-}
-
-load_tests! {
-    poll_mini_none: Poll, Mini, None;
-    poll_mini_rustls: Poll, Mini, Rustls;
-    poll_mini_openssl: Poll, Mini, Openssl;
-    tokio_mini_none: Tokio, Mini, None;
-    tokio_mini_rustls: Tokio, Mini, Rustls;
-    tokio_mini_openssl: Tokio, Mini, Openssl;
-    tokio_h2_none: Tokio, H2, None;
-    tokio_h2_rustls: Tokio, H2, Rustls;
-    tokio_h2_openssl: Tokio, H2, Openssl;
-}
+setup_tests!(for [
+    poll_mini_none, poll_mini_rustls, poll_mini_openssl,
+    tokio_mini_none, tokio_mini_rustls, tokio_mini_openssl,
+    tokio_h2_none, tokio_h2_rustls, tokio_h2_openssl,
+] fifty_clients_20000_requests);
 
 /// `h2lab load` against real servers, through the binary.
 mod builtin {

@@ -359,5 +359,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", kind.name()));
             assert_eq!(serde_json::from_str::<Kind>(&json).unwrap(), kind);
         }
+        let err = serde_json::from_str::<Kind>("\"oops\"").unwrap_err();
+        assert!(err.to_string().contains("unknown kind \"oops\""), "{err}");
     }
 }

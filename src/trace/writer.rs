@@ -216,7 +216,7 @@ fn write_json(out: &mut Vec<u8>, r: &Record) {
 mod tests {
     use super::*;
     use crate::frame::{FrameHeader, FrameType};
-    use crate::trace::Name;
+    use crate::trace::{CsvRow, Name};
 
     fn action() -> Record {
         Record {
@@ -290,6 +290,26 @@ mod tests {
             ..action()
         };
         assert_eq!(csv(&no_state), "1234567,2500,3,action,read_socket,,42,\n");
+    }
+
+    #[test]
+    fn csv_rows_read_back_through_the_schema() {
+        let mut text = format!("{CSV_HEADER}\n").into_bytes();
+        write_csv(&mut text, &action());
+        write_csv(&mut text, &frame());
+        let rows: Vec<CsvRow> = csv::Reader::from_reader(text.as_slice())
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows[0].kind, Kind::Action);
+        assert_eq!(
+            (rows[0].name.as_str(), rows[0].stream, rows[0].bytes),
+            ("read_socket", None, 42)
+        );
+        assert_eq!(rows[0].state, "r---t-----");
+        assert_eq!((rows[1].kind, rows[1].stream), (Kind::FrameOut, Some(5)));
+        assert!(rows[1].is_response());
+        assert!(!rows[0].is_response());
     }
 
     #[test]

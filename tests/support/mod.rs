@@ -314,35 +314,24 @@ pub fn assert_get_on_open(mut conn: RawConn, setup: Setup) {
     assert_eq!(data, [&b"Hello World\n".to_vec()], "{setup}: {all:?}");
 }
 
-/// One module of tests per supported setup, each calling `fn NAME(Setup)` of
-/// the including file: one test body for every backend.
+/// One test per setup for each `fn NAME(Setup)` of the including file: one
+/// test body for every backend. `setup_tests!(a, b)` runs `a` and `b` on
+/// every supported setup (and checks that list against the library);
+/// `setup_tests!(for [poll_mini_none, tokio_h2_rustls] a, b)` on the setups
+/// named. Tests are named `TEST::SETUP`, e.g. `a::poll_mini_rustls`: each
+/// file may call it more than once.
 #[macro_export]
 macro_rules! setup_tests {
-    ($($test:ident),* $(,)?) => {
-        $crate::setup_tests!(@all [$($test),*]);
+    (for $setups:tt $($test:ident),* $(,)?) => {
+        $( $crate::setup_tests!(@test $test $setups); )*
     };
-    (@all $tests:tt) => {
-        $crate::setup_tests!(@one single_mini_none, Single, Mini, None, $tests);
-        $crate::setup_tests!(@one single_mini_rustls, Single, Mini, Rustls, $tests);
-        $crate::setup_tests!(@one single_mini_openssl, Single, Mini, Openssl, $tests);
-        $crate::setup_tests!(@one single_h2_none, Single, H2, None, $tests);
-        $crate::setup_tests!(@one single_h2_rustls, Single, H2, Rustls, $tests);
-        $crate::setup_tests!(@one single_h2_openssl, Single, H2, Openssl, $tests);
-        $crate::setup_tests!(@one thread_mini_none, Thread, Mini, None, $tests);
-        $crate::setup_tests!(@one thread_mini_rustls, Thread, Mini, Rustls, $tests);
-        $crate::setup_tests!(@one thread_mini_openssl, Thread, Mini, Openssl, $tests);
-        $crate::setup_tests!(@one thread_h2_none, Thread, H2, None, $tests);
-        $crate::setup_tests!(@one thread_h2_rustls, Thread, H2, Rustls, $tests);
-        $crate::setup_tests!(@one thread_h2_openssl, Thread, H2, Openssl, $tests);
-        $crate::setup_tests!(@one tokio_mini_none, Tokio, Mini, None, $tests);
-        $crate::setup_tests!(@one tokio_mini_rustls, Tokio, Mini, Rustls, $tests);
-        $crate::setup_tests!(@one tokio_mini_openssl, Tokio, Mini, Openssl, $tests);
-        $crate::setup_tests!(@one tokio_h2_none, Tokio, H2, None, $tests);
-        $crate::setup_tests!(@one tokio_h2_rustls, Tokio, H2, Rustls, $tests);
-        $crate::setup_tests!(@one tokio_h2_openssl, Tokio, H2, Openssl, $tests);
-        $crate::setup_tests!(@one poll_mini_none, Poll, Mini, None, $tests);
-        $crate::setup_tests!(@one poll_mini_rustls, Poll, Mini, Rustls, $tests);
-        $crate::setup_tests!(@one poll_mini_openssl, Poll, Mini, Openssl, $tests);
+    (@test $test:ident [$($setup:ident),* $(,)?]) => {
+        mod $test {
+            $( $crate::setup_tests!(@named $setup, $test); )*
+        }
+    };
+    ($($test:ident),* $(,)?) => {
+        $crate::setup_tests!(for [single_mini_none, single_mini_rustls, single_mini_openssl, single_h2_none, single_h2_rustls, single_h2_openssl, thread_mini_none, thread_mini_rustls, thread_mini_openssl, thread_h2_none, thread_h2_rustls, thread_h2_openssl, tokio_mini_none, tokio_mini_rustls, tokio_mini_openssl, tokio_h2_none, tokio_h2_rustls, tokio_h2_openssl, poll_mini_none, poll_mini_rustls, poll_mini_openssl] $($test),*);
 
         /// The list above must be exactly what the library supports.
         #[test]
@@ -374,18 +363,35 @@ macro_rules! setup_tests {
             assert_eq!(tested.to_vec(), h2lab::Setup::supported());
         }
     };
-    (@one $module:ident, $dispatch:ident, $engine:ident, $tls:ident, [$($test:ident),*]) => {
-        mod $module {
-            $(
-                #[test]
-                fn $test() {
-                    super::$test(h2lab::Setup {
-                        dispatch: h2lab::Dispatch::$dispatch,
-                        engine: h2lab::Engine::$engine,
-                        tls: h2lab::TlsProvider::$tls,
-                    });
-                }
-            )*
+    (@named single_mini_none, $test:ident) => { $crate::setup_tests!(@one single_mini_none, Single, Mini, None, $test); };
+    (@named single_mini_rustls, $test:ident) => { $crate::setup_tests!(@one single_mini_rustls, Single, Mini, Rustls, $test); };
+    (@named single_mini_openssl, $test:ident) => { $crate::setup_tests!(@one single_mini_openssl, Single, Mini, Openssl, $test); };
+    (@named single_h2_none, $test:ident) => { $crate::setup_tests!(@one single_h2_none, Single, H2, None, $test); };
+    (@named single_h2_rustls, $test:ident) => { $crate::setup_tests!(@one single_h2_rustls, Single, H2, Rustls, $test); };
+    (@named single_h2_openssl, $test:ident) => { $crate::setup_tests!(@one single_h2_openssl, Single, H2, Openssl, $test); };
+    (@named thread_mini_none, $test:ident) => { $crate::setup_tests!(@one thread_mini_none, Thread, Mini, None, $test); };
+    (@named thread_mini_rustls, $test:ident) => { $crate::setup_tests!(@one thread_mini_rustls, Thread, Mini, Rustls, $test); };
+    (@named thread_mini_openssl, $test:ident) => { $crate::setup_tests!(@one thread_mini_openssl, Thread, Mini, Openssl, $test); };
+    (@named thread_h2_none, $test:ident) => { $crate::setup_tests!(@one thread_h2_none, Thread, H2, None, $test); };
+    (@named thread_h2_rustls, $test:ident) => { $crate::setup_tests!(@one thread_h2_rustls, Thread, H2, Rustls, $test); };
+    (@named thread_h2_openssl, $test:ident) => { $crate::setup_tests!(@one thread_h2_openssl, Thread, H2, Openssl, $test); };
+    (@named tokio_mini_none, $test:ident) => { $crate::setup_tests!(@one tokio_mini_none, Tokio, Mini, None, $test); };
+    (@named tokio_mini_rustls, $test:ident) => { $crate::setup_tests!(@one tokio_mini_rustls, Tokio, Mini, Rustls, $test); };
+    (@named tokio_mini_openssl, $test:ident) => { $crate::setup_tests!(@one tokio_mini_openssl, Tokio, Mini, Openssl, $test); };
+    (@named tokio_h2_none, $test:ident) => { $crate::setup_tests!(@one tokio_h2_none, Tokio, H2, None, $test); };
+    (@named tokio_h2_rustls, $test:ident) => { $crate::setup_tests!(@one tokio_h2_rustls, Tokio, H2, Rustls, $test); };
+    (@named tokio_h2_openssl, $test:ident) => { $crate::setup_tests!(@one tokio_h2_openssl, Tokio, H2, Openssl, $test); };
+    (@named poll_mini_none, $test:ident) => { $crate::setup_tests!(@one poll_mini_none, Poll, Mini, None, $test); };
+    (@named poll_mini_rustls, $test:ident) => { $crate::setup_tests!(@one poll_mini_rustls, Poll, Mini, Rustls, $test); };
+    (@named poll_mini_openssl, $test:ident) => { $crate::setup_tests!(@one poll_mini_openssl, Poll, Mini, Openssl, $test); };
+    (@one $name:ident, $dispatch:ident, $engine:ident, $tls:ident, $test:ident) => {
+        #[test]
+        fn $name() {
+            super::$test(h2lab::Setup {
+                dispatch: h2lab::Dispatch::$dispatch,
+                engine: h2lab::Engine::$engine,
+                tls: h2lab::TlsProvider::$tls,
+            });
         }
     };
 }
