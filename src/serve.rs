@@ -64,8 +64,9 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
     /// Record every action and frame of every client to PREFIX.json (Chrome
-    /// trace, opens in Perfetto) and PREFIX.csv (action log), e.g.
-    /// `--trace traces/run1`. Both are complete once the server stops.
+    /// trace, opens in Perfetto), PREFIX.csv (action log) and
+    /// PREFIX.meta.json (what was traced, and what was lost), e.g.
+    /// `--trace traces/run1`. All are complete once the server stops.
     #[arg(long, value_name = "PREFIX")]
     pub trace: Option<PathBuf>,
     /// Stop recording after N records; what is not recorded is counted and
@@ -77,6 +78,12 @@ pub struct Args {
     #[arg(long, value_name = "N", requires = "trace", default_value_t = crate::trace::DEFAULT_QUEUE as u64,
           value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     pub trace_queue: u64,
+    /// Format the trace files as the records come, so that even a killed
+    /// server leaves files Perfetto loads, at the cost of the writer's CPU
+    /// during the run. By default records are spooled to PREFIX.spool and
+    /// formatted at stop (after a crash: `h2lab trace-convert PREFIX`).
+    #[arg(long, requires = "trace")]
+    pub trace_live: bool,
 }
 
 impl Args {
@@ -97,6 +104,7 @@ impl Args {
             trace: self.trace.map(|prefix| TraceConfig {
                 limit: self.trace_limit,
                 queue: self.trace_queue as usize,
+                live: self.trace_live,
                 ..TraceConfig::new(prefix)
             }),
         }

@@ -52,7 +52,7 @@ fn read_csv(path: &Path) -> Vec<Row> {
 
 /// Parses the JSON and checks its tracks: one named track per client, and
 /// no two slices on a track that overlap without nesting (Perfetto rejects
-/// those). Returns the `otherData` object.
+/// those). Returns the `metadata` object.
 fn check_json(path: &Path, clients: &BTreeSet<u64>) -> Value {
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("valid JSON");
@@ -96,7 +96,9 @@ fn check_json(path: &Path, clients: &BTreeSet<u64>) -> Value {
             open.push(end);
         }
     }
-    doc["otherData"].clone()
+    let meta = doc["metadata"].clone();
+    assert_eq!(meta["complete"], true, "{meta}");
+    meta
 }
 
 fn trace_records_every_client_action_and_response(setup: Setup) {

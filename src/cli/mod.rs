@@ -31,6 +31,7 @@ pub enum Command {
     Load(crate::load::command::Args),
     Bench(crate::bench::command::Args),
     Report(crate::bench::report::Args),
+    TraceConvert(crate::trace::command::Args),
 }
 
 /// How a command that did its job ended.
@@ -85,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Load(args) => crate::load::command::run(args),
         Command::Bench(args) => crate::bench::command::run(args),
         Command::Report(args) => crate::bench::report::run(args),
+        Command::TraceConvert(args) => crate::trace::command::run(args),
     };
     match result {
         Ok(Exit::Success) => ExitCode::SUCCESS,
@@ -138,7 +140,15 @@ mod tests {
     #[test]
     fn every_command_has_its_help() {
         let cmd = Cli::command();
-        for name in ["serve", "certs", "compare", "load", "bench", "report"] {
+        for name in [
+            "serve",
+            "certs",
+            "compare",
+            "load",
+            "bench",
+            "report",
+            "trace-convert",
+        ] {
             let sub = cmd.find_subcommand(name).expect(name);
             assert!(sub.get_about().is_some(), "{name} has no help text");
         }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::certs::{CertError, Identity};
 use crate::tls::{ClientHelloHook, TlsAcceptor, TlsError, TlsProvider};
-use crate::trace::{TraceConfig, TraceError, TraceSummary, Tracer};
+use crate::trace::{TraceConfig, TraceError, TraceMeta, TraceSummary, Tracer};
 use dispatch::Wake;
 use shared::Shared;
 
@@ -195,6 +195,26 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// What a trace of this server says about it.
+    fn trace_meta(&self) -> TraceMeta {
+        let (start_unix_ns, start_utc) = crate::trace::meta::wall_clock_now();
+        TraceMeta {
+            generator: format!("h2lab {}", env!("CARGO_PKG_VERSION")),
+            setup: self.setup().to_string(),
+            dispatch: self.dispatch.to_string(),
+            engine: self.engine.to_string(),
+            tls: self.tls.to_string(),
+            nodelay: self.nodelay,
+            threads: self.threads,
+            max_clients: self.max_clients,
+            idle_timeout_s: self.idle_timeout.map(|d| d.as_secs_f64()),
+            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            start_unix_ns,
+            start_utc,
+            ..TraceMeta::default()
+        }
+    }
+
     pub fn setup(&self) -> Setup {
         Setup {
             dispatch: self.dispatch,
@@ -227,7 +247,7 @@ impl ServerConfig {
 }
 
 /// A snapshot of the counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServerStats {
     /// Connections accepted (refused ones included).
     pub accepted: u64,
@@ -269,7 +289,7 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         .with_client_hello_hook(config.client_hello.clone());
     let (tracer, dispatch) = match &config.trace {
         Some(t) => {
-            let (tracer, dispatch) = Tracer::start(t)?;
+            let (tracer, dispatch) = Tracer::start(t, config.trace_meta())?;
             (Some(tracer), Some(dispatch))
         }
         None => (None, None),

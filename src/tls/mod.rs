@@ -101,6 +101,13 @@ pub trait TlsSession: Send {
 
     /// The protocol chosen by ALPN, once the handshake has finished.
     fn alpn_protocol(&self) -> Option<Vec<u8>>;
+
+    /// No TLS at all (h2c): the session only passes bytes through, so
+    /// drivers leave its steps out of traces instead of calling copies
+    /// `decrypt` and `encrypt`.
+    fn is_plain(&self) -> bool {
+        false
+    }
 }
 
 /// Makes sessions for one server: the configuration is built once, at start.

@@ -42,4 +42,8 @@ impl TlsSession for PlainSession {
     fn alpn_protocol(&self) -> Option<Vec<u8>> {
         None
     }
+
+    fn is_plain(&self) -> bool {
+        true
+    }
 }

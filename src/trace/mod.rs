@@ -1,24 +1,29 @@
 //! Instrumentation: a `tracing` span for every action a dispatch takes for a
-//! client, an event for every HTTP/2 frame in and out, and a layer that
-//! turns them into fixed-size [`Record`]s for a writer thread, which writes a
-//! Chrome-trace JSON (Perfetto) and a CSV action log.
+//! client, an event for every HTTP/2 frame in and out, and our own
+//! subscriber ([`recorder`]) that turns them into fixed-size [`Record`]s
+//! for a writer thread ([`writer`]), which writes a Chrome-trace JSON
+//! (Perfetto) and a CSV action log, each with its metadata ([`meta`]).
 //!
 //! All fields are numbers (names are codes into static tables), so building
 //! a record needs no allocation. With the `trace` cargo feature off, the
 //! helpers here compile to nothing; with it on but no `--trace`, a span
 //! costs the `tracing` callsite check only.
 
-mod layer;
+pub mod command;
+pub mod meta;
+mod recorder;
 pub mod schema;
-mod writer;
+mod tracer;
+pub mod writer;
 
 use std::fmt;
 use std::path::PathBuf;
 
 use crate::frame::{FrameHeader, HEADER_LEN};
 
-pub use layer::{TraceLayer, Tracer};
+pub use meta::TraceMeta;
 pub use schema::{CsvRow, Flags, FrameFlags, Kind, Name, Record, CSV_HEADER, NO_STATE};
+pub use tracer::Tracer;
 
 /// The target of every h2lab span and event; the layer ignores all others
 /// (the `h2` crate's own tracing among them).
@@ -160,17 +165,21 @@ impl FrameScanner {
 /// Where and how much to trace.
 #[derive(Clone, Debug)]
 pub struct TraceConfig {
-    /// Writes `PREFIX.json` and `PREFIX.csv`.
+    /// Writes `PREFIX.json`, `PREFIX.csv` and `PREFIX.meta.json`.
     pub prefix: PathBuf,
     /// Stop recording after this many records (the rest is counted).
     pub limit: Option<u64>,
     /// Records the queue to the writer thread holds; past it, records are
     /// dropped and counted.
     pub queue: usize,
+    /// Format as the records come (crash-safe files, at the writer's CPU
+    /// cost during the run) instead of spooling them and formatting at stop.
+    pub live: bool,
 }
 
-/// The default queue: about 4 MiB of records.
-pub const DEFAULT_QUEUE: usize = 64 * 1024;
+/// The default queue: 1 Mi records (48 MiB), enough for a run at full speed
+/// however slowly the disk takes the spool.
+pub const DEFAULT_QUEUE: usize = 1 << 20;
 
 impl TraceConfig {
     pub fn new(prefix: impl Into<PathBuf>) -> Self {
@@ -178,6 +187,7 @@ impl TraceConfig {
             prefix: prefix.into(),
             limit: None,
             queue: DEFAULT_QUEUE,
+            live: false,
         }
     }
 
@@ -187,6 +197,14 @@ impl TraceConfig {
 
     pub fn csv_path(&self) -> PathBuf {
         with_suffix(&self.prefix, "csv")
+    }
+
+    pub fn meta_path(&self) -> PathBuf {
+        with_suffix(&self.prefix, "meta.json")
+    }
+
+    pub fn spool_path(&self) -> PathBuf {
+        with_suffix(&self.prefix, "spool")
     }
 }
 
@@ -198,7 +216,7 @@ fn with_suffix(prefix: &std::path::Path, ext: &str) -> PathBuf {
 }
 
 /// What a finished trace holds and what it lost.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct TraceSummary {
     /// Records written to both files.
     pub written: u64,
@@ -206,14 +224,16 @@ pub struct TraceSummary {
     pub dropped: u64,
     /// Records not taken because of the limit.
     pub unrecorded: u64,
+    /// Seconds spent formatting the files at stop.
+    pub format_seconds: f64,
 }
 
 impl fmt::Display for TraceSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} records written, {} dropped (queue full), {} not recorded (limit)",
-            self.written, self.dropped, self.unrecorded
+            "{} records written, {} dropped (queue full), {} not recorded (limit); formatted in {:.3} s",
+            self.written, self.dropped, self.unrecorded, self.format_seconds
         )
     }
 }

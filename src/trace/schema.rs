@@ -13,11 +13,12 @@ use crate::frame::{FrameHeader, FrameType};
 /// What a row describes (the CSV's `kind` column).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", try_from = "String")]
+#[repr(u8)]
 pub enum Kind {
-    Conn,
-    Action,
-    FrameIn,
-    FrameOut,
+    Conn = 0,
+    Action = 1,
+    FrameIn = 2,
+    FrameOut = 3,
 }
 
 impl TryFrom<String> for Kind {
@@ -224,6 +225,9 @@ pub struct Record {
     pub bytes: u64,
     /// The poll client's flags before the action ([`NO_STATE`]: none).
     pub state: u64,
+    /// Which of the trace's threads recorded it (an index into the
+    /// metadata's thread names).
+    pub thread: u16,
 }
 
 impl Record {

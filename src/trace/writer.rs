@@ -1,100 +1,377 @@
-//! The writer thread: records in, the CSV action log and the Chrome-trace
-//! JSON out. All formatting and I/O of the trace happens here, off the hot
-//! path.
+//! The writer thread: batches of records in; the CSV action log and the
+//! Chrome-trace JSON out, plus the `PREFIX.meta.json` sidecar.
+//!
+//! Two modes. **Deferred** (the default): during the run the writer only
+//! appends the raw 48-octet records to `PREFIX.spool` (no formatting
+//! competes with the server for CPU); at stop it formats the spool into
+//! both files, says how long that took, and removes the spool. After a
+//! crash the spool is still there: `h2lab trace-convert PREFIX` formats it.
+//! **Live** (`--trace-live`): every batch is formatted and flushed as it
+//! comes, so even a killed server leaves files Perfetto loads.
+//!
+//! The JSON is crash-safe in both modes: it starts as 15 spaces and `[`, the
+//! Chrome "JSON array" form, which loads however it is cut; a clean stop
+//! appends the end and the metadata and overwrites those 16 octets with
+//! `{"traceEvents":[`, the object form, whose `metadata` Perfetto shows.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
+use std::time::Instant;
 
-use super::layer::Shared;
-use super::schema::{Flags, FrameFlags, Kind, Record, CSV_HEADER, NO_STATE};
+use super::meta::TraceMeta;
+use super::recorder::Sink;
+use super::schema::{Flags, FrameFlags, Kind, Name, Record, CSV_HEADER, NO_STATE};
 use super::{TraceConfig, TraceError};
+use crate::frame::{FrameHeader, FrameType};
 
 pub(super) enum Msg {
     Batch(Vec<Record>),
-    Finish { dropped: u64, unrecorded: u64 },
+    Finish,
 }
 
+/// The JSON's first 16 octets while it is being written, and after a clean end.
+const JSON_OPEN: &[u8; 16] = b"               [";
+const JSON_OBJECT: &[u8; 16] = b"{\"traceEvents\":[";
+/// Octets of one record in the spool.
+pub const SPOOL_RECORD: usize = 48;
+
+/// The files of one trace.
 pub(super) struct Files {
-    csv: BufWriter<File>,
+    json_path: PathBuf,
     json: BufWriter<File>,
+    csv: BufWriter<File>,
+    spool_path: PathBuf,
+    /// Deferred mode only.
+    spool: Option<BufWriter<File>>,
+    meta_path: PathBuf,
+}
+
+fn create(path: PathBuf) -> Result<BufWriter<File>, TraceError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| TraceError::Create {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    // Readable too: the spool is read back at stop.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map(|f| BufWriter::with_capacity(256 * 1024, f))
+        .map_err(|source| TraceError::Create { path, source })
 }
 
 impl Files {
-    /// Creates both files (and their folder) now, so that a bad path is an
-    /// error at start, not a trace silently missing at the end.
-    pub(super) fn create(config: &TraceConfig) -> Result<Self, TraceError> {
-        let open = |path: std::path::PathBuf| {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| TraceError::Create {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-            }
-            File::create(&path)
-                .map(|f| BufWriter::with_capacity(256 * 1024, f))
-                .map_err(|source| TraceError::Create { path, source })
+    /// Creates every file now (and their folder), so that a bad path is an
+    /// error at start, not a trace silently missing at the end; writes the
+    /// CSV header, the JSON's opening and the metadata known at start.
+    pub(super) fn create(config: &TraceConfig, meta: &TraceMeta) -> Result<Self, TraceError> {
+        let mut files = Self {
+            json_path: config.json_path(),
+            json: create(config.json_path())?,
+            csv: create(config.csv_path())?,
+            spool_path: config.spool_path(),
+            spool: match config.live {
+                true => None,
+                false => Some(create(config.spool_path())?),
+            },
+            meta_path: config.meta_path(),
         };
-        Ok(Self {
-            csv: open(config.csv_path())?,
-            json: open(config.json_path())?,
-        })
+        let write = |f: &mut Files| -> io::Result<()> {
+            writeln!(f.csv, "{CSV_HEADER}")?;
+            f.csv.flush()?;
+            f.json.write_all(JSON_OPEN)?;
+            f.json.flush()?;
+            meta.write(&f.meta_path)
+        };
+        write(&mut files).map_err(TraceError::Write)?;
+        Ok(files)
     }
 }
 
-/// Writes until `Finish` (or until every sender is gone); returns the
-/// number of records written. Lines are built in reused byte buffers with
-/// hand-rolled number formatting: `core::fmt` was most of the trace's cost.
-pub(super) fn run(rx: Receiver<Msg>, mut files: Files, shared: &Shared) -> io::Result<u64> {
-    writeln!(files.csv, "{CSV_HEADER}")?;
-    files.json.write_all(
-        b"{\"traceEvents\":[\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"h2lab\"}}",
-    )?;
-    let mut named = Vec::<u64>::new(); // bitmap of clients with a named track
-    let (mut csv, mut json) = (Vec::with_capacity(1 << 16), Vec::with_capacity(1 << 16));
-    let mut written = 0u64;
-    let (mut dropped, mut unrecorded) = (0, 0);
+/// What the writer did.
+pub(super) struct Written {
+    pub records: u64,
+    pub format_seconds: f64,
+}
+
+/// Writes until `Finish` (or until every sender is gone), then completes
+/// the files with `meta` (whose counts it fills in).
+pub(super) fn run(
+    rx: Receiver<Msg>,
+    mut files: Files,
+    sink: &Sink,
+    mut meta: TraceMeta,
+) -> io::Result<(Written, TraceMeta)> {
+    let mut fmt = Formatter::new(&meta.setup);
+    let mut records = 0u64;
+    let mut spool_buf = Vec::with_capacity(SPOOL_RECORD * 256);
     for msg in rx.iter() {
-        match msg {
-            Msg::Batch(batch) => {
+        let batch = match msg {
+            Msg::Batch(batch) => batch,
+            Msg::Finish => break,
+        };
+        records += batch.len() as u64;
+        match &mut files.spool {
+            Some(spool) => {
+                spool_buf.clear();
                 for r in &batch {
-                    write_csv(&mut csv, r);
-                    let (word, bit) = ((r.client / 64) as usize, r.client % 64);
-                    if named.len() <= word {
-                        named.resize(word + 1, 0);
-                    }
-                    if named[word] & (1 << bit) == 0 {
-                        named[word] |= 1 << bit;
-                        name_track(&mut json, r.client);
-                    }
-                    write_json(&mut json, r);
+                    spool_buf.extend_from_slice(&encode(r));
                 }
-                files.csv.write_all(&csv)?;
-                files.json.write_all(&json)?;
-                csv.clear();
-                json.clear();
-                written += batch.len() as u64;
-                shared.recycle(batch);
+                spool.write_all(&spool_buf)?;
             }
-            Msg::Finish {
-                dropped: d,
-                unrecorded: u,
-            } => {
-                (dropped, unrecorded) = (d, u);
-                break;
+            None => {
+                fmt.threads = names(sink);
+                for r in &batch {
+                    fmt.record(r);
+                }
+                fmt.drain(&mut files.csv, &mut files.json)?;
+                files.csv.flush()?;
+                files.json.flush()?;
             }
         }
+        sink.recycle(batch);
     }
-    write!(
-        files.json,
-        "\n],\n\"displayTimeUnit\":\"ns\",\n\"otherData\":{{\"generator\":\"h2lab {}\",\"records\":{written},\"dropped\":{dropped},\"unrecorded\":{unrecorded}}}\n}}\n",
-        env!("CARGO_PKG_VERSION")
-    )?;
+    fmt.threads = names(sink);
+    let started = Instant::now();
+    if let Some(spool) = files.spool.take() {
+        let file = spool.into_inner().map_err(|e| e.into_error())?;
+        format_spool(file, &mut fmt, &mut files.csv, &mut files.json)?;
+    }
+    meta.format_seconds = started.elapsed().as_secs_f64();
+    meta.complete = true;
+    meta.records = records;
+    meta.dropped = sink.dropped.load(std::sync::atomic::Ordering::SeqCst);
+    meta.unrecorded = sink.unrecorded.load(std::sync::atomic::Ordering::SeqCst);
+    meta.thread_names = fmt.threads.join("|");
+    finish_json(files.json, &files.json_path, &meta)?;
     files.csv.flush()?;
-    files.json.flush()?;
     files.csv.get_ref().sync_all()?;
-    files.json.get_ref().sync_all()?;
-    Ok(written)
+    meta.write(&files.meta_path)?;
+    if files.spool.is_none() {
+        let _ = std::fs::remove_file(&files.spool_path);
+    }
+    Ok((
+        Written {
+            records,
+            format_seconds: meta.format_seconds,
+        },
+        meta,
+    ))
+}
+
+fn names(sink: &Sink) -> Vec<String> {
+    sink.threads
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Formats every record of a spool file into both outputs.
+fn format_spool(
+    mut spool: File,
+    fmt: &mut Formatter,
+    csv: &mut impl Write,
+    json: &mut impl Write,
+) -> io::Result<u64> {
+    spool.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::with_capacity(1 << 20, spool);
+    let mut chunk = vec![0u8; SPOOL_RECORD * 4096];
+    let mut n = 0u64;
+    loop {
+        let got = read_full(&mut reader, &mut chunk)?;
+        // A record cut short by a crash is left out.
+        for raw in chunk[..got - got % SPOOL_RECORD].chunks_exact(SPOOL_RECORD) {
+            fmt.record(&decode(raw.try_into().expect("48 octets")));
+            n += 1;
+        }
+        fmt.drain(csv, json)?;
+        if got < chunk.len() {
+            return Ok(n);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the octets read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Ends the array, adds the metadata, and turns the array form into the
+/// object form by overwriting the 16 octets it began with.
+fn finish_json(json: BufWriter<File>, path: &Path, meta: &TraceMeta) -> io::Result<()> {
+    let mut json = json;
+    write!(json, "\n],\n\"displayTimeUnit\":\"ns\",\n\"metadata\":")?;
+    serde_json::to_writer(&mut json, meta).map_err(io::Error::other)?;
+    json.write_all(b"\n}\n")?;
+    let mut file = json.into_inner().map_err(|e| e.into_error())?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(JSON_OBJECT)?;
+    file.sync_all()?;
+    let _ = path;
+    Ok(())
+}
+
+/// Formats a crashed trace's spool: `PREFIX.json` and `PREFIX.csv` from
+/// `PREFIX.spool` and the metadata written at start; the result says it is
+/// incomplete. Returns the records formatted.
+pub fn convert(config: &TraceConfig) -> Result<(u64, TraceMeta), TraceError> {
+    let read_err = |path: &Path, e: io::Error| TraceError::Create {
+        path: path.to_owned(),
+        source: e,
+    };
+    let meta_path = config.meta_path();
+    let mut meta = TraceMeta::read(&meta_path).map_err(|e| read_err(&meta_path, e))?;
+    let spool_path = config.spool_path();
+    let spool = File::open(&spool_path).map_err(|e| read_err(&spool_path, e))?;
+    let mut csv = create(config.csv_path())?;
+    let mut json = create(config.json_path())?;
+    let mut fmt = Formatter::new(&meta.setup);
+    let done = (|| -> io::Result<u64> {
+        writeln!(csv, "{CSV_HEADER}")?;
+        json.write_all(JSON_OPEN)?;
+        let n = format_spool(spool, &mut fmt, &mut csv, &mut json)?;
+        csv.flush()?;
+        Ok(n)
+    })()
+    .map_err(TraceError::Write)?;
+    meta.complete = false;
+    meta.records = done;
+    finish_json(json, &config.json_path(), &meta).map_err(TraceError::Write)?;
+    meta.write(&meta_path).map_err(TraceError::Write)?;
+    Ok((done, meta))
+}
+
+/// One record as 48 octets, little-endian.
+pub fn encode(r: &Record) -> [u8; SPOOL_RECORD] {
+    let mut b = [0u8; SPOOL_RECORD];
+    b[0..8].copy_from_slice(&r.ts_ns.to_le_bytes());
+    b[8..16].copy_from_slice(&r.dur_ns.to_le_bytes());
+    b[16..24].copy_from_slice(&r.client.to_le_bytes());
+    b[24..32].copy_from_slice(&r.bytes.to_le_bytes());
+    let f = r.frame.unwrap_or(FrameHeader {
+        length: 0,
+        kind: FrameType(0),
+        flags: 0,
+        stream: 0,
+    });
+    b[32..36].copy_from_slice(&f.length.to_le_bytes());
+    b[36..40].copy_from_slice(&f.stream.to_le_bytes());
+    let state = if r.state == NO_STATE {
+        u16::MAX
+    } else {
+        r.state as u16
+    };
+    b[40..42].copy_from_slice(&state.to_le_bytes());
+    b[42..44].copy_from_slice(&r.thread.to_le_bytes());
+    b[44] = r.kind as u8;
+    b[45] = r.name.map_or(u8::MAX, |n| n as u8);
+    b[46] = f.kind.0;
+    b[47] = f.flags;
+    b
+}
+
+pub fn decode(b: &[u8; SPOOL_RECORD]) -> Record {
+    let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
+    let u16_at = |i: usize| u16::from_le_bytes(b[i..i + 2].try_into().expect("2"));
+    let kind = match b[44] {
+        0 => Kind::Conn,
+        1 => Kind::Action,
+        2 => Kind::FrameIn,
+        _ => Kind::FrameOut,
+    };
+    let frame = matches!(kind, Kind::FrameIn | Kind::FrameOut).then(|| FrameHeader {
+        length: u32_at(32),
+        kind: FrameType(b[46]),
+        flags: b[47],
+        stream: u32_at(36),
+    });
+    let state = u16_at(40);
+    Record {
+        ts_ns: u64_at(0),
+        dur_ns: u64_at(8),
+        client: u64_at(16),
+        kind,
+        name: Name::from_code(b[45].into()),
+        frame,
+        bytes: u64_at(24),
+        state: if state == u16::MAX {
+            NO_STATE
+        } else {
+            state.into()
+        },
+        thread: u16_at(42),
+    }
+}
+
+/// Turns records into CSV lines and JSON events in reused byte buffers,
+/// with hand-rolled number formatting: `core::fmt` was most of the cost.
+struct Formatter {
+    csv: Vec<u8>,
+    json: Vec<u8>,
+    /// Bitmap of the clients whose track is named already.
+    named: Vec<u64>,
+    setup: String,
+    process_named: bool,
+    pub threads: Vec<String>,
+}
+
+impl Formatter {
+    fn new(setup: &str) -> Self {
+        Self {
+            csv: Vec::with_capacity(1 << 16),
+            json: Vec::with_capacity(1 << 16),
+            named: Vec::new(),
+            setup: setup.to_string(),
+            process_named: false,
+            threads: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, r: &Record) {
+        if !self.process_named {
+            self.process_named = true;
+            self.json.extend_from_slice(
+                b"{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"h2lab ",
+            );
+            self.json.extend_from_slice(self.setup.as_bytes());
+            self.json.extend_from_slice(b"\"}}");
+        }
+        write_csv(&mut self.csv, r);
+        let (word, bit) = ((r.client / 64) as usize, r.client % 64);
+        if self.named.len() <= word {
+            self.named.resize(word + 1, 0);
+        }
+        if self.named[word] & (1 << bit) == 0 {
+            self.named[word] |= 1 << bit;
+            name_track(&mut self.json, r.client);
+        }
+        let thread = self.threads.get(r.thread as usize).map(String::as_str);
+        write_json(&mut self.json, r, thread);
+    }
+
+    fn drain(&mut self, csv: &mut impl Write, json: &mut impl Write) -> io::Result<()> {
+        csv.write_all(&self.csv)?;
+        json.write_all(&self.json)?;
+        self.csv.clear();
+        self.json.clear();
+        Ok(())
+    }
 }
 
 /// Decimal digits of `n`.
@@ -174,9 +451,14 @@ fn write_state(out: &mut Vec<u8>, r: &Record) {
     }
 }
 
-fn write_json(out: &mut Vec<u8>, r: &Record) {
+fn write_json(out: &mut Vec<u8>, r: &Record, thread: Option<&str>) {
     out.extend_from_slice(b",\n{\"name\":\"");
     out.extend_from_slice(r.name_str().as_bytes());
+    match r.kind {
+        Kind::FrameIn => out.extend_from_slice(b" in"),
+        Kind::FrameOut => out.extend_from_slice(b" out"),
+        _ => {}
+    }
     out.extend_from_slice(b"\",\"cat\":\"");
     out.extend_from_slice(r.kind.name().as_bytes());
     match (r.kind, r.frame) {
@@ -191,7 +473,7 @@ fn write_json(out: &mut Vec<u8>, r: &Record) {
             num(out, f.length.into());
             out.extend_from_slice(b",\"flags\":\"");
             write_state(out, r);
-            out.extend_from_slice(b"\"}}");
+            out.push(b'"');
         }
         _ => {
             out.extend_from_slice(b"\",\"ph\":\"X\",\"pid\":1,\"tid\":");
@@ -207,16 +489,20 @@ fn write_json(out: &mut Vec<u8>, r: &Record) {
                 write_state(out, r);
                 out.push(b'"');
             }
-            out.extend_from_slice(b"}}");
         }
     }
+    if let Some(thread) = thread {
+        out.extend_from_slice(b",\"thread\":\"");
+        out.extend_from_slice(thread.as_bytes());
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"}}");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{FrameHeader, FrameType};
-    use crate::trace::{CsvRow, Name};
+    use crate::trace::CsvRow;
 
     fn action() -> Record {
         Record {
@@ -228,6 +514,7 @@ mod tests {
             frame: None,
             bytes: 42,
             state: Flags::CAN_READ.with(Flags::TLS_READY).bits() as u64,
+            thread: 1,
         }
     }
 
@@ -246,6 +533,7 @@ mod tests {
             }),
             bytes: 12,
             state: NO_STATE,
+            thread: 0,
         }
     }
 
@@ -313,20 +601,41 @@ mod tests {
     }
 
     #[test]
-    fn json_events_are_complete_slices_and_instants_in_micros() {
+    fn json_events_are_complete_slices_and_named_instants_in_micros() {
         let mut v = Vec::new();
-        write_json(&mut v, &action());
-        write_json(&mut v, &frame());
+        write_json(&mut v, &action(), Some("h2lab-poll"));
+        write_json(&mut v, &frame(), None);
         let text = String::from_utf8(v).unwrap();
         assert!(
             text.contains("\"ph\":\"X\",\"pid\":1,\"tid\":3,\"ts\":1234.567,\"dur\":2.500"),
             "{text}"
         );
         assert!(text.contains("\"state\":\"r---t-----\""), "{text}");
+        assert!(text.contains("\"thread\":\"h2lab-poll\""), "{text}");
         assert!(
-            text.contains("\"name\":\"DATA\",\"cat\":\"frame-out\",\"ph\":\"i\""),
+            text.contains("\"name\":\"DATA out\",\"cat\":\"frame-out\",\"ph\":\"i\""),
             "{text}"
         );
         assert!(text.contains("\"ts\":2000.001"), "{text}");
+    }
+
+    #[test]
+    fn spool_records_round_trip() {
+        for r in [
+            action(),
+            frame(),
+            Record {
+                state: NO_STATE,
+                ..action()
+            },
+        ] {
+            assert_eq!(decode(&encode(&r)), r);
+        }
+        let conn = Record {
+            kind: Kind::Conn,
+            name: Some(Name::Accept),
+            ..action()
+        };
+        assert_eq!(decode(&encode(&conn)), conn);
     }
 }

@@ -47,6 +47,9 @@ pub struct Pipeline {
     /// The TLS session failed: only what it still has (its alert) may be sent.
     broken: bool,
     frames: Frames,
+    /// How much of ③ and ⓤ has been scanned for frame events.
+    in_seen: usize,
+    out_seen: usize,
 }
 
 impl Pipeline {
@@ -54,8 +57,6 @@ impl Pipeline {
     pub fn new(tls: Box<dyn TlsSession>, client: u64) -> Self {
         let mut plain_out = Vec::with_capacity(4096);
         let engine = MiniConnection::accept(&mut plain_out);
-        let mut frames = Frames::new(client);
-        frames.seen_out(&plain_out);
         Self {
             client,
             tls,
@@ -63,7 +64,29 @@ impl Pipeline {
             plain_in: Vec::with_capacity(4096),
             plain_out,
             broken: false,
-            frames,
+            frames: Frames::new(client),
+            in_seen: 0,
+            out_seen: 0,
+        }
+    }
+
+    /// No TLS: feed, encrypt and move are copies, left out of traces.
+    pub fn is_plain(&self) -> bool {
+        self.tls.is_plain()
+    }
+
+    /// Reports the frames that have appeared in ③ and ⓤ since the last
+    /// call. Call it after each step's span has closed, so that the scan
+    /// and its events do not lengthen the step; the events are stamped
+    /// inside that step's interval.
+    pub fn trace_frames(&mut self) {
+        if self.in_seen < self.plain_in.len() {
+            self.frames.seen_in(&self.plain_in[self.in_seen..]);
+            self.in_seen = self.plain_in.len();
+        }
+        if self.out_seen < self.plain_out.len() {
+            self.frames.seen_out(&self.plain_out[self.out_seen..]);
+            self.out_seen = self.plain_out.len();
         }
     }
 
@@ -100,6 +123,7 @@ impl Pipeline {
     fn tls_failed(&mut self, err: impl Into<PipelineError>) -> PipelineError {
         self.broken = true;
         self.plain_out.clear();
+        self.out_seen = 0;
         err.into()
     }
 
@@ -117,13 +141,11 @@ impl Pipeline {
         if n == 0 {
             return Ok(0);
         }
-        self.frames.seen_in(&self.plain_in);
-        let before = self.plain_out.len();
         let result = self
             .engine
             .handle_input(&self.plain_in, &mut self.plain_out);
-        self.frames.seen_out(&self.plain_out[before..]);
         self.plain_in.clear();
+        self.in_seen = 0;
         // Status::Closed shows as `is_closed()`.
         let _status = result?;
         Ok(n)
@@ -139,6 +161,7 @@ impl Pipeline {
             return Err(self.tls_failed(e));
         }
         self.plain_out.clear();
+        self.out_seen = 0;
         Ok(n)
     }
 
@@ -154,22 +177,25 @@ impl Pipeline {
         if self.broken {
             return Ok(());
         }
-        let before = self.plain_out.len();
-        let result = self.engine.handle_eof(&mut self.plain_out);
-        self.frames.seen_out(&self.plain_out[before..]);
-        Ok(result?)
+        Ok(self.engine.handle_eof(&mut self.plain_out)?)
     }
 
     /// Feeds one chunk read from the socket and runs the engine on what it
     /// yields, one traced action per step.
     pub fn handle_read(&mut self, mut input: &[u8]) -> Result<(), PipelineError> {
         while !input.is_empty() && !self.is_closed() {
-            let used = feed_traced(self.client, self.tls.as_mut(), input, &mut self.plain_in)
-                .map_err(|e| self.tls_failed(e))?;
+            let used = match self.is_plain() {
+                true => self.feed(input)?,
+                false => feed_traced(self.client, self.tls.as_mut(), input, &mut self.plain_in)
+                    .map_err(|e| self.tls_failed(e))?,
+            };
             input = &input[used..];
+            self.trace_frames();
             if self.has_decrypted() {
                 let span = trace::action(self.client, Name::Engine, NO_STATE);
                 span.bytes(self.run_engine()?);
+                drop(span);
+                self.trace_frames();
             }
         }
         Ok(())
@@ -178,16 +204,23 @@ impl Pipeline {
     /// Encrypts ⓤ and appends everything ready to send to `out`, one traced
     /// action per step.
     pub fn poll_output(&mut self, out: &mut Vec<u8>) -> Result<usize, PipelineError> {
+        self.trace_frames();
+        let traced = !self.is_plain();
         if self.has_plaintext_out() && !self.broken {
-            let span = trace::action(self.client, Name::Encrypt, NO_STATE);
-            span.bytes(self.encrypt()?);
+            let span = traced.then(|| trace::action(self.client, Name::Encrypt, NO_STATE));
+            let n = self.encrypt()?;
+            if let Some(span) = span {
+                span.bytes(n);
+            }
         }
         if !self.tls.wants_write() {
             return Ok(0);
         }
-        let span = trace::action(self.client, Name::MoveEncrypted, NO_STATE);
+        let span = traced.then(|| trace::action(self.client, Name::MoveEncrypted, NO_STATE));
         let n = self.move_encrypted(out)?;
-        span.bytes(n);
+        if let Some(span) = span {
+            span.bytes(n);
+        }
         Ok(n)
     }
 }

@@ -93,14 +93,20 @@ impl Client {
                 None => return Turn::Idle,
                 Some(Name::Close) => return Turn::Closed,
                 Some(action) => {
-                    let span = trace::action(self.id, action, flags.bits().into());
-                    match self.perform(action, writes) {
-                        Ok(bytes) => span.bytes(bytes),
-                        Err(e) => {
-                            // The socket is unusable: nothing more can be sent.
-                            self.error.get_or_insert(e.into());
-                            return Turn::Closed;
-                        }
+                    // Without TLS, feed, encrypt and move only copy: no slices.
+                    let copy =
+                        matches!(action, Name::Decrypt | Name::Encrypt | Name::MoveEncrypted);
+                    let span = (!copy || !self.pipeline.is_plain())
+                        .then(|| trace::action(self.id, action, flags.bits().into()));
+                    let result = self.perform(action, writes);
+                    if let (Some(span), Ok(bytes)) = (span, &result) {
+                        span.bytes(*bytes);
+                    }
+                    self.pipeline.trace_frames();
+                    if let Err(e) = result {
+                        // The socket is unusable: nothing more can be sent.
+                        self.error.get_or_insert(e.into());
+                        return Turn::Closed;
                     }
                 }
             }

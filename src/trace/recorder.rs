@@ -1,0 +1,389 @@
+//! The `tracing` subscriber behind `--trace`: spans and events of target
+//! `h2lab` become fixed-size [`Record`]s, gathered per thread and handed to
+//! the writer thread in whole batches. Our own `Subscriber`, not a
+//! `Registry` with a layer: no span slab and no extensions, span ids from a
+//! per-thread counter, fields read by position, the TSC for a clock.
+//!
+//! What the tracer must not do is lengthen what it times. A span's start is
+//! read when it is created and its end when it is exited, before any of the
+//! tracer's own work on the record; a frame event reads no clock at all: it
+//! is stamped inside the interval of the slice that just closed on its
+//! thread (the step that produced or consumed the frame), since frames are
+//! scanned after that slice ends.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record as Values};
+use tracing::subscriber::Interest;
+
+use tracing::{Event, Metadata, Subscriber};
+
+use super::schema::{Kind, Name, Record, NO_STATE};
+use super::writer::Msg;
+use super::TARGET;
+use crate::frame::{FrameHeader, FrameType};
+
+/// Open spans a thread may nest before further ones go unrecorded.
+const MAX_OPEN: usize = 16;
+
+static NEXT_SINK: AtomicUsize = AtomicUsize::new(1);
+
+/// What the recorder, its threads' batches and the tracer handle share.
+pub(super) struct Sink {
+    /// Tells this trace's thread state from another's on the same thread.
+    id: usize,
+    clock: quanta::Clock,
+    start_raw: u64,
+    /// `u64::MAX`: no limit, and no counting on the hot path.
+    limit: u64,
+    offered: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) unrecorded: AtomicU64,
+    tx: SyncSender<Msg>,
+    batch: usize,
+    /// Emptied batches, back from the writer for reuse.
+    spares: Mutex<Vec<Vec<Record>>>,
+    /// Names of the threads that recorded, by their index in records.
+    pub(super) threads: Mutex<Vec<String>>,
+    next_thread: AtomicU16,
+}
+
+impl Sink {
+    pub(super) fn new(tx: SyncSender<Msg>, batch: usize, limit: Option<u64>) -> Self {
+        let clock = quanta::Clock::new();
+        let start_raw = clock.raw();
+        Self {
+            id: NEXT_SINK.fetch_add(1, Ordering::Relaxed),
+            clock,
+            start_raw,
+            limit: limit.unwrap_or(u64::MAX),
+            offered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            unrecorded: AtomicU64::new(0),
+            tx,
+            batch,
+            spares: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
+            next_thread: AtomicU16::new(0),
+        }
+    }
+
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        self.clock.delta_as_nanos(self.start_raw, self.clock.raw())
+    }
+
+    fn spare(&self) -> Vec<Record> {
+        let reused = self.spares.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        reused.unwrap_or_else(|| Vec::with_capacity(self.batch))
+    }
+
+    pub(super) fn recycle(&self, mut batch: Vec<Record>) {
+        batch.clear();
+        let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
+        if spares.len() < 64 {
+            spares.push(batch);
+        }
+    }
+
+    /// Sends a batch. `wait`: block for room (a thread's last batch);
+    /// otherwise a full queue drops it, counted.
+    fn send(&self, batch: Vec<Record>, wait: bool) {
+        if batch.is_empty() {
+            return self.recycle(batch);
+        }
+        let n = batch.len() as u64;
+        let sent = match wait {
+            true => self.tx.send(Msg::Batch(batch)).map_err(|e| e.0),
+            false => self.tx.try_send(Msg::Batch(batch)).map_err(|e| match e {
+                TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
+            }),
+        };
+        if let Err(Msg::Batch(batch)) = sent {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+            self.recycle(batch);
+        }
+    }
+
+    /// Tells the writer to complete the files (waits for room in the queue).
+    pub(super) fn send_finish(&self) -> Result<(), mpsc::SendError<Msg>> {
+        self.tx.send(Msg::Finish)
+    }
+
+    /// Whether one more record may be taken (`--trace-limit`); counts it.
+    #[inline]
+    fn take(&self) -> bool {
+        if self.limit == u64::MAX {
+            return true;
+        }
+        if self.offered.fetch_add(1, Ordering::Relaxed) < self.limit {
+            return true;
+        }
+        self.unrecorded.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
+struct Open {
+    id: u64,
+    record: Record,
+    /// The end, read when the span is exited.
+    end_ns: u64,
+}
+
+/// One thread's state for one trace.
+struct Local {
+    sink: Arc<Sink>,
+    thread: u16,
+    next_id: u64,
+    open: Vec<Open>,
+    batch: Vec<Record>,
+    /// The interval of the last slice closed on this thread.
+    last: Option<(u64, u64)>,
+}
+
+impl Local {
+    fn new(sink: &Arc<Sink>) -> Self {
+        let thread = sink.next_thread.fetch_add(1, Ordering::Relaxed);
+        let name = std::thread::current()
+            .name()
+            .map_or_else(|| format!("thread {thread}"), str::to_string);
+        {
+            let mut names = sink.threads.lock().unwrap_or_else(|e| e.into_inner());
+            if names.len() <= thread as usize {
+                names.resize(thread as usize + 1, String::new());
+            }
+            names[thread as usize] = name;
+        }
+        Self {
+            sink: sink.clone(),
+            thread,
+            next_id: 1,
+            open: Vec::with_capacity(MAX_OPEN),
+            batch: sink.spare(),
+            last: None,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, mut record: Record) {
+        if !self.sink.take() {
+            return;
+        }
+        record.thread = self.thread;
+        self.batch.push(record);
+        if self.batch.len() >= self.sink.batch {
+            let full = std::mem::replace(&mut self.batch, self.sink.spare());
+            self.sink.send(full, false);
+        }
+    }
+}
+
+impl Drop for Local {
+    /// The thread ends: its last batch is waited for, never dropped.
+    fn drop(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        self.sink.send(batch, true);
+    }
+}
+
+thread_local! {
+    static LOCALS: RefCell<Vec<Local>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sends this thread's batch of `sink` now and forgets its state (the
+/// tracer's own thread, before the trace is finished).
+pub(super) fn flush_thread(sink: &Arc<Sink>) {
+    LOCALS.with(|l| l.borrow_mut().retain(|local| local.sink.id != sink.id));
+}
+
+/// The subscriber; cheap to clone into a `tracing::Dispatch`.
+pub(super) struct Recorder {
+    sink: Arc<Sink>,
+}
+
+impl Recorder {
+    pub(super) fn new(sink: Arc<Sink>) -> Self {
+        Self { sink }
+    }
+
+    #[inline]
+    fn with_local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> R {
+        LOCALS.with(|l| {
+            let mut locals = l.borrow_mut();
+            let at = match locals.iter().position(|x| x.sink.id == self.sink.id) {
+                Some(at) => at,
+                None => {
+                    locals.push(Local::new(&self.sink));
+                    locals.len() - 1
+                }
+            };
+            f(&mut locals[at])
+        })
+    }
+}
+
+/// Reads our numeric fields by position: the two callsites in `trace/mod.rs`
+/// declare them in the orders of [`SPAN_FIELDS`] and [`EVENT_FIELDS`]
+/// (checked in debug builds), which saves a string match per field.
+#[derive(Default)]
+struct Fields {
+    /// Which callsite: an action span, or a frame event.
+    event: bool,
+    values: [u64; 6],
+    out: bool,
+}
+
+const SPAN_FIELDS: [&str; 4] = ["client", "name", "state", "bytes"];
+const EVENT_FIELDS: [&str; 6] = ["client", "out", "kind", "flags", "stream", "length"];
+
+impl Visit for Fields {
+    #[inline]
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let i = field.index();
+        debug_assert_eq!(
+            match self.event {
+                true => EVENT_FIELDS.get(i),
+                false => SPAN_FIELDS.get(i),
+            },
+            Some(&field.name())
+        );
+        if let Some(v) = self.values.get_mut(i) {
+            *v = value;
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        debug_assert_eq!(field.name(), "out");
+        self.out = value;
+    }
+
+    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+}
+
+impl Subscriber for Recorder {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        match meta.target() == TARGET {
+            true => Interest::always(),
+            false => Interest::never(),
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        meta.target() == TARGET
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let mut f = Fields::default();
+        attrs.record(&mut f);
+        let [client, name, state, bytes, ..] = f.values;
+        let name = Name::from_code(name).unwrap_or(Name::Engine);
+        let ts_ns = self.sink.now_ns();
+        self.with_local(|local| {
+            let id = local.next_id;
+            local.next_id += 1;
+            if local.open.len() < MAX_OPEN {
+                local.open.push(Open {
+                    id,
+                    record: Record {
+                        ts_ns,
+                        dur_ns: 0,
+                        client,
+                        kind: name.kind(),
+                        name: Some(name),
+                        frame: None,
+                        bytes,
+                        state,
+                        thread: 0,
+                    },
+                    end_ns: ts_ns,
+                });
+            } else {
+                self.sink.unrecorded.fetch_add(1, Ordering::Relaxed);
+            }
+            Id::from_u64(id)
+        })
+    }
+
+    fn record(&self, span: &Id, values: &Values<'_>) {
+        let mut f = Fields::default();
+        values.record(&mut f);
+        let id = span.into_u64();
+        self.with_local(|local| {
+            if let Some(o) = local.open.iter_mut().rev().find(|o| o.id == id) {
+                o.record.bytes = f.values[3];
+            }
+        });
+    }
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut f = Fields {
+            event: true,
+            ..Fields::default()
+        };
+        event.record(&mut f);
+        let [client, _, kind, flags, stream, length] = f.values;
+        let out = f.out;
+        self.with_local(|local| {
+            // Inside the slice that just closed; a clock read only if none has.
+            let ts_ns = match local.last {
+                Some((ts, dur)) => ts + dur / 2,
+                None => self.sink.now_ns(),
+            };
+            local.push(Record {
+                ts_ns,
+                dur_ns: 0,
+                client,
+                kind: if out { Kind::FrameOut } else { Kind::FrameIn },
+                name: None,
+                frame: Some(FrameHeader {
+                    length: length as u32,
+                    kind: FrameType(kind as u8),
+                    flags: flags as u8,
+                    stream: stream as u32,
+                }),
+                bytes: length,
+                state: NO_STATE,
+                thread: 0,
+            });
+        });
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, span: &Id) {
+        let end_ns = self.sink.now_ns();
+        let id = span.into_u64();
+        self.with_local(|local| {
+            if let Some(o) = local.open.iter_mut().rev().find(|o| o.id == id) {
+                o.end_ns = end_ns;
+            }
+        });
+    }
+
+    fn try_close(&self, span: Id) -> bool {
+        let id = span.into_u64();
+        self.with_local(|local| {
+            let Some(at) = local.open.iter().rposition(|o| o.id == id) else {
+                return true;
+            };
+            let Open {
+                mut record, end_ns, ..
+            } = local.open.remove(at);
+            record.dur_ns = end_ns.saturating_sub(record.ts_ns);
+            local.last = Some((record.ts_ns, record.dur_ns));
+            local.push(record);
+            true
+        })
+    }
+}
