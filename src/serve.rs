@@ -80,10 +80,17 @@ pub struct Args {
     pub trace_queue: u64,
     /// Format the trace files as the records come, so that even a killed
     /// server leaves files Perfetto loads, at the cost of the writer's CPU
-    /// during the run. By default records are spooled to PREFIX.spool and
-    /// formatted at stop (after a crash: `h2lab trace-convert PREFIX`).
+    /// during the run. By default records are kept (see --trace-memory)
+    /// and formatted at stop, which a killed server never reaches (what it
+    /// spooled: `h2lab trace-convert PREFIX`).
     #[arg(long, requires = "trace")]
     pub trace_live: bool,
+    /// Without --trace-live: MiB of records held in memory during the run,
+    /// allocated at start; past it they are spooled to PREFIX.spool (file
+    /// system work that competes with the server).
+    #[arg(long, value_name = "MIB", requires = "trace", default_value_t = (crate::trace::DEFAULT_MEMORY >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    pub trace_memory: u64,
 }
 
 impl Args {
@@ -105,6 +112,7 @@ impl Args {
                 limit: self.trace_limit,
                 queue: self.trace_queue as usize,
                 live: self.trace_live,
+                memory: (self.trace_memory as usize) << 20,
                 ..TraceConfig::new(prefix)
             }),
         }

@@ -18,7 +18,8 @@ from collections import defaultdict
 
 COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline", "rep",
            "req_per_s", "req_per_s_min", "req_per_s_max", "p50_us", "p99_us",
-           "cpu_us_per_req", "succeeded", "failed", "connection_errors"]
+           "cpu_us_per_req", "succeeded", "failed", "connection_errors",
+           "traced", "trace_records_per_req", "trace_lost", "span_ns", "event_ns"]
 
 
 def read_medians(path):
@@ -33,7 +34,8 @@ def read_medians(path):
             if len(cols) != len(COLUMNS):
                 raise ValueError(f"{path}:{line}: {len(cols)} columns, expected {len(COLUMNS)}")
             row = dict(zip(COLUMNS, cols))
-            if row["kind"] != "median":
+            # Traced runs (`bench --trace-cost`) measure the tracer, not the server.
+            if row["kind"] != "median" or row["traced"] == "true":
                 continue
             try:
                 for key in ("clients", "pipeline"):

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use super::system::pinned;
 use super::{peers, BenchConfig, BenchError, Target};
 use crate::server::Setup;
+use crate::trace::TraceConfig;
 
 /// The server child, killed when dropped.
 pub struct ServerChild(Child);
@@ -25,10 +26,15 @@ pub enum Running {
 }
 
 impl Running {
-    /// Starts `target` (pinned as the bench says) and waits until it serves.
-    pub fn start(config: &BenchConfig, target: Target) -> Result<Running, BenchError> {
+    /// Starts `target` (pinned as the bench says; ours traced to `trace`
+    /// if given) and waits until it serves.
+    pub fn start(
+        config: &BenchConfig,
+        target: Target,
+        trace: Option<&TraceConfig>,
+    ) -> Result<Running, BenchError> {
         match target {
-            Target::H2lab(setup) => start_serve(config, setup),
+            Target::H2lab(setup) => start_serve(config, setup, trace),
             Target::Peer { peer, tls } => peers::start(peer, tls, config.pin_server.as_deref())
                 .map(Running::Peer)
                 .map_err(|reason| BenchError::Serve { target, reason }),
@@ -49,12 +55,43 @@ impl Running {
             Running::Peer(p) => p.pids(),
         }
     }
+
+    /// Stops our server with SIGTERM and waits (10 s at most) for it to
+    /// exit, so that it completes its trace; a peer is killed.
+    pub fn terminate(self) -> Result<(), String> {
+        let Running::H2lab { mut child, .. } = self else {
+            return Ok(());
+        };
+        let pid = rustix::process::Pid::from_raw(child.0.id() as i32)
+            .ok_or_else(|| "no pid".to_string())?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+            .map_err(|e| format!("cannot signal the server: {e}"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match child.0.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => return Err(format!("the server exited with {status}")),
+                Ok(None) if std::time::Instant::now() > deadline => {
+                    return Err("the server did not stop within 10 s of SIGTERM".into())
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
 }
 
 /// `h2lab serve` for `setup` on a free port; its one stdout line tells the URL.
-fn start_serve(config: &BenchConfig, setup: Setup) -> Result<Running, BenchError> {
+fn start_serve(
+    config: &BenchConfig,
+    setup: Setup,
+    trace: Option<&TraceConfig>,
+) -> Result<Running, BenchError> {
     let mut serve = Command::new(&config.exe);
     serve.args(["serve", "--port", "0"]);
+    if let Some(t) = trace {
+        serve.arg("--trace").arg(&t.prefix);
+    }
     let mut child = pinned(serve, config.pin_server.as_deref())
         .args(["--dispatch", &setup.dispatch.to_string()])
         .args(["--engine", &setup.engine.to_string()])

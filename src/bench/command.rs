@@ -76,6 +76,13 @@ pub struct Args {
     /// Run the load on these CPUs (the built-in client's threads, or h2load).
     #[arg(long, value_name = "CPUS", value_parser = system::check_cpu_list)]
     pub pin_client: Option<String>,
+    /// Also run each of our setups with `--trace` (deferred mode),
+    /// interleaved with the untraced runs, and report what tracing costs:
+    /// the traced/untraced ratio of server CPU per request (the whole
+    /// process, the trace writer included), records per request, and the
+    /// recorder's own measured cost per span and per frame event.
+    #[arg(long)]
+    pub trace_cost: bool,
 }
 
 pub fn run(args: Args) -> CmdResult {
@@ -100,10 +107,14 @@ pub fn run(args: Args) -> CmdResult {
     let results = super::run(&config, |r| {
         bar.set_message(format!(
             "{} c={} m={}: {:.0} req/s",
-            r.cell.target, r.cell.clients, r.cell.pipeline, r.req_per_s
+            r.cell, r.cell.clients, r.cell.pipeline, r.req_per_s
         ));
         bar.inc(1);
-    })?;
+    });
+    if config.trace_cost {
+        let _ = std::fs::remove_dir_all(&config.trace_dir);
+    }
+    let results = results?;
     bar.finish_and_clear();
     cli::out(Table.export(&results)?);
     let files: [(&Option<PathBuf>, &dyn Exporter); 2] = [(&args.out, &Csv), (&args.json, &Json)];
@@ -155,5 +166,7 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         timeout: args.timeout,
         pin_server: args.pin_server.clone(),
         pin_client: args.pin_client.clone(),
+        trace_cost: args.trace_cost,
+        trace_dir: std::env::temp_dir().join(format!("h2lab-bench-trace-{}", std::process::id())),
     })
 }

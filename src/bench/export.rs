@@ -71,7 +71,7 @@ impl Exporter for Table {
             let _ = writeln!(
                 out,
                 "{:<22} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>7} {:>9}",
-                m.cell.target.to_string(),
+                m.cell.to_string(),
                 m.cell.clients,
                 m.cell.pipeline,
                 m.req_per_s,
@@ -83,8 +83,46 @@ impl Exporter for Table {
                 m.connection_errors
             );
         }
+        out.push_str(&trace_costs(&results.medians));
         Ok(out)
     }
+}
+
+/// For `--trace-cost`: each traced cell beside its untraced twin.
+fn trace_costs(medians: &[Median]) -> String {
+    let mut out = String::new();
+    for traced in medians.iter().filter(|m| m.cell.traced) {
+        let Some(t) = &traced.trace else { continue };
+        let untraced = medians.iter().find(|m| {
+            !m.cell.traced
+                && m.cell.target == traced.cell.target
+                && m.cell.clients == traced.cell.clients
+                && m.cell.pipeline == traced.cell.pipeline
+        });
+        let Some(untraced) = untraced else { continue };
+        if out.is_empty() {
+            let _ = writeln!(
+                out,
+                "\ntracing cost (server CPU per request, whole process, writer included)\n{:<22} {:>4} {:>4} {:>10} {:>10} {:>6} {:>10} {:>8} {:>9} {:>6}",
+                "setup", "c", "m", "off µs/r", "on µs/r", "×", "records/r", "span ns", "event ns", "lost"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{:<22} {:>4} {:>4} {:>10.3} {:>10.3} {:>6.2} {:>10.2} {:>8.1} {:>9.1} {:>6}",
+            traced.cell.target.to_string(),
+            traced.cell.clients,
+            traced.cell.pipeline,
+            untraced.cpu_us_per_req,
+            traced.cpu_us_per_req,
+            traced.cpu_us_per_req / untraced.cpu_us_per_req.max(f64::MIN_POSITIVE),
+            t.records_per_req,
+            t.span_ns,
+            t.event_ns,
+            t.lost
+        );
+    }
+    out
 }
 
 impl Exporter for Csv {
@@ -104,7 +142,7 @@ impl Markdown<'_> {
     /// fastest server.
     fn baseline(&self, medians: &[Median]) -> Result<String, ExportError> {
         let mut totals: BTreeMap<String, f64> = BTreeMap::new();
-        for m in medians {
+        for m in medians.iter().filter(|m| !m.cell.traced) {
             *totals.entry(m.cell.target.server_name()).or_default() += m.req_per_s;
         }
         let fastest = |peers_only: bool| {
@@ -147,7 +185,7 @@ impl Exporter for Markdown<'_> {
             group.sort_by(|a, b| b.req_per_s.total_cmp(&a.req_per_s));
             let base_rps = group
                 .iter()
-                .find(|m| m.cell.target.server_name() == base)
+                .find(|m| !m.cell.traced && m.cell.target.server_name() == base)
                 .map(|m| m.req_per_s);
             let _ = writeln!(
                 out,
@@ -168,7 +206,7 @@ impl Exporter for Markdown<'_> {
                 let _ = writeln!(
                     out,
                     "| {} | {:.0} | {:.2} | {ratio} | {} |",
-                    m.cell.target, m.req_per_s, m.cpu_us_per_req, m.failed
+                    m.cell, m.req_per_s, m.cpu_us_per_req, m.failed
                 );
             }
             let _ = writeln!(out);
@@ -199,6 +237,7 @@ mod tests {
                 target,
                 clients: 1,
                 pipeline: 10,
+                traced: false,
             },
             runs: 3,
             req_per_s: rps,
@@ -210,6 +249,7 @@ mod tests {
             succeeded: 100,
             failed: 0,
             connection_errors: 0,
+            trace: None,
         }
     }
 

@@ -88,6 +88,15 @@ pub struct Cell {
     pub target: Target,
     pub clients: usize,
     pub pipeline: usize,
+    /// The server records a trace (`bench --trace-cost`; ours only).
+    pub traced: bool,
+}
+
+impl fmt::Display for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let traced = if self.traced { " +trace" } else { "" };
+        write!(f, "{}{traced}", self.target)
+    }
 }
 
 /// How a cell is written out (JSON).
@@ -98,6 +107,7 @@ struct CellColumns {
     tls: String,
     clients: usize,
     pipeline: usize,
+    traced: bool,
 }
 
 impl From<Cell> for CellColumns {
@@ -109,12 +119,14 @@ impl From<Cell> for CellColumns {
             tls,
             clients: c.clients,
             pipeline: c.pipeline,
+            traced: c.traced,
         }
     }
 }
 
 impl BenchConfig {
-    /// Every target × clients × pipeline, targets in the order given.
+    /// Every target × clients × pipeline, targets in the order given; with
+    /// `trace_cost`, each of our setups untraced and then traced.
     pub fn cells(&self) -> Vec<Cell> {
         let targets = self.setups.iter().map(|&s| Target::H2lab(s)).chain(
             self.peers
@@ -123,13 +135,20 @@ impl BenchConfig {
         );
         let mut cells = Vec::new();
         for target in targets {
+            let tracing: &[bool] = match (self.trace_cost, target) {
+                (true, Target::H2lab(_)) => &[false, true],
+                _ => &[false],
+            };
             for &clients in &self.clients {
                 for &pipeline in &self.pipelines {
-                    cells.push(Cell {
-                        target,
-                        clients,
-                        pipeline,
-                    });
+                    for &traced in tracing {
+                        cells.push(Cell {
+                            target,
+                            clients,
+                            pipeline,
+                            traced,
+                        });
+                    }
                 }
             }
         }

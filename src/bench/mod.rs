@@ -67,6 +67,20 @@ pub struct BenchConfig {
     /// CPU lists (`taskset -c` syntax) for the servers and for the load.
     pub pin_server: Option<String>,
     pub pin_client: Option<String>,
+    /// Each of our setups also traced (`--trace-cost`), its files in here.
+    pub trace_cost: bool,
+    pub trace_dir: PathBuf,
+}
+
+/// What tracing cost in a traced run, from the trace's own metadata.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceCost {
+    pub records_per_req: f64,
+    /// Dropped (queue full) plus not recorded (limit).
+    pub lost: u64,
+    /// The recorder's measured cost of one span and one frame event (ns).
+    pub span_ns: f64,
+    pub event_ns: f64,
 }
 
 /// One measured run.
@@ -88,6 +102,7 @@ pub struct Run {
     /// h2load does not report them).
     pub connection_errors: u64,
     pub seconds: f64,
+    pub trace: Option<TraceCost>,
 }
 
 /// Everything a bench measured: what every exporter writes.
@@ -113,6 +128,8 @@ pub enum BenchError {
     H2load(String),
     #[error("cannot read the server's CPU time: {0}")]
     Proc(String),
+    #[error("{cell}: the trace: {reason}")]
+    Trace { cell: Cell, reason: String },
 }
 
 /// Runs every cell `repeat` times, interleaved; `progress` sees each run.
@@ -136,7 +153,14 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&Run)) -> Result<Resul
 }
 
 fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<Run, BenchError> {
-    let server = child::Running::start(config, cell.target)?;
+    let trace = cell.traced.then(|| {
+        let name = format!(
+            "{}-c{}-m{}-rep{rep}",
+            cell.target, cell.clients, cell.pipeline
+        );
+        crate::trace::TraceConfig::new(config.trace_dir.join(name.replace('/', "-")))
+    });
+    let server = child::Running::start(config, cell.target, trace.as_ref())?;
     // nginx's worker exists before the load starts: the set is stable.
     let pids = server.pids();
     let cpu = || system::cpu_of(&pids, ticks).map_err(BenchError::Proc);
@@ -146,7 +170,14 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
         LoadClient::H2load => h2load::run(config, cell, server.url())?,
     };
     let cpu = cpu()? - cpu_before;
-    drop(server);
+    // A traced server must stop cleanly for its trace to be complete.
+    let trace = match trace {
+        Some(t) => Some(trace_cost(cell, server, &t, m.succeeded)?),
+        None => {
+            drop(server);
+            None
+        }
+    };
     Ok(Run {
         cell,
         rep,
@@ -163,6 +194,33 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
         failed: m.failed,
         connection_errors: m.connection_errors,
         seconds: m.seconds,
+        trace,
+    })
+}
+
+/// Stops a traced server with SIGTERM, reads what its trace says, and
+/// removes the trace files.
+fn trace_cost(
+    cell: Cell,
+    server: child::Running,
+    trace: &crate::trace::TraceConfig,
+    succeeded: u64,
+) -> Result<TraceCost, BenchError> {
+    let failed = |reason: String| BenchError::Trace { cell, reason };
+    server.terminate().map_err(failed)?;
+    let meta = crate::trace::TraceMeta::read(&trace.meta_path())
+        .map_err(|e| failed(format!("{}: {e}", trace.meta_path().display())))?;
+    for path in [trace.json_path(), trace.csv_path(), trace.meta_path()] {
+        let _ = std::fs::remove_file(path);
+    }
+    if !meta.complete {
+        return Err(failed("the server did not complete its trace".into()));
+    }
+    Ok(TraceCost {
+        records_per_req: meta.records as f64 / succeeded.max(1) as f64,
+        lost: meta.dropped + meta.unrecorded,
+        span_ns: meta.span_cost_ns,
+        event_ns: meta.event_cost_ns,
     })
 }
 

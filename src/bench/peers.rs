@@ -141,6 +141,14 @@ pub fn start(peer: Peer, tls: bool, pin: Option<&str>) -> Result<RunningPeer, St
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // nginx's master listens before its worker exists, and the worker is
+    // what serves: its CPU time must be in the measured set from the start.
+    while peer == Peer::Nginx && children_of(running.child.id()).is_empty() {
+        if Instant::now() > deadline {
+            return Err("nginx started no worker within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     Ok(running)
 }
 

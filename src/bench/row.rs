@@ -6,11 +6,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cell, LoadClient, Median, Results, Run, Target};
+use super::{Cell, LoadClient, Median, Results, Run, Target, TraceCost};
 use crate::csv_file::{self, CsvFileError};
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,6 +42,14 @@ pub struct Row {
     pub succeeded: u64,
     pub failed: u64,
     pub connection_errors: u64,
+    /// `bench --trace-cost`: the server recorded a trace.
+    pub traced: bool,
+    /// Traced cells: records per succeeded request, records lost, and what
+    /// one span and one frame event cost the recording thread (ns).
+    pub trace_records_per_req: Option<f64>,
+    pub trace_lost: Option<u64>,
+    pub span_ns: Option<f64>,
+    pub event_ns: Option<f64>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -71,6 +79,24 @@ impl Row {
             succeeded: 0,
             failed: 0,
             connection_errors: 0,
+            traced: cell.traced,
+            trace_records_per_req: None,
+            trace_lost: None,
+            span_ns: None,
+            event_ns: None,
+        }
+    }
+
+    fn with_trace(self, t: Option<&TraceCost>) -> Row {
+        match t {
+            None => self,
+            Some(t) => Row {
+                trace_records_per_req: Some(round(t.records_per_req, 3)),
+                trace_lost: Some(t.lost),
+                span_ns: Some(round(t.span_ns, 1)),
+                event_ns: Some(round(t.event_ns, 1)),
+                ..self
+            },
         }
     }
 
@@ -86,6 +112,7 @@ impl Row {
             connection_errors: r.connection_errors,
             ..Row::new(RowKind::Run, client, &r.cell)
         }
+        .with_trace(r.trace.as_ref())
     }
 
     pub fn of_median(client: LoadClient, m: &Median) -> Row {
@@ -101,6 +128,7 @@ impl Row {
             connection_errors: m.connection_errors,
             ..Row::new(RowKind::Median, client, &m.cell)
         }
+        .with_trace(m.trace.as_ref())
     }
 
     pub fn cell(&self) -> Result<Cell, String> {
@@ -108,6 +136,7 @@ impl Row {
             target: Target::from_columns(&self.dispatch, &self.engine, &self.tls)?,
             clients: self.clients,
             pipeline: self.pipeline,
+            traced: self.traced,
         })
     }
 
@@ -125,6 +154,15 @@ impl Row {
             succeeded: self.succeeded,
             failed: self.failed,
             connection_errors: self.connection_errors,
+            trace: match (self.trace_records_per_req, self.span_ns, self.event_ns) {
+                (Some(records_per_req), Some(span_ns), Some(event_ns)) => Some(TraceCost {
+                    records_per_req,
+                    lost: self.trace_lost.unwrap_or(0),
+                    span_ns,
+                    event_ns,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -187,6 +225,7 @@ mod tests {
             }),
             clients: 5,
             pipeline: 100,
+            traced: false,
         };
         let median = Median {
             cell,
@@ -200,6 +239,7 @@ mod tests {
             succeeded: 9,
             failed: 0,
             connection_errors: 0,
+            trace: None,
         };
         let row = Row::of_median(LoadClient::Builtin, &median);
         let text = csv_file::to_string([&row]).unwrap();
@@ -207,7 +247,7 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,")
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);

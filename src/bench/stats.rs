@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Cell, Run};
+use super::{Cell, Run, TraceCost};
 
 /// The runs of one cell, summed up.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -18,6 +18,8 @@ pub struct Median {
     pub succeeded: u64,
     pub failed: u64,
     pub connection_errors: u64,
+    /// Traced cells: medians of the runs' trace figures, losses summed.
+    pub trace: Option<TraceCost>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -52,9 +54,24 @@ pub fn medians(cells: &[Cell], runs: &[Run]) -> Vec<Median> {
                 succeeded: mine.iter().map(|r| r.succeeded).sum(),
                 failed: mine.iter().map(|r| r.failed).sum(),
                 connection_errors: mine.iter().map(|r| r.connection_errors).sum(),
+                trace: trace_median(&mine),
             }
         })
         .collect()
+}
+
+fn trace_median(runs: &[&Run]) -> Option<TraceCost> {
+    let costs: Vec<&TraceCost> = runs.iter().filter_map(|r| r.trace.as_ref()).collect();
+    if costs.is_empty() {
+        return None;
+    }
+    let of = |f: fn(&TraceCost) -> f64| median(costs.iter().map(|c| f(c)).collect());
+    Some(TraceCost {
+        records_per_req: of(|c| c.records_per_req),
+        lost: costs.iter().map(|c| c.lost).sum(),
+        span_ns: of(|c| c.span_ns),
+        event_ns: of(|c| c.event_ns),
+    })
 }
 
 #[cfg(test)]

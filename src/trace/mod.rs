@@ -55,12 +55,14 @@ impl ActionSpan {
 pub fn action(client: u64, name: Name, state: u64) -> ActionSpan {
     #[cfg(feature = "trace")]
     {
+        // Few fields: each costs a visit. `what` packs the name's code
+        // (low 8 bits) and the flags (above; all ones: none).
+        let state = state.min(u64::from(u32::MAX));
         let span = tracing::trace_span!(
             target: "h2lab",
             "action",
             client,
-            name = name as u64,
-            state,
+            what = name as u64 | state << 8,
             bytes = tracing::field::Empty
         );
         ActionSpan {
@@ -90,15 +92,18 @@ pub fn frames_enabled() -> bool {
 /// Reports one frame seen going in (`out == false`) or out.
 #[inline]
 pub fn frame(client: u64, out: bool, head: FrameHeader) {
+    // Two fields, since each costs a visit: `head` packs type (bits
+    // 56–63), flags (48–55), direction (bit 47) and stream id (0–30);
+    // `client_length` the client id (above bit 24) and the payload length
+    // (24 bits, as on the wire).
     #[cfg(feature = "trace")]
     tracing::trace!(
         target: "h2lab",
-        client,
-        out,
-        kind = head.kind.0 as u64,
-        flags = head.flags as u64,
-        stream = head.stream as u64,
-        length = head.length as u64
+        head = u64::from(head.kind.0) << 56
+            | u64::from(head.flags) << 48
+            | u64::from(out) << 47
+            | u64::from(head.stream),
+        client_length = client << 24 | u64::from(head.length & 0xff_ffff)
     );
     #[cfg(not(feature = "trace"))]
     let _ = (client, out, head);
@@ -145,6 +150,20 @@ impl FrameScanner {
                 let n = (self.skip.min(data.len() as u64)) as usize;
                 self.skip -= n as u64;
                 data = &data[n..];
+            } else if self.have == 0 && data.len() >= HEADER_LEN {
+                // The usual case: a whole header in place, no copy; its
+                // payload skipped in the same step where it is all here.
+                if let Some(head) = FrameHeader::parse(data) {
+                    on_frame(head);
+                    let payload = head.length as usize;
+                    match data.len() - HEADER_LEN {
+                        rest if rest >= payload => data = &data[HEADER_LEN + payload..],
+                        rest => {
+                            self.skip = (payload - rest) as u64;
+                            data = &[];
+                        }
+                    }
+                }
             } else {
                 let n = (HEADER_LEN - self.have).min(data.len());
                 self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
@@ -173,9 +192,17 @@ pub struct TraceConfig {
     /// dropped and counted.
     pub queue: usize,
     /// Format as the records come (crash-safe files, at the writer's CPU
-    /// cost during the run) instead of spooling them and formatting at stop.
+    /// cost during the run) instead of keeping them and formatting at stop.
     pub live: bool,
+    /// Deferred mode: octets of records held in memory during the run,
+    /// allocated and touched at start (so that recording takes no page
+    /// faults); past it records go to `PREFIX.spool`.
+    pub memory: usize,
 }
+
+/// The default memory for held records: 256 MiB, about 4 million records
+/// (over a million requests at 3–4 records each).
+pub const DEFAULT_MEMORY: usize = 256 << 20;
 
 /// The default queue: 1 Mi records (48 MiB), enough for a run at full speed
 /// however slowly the disk takes the spool.
@@ -188,6 +215,7 @@ impl TraceConfig {
             limit: None,
             queue: DEFAULT_QUEUE,
             live: false,
+            memory: DEFAULT_MEMORY,
         }
     }
 

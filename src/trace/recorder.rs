@@ -53,9 +53,34 @@ pub(super) struct Sink {
 }
 
 impl Sink {
-    pub(super) fn new(tx: SyncSender<Msg>, batch: usize, limit: Option<u64>) -> Self {
+    /// `prealloc`: batches to allocate and touch now, so that recording
+    /// into them later takes no page faults.
+    pub(super) fn new(
+        tx: SyncSender<Msg>,
+        batch: usize,
+        limit: Option<u64>,
+        prealloc: usize,
+    ) -> Self {
         let clock = quanta::Clock::new();
         let start_raw = clock.raw();
+        let filler = Record {
+            ts_ns: 0,
+            dur_ns: 0,
+            client: 0,
+            kind: Kind::Action,
+            name: None,
+            frame: None,
+            bytes: 0,
+            state: NO_STATE,
+            thread: 0,
+        };
+        let spares = (0..prealloc)
+            .map(|_| {
+                let mut v = vec![filler; batch];
+                v.clear();
+                v
+            })
+            .collect();
         Self {
             id: NEXT_SINK.fetch_add(1, Ordering::Relaxed),
             clock,
@@ -66,7 +91,7 @@ impl Sink {
             unrecorded: AtomicU64::new(0),
             tx,
             batch,
-            spares: Mutex::new(Vec::new()),
+            spares: Mutex::new(spares),
             threads: Mutex::new(Vec::new()),
             next_thread: AtomicU16::new(0),
         }
@@ -84,10 +109,10 @@ impl Sink {
 
     pub(super) fn recycle(&self, mut batch: Vec<Record>) {
         batch.clear();
-        let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
-        if spares.len() < 64 {
-            spares.push(batch);
-        }
+        self.spares
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(batch);
     }
 
     /// Sends a batch. `wait`: block for room (a thread's last batch);
@@ -131,8 +156,6 @@ impl Sink {
 struct Open {
     id: u64,
     record: Record,
-    /// The end, read when the span is exited.
-    end_ns: u64,
 }
 
 /// One thread's state for one trace.
@@ -215,6 +238,10 @@ impl Recorder {
     fn with_local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> R {
         LOCALS.with(|l| {
             let mut locals = l.borrow_mut();
+            // Nearly always a thread records for one trace only.
+            if let Some(local) = locals.first_mut().filter(|x| x.sink.id == self.sink.id) {
+                return f(local);
+            }
             let at = match locals.iter().position(|x| x.sink.id == self.sink.id) {
                 Some(at) => at,
                 None => {
@@ -234,12 +261,11 @@ impl Recorder {
 struct Fields {
     /// Which callsite: an action span, or a frame event.
     event: bool,
-    values: [u64; 6],
-    out: bool,
+    values: [u64; 3],
 }
 
-const SPAN_FIELDS: [&str; 4] = ["client", "name", "state", "bytes"];
-const EVENT_FIELDS: [&str; 6] = ["client", "out", "kind", "flags", "stream", "length"];
+const SPAN_FIELDS: [&str; 3] = ["client", "what", "bytes"];
+const EVENT_FIELDS: [&str; 2] = ["head", "client_length"];
 
 impl Visit for Fields {
     #[inline]
@@ -255,11 +281,6 @@ impl Visit for Fields {
         if let Some(v) = self.values.get_mut(i) {
             *v = value;
         }
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        debug_assert_eq!(field.name(), "out");
-        self.out = value;
     }
 
     fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
@@ -284,8 +305,12 @@ impl Subscriber for Recorder {
     fn new_span(&self, attrs: &Attributes<'_>) -> Id {
         let mut f = Fields::default();
         attrs.record(&mut f);
-        let [client, name, state, bytes, ..] = f.values;
-        let name = Name::from_code(name).unwrap_or(Name::Engine);
+        let [client, what, bytes] = f.values;
+        let name = Name::from_code(what & 0xff).unwrap_or(Name::Engine);
+        let state = match what >> 8 {
+            s if s >= u64::from(u32::MAX) => NO_STATE,
+            s => s,
+        };
         let ts_ns = self.sink.now_ns();
         self.with_local(|local| {
             let id = local.next_id;
@@ -304,7 +329,6 @@ impl Subscriber for Recorder {
                         state,
                         thread: 0,
                     },
-                    end_ns: ts_ns,
                 });
             } else {
                 self.sink.unrecorded.fetch_add(1, Ordering::Relaxed);
@@ -319,7 +343,7 @@ impl Subscriber for Recorder {
         let id = span.into_u64();
         self.with_local(|local| {
             if let Some(o) = local.open.iter_mut().rev().find(|o| o.id == id) {
-                o.record.bytes = f.values[3];
+                o.record.bytes = f.values[2];
             }
         });
     }
@@ -332,8 +356,9 @@ impl Subscriber for Recorder {
             ..Fields::default()
         };
         event.record(&mut f);
-        let [client, _, kind, flags, stream, length] = f.values;
-        let out = f.out;
+        let [head, client_length, _] = f.values;
+        let (client, length) = (client_length >> 24, client_length & 0xff_ffff);
+        let out = head >> 47 & 1 == 1;
         self.with_local(|local| {
             // Inside the slice that just closed; a clock read only if none has.
             let ts_ns = match local.last {
@@ -348,9 +373,9 @@ impl Subscriber for Recorder {
                 name: None,
                 frame: Some(FrameHeader {
                     length: length as u32,
-                    kind: FrameType(kind as u8),
-                    flags: flags as u8,
-                    stream: stream as u32,
+                    kind: FrameType((head >> 56) as u8),
+                    flags: (head >> 48) as u8,
+                    stream: (head & 0x7fff_ffff) as u32,
                 }),
                 bytes: length,
                 state: NO_STATE,
@@ -361,25 +386,18 @@ impl Subscriber for Recorder {
 
     fn enter(&self, _: &Id) {}
 
-    fn exit(&self, span: &Id) {
-        let end_ns = self.sink.now_ns();
-        let id = span.into_u64();
-        self.with_local(|local| {
-            if let Some(o) = local.open.iter_mut().rev().find(|o| o.id == id) {
-                o.end_ns = end_ns;
-            }
-        });
-    }
+    // An action span is exited and closed together (its guard's drop): the
+    // end is read on close, first thing.
+    fn exit(&self, _: &Id) {}
 
     fn try_close(&self, span: Id) -> bool {
+        let end_ns = self.sink.now_ns();
         let id = span.into_u64();
         self.with_local(|local| {
             let Some(at) = local.open.iter().rposition(|o| o.id == id) else {
                 return true;
             };
-            let Open {
-                mut record, end_ns, ..
-            } = local.open.remove(at);
+            let Open { mut record, .. } = local.open.remove(at);
             record.dur_ns = end_ns.saturating_sub(record.ts_ns);
             local.last = Some((record.ts_ns, record.dur_ns));
             local.push(record);

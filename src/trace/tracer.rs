@@ -12,8 +12,9 @@ use super::recorder::{flush_thread, Recorder, Sink};
 use super::writer::{self, Files, Written};
 use super::{TraceConfig, TraceError, TraceSummary};
 
-/// Records per batch handed to the writer (fewer when the queue is smaller).
-const BATCH: usize = 256;
+/// Records per batch handed to the writer (fewer when the queue is
+/// smaller): large, so that the writer wakes rarely.
+const BATCH: usize = 4096;
 
 pub struct Tracer {
     sink: Arc<Sink>,
@@ -35,7 +36,12 @@ impl Tracer {
         let files = Files::create(config, &meta)?;
         let batch = BATCH.min(config.queue.max(1));
         let (tx, rx) = mpsc::sync_channel((config.queue / batch).max(1));
-        let sink = Arc::new(Sink::new(tx, batch, config.limit));
+        // Deferred mode holds the records in memory allocated now.
+        let prealloc = match config.live {
+            true => 0,
+            false => config.memory / (batch * std::mem::size_of::<crate::trace::Record>()),
+        };
+        let sink = Arc::new(Sink::new(tx, batch, config.limit, prealloc));
         let writer_sink = sink.clone();
         let writer = std::thread::Builder::new()
             .name("h2lab-trace".into())
@@ -71,7 +77,7 @@ fn measure_record_cost() -> (f64, f64) {
     const N: u32 = 2_000;
     let (tx, rx) = mpsc::sync_channel(1);
     drop(rx);
-    let sink = Arc::new(Sink::new(tx, BATCH, None));
+    let sink = Arc::new(Sink::new(tx, BATCH, None, 0));
     let dispatch = tracing::Dispatch::new(Recorder::new(sink.clone()));
     let head = crate::frame::FrameHeader {
         length: 12,

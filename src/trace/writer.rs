@@ -2,12 +2,14 @@
 //! Chrome-trace JSON out, plus the `PREFIX.meta.json` sidecar.
 //!
 //! Two modes. **Deferred** (the default): during the run the writer only
-//! appends the raw 48-octet records to `PREFIX.spool` (no formatting
-//! competes with the server for CPU); at stop it formats the spool into
-//! both files, says how long that took, and removes the spool. After a
-//! crash the spool is still there: `h2lab trace-convert PREFIX` formats it.
-//! **Live** (`--trace-live`): every batch is formatted and flushed as it
-//! comes, so even a killed server leaves files Perfetto loads.
+//! keeps the batches, in memory up to `TraceConfig::memory` and past that
+//! as raw 48-octet records in `PREFIX.spool`, so that no formatting and no
+//! file system work competes with the server for CPU; at stop it formats
+//! them into both files and says how long that took. After a crash the
+//! spool, if any, is still there: `h2lab trace-convert PREFIX` formats it;
+//! what was held in memory is lost. **Live** (`--trace-live`): every batch
+//! is formatted and flushed as it comes, so even a killed server leaves
+//! files Perfetto loads, at the cost of the writer's CPU during the run.
 //!
 //! The JSON is crash-safe in both modes: it starts as 15 spaces and `[`, the
 //! Chrome "JSON array" form, which loads however it is cut; a clean stop
@@ -43,9 +45,12 @@ pub(super) struct Files {
     json: BufWriter<File>,
     csv: BufWriter<File>,
     spool_path: PathBuf,
-    /// Deferred mode only.
+    /// Deferred mode, once the memory is full.
     spool: Option<BufWriter<File>>,
     meta_path: PathBuf,
+    live: bool,
+    /// Deferred mode: records held in memory before the spool takes over.
+    memory_records: usize,
 }
 
 fn create(path: PathBuf) -> Result<BufWriter<File>, TraceError> {
@@ -76,11 +81,10 @@ impl Files {
             json: create(config.json_path())?,
             csv: create(config.csv_path())?,
             spool_path: config.spool_path(),
-            spool: match config.live {
-                true => None,
-                false => Some(create(config.spool_path())?),
-            },
+            spool: None,
             meta_path: config.meta_path(),
+            live: config.live,
+            memory_records: config.memory / std::mem::size_of::<Record>(),
         };
         let write = |f: &mut Files| -> io::Result<()> {
             writeln!(f.csv, "{CSV_HEADER}")?;
@@ -110,35 +114,51 @@ pub(super) fn run(
 ) -> io::Result<(Written, TraceMeta)> {
     let mut fmt = Formatter::new(&meta.setup);
     let mut records = 0u64;
-    let mut spool_buf = Vec::with_capacity(SPOOL_RECORD * 256);
+    let mut held: Vec<Vec<Record>> = Vec::new();
+    let mut held_records = 0usize;
+    let mut spool_buf = Vec::new();
     for msg in rx.iter() {
         let batch = match msg {
             Msg::Batch(batch) => batch,
             Msg::Finish => break,
         };
         records += batch.len() as u64;
-        match &mut files.spool {
-            Some(spool) => {
-                spool_buf.clear();
-                for r in &batch {
-                    spool_buf.extend_from_slice(&encode(r));
-                }
-                spool.write_all(&spool_buf)?;
+        if files.live {
+            fmt.threads = names(sink);
+            for r in &batch {
+                fmt.record(r);
             }
-            None => {
-                fmt.threads = names(sink);
-                for r in &batch {
-                    fmt.record(r);
-                }
-                fmt.drain(&mut files.csv, &mut files.json)?;
-                files.csv.flush()?;
-                files.json.flush()?;
+            fmt.drain(&mut files.csv, &mut files.json)?;
+            files.csv.flush()?;
+            files.json.flush()?;
+            sink.recycle(batch);
+        } else if held_records + batch.len() <= files.memory_records {
+            held_records += batch.len();
+            held.push(batch);
+        } else {
+            if files.spool.is_none() {
+                files.spool = Some(create(files.spool_path.clone()).map_err(|e| match e {
+                    TraceError::Create { source, .. } | TraceError::Write(source) => source,
+                    TraceError::Spawn(source) => source,
+                })?);
             }
+            let spool = files.spool.as_mut().expect("created above");
+            spool_buf.clear();
+            for r in &batch {
+                spool_buf.extend_from_slice(&encode(r));
+            }
+            spool.write_all(&spool_buf)?;
+            sink.recycle(batch);
         }
-        sink.recycle(batch);
     }
     fmt.threads = names(sink);
     let started = Instant::now();
+    for batch in held {
+        for r in &batch {
+            fmt.record(r);
+        }
+        fmt.drain(&mut files.csv, &mut files.json)?;
+    }
     if let Some(spool) = files.spool.take() {
         let file = spool.into_inner().map_err(|e| e.into_error())?;
         format_spool(file, &mut fmt, &mut files.csv, &mut files.json)?;
@@ -153,9 +173,7 @@ pub(super) fn run(
     files.csv.flush()?;
     files.csv.get_ref().sync_all()?;
     meta.write(&files.meta_path)?;
-    if files.spool.is_none() {
-        let _ = std::fs::remove_file(&files.spool_path);
-    }
+    let _ = std::fs::remove_file(&files.spool_path);
     Ok((
         Written {
             records,
