@@ -197,6 +197,48 @@ fn check_trace(cfg: h2lab::ServerConfig, name: &str) {
     assert_eq!(other["dropped"], 0);
 }
 
+/// At full speed with the default queue: the built-in load with 100
+/// requests in flight on 5 connections; every response is in the trace
+/// (one DATA with END_STREAM each), nothing is lost, and the metadata
+/// counts what the CSV holds.
+#[test]
+fn a_full_speed_run_loses_nothing() {
+    let trace = TraceConfig::new(prefix("full-speed"));
+    let server = h2lab::start(&h2lab::ServerConfig {
+        trace: Some(trace.clone()),
+        ..config(support::setup(Dispatch::Poll, TlsProvider::None))
+    })
+    .unwrap();
+    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .args(["load", "-n", "100000", "-c", "5", "-m", "100"])
+        .arg(server.url()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stats = server.stop();
+    let summary = stats.trace.expect("traced").expect("trace completed");
+    assert_eq!((summary.dropped, summary.unrecorded), (0, 0), "{summary}");
+    let rows = read_csv(&trace.csv_path());
+    assert_eq!(rows.len() as u64, summary.written);
+    let responses = rows
+        .iter()
+        .filter(|r| r.kind == "frame-out" && r.name == "DATA" && r.state.contains("END_STREAM"))
+        .count() as u64;
+    assert_eq!(responses, stats.responses);
+    assert_eq!(responses, 100_000);
+    let meta = h2lab::trace::TraceMeta::read(&trace.meta_path()).unwrap();
+    assert_eq!(
+        (meta.records, meta.dropped, meta.complete),
+        (summary.written, 0, true)
+    );
+    assert!(
+        meta.span_cost_ns > 0.0 && meta.event_cost_ns > 0.0,
+        "{meta:?}"
+    );
+}
+
 /// A queue of one record under load: most records are dropped, the count
 /// is reported in the summary and the JSON, and both files are valid.
 #[test]

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use crate::frame::{FrameHeader, HEADER_LEN};
 
 pub use meta::TraceMeta;
+pub use recorder::recording_threads;
 pub use schema::{CsvRow, Flags, FrameFlags, Kind, Name, Record, CSV_HEADER, NO_STATE};
 pub use tracer::Tracer;
 

@@ -31,6 +31,14 @@ use crate::frame::{FrameHeader, FrameType};
 const MAX_OPEN: usize = 16;
 
 static NEXT_SINK: AtomicUsize = AtomicUsize::new(1);
+/// Threads that have set up to record, in any trace of this process.
+static RECORDING_THREADS: AtomicU64 = AtomicU64::new(0);
+
+/// How many threads of this process have set up to record so far: none
+/// unless something was traced (a check that tracing off stays off).
+pub fn recording_threads() -> u64 {
+    RECORDING_THREADS.load(Ordering::Relaxed)
+}
 
 /// What the recorder, its threads' batches and the tracer handle share.
 pub(super) struct Sink {
@@ -171,6 +179,7 @@ struct Local {
 
 impl Local {
     fn new(sink: &Arc<Sink>) -> Self {
+        RECORDING_THREADS.fetch_add(1, Ordering::Relaxed);
         let thread = sink.next_thread.fetch_add(1, Ordering::Relaxed);
         let name = std::thread::current()
             .name()
