@@ -18,8 +18,9 @@ use crate::trace::{CsvRow, Kind, Name, CSV_HEADER};
 /// per-request action sequence.
 ///
 /// Exit status: 0 when B is within the thresholds of A, 1 when a
-/// per-request action count or mean duration in B exceeds A's by more,
-/// 2 when a log cannot be read (with the reason).
+/// per-request action count (or, if asked, a mean duration) in B exceeds
+/// A's by more, 2 when a log cannot be read (with the reason) or when
+/// either trace lost records (see --allow-losses).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The baseline action log.
@@ -29,20 +30,47 @@ pub struct Args {
     /// Percent by which B's per-request count of an action may exceed A's.
     #[arg(long, value_name = "PCT", default_value_t = 10.0, value_parser = values::pct)]
     pub threshold: f64,
-    /// Percent by which B's mean duration of an action may exceed A's
-    /// (default: --threshold). Durations are noisier than counts on a shared
-    /// machine.
+    /// Also judge mean durations: percent by which B's may exceed A's.
+    /// Off by default: on a shared machine two runs of one setup differ in
+    /// durations far more than in counts (set it to the spread you see).
     #[arg(long, value_name = "PCT", value_parser = values::pct)]
     pub duration_threshold: Option<f64>,
+    /// Compare even when a trace lost records (queue full, limit) or is
+    /// incomplete, as said in its PREFIX.meta.json; the warning stays.
+    #[arg(long)]
+    pub allow_losses: bool,
 }
 
 /// `h2lab compare`.
 pub fn run(args: Args) -> CmdResult {
     let a = read_log(&args.a).map_err(bad_input)?;
     let b = read_log(&args.b).map_err(bad_input)?;
+    let mut lossy = false;
+    for log in [&a, &b] {
+        match &log.losses {
+            Losses::None => {}
+            Losses::Unknown => eprintln!(
+                "h2lab: warning: no {} beside {}: cannot tell whether its trace lost records",
+                meta_path(&log.path).display(),
+                log.path.display()
+            ),
+            Losses::Some(what) => {
+                lossy = true;
+                eprintln!(
+                    "h2lab: WARNING: {}: {what}; per-request figures from it are wrong",
+                    log.path.display()
+                );
+            }
+        }
+    }
+    if lossy && !args.allow_losses {
+        return Err(bad_input(anyhow::anyhow!(
+            "a trace lost records: not compared (--allow-losses compares anyway)"
+        )));
+    }
     let thresholds = Thresholds {
         count_pct: args.threshold,
-        duration_pct: args.duration_threshold.unwrap_or(args.threshold),
+        duration_pct: args.duration_threshold,
     };
     let comparison = compare(&a, &b, thresholds);
     cli::out(comparison.to_string());
@@ -73,10 +101,26 @@ pub struct Totals {
     pub dur_ns: u64,
 }
 
+/// What a log's metadata says it lost.
+#[derive(Debug, Default, PartialEq)]
+pub enum Losses {
+    #[default]
+    None,
+    /// No `PREFIX.meta.json` beside it.
+    Unknown,
+    Some(String),
+}
+
+/// `PREFIX.meta.json` for `PREFIX.csv`.
+pub fn meta_path(csv: &Path) -> PathBuf {
+    csv.with_extension("meta.json")
+}
+
 /// One action log, summed up.
 #[derive(Debug, Default)]
 pub struct Log {
     pub path: PathBuf,
+    pub losses: Losses,
     pub requests: u64,
     pub clients: u64,
     pub actions: BTreeMap<String, Totals>,
@@ -94,8 +138,13 @@ pub struct Sequence {
 /// Reads and sums up an action log written by `h2lab serve --trace`.
 pub fn read_log(path: &Path) -> Result<Log, CompareError> {
     let mut rows: Vec<CsvRow> = csv_file::read(path, CSV_HEADER, "an h2lab action log")?;
+    let losses = match crate::trace::TraceMeta::read(&meta_path(path)) {
+        Ok(meta) => meta.losses().map_or(Losses::None, Losses::Some),
+        Err(_) => Losses::Unknown,
+    };
     let mut log = Log {
         path: path.to_owned(),
+        losses,
         ..Log::default()
     };
     for r in &rows {
@@ -180,11 +229,11 @@ impl Log {
 }
 
 /// Thresholds in percent: B may exceed A by this much before it counts as
-/// a regression.
+/// a regression. Durations are judged only when a threshold is given.
 #[derive(Clone, Copy, Debug)]
 pub struct Thresholds {
     pub count_pct: f64,
-    pub duration_pct: f64,
+    pub duration_pct: Option<f64>,
 }
 
 /// One action name's line of the comparison.
@@ -231,13 +280,12 @@ pub fn compare<'a>(a: &'a Log, b: &'a Log, th: Thresholds) -> Comparison<'a> {
             None if cb > 0.0 => regressions.push(format!("{name}: new in B, {cb:.3} per request")),
             _ => {}
         }
-        if let (Some(ma), Some(mb)) = (mean_ns(ta), mean_ns(tb)) {
-            if let Some(pct) = change(ma, mb).filter(|p| *p > th.duration_pct) {
+        if let (Some(ma), Some(mb), Some(limit)) = (mean_ns(ta), mean_ns(tb), th.duration_pct) {
+            if let Some(pct) = change(ma, mb).filter(|p| *p > limit) {
                 regressions.push(format!(
-                    "{name}: mean {:.2} µs, {pct:+.1}% over {:.2} µs (threshold {}%)",
+                    "{name}: mean {:.2} µs, {pct:+.1}% over {:.2} µs (threshold {limit}%)",
                     mb / 1000.0,
                     ma / 1000.0,
-                    th.duration_pct
                 ));
             }
         }

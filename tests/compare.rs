@@ -40,21 +40,62 @@ fn record(name: &str, pipeline: &str) -> PathBuf {
     trace.csv_path()
 }
 
-/// Two runs of one setup: the same per-request actions. Mean durations on a
-/// shared machine move more than counts do, hence the wider duration
-/// threshold; the count threshold stays at its default, 10%.
+/// Runs of one setup compare clean with the defaults (counts only, 10%),
+/// each way round: durations, which move far more between two runs on a
+/// shared machine, are judged only when asked.
 #[test]
-fn two_runs_of_one_setup_compare_clean() {
-    let a = record("same-a", "1");
-    let b = record("same-b", "1");
-    let out = compare(&[&a, &b], &["--duration-threshold", "200"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("(500 requests, 1 clients)"), "{text}");
+fn runs_of_one_setup_compare_clean_with_the_defaults() {
+    let runs: Vec<PathBuf> = (0..3).map(|i| record(&format!("same-{i}"), "1")).collect();
+    for (a, b) in [(0, 1), (1, 2), (2, 0), (1, 0)] {
+        let out = compare(&[&runs[a], &runs[b]], &[]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{a} vs {b}: {text}");
+        assert!(text.contains("(500 requests, 1 clients)"), "{text}");
+        assert!(
+            text.contains("no regression beyond the thresholds"),
+            "{text}"
+        );
+        // Their metadata says nothing was lost: no warning.
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A trace that lost records is not compared unless asked, and says so.
+#[test]
+fn a_trace_that_lost_records_is_refused_unless_allowed() {
+    let good = record("whole", "10");
+    let trace = TraceConfig {
+        queue: 1,
+        ..TraceConfig::new(dir().join("lossy"))
+    };
+    let server = h2lab::start(&h2lab::ServerConfig {
+        trace: Some(trace.clone()),
+        ..config(support::setup(Dispatch::Poll, TlsProvider::None))
+    })
+    .unwrap();
+    let out = run(tool("h2load")
+        .args(["-n", "20000", "-c", "4", "-m", "10"])
+        .arg(server.url()));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("20000 succeeded"));
+    let summary = server.stop().trace.unwrap().unwrap();
+    assert!(summary.dropped > 0, "{summary}");
+    let lossy = trace.csv_path();
+    let out = compare(&[&good, &lossy], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        text.contains("no regression beyond the thresholds"),
-        "{text}"
+        err.contains("WARNING") && err.contains("records dropped"),
+        "{err}"
     );
+    let out = compare(&[&lossy, &good], &["--allow-losses"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("WARNING"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("usual sequence"));
 }
 
 /// `-m 1` against `-m 10`: ten times the writes per request, flagged.
@@ -143,7 +184,12 @@ fn exit_status_follows_the_thresholds() {
             ("write_socket", 3000),
         ],
     );
-    let out = compare(&[&a, &slow], &[]);
+    assert_eq!(
+        compare(&[&a, &slow], &[]).status.code(),
+        Some(0),
+        "durations are judged only when asked"
+    );
+    let out = compare(&[&a, &slow], &["--duration-threshold", "10"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("engine: mean 3.00 µs, +50.0% over 2.00 µs")

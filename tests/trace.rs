@@ -158,9 +158,6 @@ fn check_trace(cfg: h2lab::ServerConfig, name: &str) {
     assert_eq!(requests, 60, "{setup}");
     let actions: Vec<&Row> = rows.iter().filter(|r| r.kind == "action").collect();
     for expected in ["read_socket", "engine", "write_socket"] {
-        if setup.engine == h2lab::Engine::H2 && expected == "engine" {
-            continue; // the h2 crate's work happens between our actions
-        }
         assert!(
             actions.iter().any(|r| r.name == expected),
             "{setup}: no {expected}"

@@ -4,11 +4,13 @@
 //! tokio dispatch awaits [`serve`]; the blocking ones give each connection
 //! a current-thread runtime of its own ([`serve_blocking`]).
 
+use std::future::Future;
 use std::sync::atomic::AtomicU64;
 
 use super::{ConnError, TlsStream};
 use crate::server::io::{SocketTrace, TokioSocket};
 use crate::tls::{TlsProvider, TlsSession};
+use crate::trace::{self, Name, NO_STATE};
 
 /// Serves one connection until the client goes; `responses` counts what
 /// was answered, also when it ends in an error.
@@ -27,9 +29,24 @@ pub async fn serve(
         trace: SocketTrace::new(client, writes, h2c),
     };
     match h2c {
-        true => Ok(crate::engine::h2::serve(sock, responses).await?),
-        false => Ok(crate::engine::h2::serve(TlsStream::new(client, sock, tls), responses).await?),
+        true => Ok(engine_slices(client, crate::engine::h2::serve(sock, responses)).await?),
+        false => {
+            let io = TlsStream::new(client, sock, tls);
+            Ok(engine_slices(client, crate::engine::h2::serve(io, responses)).await?)
+        }
     }
+}
+
+/// Runs `fut` with every poll of it in an `engine` slice: the time spent
+/// driving the h2 connection and the service, with the socket and TLS steps
+/// it makes nested inside, and the frame events inside it.
+async fn engine_slices<F: Future>(client: u64, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let _span = trace::action(client, Name::Engine, NO_STATE);
+        fut.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// [`serve`] on a blocking socket, in a current-thread runtime made for it.
