@@ -167,7 +167,7 @@ pub fn read_log(path: &Path) -> Result<Log, CompareError> {
     let mut segment: Vec<&str> = Vec::new();
     let mut answered = 0u64;
     let mut last_client = None;
-    for r in &rows {
+    for r in rows.iter().filter(|r| r.kind != Kind::Loop) {
         if last_client != Some(r.client) {
             clients += 1;
             last_client = Some(r.client);

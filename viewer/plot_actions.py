@@ -1,6 +1,6 @@
 # /// script
 # requires-python = ">=3.9"
-# dependencies = ["matplotlib>=3.7"]
+# dependencies = ["matplotlib>=3.7", "numpy"]
 # ///
 """Plot the action sequence of each client from an h2lab action log.
 
@@ -12,9 +12,7 @@ The output format follows the file name: .png or .svg.
 """
 
 import argparse
-import csv
 import sys
-from collections import defaultdict
 
 COLUMNS = ["ts_ns", "dur_ns", "client", "kind", "name", "stream", "bytes", "state"]
 
@@ -54,102 +52,143 @@ def parse_clients(text):
     return chosen
 
 
+class Log:
+    """An action log in columns (one array each), not a dict per row: a
+    million records take tens of megabytes, not gigabytes."""
+
+    KINDS = ["conn", "action", "frame-in", "frame-out", "loop"]
+
+    def __init__(self, ts_ns, dur_ns, client, kind, name, names):
+        import numpy as np
+
+        self.ts_ns = np.asarray(ts_ns, dtype=np.int64)
+        self.dur_ns = np.asarray(dur_ns, dtype=np.int64)
+        self.client = np.asarray(client, dtype=np.int64)
+        self.kind = np.asarray(kind, dtype=np.int8)
+        self.name = np.asarray(name, dtype=np.int32)
+        self.names = names  # code -> action name or frame type
+
+    def __len__(self):
+        return len(self.ts_ns)
+
+    def clients(self):
+        """The clients (not the dispatch's own track, 0)."""
+        return {int(c) for c in set(self.client[self.kind != self.KINDS.index("loop")].tolist())}
+
+
 def read_log(path):
-    """Rows of the action log, as dicts with numbers where numbers belong."""
+    """The action log, in columns; a clear error for anything else."""
+    from array import array
+
+    ts, dur, client, kind, name = array("q"), array("q"), array("q"), array("b"), array("i")
+    names, name_code = [], {}
+    kind_code = {k: i for i, k in enumerate(Log.KINDS)}
     with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
+        header = f.readline().rstrip("\r\n").split(",")
         if header != COLUMNS:
             raise ValueError(f"{path}: not an h2lab action log (header {header})")
-        rows = []
-        for line, cols in enumerate(reader, start=2):
+        for line, text in enumerate(f, start=2):
+            cols = text.rstrip("\r\n").split(",")
             if len(cols) != len(COLUMNS):
                 raise ValueError(f"{path}:{line}: {len(cols)} columns, expected {len(COLUMNS)}")
-            row = dict(zip(COLUMNS, cols))
             try:
-                for key in ("ts_ns", "dur_ns", "client", "bytes"):
-                    row[key] = int(row[key])
-            except ValueError:
-                raise ValueError(f"{path}:{line}: not a number in {cols}")
-            rows.append(row)
-    return rows
+                ts.append(int(cols[0]))
+                dur.append(int(cols[1]))
+                client.append(int(cols[2]))
+                kind.append(kind_code[cols[3]])
+            except (ValueError, KeyError):
+                raise ValueError(f"{path}:{line}: not a number or an unknown kind in {cols}")
+            code = name_code.get(cols[4])
+            if code is None:
+                code = name_code[cols[4]] = len(names)
+                names.append(cols[4])
+            name.append(code)
+    return Log(ts, dur, client, kind, name, names)
 
 
-def plot(rows, out, clients=None, start_us=None, end_us=None, title=None):
-    """Draw the lanes; returns the number of bars and ticks drawn."""
+def plot(log, out, clients=None, start_us=None, end_us=None, title=None):
+    """Draw the lanes; returns the number of bars and ticks drawn. One draw
+    call per colour, however many bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.collections import LineCollection
     from matplotlib.patches import Patch
 
-    def visible(row):
-        start = row["ts_ns"] / 1000
-        end = start + row["dur_ns"] / 1000
-        if clients is not None and row["client"] not in clients:
-            return False
-        if start_us is not None and end < start_us:
-            return False
-        if end_us is not None and start > end_us:
-            return False
-        return True
-
-    shown = [r for r in rows if visible(r)]
-    if not shown:
+    start = log.ts_ns / 1000
+    end = start + log.dur_ns / 1000
+    shown = np.ones(len(log), dtype=bool)
+    if clients is not None:
+        shown &= np.isin(log.client, sorted(clients))
+    if start_us is not None:
+        shown &= end >= start_us
+    if end_us is not None:
+        shown &= start <= end_us
+    if not shown.any():
         raise ValueError("nothing to plot: no row matches the clients and time window")
-    lanes = sorted({r["client"] for r in shown})
-    lane_of = {c: i for i, c in enumerate(lanes)}
-    bars = defaultdict(list)  # colour -> [(lane, start, width)]
-    ticks_in, ticks_out = [], []
-    used = set()
-    for r in shown:
-        start = r["ts_ns"] / 1000
-        if r["kind"] in ("action", "conn"):
-            if r["kind"] == "conn":
-                colour = CONN_COLOUR
-                used.add("accept / close / refuse")
-            else:
-                colour = ACTION_COLOURS.get(r["name"], OTHER_COLOUR)
-                used.add(r["name"])
-            bars[colour].append((lane_of[r["client"]], start, max(r["dur_ns"] / 1000, 0.05)))
-        elif r["kind"] == "frame-in":
-            ticks_in.append((lane_of[r["client"]], start))
-        elif r["kind"] == "frame-out":
-            ticks_out.append((lane_of[r["client"]], start))
+    lanes = sorted(set(log.client[shown].tolist()))
+    lane = np.searchsorted(np.asarray(lanes), log.client)
+    kind = {k: i for i, k in enumerate(Log.KINDS)}
 
     height = max(2.5, 0.45 * len(lanes) + 1.5)
     fig, ax = plt.subplots(figsize=(12, height))
-    for colour, items in bars.items():
-        for lane, start, width in items:
-            ax.broken_barh([(start, width)], (lane - 0.3, 0.6), facecolors=colour, linewidth=0)
-    if ticks_in:
-        ax.plot([t for _, t in ticks_in], [l - 0.38 for l, _ in ticks_in], "|", color="black",
-                markersize=5, label="frame in")
-    if ticks_out:
-        ax.plot([t for _, t in ticks_out], [l + 0.38 for l, _ in ticks_out], "|", color="#ff7f0e",
-                markersize=5, label="frame out")
+    # A bar is a thick line from its start to its end: its width in points
+    # fills most of a lane.
+    lane_points = (height - 1.5) * 72 / max(len(lanes), 1) * 0.6
+    used, n_bars = [], 0
+    bar_kinds = np.isin(log.kind, [kind["action"], kind["conn"], kind["loop"]]) & shown
+    colours = {}
+    for code, name in enumerate(log.names):
+        colours[code] = ACTION_COLOURS.get(name, OTHER_COLOUR)
+    for colour in sorted(set(colours.values()) | {CONN_COLOUR}):
+        if colour == CONN_COLOUR:
+            pick = bar_kinds & (log.kind == kind["conn"])
+        else:
+            codes = [c for c, col in colours.items() if col == colour]
+            pick = bar_kinds & (log.kind != kind["conn"]) & np.isin(log.name, codes)
+        if not pick.any():
+            continue
+        x0 = start[pick]
+        x1 = np.maximum(end[pick], x0 + 0.05)
+        y = lane[pick].astype(float)
+        segments = np.stack([np.column_stack([x0, y]), np.column_stack([x1, y])], axis=1)
+        ax.add_collection(LineCollection(segments, colors=colour, linewidths=lane_points,
+                                         capstyle="butt"))
+        n_bars += int(pick.sum())
+        if colour == CONN_COLOUR:
+            used.append(("accept / close / refuse", colour))
+        else:
+            present = {log.names[c] for c in set(log.name[pick].tolist())}
+            used += [(n, colour) for n in ACTION_COLOURS if n in present]
+            if any(n not in ACTION_COLOURS for n in present):
+                used.append(("other action", colour))
+    n_ticks = 0
+    for k, offset, colour, label in [("frame-in", -0.38, "black", "frame in"),
+                                     ("frame-out", 0.38, "#ff7f0e", "frame out")]:
+        pick = shown & (log.kind == kind[k])
+        if pick.any():
+            ax.plot(start[pick], lane[pick] + offset, "|", color=colour, markersize=5, label=label)
+            n_ticks += int(pick.sum())
+    ax.autoscale_view()
     # The y axis is inverted below (client 1 on top): a smaller y is higher.
     ax.set_yticks(range(len(lanes)))
-    ax.set_yticklabels([f"client {c}" for c in lanes])
-    ax.invert_yaxis()
+    ax.set_yticklabels(["poll loop" if c == 0 else f"client {c}" for c in lanes])
+    ax.set_ylim(len(lanes) - 0.5, -0.5)
     ax.set_xlabel("time since the trace started (µs)")
     if start_us is not None or end_us is not None:
         lo, hi = ax.get_xlim()
         ax.set_xlim(start_us if start_us is not None else lo, end_us if end_us is not None else hi)
     ax.set_title(title or "h2lab: actions per client")
-    legend = [Patch(color=ACTION_COLOURS.get(n, OTHER_COLOUR), label=n)
-              for n in ACTION_COLOURS if n in used]
-    legend += [Patch(color=OTHER_COLOUR, label="other action")] if any(
-        n not in ACTION_COLOURS and n != "accept / close / refuse" for n in used) else []
-    if "accept / close / refuse" in used:
-        legend.append(Patch(color=CONN_COLOUR, label="accept / close / refuse"))
+    legend = [Patch(color=colour, label=name) for name, colour in used]
     handles, _ = ax.get_legend_handles_labels()
     ax.legend(handles=legend + handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
-    return sum(len(v) for v in bars.values()), len(ticks_in) + len(ticks_out)
+    return n_bars, n_ticks
 
 
 def main(argv=None):
@@ -171,8 +210,8 @@ def main(argv=None):
     if args.start_us is not None and args.end_us is not None and args.start_us >= args.end_us:
         parser.error("--start-us must be before --end-us")
     try:
-        rows = read_log(args.csv)
-        n_bars, n_ticks = plot(rows, args.output, args.clients, args.start_us, args.end_us, args.title)
+        log = read_log(args.csv)
+        n_bars, n_ticks = plot(log, args.output, args.clients, args.start_us, args.end_us, args.title)
     except (OSError, ValueError) as e:
         print(f"plot_actions: {e}", file=sys.stderr)
         return 2

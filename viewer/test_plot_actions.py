@@ -61,13 +61,15 @@ def test_plots_every_client_lane_to_png(recorded_log, tmp_path):
     assert plot_actions.main([str(recorded_log), "-o", str(out)]) == 0
     assert out.stat().st_size > 10_000
     assert len(distinct_colours(out)) > 8, "a blank or one-colour image"
-    rows = plot_actions.read_log(recorded_log)
-    assert {r["client"] for r in rows} == {1, 2, 3}
+    log = plot_actions.read_log(recorded_log)
+    assert log.clients() == {1, 2, 3}
 
 
 def test_svg_with_a_client_subset_and_time_window(recorded_log, tmp_path):
-    rows = plot_actions.read_log(recorded_log)
-    mid = sorted(r["ts_ns"] for r in rows)[len(rows) // 2] / 1000
+    log = plot_actions.read_log(recorded_log)
+    # The middle of client 2's own rows: the window has some of them.
+    own = sorted(log.ts_ns[log.client == 2].tolist())
+    mid = own[len(own) // 2] / 1000
     out = tmp_path / "actions.svg"
     code = plot_actions.main([str(recorded_log), "-o", str(out), "--clients", "2-3",
                               "--start-us", str(mid - 500), "--end-us", str(mid + 500)])
@@ -93,3 +95,41 @@ def test_client_lists():
     assert plot_actions.parse_clients("1,3-5") == {1, 3, 4, 5}
     with pytest.raises(Exception):
         plot_actions.parse_clients("5-3")
+
+
+def test_a_million_records_plot_in_bounded_time_and_memory(tmp_path):
+    """The full-run view of a long trace: 1,000,000 generated records (the
+    mix of a poll/mini run at 10 in flight over 20 clients) plotted in a
+    process of its own, whose time and peak memory are measured. The issue's
+    targets are 30 s and 1 GB; the time bound here is wider, a guard against
+    the minutes the one-bar-per-call plot took, on a loaded CI machine."""
+    import resource
+    import time
+
+    big = tmp_path / "big.csv"
+    kinds = [("action", "read_socket", ""), ("action", "decrypt", ""), ("action", "engine", ""),
+             ("frame-in", "HEADERS", "END_STREAM|END_HEADERS"), ("frame-out", "HEADERS", "END_HEADERS"),
+             ("frame-out", "DATA", "END_STREAM"), ("action", "encrypt", ""),
+             ("action", "write_socket", ""), ("loop", "poll_wait", "")]
+    with open(big, "w") as f:
+        f.write(",".join(plot_actions.COLUMNS) + "\n")
+        ts = 0
+        for i in range(1_000_000):
+            kind, name, state = kinds[i % len(kinds)]
+            ts += 97
+            client = 0 if kind == "loop" else 1 + (i // len(kinds)) % 20
+            dur = 0 if kind.startswith("frame") else 400 + i % 300
+            stream = str(2 * (i // len(kinds)) + 1) if kind.startswith("frame") else ""
+            f.write(f"{ts},{dur},{client},{kind},{name},{stream},12,{state}\n")
+    out = tmp_path / "big.png"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(HERE / "plot_actions.py"), str(big), "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    seconds = time.monotonic() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert done.returncode == 0, done.stderr
+    print(f"1,000,000 records: {seconds:.1f} s, peak {peak_mib:.0f} MiB")
+    assert peak_mib < 1024, f"peak memory {peak_mib:.0f} MiB"
+    assert seconds < 120, f"{seconds:.1f} s"
+    assert out.stat().st_size > 10_000
+    assert len(distinct_colours(out)) > 8

@@ -19,16 +19,25 @@ pub enum Kind {
     Action = 1,
     FrameIn = 2,
     FrameOut = 3,
+    /// The dispatch's own work, not a client's (the poll loop's wait):
+    /// client 0, its own track.
+    Loop = 4,
 }
 
 impl TryFrom<String> for Kind {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, String> {
-        [Kind::Conn, Kind::Action, Kind::FrameIn, Kind::FrameOut]
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown kind {s:?}"))
+        [
+            Kind::Conn,
+            Kind::Action,
+            Kind::FrameIn,
+            Kind::FrameOut,
+            Kind::Loop,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+        .ok_or_else(|| format!("unknown kind {s:?}"))
     }
 }
 
@@ -39,6 +48,7 @@ impl Kind {
             Kind::Action => "action",
             Kind::FrameIn => "frame-in",
             Kind::FrameOut => "frame-out",
+            Kind::Loop => "loop",
         }
     }
 }
@@ -68,10 +78,12 @@ pub enum Name {
     MoveEncrypted,
     /// ⑥ The out buffer written to the socket.
     WriteSocket,
+    /// The poll loop waits for events (its own track, client 0).
+    PollWait,
 }
 
 impl Name {
-    pub const ALL: [Name; 10] = [
+    pub const ALL: [Name; 11] = [
         Name::Accept,
         Name::Close,
         Name::Refuse,
@@ -82,6 +94,7 @@ impl Name {
         Name::Encrypt,
         Name::MoveEncrypted,
         Name::WriteSocket,
+        Name::PollWait,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,12 +109,14 @@ impl Name {
             Name::Encrypt => "encrypt",
             Name::MoveEncrypted => "move_encrypted",
             Name::WriteSocket => "write_socket",
+            Name::PollWait => "poll_wait",
         }
     }
 
     pub fn kind(self) -> Kind {
         match self {
             Name::Accept | Name::Close | Name::Refuse => Kind::Conn,
+            Name::PollWait => Kind::Loop,
             _ => Kind::Action,
         }
     }
@@ -358,7 +373,13 @@ mod tests {
 
     #[test]
     fn kinds_serialize_as_the_csv_names() {
-        for kind in [Kind::Conn, Kind::Action, Kind::FrameIn, Kind::FrameOut] {
+        for kind in [
+            Kind::Conn,
+            Kind::Action,
+            Kind::FrameIn,
+            Kind::FrameOut,
+            Kind::Loop,
+        ] {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.name()));
             assert_eq!(serde_json::from_str::<Kind>(&json).unwrap(), kind);

@@ -311,7 +311,8 @@ pub fn decode(b: &[u8; SPOOL_RECORD]) -> Record {
         0 => Kind::Conn,
         1 => Kind::Action,
         2 => Kind::FrameIn,
-        _ => Kind::FrameOut,
+        3 => Kind::FrameOut,
+        _ => Kind::Loop,
     };
     let frame = matches!(kind, Kind::FrameIn | Kind::FrameOut).then(|| FrameHeader {
         length: u32_at(32),
@@ -339,6 +340,10 @@ pub fn decode(b: &[u8; SPOOL_RECORD]) -> Record {
 
 /// Turns records into CSV lines and JSON events in reused byte buffers,
 /// with hand-rolled number formatting: `core::fmt` was most of the cost.
+/// Besides one event per record, the JSON gets what Perfetto users expect:
+/// a flow arrow from each request's HEADERS to the `write_socket` that
+/// carried its response, and a counter track of the streams in flight per
+/// client.
 struct Formatter {
     csv: Vec<u8>,
     json: Vec<u8>,
@@ -347,6 +352,17 @@ struct Formatter {
     setup: String,
     process_named: bool,
     pub threads: Vec<String>,
+    requests: std::collections::HashMap<u64, Requests>,
+    next_flow: u64,
+}
+
+/// One client's requests, for flows and the in-flight counter.
+#[derive(Default)]
+struct Requests {
+    /// Stream → when its HEADERS came in.
+    open: std::collections::HashMap<u32, u64>,
+    /// Answered (END_STREAM sent), waiting for the write that carries them.
+    answered: Vec<u64>,
 }
 
 impl Formatter {
@@ -358,6 +374,40 @@ impl Formatter {
             setup: setup.to_string(),
             process_named: false,
             threads: Vec::new(),
+            requests: std::collections::HashMap::new(),
+            next_flow: 1,
+        }
+    }
+
+    /// Flows and counters: what the record means for its client's requests.
+    fn follow(&mut self, r: &Record) {
+        let end_stream = |f: &FrameHeader| {
+            f.flags & crate::frame::flags::END_STREAM != 0
+                && matches!(f.kind, FrameType::DATA | FrameType::HEADERS)
+        };
+        let reqs = self.requests.entry(r.client).or_default();
+        let before = reqs.open.len();
+        match (r.kind, r.frame) {
+            (Kind::FrameIn, Some(f)) if f.kind == FrameType::HEADERS && f.stream != 0 => {
+                reqs.open.entry(f.stream).or_insert(r.ts_ns);
+            }
+            (Kind::FrameOut, Some(f)) if end_stream(&f) => {
+                if let Some(start) = reqs.open.remove(&f.stream) {
+                    reqs.answered.push(start);
+                }
+            }
+            (Kind::Action, _) if r.name == Some(Name::WriteSocket) && !reqs.answered.is_empty() => {
+                let at = r.ts_ns + r.dur_ns / 2;
+                for start in std::mem::take(&mut reqs.answered) {
+                    flow(&mut self.json, self.next_flow, r.client, start, at);
+                    self.next_flow += 1;
+                }
+            }
+            _ => {}
+        }
+        let after = self.requests[&r.client].open.len();
+        if after != before {
+            counter(&mut self.json, r.client, r.ts_ns, after);
         }
     }
 
@@ -365,7 +415,7 @@ impl Formatter {
         if !self.process_named {
             self.process_named = true;
             self.json.extend_from_slice(
-                b"{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"h2lab ",
+                b"{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1000000000,\"tid\":0,\"args\":{\"name\":\"h2lab ",
             );
             self.json.extend_from_slice(self.setup.as_bytes());
             self.json.extend_from_slice(b"\"}}");
@@ -381,6 +431,9 @@ impl Formatter {
         }
         let thread = self.threads.get(r.thread as usize).map(String::as_str);
         write_json(&mut self.json, r, thread);
+        if r.kind != Kind::Loop && r.kind != Kind::Conn {
+            self.follow(r);
+        }
     }
 
     fn drain(&mut self, csv: &mut impl Write, json: &mut impl Write) -> io::Result<()> {
@@ -419,14 +472,48 @@ fn micros(out: &mut Vec<u8>, ns: u64) {
     ]);
 }
 
-/// One named, sorted track per client.
+/// A flow arrow on `client`'s track from the slice around `from` to the
+/// slice around `to` (Chrome "s"/"f" events, bound to enclosing slices).
+fn flow(out: &mut Vec<u8>, id: u64, client: u64, from: u64, to: u64) {
+    for (ph, ts) in [("s", from), ("f", to)] {
+        out.extend_from_slice(b",\n{\"name\":\"request\",\"cat\":\"request\",\"ph\":\"");
+        out.extend_from_slice(ph.as_bytes());
+        out.extend_from_slice(b"\",\"bp\":\"e\",\"id\":");
+        num(out, id);
+        out.extend_from_slice(b",\"pid\":1000000000,\"tid\":");
+        num(out, client);
+        out.extend_from_slice(b",\"ts\":");
+        micros(out, ts);
+        out.push(b'}');
+    }
+}
+
+/// The streams in flight of `client` from `ts` on (a counter track).
+fn counter(out: &mut Vec<u8>, client: u64, ts: u64, n: usize) {
+    out.extend_from_slice(b",\n{\"name\":\"streams in flight, client ");
+    num(out, client);
+    out.extend_from_slice(b"\",\"ph\":\"C\",\"pid\":1000000000,\"ts\":");
+    micros(out, ts);
+    out.extend_from_slice(b",\"args\":{\"streams\":");
+    num(out, n as u64);
+    out.extend_from_slice(b"}}");
+}
+
+/// One named, sorted track per client; client 0 is the dispatch's own.
+/// (The process id is far above any client id: a tid equal to the pid is
+/// the process's main thread to Perfetto, and tid 0 is taken as the pid.)
 fn name_track(out: &mut Vec<u8>, client: u64) {
-    out.extend_from_slice(b",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":");
+    out.extend_from_slice(b",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1000000000,\"tid\":");
     num(out, client);
-    out.extend_from_slice(b",\"args\":{\"name\":\"client ");
-    num(out, client);
+    match client {
+        0 => out.extend_from_slice(b",\"args\":{\"name\":\"poll loop"),
+        _ => {
+            out.extend_from_slice(b",\"args\":{\"name\":\"client ");
+            num(out, client);
+        }
+    }
     out.extend_from_slice(
-        b"\"}},\n{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,\"tid\":",
+        b"\"}},\n{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1000000000,\"tid\":",
     );
     num(out, client);
     out.extend_from_slice(b",\"args\":{\"sort_index\":");
@@ -481,7 +568,7 @@ fn write_json(out: &mut Vec<u8>, r: &Record, thread: Option<&str>) {
     out.extend_from_slice(r.kind.name().as_bytes());
     match (r.kind, r.frame) {
         (Kind::FrameIn | Kind::FrameOut, Some(f)) => {
-            out.extend_from_slice(b"\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,\"tid\":");
+            out.extend_from_slice(b"\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1000000000,\"tid\":");
             num(out, r.client);
             out.extend_from_slice(b",\"ts\":");
             micros(out, r.ts_ns);
@@ -494,7 +581,7 @@ fn write_json(out: &mut Vec<u8>, r: &Record, thread: Option<&str>) {
             out.push(b'"');
         }
         _ => {
-            out.extend_from_slice(b"\",\"ph\":\"X\",\"pid\":1,\"tid\":");
+            out.extend_from_slice(b"\",\"ph\":\"X\",\"pid\":1000000000,\"tid\":");
             num(out, r.client);
             out.extend_from_slice(b",\"ts\":");
             micros(out, r.ts_ns);
@@ -625,7 +712,9 @@ mod tests {
         write_json(&mut v, &frame(), None);
         let text = String::from_utf8(v).unwrap();
         assert!(
-            text.contains("\"ph\":\"X\",\"pid\":1,\"tid\":3,\"ts\":1234.567,\"dur\":2.500"),
+            text.contains(
+                "\"ph\":\"X\",\"pid\":1000000000,\"tid\":3,\"ts\":1234.567,\"dur\":2.500"
+            ),
             "{text}"
         );
         assert!(text.contains("\"state\":\"r---t-----\""), "{text}");

@@ -128,7 +128,7 @@ impl Client {
                 self.compact_output();
                 self.pipeline.move_encrypted(&mut self.output)
             }
-            Name::Close | Name::Accept | Name::Refuse => Ok(0),
+            Name::Close | Name::Accept | Name::Refuse | Name::PollWait => Ok(0),
         };
         let moved = match outcome {
             Ok(n) => n,
@@ -254,7 +254,11 @@ impl PollLoop {
         let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
         while !self.shared.is_stopping() {
             let timeout = next_sweep.map(|at| at.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let wait = trace::action(0, Name::PollWait, NO_STATE);
+            let polled = self.poll.poll(&mut events, timeout);
+            wait.bytes(events.iter().count());
+            drop(wait);
+            if let Err(e) = polled {
                 if interrupted(&e) {
                     continue;
                 }
