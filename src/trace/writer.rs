@@ -147,7 +147,9 @@ pub(super) fn run(
             for r in &batch {
                 spool_buf.extend_from_slice(&encode(r));
             }
+            // On disk at once: a crash loses only what threads still hold.
             spool.write_all(&spool_buf)?;
+            spool.flush()?;
             sink.recycle(batch);
         }
     }
@@ -363,6 +365,9 @@ struct Requests {
     open: std::collections::HashMap<u32, u64>,
     /// Answered (END_STREAM sent), waiting for the write that carries them.
     answered: Vec<u64>,
+    /// The last `write_socket` slice: frames seen in the bytes written (h2c
+    /// under the h2 engine) are stamped inside it, and it carried them.
+    last_write: Option<(u64, u64)>,
 }
 
 impl Formatter {
@@ -393,10 +398,17 @@ impl Formatter {
             }
             (Kind::FrameOut, Some(f)) if end_stream(&f) => {
                 if let Some(start) = reqs.open.remove(&f.stream) {
-                    reqs.answered.push(start);
+                    match reqs.last_write {
+                        Some((ts, dur)) if (ts..=ts + dur).contains(&r.ts_ns) => {
+                            flow(&mut self.json, self.next_flow, r.client, start, r.ts_ns);
+                            self.next_flow += 1;
+                        }
+                        _ => reqs.answered.push(start),
+                    }
                 }
             }
-            (Kind::Action, _) if r.name == Some(Name::WriteSocket) && !reqs.answered.is_empty() => {
+            (Kind::Action, _) if r.name == Some(Name::WriteSocket) => {
+                reqs.last_write = Some((r.ts_ns, r.dur_ns));
                 let at = r.ts_ns + r.dur_ns / 2;
                 for start in std::mem::take(&mut reqs.answered) {
                     flow(&mut self.json, self.next_flow, r.client, start, at);
