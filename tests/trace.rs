@@ -186,6 +186,14 @@ fn check_trace(cfg: h2lab::ServerConfig, name: &str) {
         assert_eq!(n, 3, "{setup}: {conn} per client");
     }
     if setup.dispatch == Dispatch::Poll {
+        // The loop's own wait, on its own track (client 0), with the time
+        // it was ready to run but not running.
+        let waits: Vec<&Row> = rows.iter().filter(|r| r.kind == "loop").collect();
+        assert!(!waits.is_empty(), "{setup}: no poll_wait");
+        for w in &waits {
+            assert_eq!((w.client, w.name.as_str()), (0, "poll_wait"), "{setup}");
+            assert!(w.state.starts_with("runq_ns="), "{setup}: {:?}", w.state);
+        }
         for r in &actions {
             assert_eq!(
                 r.state.len(),

@@ -56,8 +56,9 @@ impl Running {
         }
     }
 
-    /// Stops our server with SIGTERM and waits (10 s at most) for it to
-    /// exit, so that it completes its trace; a peer is killed.
+    /// Stops our server with SIGTERM and waits (2 minutes at most: a second
+    /// at full speed is millions of records to format) for it to exit, so
+    /// that it completes its trace; a peer is killed.
     pub fn terminate(self) -> Result<(), String> {
         let Running::H2lab { mut child, .. } = self else {
             return Ok(());
@@ -66,13 +67,13 @@ impl Running {
             .ok_or_else(|| "no pid".to_string())?;
         rustix::process::kill_process(pid, rustix::process::Signal::TERM)
             .map_err(|e| format!("cannot signal the server: {e}"))?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             match child.0.try_wait() {
                 Ok(Some(status)) if status.success() => return Ok(()),
                 Ok(Some(status)) => return Err(format!("the server exited with {status}")),
                 Ok(None) if std::time::Instant::now() > deadline => {
-                    return Err("the server did not stop within 10 s of SIGTERM".into())
+                    return Err("the server did not stop within 120 s of SIGTERM".into())
                 }
                 Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
                 Err(e) => return Err(e.to_string()),

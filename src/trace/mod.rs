@@ -48,6 +48,19 @@ impl ActionSpan {
         #[cfg(not(feature = "trace"))]
         let _ = n;
     }
+
+    /// Sets the `state` of a span already open (`name` is its name again):
+    /// for the poll loop's wait, the run-queue delay known only after it.
+    #[inline]
+    pub fn state(&self, name: Name, state: u64) {
+        #[cfg(feature = "trace")]
+        if !self.span.is_disabled() {
+            let state = state.min(u64::from(u32::MAX) - 1);
+            self.span.record("what", name as u64 | state << 8);
+        }
+        #[cfg(not(feature = "trace"))]
+        let _ = (name, state);
+    }
 }
 
 /// Opens the span of one action for `client`; `state` is the poll client's

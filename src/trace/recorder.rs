@@ -347,12 +347,21 @@ impl Subscriber for Recorder {
     }
 
     fn record(&self, span: &Id, values: &Values<'_>) {
-        let mut f = Fields::default();
+        // Absent fields stay at MAX: a span records `bytes`, or a new `what`.
+        let mut f = Fields {
+            values: [u64::MAX; 3],
+            ..Fields::default()
+        };
         values.record(&mut f);
         let id = span.into_u64();
         self.with_local(|local| {
             if let Some(o) = local.open.iter_mut().rev().find(|o| o.id == id) {
-                o.record.bytes = f.values[2];
+                if f.values[2] != u64::MAX {
+                    o.record.bytes = f.values[2];
+                }
+                if f.values[1] != u64::MAX {
+                    o.record.state = f.values[1] >> 8;
+                }
             }
         });
     }

@@ -3,7 +3,7 @@
 //!
 //! Two modes. **Deferred** (the default): during the run the writer only
 //! keeps the batches, in memory up to `TraceConfig::memory` and past that
-//! as raw 48-octet records in `PREFIX.spool`, so that no formatting and no
+//! as raw fixed-size records in `PREFIX.spool`, so that no formatting and no
 //! file system work competes with the server for CPU; at stop it formats
 //! them into both files and says how long that took. After a crash the
 //! spool, if any, is still there: `h2lab trace-convert PREFIX` formats it;
@@ -37,7 +37,7 @@ pub(super) enum Msg {
 const JSON_OPEN: &[u8; 16] = b"               [";
 const JSON_OBJECT: &[u8; 16] = b"{\"traceEvents\":[";
 /// Octets of one record in the spool.
-pub const SPOOL_RECORD: usize = 48;
+pub const SPOOL_RECORD: usize = 56;
 
 /// The files of one trace.
 pub(super) struct Files {
@@ -207,7 +207,7 @@ fn format_spool(
         let got = read_full(&mut reader, &mut chunk)?;
         // A record cut short by a crash is left out.
         for raw in chunk[..got - got % SPOOL_RECORD].chunks_exact(SPOOL_RECORD) {
-            fmt.record(&decode(raw.try_into().expect("48 octets")));
+            fmt.record(&decode(raw.try_into().expect("a whole record")));
             n += 1;
         }
         fmt.drain(csv, json)?;
@@ -276,7 +276,7 @@ pub fn convert(config: &TraceConfig) -> Result<(u64, TraceMeta), TraceError> {
     Ok((done, meta))
 }
 
-/// One record as 48 octets, little-endian.
+/// One record as [`SPOOL_RECORD`] octets, little-endian.
 pub fn encode(r: &Record) -> [u8; SPOOL_RECORD] {
     let mut b = [0u8; SPOOL_RECORD];
     b[0..8].copy_from_slice(&r.ts_ns.to_le_bytes());
@@ -291,25 +291,19 @@ pub fn encode(r: &Record) -> [u8; SPOOL_RECORD] {
     });
     b[32..36].copy_from_slice(&f.length.to_le_bytes());
     b[36..40].copy_from_slice(&f.stream.to_le_bytes());
-    let state = if r.state == NO_STATE {
-        u16::MAX
-    } else {
-        r.state as u16
-    };
-    b[40..42].copy_from_slice(&state.to_le_bytes());
-    b[42..44].copy_from_slice(&r.thread.to_le_bytes());
-    b[44] = r.kind as u8;
-    b[45] = r.name.map_or(u8::MAX, |n| n as u8);
-    b[46] = f.kind.0;
-    b[47] = f.flags;
+    b[40..48].copy_from_slice(&r.state.to_le_bytes());
+    b[48..50].copy_from_slice(&r.thread.to_le_bytes());
+    b[50] = r.kind as u8;
+    b[51] = r.name.map_or(u8::MAX, |n| n as u8);
+    b[52] = f.kind.0;
+    b[53] = f.flags;
     b
 }
 
 pub fn decode(b: &[u8; SPOOL_RECORD]) -> Record {
     let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
     let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
-    let u16_at = |i: usize| u16::from_le_bytes(b[i..i + 2].try_into().expect("2"));
-    let kind = match b[44] {
+    let kind = match b[50] {
         0 => Kind::Conn,
         1 => Kind::Action,
         2 => Kind::FrameIn,
@@ -318,25 +312,20 @@ pub fn decode(b: &[u8; SPOOL_RECORD]) -> Record {
     };
     let frame = matches!(kind, Kind::FrameIn | Kind::FrameOut).then(|| FrameHeader {
         length: u32_at(32),
-        kind: FrameType(b[46]),
-        flags: b[47],
+        kind: FrameType(b[52]),
+        flags: b[53],
         stream: u32_at(36),
     });
-    let state = u16_at(40);
     Record {
         ts_ns: u64_at(0),
         dur_ns: u64_at(8),
         client: u64_at(16),
         kind,
-        name: Name::from_code(b[45].into()),
+        name: Name::from_code(b[51].into()),
         frame,
         bytes: u64_at(24),
-        state: if state == u16::MAX {
-            NO_STATE
-        } else {
-            state.into()
-        },
-        thread: u16_at(42),
+        state: u64_at(40),
+        thread: u16::from_le_bytes([b[48], b[49]]),
     }
 }
 
@@ -561,10 +550,13 @@ fn write_state(out: &mut Vec<u8>, r: &Record) {
             flags: f.flags,
         }
         .write_to(out),
-        None if r.state != NO_STATE => {
-            out.extend_from_slice(&Flags::from_bits(r.state as u16).letters())
+        None if r.state == NO_STATE => {}
+        // The loop's wait: the time it was runnable but not running.
+        None if r.kind == Kind::Loop => {
+            out.extend_from_slice(b"runq_ns=");
+            num(out, r.state);
         }
-        None => {}
+        None => out.extend_from_slice(&Flags::from_bits(r.state as u16).letters()),
     }
 }
 
@@ -601,10 +593,17 @@ fn write_json(out: &mut Vec<u8>, r: &Record, thread: Option<&str>) {
             micros(out, r.dur_ns);
             out.extend_from_slice(b",\"args\":{\"bytes\":");
             num(out, r.bytes);
-            if r.state != NO_STATE {
-                out.extend_from_slice(b",\"state\":\"");
-                write_state(out, r);
-                out.push(b'"');
+            match (r.kind, r.state) {
+                (_, NO_STATE) => {}
+                (Kind::Loop, delay) => {
+                    out.extend_from_slice(b",\"runq_ns\":");
+                    num(out, delay);
+                }
+                _ => {
+                    out.extend_from_slice(b",\"state\":\"");
+                    write_state(out, r);
+                    out.push(b'"');
+                }
             }
         }
     }

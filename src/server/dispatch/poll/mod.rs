@@ -210,6 +210,40 @@ impl Client {
     }
 }
 
+/// The run-queue delay of the loop's thread (`/proc/thread-self/schedstat`,
+/// read with one system call), so that its wait slice tells idle time from
+/// time it was ready but not running.
+struct RunQueue {
+    file: std::fs::File,
+    last: u64,
+}
+
+impl RunQueue {
+    fn open() -> Option<Self> {
+        let file = std::fs::File::open("/proc/thread-self/schedstat").ok()?;
+        let mut rq = RunQueue { file, last: 0 };
+        rq.last = rq.read()?;
+        Some(rq)
+    }
+
+    fn read(&mut self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 96];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        // "time on CPU, time waiting on a run queue, timeslices" in ns.
+        text.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Nanoseconds spent runnable but not running since the last call.
+    fn delay(&mut self) -> Option<u64> {
+        let now = self.read()?;
+        let delay = now.saturating_sub(self.last);
+        self.last = now;
+        Some(delay)
+    }
+}
+
 /// The loop's own state.
 pub struct PollLoop {
     poll: Poll,
@@ -252,11 +286,16 @@ impl PollLoop {
         // closed between 1 and 1.25 timeouts after its last read.
         let sweep_every = self.options.idle_timeout.map(|t| t / 4);
         let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
+        // Traced only: how long the loop was runnable but not running.
+        let mut run_queue = trace::frames_enabled().then(RunQueue::open).flatten();
         while !self.shared.is_stopping() {
             let timeout = next_sweep.map(|at| at.saturating_duration_since(Instant::now()));
             let wait = trace::action(0, Name::PollWait, NO_STATE);
             let polled = self.poll.poll(&mut events, timeout);
             wait.bytes(events.iter().count());
+            if let Some(delay) = run_queue.as_mut().and_then(RunQueue::delay) {
+                wait.state(Name::PollWait, delay);
+            }
             drop(wait);
             if let Err(e) = polled {
                 if interrupted(&e) {
