@@ -97,22 +97,31 @@ pub enum FeedError {
 #[derive(Debug)]
 pub struct Frames {
     client: u64,
+    enabled: bool,
     inbound: FrameScanner,
     outbound: FrameScanner,
 }
 
 impl Frames {
+    /// Asks once whether this thread traces: a connection's thread (and so
+    /// its dispatcher) does not change under it, and tracing off then costs
+    /// one branch per scan.
     pub fn new(client: u64) -> Self {
         Self {
             client,
+            enabled: trace::frames_enabled(),
             inbound: FrameScanner::inbound(),
             outbound: FrameScanner::outbound(),
         }
     }
 
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Plaintext from the client (its preface first).
     pub fn seen_in(&mut self, data: &[u8]) {
-        if trace::frames_enabled() {
+        if self.enabled {
             let client = self.client;
             self.inbound.scan(data, |h| trace::frame(client, false, h));
         }
@@ -120,7 +129,7 @@ impl Frames {
 
     /// Plaintext to the client.
     pub fn seen_out(&mut self, data: &[u8]) {
-        if trace::frames_enabled() {
+        if self.enabled {
             let client = self.client;
             self.outbound.scan(data, |h| trace::frame(client, true, h));
         }

@@ -80,6 +80,9 @@ impl Pipeline {
     /// and its events do not lengthen the step; the events are stamped
     /// inside that step's interval.
     pub fn trace_frames(&mut self) {
+        if !self.frames.enabled() {
+            return;
+        }
         if self.in_seen < self.plain_in.len() {
             self.frames.seen_in(&self.plain_in[self.in_seen..]);
             self.in_seen = self.plain_in.len();

@@ -292,9 +292,11 @@ impl PollLoop {
             let timeout = next_sweep.map(|at| at.saturating_duration_since(Instant::now()));
             let wait = trace::action(0, Name::PollWait, NO_STATE);
             let polled = self.poll.poll(&mut events, timeout);
-            wait.bytes(events.iter().count());
-            if let Some(delay) = run_queue.as_mut().and_then(RunQueue::delay) {
-                wait.state(Name::PollWait, delay);
+            if let Some(run_queue) = &mut run_queue {
+                wait.bytes(events.iter().count());
+                if let Some(delay) = run_queue.delay() {
+                    wait.state(Name::PollWait, delay);
+                }
             }
             drop(wait);
             if let Err(e) = polled {
