@@ -46,6 +46,8 @@ pub struct Pipeline {
     plain_out: Vec<u8>,
     /// The TLS session failed: only what it still has (its alert) may be sent.
     broken: bool,
+    /// No TLS (h2c): the session only copies.
+    plain: bool,
     frames: Frames,
     /// How much of ③ and ⓤ has been scanned for frame events.
     in_seen: usize,
@@ -59,6 +61,7 @@ impl Pipeline {
         let engine = MiniConnection::accept(&mut plain_out);
         Self {
             client,
+            plain: tls.is_plain(),
             tls,
             engine,
             plain_in: Vec::with_capacity(4096),
@@ -72,7 +75,7 @@ impl Pipeline {
 
     /// No TLS: feed, encrypt and move are copies, left out of traces.
     pub fn is_plain(&self) -> bool {
-        self.tls.is_plain()
+        self.plain
     }
 
     /// Reports the frames that have appeared in ③ and ⓤ since the last
