@@ -41,7 +41,6 @@ pub const SPOOL_RECORD: usize = 56;
 
 /// The files of one trace.
 pub(super) struct Files {
-    json_path: PathBuf,
     json: BufWriter<File>,
     csv: BufWriter<File>,
     spool_path: PathBuf,
@@ -60,15 +59,18 @@ fn create(path: PathBuf) -> Result<BufWriter<File>, TraceError> {
             source,
         })?;
     }
-    // Readable too: the spool is read back at stop.
+    open_rw(&path).map_err(|source| TraceError::Create { path, source })
+}
+
+/// A new, empty file, readable too (the spool is read back at stop).
+fn open_rw(path: &Path) -> io::Result<BufWriter<File>> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&path)
+        .open(path)
         .map(|f| BufWriter::with_capacity(256 * 1024, f))
-        .map_err(|source| TraceError::Create { path, source })
 }
 
 impl Files {
@@ -77,7 +79,6 @@ impl Files {
     /// CSV header, the JSON's opening and the metadata known at start.
     pub(super) fn create(config: &TraceConfig, meta: &TraceMeta) -> Result<Self, TraceError> {
         let mut files = Self {
-            json_path: config.json_path(),
             json: create(config.json_path())?,
             csv: create(config.csv_path())?,
             spool_path: config.spool_path(),
@@ -137,10 +138,7 @@ pub(super) fn run(
             held.push(batch);
         } else {
             if files.spool.is_none() {
-                files.spool = Some(create(files.spool_path.clone()).map_err(|e| match e {
-                    TraceError::Create { source, .. } | TraceError::Write(source) => source,
-                    TraceError::Spawn(source) => source,
-                })?);
+                files.spool = Some(open_rw(&files.spool_path)?);
             }
             let spool = files.spool.as_mut().expect("created above");
             spool_buf.clear();
@@ -171,7 +169,7 @@ pub(super) fn run(
     meta.dropped = sink.dropped.load(std::sync::atomic::Ordering::SeqCst);
     meta.unrecorded = sink.unrecorded.load(std::sync::atomic::Ordering::SeqCst);
     meta.thread_names = fmt.threads.join("|");
-    finish_json(files.json, &files.json_path, &meta)?;
+    finish_json(files.json, &meta)?;
     files.csv.flush()?;
     files.csv.get_ref().sync_all()?;
     meta.write(&files.meta_path)?;
@@ -233,7 +231,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Ends the array, adds the metadata, and turns the array form into the
 /// object form by overwriting the 16 octets it began with.
-fn finish_json(json: BufWriter<File>, path: &Path, meta: &TraceMeta) -> io::Result<()> {
+fn finish_json(json: BufWriter<File>, meta: &TraceMeta) -> io::Result<()> {
     let mut json = json;
     write!(json, "\n],\n\"displayTimeUnit\":\"ns\",\n\"metadata\":")?;
     serde_json::to_writer(&mut json, meta).map_err(io::Error::other)?;
@@ -242,7 +240,6 @@ fn finish_json(json: BufWriter<File>, path: &Path, meta: &TraceMeta) -> io::Resu
     file.seek(SeekFrom::Start(0))?;
     file.write_all(JSON_OBJECT)?;
     file.sync_all()?;
-    let _ = path;
     Ok(())
 }
 
@@ -271,7 +268,7 @@ pub fn convert(config: &TraceConfig) -> Result<(u64, TraceMeta), TraceError> {
     .map_err(TraceError::Write)?;
     meta.complete = false;
     meta.records = done;
-    finish_json(json, &config.json_path(), &meta).map_err(TraceError::Write)?;
+    finish_json(json, &meta).map_err(TraceError::Write)?;
     meta.write(&meta_path).map_err(TraceError::Write)?;
     Ok((done, meta))
 }
