@@ -137,10 +137,28 @@ fn help_explains_every_serve_flag() {
         "--tls",
         "--cert",
         "--key",
+        "--trace",
+        "--trace-live",
+        "--trace-memory",
     ] {
         assert!(help.contains(flag), "{flag} missing from: {help}");
     }
     assert!(help.contains("listening on URL"), "{help}");
+}
+
+#[test]
+fn trace_errors_name_the_file() {
+    let err = fails_with_one_line(&["trace-convert", "/nonexistent/run1"], 2);
+    assert!(
+        err.starts_with("h2lab: cannot read /nonexistent/run1.meta.json: "),
+        "{err}"
+    );
+    let err = fails_with_one_line(&["serve", "--trace", "/proc/no-such-dir/run"], 1);
+    assert!(
+        err.starts_with("h2lab: cannot create /proc/no-such-dir: "),
+        "{err}"
+    );
+    assert_eq!(err.matches("os error").count(), 1, "said once: {err}");
 }
 
 fn scratch_dir(name: &str) -> PathBuf {

@@ -282,10 +282,16 @@ impl fmt::Display for TraceSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("cannot create {}: {source}", path.display())]
+    // `error`, not `source`: the message says it once (no repeated chain).
+    #[error("cannot create {}: {error}", path.display())]
     Create {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
     },
     #[error("cannot write the trace: {0}")]
     Write(std::io::Error),

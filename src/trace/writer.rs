@@ -54,12 +54,12 @@ pub(super) struct Files {
 
 fn create(path: PathBuf) -> Result<BufWriter<File>, TraceError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| TraceError::Create {
+        std::fs::create_dir_all(dir).map_err(|error| TraceError::Create {
             path: dir.to_owned(),
-            source,
+            error,
         })?;
     }
-    open_rw(&path).map_err(|source| TraceError::Create { path, source })
+    open_rw(&path).map_err(|error| TraceError::Create { path, error })
 }
 
 /// A new, empty file, readable too (the spool is read back at stop).
@@ -247,9 +247,9 @@ fn finish_json(json: BufWriter<File>, meta: &TraceMeta) -> io::Result<()> {
 /// `PREFIX.spool` and the metadata written at start; the result says it is
 /// incomplete. Returns the records formatted.
 pub fn convert(config: &TraceConfig) -> Result<(u64, TraceMeta), TraceError> {
-    let read_err = |path: &Path, e: io::Error| TraceError::Create {
+    let read_err = |path: &Path, error: io::Error| TraceError::Read {
         path: path.to_owned(),
-        source: e,
+        error,
     };
     let meta_path = config.meta_path();
     let mut meta = TraceMeta::read(&meta_path).map_err(|e| read_err(&meta_path, e))?;
