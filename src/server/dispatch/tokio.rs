@@ -110,22 +110,23 @@ async fn serve_mini(
     responses: &mut u64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
-    let result = async {
+    let serve = async {
         loop {
             flush(&mut sock, &mut conn).await?;
             if conn.is_done() {
                 return Ok(());
             }
-            let read = tokio::select! {
-                read = sock.read(conn.read_buf()) => read?,
-                _ = stop.changed() => return Ok(()),
-            };
-            if let Some(n) = read {
+            if let Some(n) = sock.read(conn.read_buf()).await? {
                 conn.handle_read(n)?;
             }
         }
-    }
-    .await;
+    };
+    // A stop ends the connection wherever it waits: for input, or for a
+    // client that does not read to take the output.
+    let result = tokio::select! {
+        result = serve => result,
+        _ = stop.changed() => Ok(()),
+    };
     if result.is_err() {
         // Send what is due (a GOAWAY, a TLS alert) before closing.
         let _ = flush(&mut sock, &mut conn).await;
