@@ -68,21 +68,7 @@ fn runs_of_one_setup_compare_clean_with_the_defaults() {
 #[test]
 fn a_trace_that_lost_records_is_refused_unless_allowed() {
     let good = record("whole", "10");
-    let trace = TraceConfig {
-        queue: 1,
-        ..TraceConfig::new(dir().join("lossy"))
-    };
-    let server = h2lab::start(&h2lab::ServerConfig {
-        trace: Some(trace.clone()),
-        ..config(support::setup(Dispatch::Poll, TlsProvider::None))
-    })
-    .unwrap();
-    let out = run(tool("h2load")
-        .args(["-n", "20000", "-c", "4", "-m", "10"])
-        .arg(server.url()));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("20000 succeeded"));
-    let summary = server.stop().trace.unwrap().unwrap();
-    assert!(summary.dropped > 0, "{summary}");
+    let (trace, _) = support::lossy_trace(dir().join("lossy"), 20000);
     let lossy = trace.csv_path();
     let out = compare(&[&good, &lossy], &[]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -314,6 +314,32 @@ pub fn assert_get_on_open(mut conn: RawConn, setup: Setup) {
     assert_eq!(data, [&b"Hello World\n".to_vec()], "{setup}: {all:?}");
 }
 
+/// A poll/mini/none server traced to `prefix` with a queue of one record,
+/// under `requests` from h2load (4 connections × 10): a trace that dropped
+/// records. Returns its configuration and summary.
+pub fn lossy_trace(
+    prefix: PathBuf,
+    requests: u32,
+) -> (h2lab::trace::TraceConfig, h2lab::trace::TraceSummary) {
+    let trace = h2lab::trace::TraceConfig {
+        queue: 1,
+        ..h2lab::trace::TraceConfig::new(prefix)
+    };
+    let server = h2lab::start(&ServerConfig {
+        trace: Some(trace.clone()),
+        ..config(setup(Dispatch::Poll, TlsProvider::None))
+    })
+    .unwrap();
+    let n = requests.to_string();
+    let out = run(tool("h2load")
+        .args(["-n", &n, "-c", "4", "-m", "10"])
+        .arg(server.url()));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{n} succeeded")));
+    let summary = server.stop().trace.unwrap().unwrap();
+    assert!(summary.dropped > 0, "{summary}");
+    (trace, summary)
+}
+
 /// One test per setup for each `fn NAME(Setup)` of the including file: one
 /// test body for every backend. `setup_tests!(a, b)` runs `a` and `b` on
 /// every supported setup (and checks that list against the library);
