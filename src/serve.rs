@@ -113,6 +113,7 @@ impl Args {
                 queue: self.trace_queue as usize,
                 live: self.trace_live,
                 memory: (self.trace_memory as usize) << 20,
+                process_wide: true,
                 ..TraceConfig::new(prefix)
             }),
         }

@@ -23,7 +23,7 @@ use crate::frame::{FrameHeader, HEADER_LEN};
 
 pub use meta::TraceMeta;
 pub use recorder::recording_threads;
-pub use schema::{CsvRow, Flags, FrameFlags, Kind, Name, Record, CSV_HEADER, NO_STATE};
+pub use schema::{CsvRow, Flags, FrameFlags, Kind, Name, Packed, Record, CSV_HEADER, NO_STATE};
 pub use tracer::Tracer;
 
 /// The target of every h2lab span and event; the layer ignores all others
@@ -106,18 +106,20 @@ pub fn frames_enabled() -> bool {
 /// Reports one frame seen going in (`out == false`) or out.
 #[inline]
 pub fn frame(client: u64, out: bool, head: FrameHeader) {
-    // Two fields, since each costs a visit: `head` packs type (bits
-    // 56–63), flags (48–55), direction (bit 47) and stream id (0–30);
-    // `client_length` the client id (above bit 24) and the payload length
+    // One field, since each costs a visit: its high 64 bits pack type
+    // (bits 56–63), flags (48–55), direction (bit 47) and stream id (0–30);
+    // its low 64 bits the client id (above bit 24) and the payload length
     // (24 bits, as on the wire).
     #[cfg(feature = "trace")]
     tracing::trace!(
         target: "h2lab",
-        head = u64::from(head.kind.0) << 56
-            | u64::from(head.flags) << 48
-            | u64::from(out) << 47
-            | u64::from(head.stream),
-        client_length = client << 24 | u64::from(head.length & 0xff_ffff)
+        frame = u128::from(
+            u64::from(head.kind.0) << 56
+                | u64::from(head.flags) << 48
+                | u64::from(out) << 47
+                | u64::from(head.stream)
+        ) << 64
+            | u128::from(client << 24 | u64::from(head.length & 0xff_ffff))
     );
     #[cfg(not(feature = "trace"))]
     let _ = (client, out, head);
@@ -212,13 +214,18 @@ pub struct TraceConfig {
     /// allocated and touched at start (so that recording takes no page
     /// faults); past it records go to `PREFIX.spool`.
     pub memory: usize,
+    /// Install the recorder as the process's global dispatcher rather than
+    /// each traced thread's: events then skip a thread-local lookup. For a
+    /// process that runs one traced server (`h2lab serve`); falls back to
+    /// per-thread when a global dispatcher is already set.
+    pub process_wide: bool,
 }
 
-/// The default memory for held records: 256 MiB, about 4 million records
-/// (over a million requests at 3–4 records each).
+/// The default memory for held records: 256 MiB, 8 Mi records of 32 octets
+/// (over two million requests at 3–4 records each).
 pub const DEFAULT_MEMORY: usize = 256 << 20;
 
-/// The default queue: 1 Mi records (48 MiB), enough for a run at full speed
+/// The default queue: 1 Mi records (32 MiB), enough for a run at full speed
 /// however slowly the disk takes the spool.
 pub const DEFAULT_QUEUE: usize = 1 << 20;
 
@@ -230,6 +237,7 @@ impl TraceConfig {
             queue: DEFAULT_QUEUE,
             live: false,
             memory: DEFAULT_MEMORY,
+            process_wide: false,
         }
     }
 

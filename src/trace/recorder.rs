@@ -22,7 +22,7 @@ use tracing::subscriber::Interest;
 
 use tracing::{Event, Metadata, Subscriber};
 
-use super::schema::{Kind, Name, Record, NO_STATE};
+use super::schema::{Name, Packed};
 use super::writer::Msg;
 use super::TARGET;
 use crate::frame::{FrameHeader, FrameType};
@@ -54,7 +54,7 @@ pub(super) struct Sink {
     tx: SyncSender<Msg>,
     batch: usize,
     /// Emptied batches, back from the writer for reuse.
-    spares: Mutex<Vec<Vec<Record>>>,
+    spares: Mutex<Vec<Vec<Packed>>>,
     /// Names of the threads that recorded, by their index in records.
     pub(super) threads: Mutex<Vec<String>>,
     next_thread: AtomicU16,
@@ -71,17 +71,7 @@ impl Sink {
     ) -> Self {
         let clock = quanta::Clock::new();
         let start_raw = clock.raw();
-        let filler = Record {
-            ts_ns: 0,
-            dur_ns: 0,
-            client: 0,
-            kind: Kind::Action,
-            name: None,
-            frame: None,
-            bytes: 0,
-            state: NO_STATE,
-            thread: 0,
-        };
+        let filler = Packed::default();
         let spares = (0..prealloc)
             .map(|_| {
                 let mut v = vec![filler; batch];
@@ -110,12 +100,12 @@ impl Sink {
         self.clock.delta_as_nanos(self.start_raw, self.clock.raw())
     }
 
-    fn spare(&self) -> Vec<Record> {
+    fn spare(&self) -> Vec<Packed> {
         let reused = self.spares.lock().unwrap_or_else(|e| e.into_inner()).pop();
         reused.unwrap_or_else(|| Vec::with_capacity(self.batch))
     }
 
-    pub(super) fn recycle(&self, mut batch: Vec<Record>) {
+    pub(super) fn recycle(&self, mut batch: Vec<Packed>) {
         batch.clear();
         self.spares
             .lock()
@@ -125,7 +115,7 @@ impl Sink {
 
     /// Sends a batch. `wait`: block for room (a thread's last batch);
     /// otherwise a full queue drops it, counted.
-    fn send(&self, batch: Vec<Record>, wait: bool) {
+    fn send(&self, batch: Vec<Packed>, wait: bool) {
         if batch.is_empty() {
             return self.recycle(batch);
         }
@@ -163,7 +153,7 @@ impl Sink {
 
 struct Open {
     id: u64,
-    record: Record,
+    record: Packed,
 }
 
 /// One thread's state for one trace.
@@ -172,7 +162,7 @@ struct Local {
     thread: u16,
     next_id: u64,
     open: Vec<Open>,
-    batch: Vec<Record>,
+    batch: Vec<Packed>,
     /// The interval of the last slice closed on this thread.
     last: Option<(u64, u64)>,
 }
@@ -202,11 +192,11 @@ impl Local {
     }
 
     #[inline]
-    fn push(&mut self, mut record: Record) {
+    fn push(&mut self, mut record: Packed) {
         if !self.sink.take() {
             return;
         }
-        record.thread = self.thread;
+        record.set_thread(self.thread);
         self.batch.push(record);
         if self.batch.len() >= self.sink.batch {
             let full = std::mem::replace(&mut self.batch, self.sink.spare());
@@ -263,33 +253,32 @@ impl Recorder {
     }
 }
 
-/// Reads our numeric fields by position: the two callsites in `trace/mod.rs`
-/// declare them in the orders of [`SPAN_FIELDS`] and [`EVENT_FIELDS`]
-/// (checked in debug builds), which saves a string match per field.
+/// Reads our numeric fields by position: the span callsite in
+/// `trace/mod.rs` declares them in the order of [`SPAN_FIELDS`] (checked in
+/// debug builds), which saves a string match per field; the frame event has
+/// one `u128` field.
 #[derive(Default)]
 struct Fields {
-    /// Which callsite: an action span, or a frame event.
-    event: bool,
     values: [u64; 3],
+    frame: u128,
 }
 
 const SPAN_FIELDS: [&str; 3] = ["client", "what", "bytes"];
-const EVENT_FIELDS: [&str; 2] = ["head", "client_length"];
 
 impl Visit for Fields {
     #[inline]
     fn record_u64(&mut self, field: &Field, value: u64) {
         let i = field.index();
-        debug_assert_eq!(
-            match self.event {
-                true => EVENT_FIELDS.get(i),
-                false => SPAN_FIELDS.get(i),
-            },
-            Some(&field.name())
-        );
+        debug_assert_eq!(SPAN_FIELDS.get(i), Some(&field.name()));
         if let Some(v) = self.values.get_mut(i) {
             *v = value;
         }
+    }
+
+    #[inline]
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        debug_assert_eq!(field.name(), "frame");
+        self.frame = value;
     }
 
     fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
@@ -317,7 +306,7 @@ impl Subscriber for Recorder {
         let [client, what, bytes] = f.values;
         let name = Name::from_code(what & 0xff).unwrap_or(Name::Engine);
         let state = match what >> 8 {
-            s if s >= u64::from(u32::MAX) => NO_STATE,
+            s if s >= u64::from(u32::MAX) => crate::trace::NO_STATE,
             s => s,
         };
         let ts_ns = self.sink.now_ns();
@@ -327,17 +316,7 @@ impl Subscriber for Recorder {
             if local.open.len() < MAX_OPEN {
                 local.open.push(Open {
                     id,
-                    record: Record {
-                        ts_ns,
-                        dur_ns: 0,
-                        client,
-                        kind: name.kind(),
-                        name: Some(name),
-                        frame: None,
-                        bytes,
-                        state,
-                        thread: 0,
-                    },
+                    record: Packed::action(ts_ns, client, name, bytes, state),
                 });
             } else {
                 self.sink.unrecorded.fetch_add(1, Ordering::Relaxed);
@@ -357,10 +336,10 @@ impl Subscriber for Recorder {
         self.with_local(|local| {
             if let Some(o) = local.open.iter_mut().rev().find(|o| o.id == id) {
                 if f.values[2] != u64::MAX {
-                    o.record.bytes = f.values[2];
+                    o.record.set_bytes(f.values[2]);
                 }
                 if f.values[1] != u64::MAX {
-                    o.record.state = f.values[1] >> 8;
+                    o.record.set_state(f.values[1] >> 8);
                 }
             }
         });
@@ -369,12 +348,9 @@ impl Subscriber for Recorder {
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        let mut f = Fields {
-            event: true,
-            ..Fields::default()
-        };
+        let mut f = Fields::default();
         event.record(&mut f);
-        let [head, client_length, _] = f.values;
+        let (head, client_length) = ((f.frame >> 64) as u64, f.frame as u64);
         let (client, length) = (client_length >> 24, client_length & 0xff_ffff);
         let out = head >> 47 & 1 == 1;
         self.with_local(|local| {
@@ -383,22 +359,13 @@ impl Subscriber for Recorder {
                 Some((ts, dur)) => ts + dur / 2,
                 None => self.sink.now_ns(),
             };
-            local.push(Record {
-                ts_ns,
-                dur_ns: 0,
-                client,
-                kind: if out { Kind::FrameOut } else { Kind::FrameIn },
-                name: None,
-                frame: Some(FrameHeader {
-                    length: length as u32,
-                    kind: FrameType((head >> 56) as u8),
-                    flags: (head >> 48) as u8,
-                    stream: (head & 0x7fff_ffff) as u32,
-                }),
-                bytes: length,
-                state: NO_STATE,
-                thread: 0,
-            });
+            let head = FrameHeader {
+                length: length as u32,
+                kind: FrameType((head >> 56) as u8),
+                flags: (head >> 48) as u8,
+                stream: (head & 0x7fff_ffff) as u32,
+            };
+            local.push(Packed::frame(ts_ns, client, out, head));
         });
     }
 
@@ -416,8 +383,9 @@ impl Subscriber for Recorder {
                 return true;
             };
             let Open { mut record, .. } = local.open.remove(at);
-            record.dur_ns = end_ns.saturating_sub(record.ts_ns);
-            local.last = Some((record.ts_ns, record.dur_ns));
+            let dur_ns = end_ns.saturating_sub(record.ts_ns());
+            record.set_dur(dur_ns);
+            local.last = Some((record.ts_ns(), dur_ns));
             local.push(record);
             true
         })

@@ -39,7 +39,7 @@ impl Tracer {
         // Deferred mode holds the records in memory allocated now.
         let prealloc = match config.live {
             true => 0,
-            false => config.memory / (batch * std::mem::size_of::<crate::trace::Record>()),
+            false => config.memory / (batch * std::mem::size_of::<crate::trace::Packed>()),
         };
         let sink = Arc::new(Sink::new(tx, batch, config.limit, prealloc));
         let writer_sink = sink.clone();

@@ -24,12 +24,12 @@ use std::time::Instant;
 
 use super::meta::TraceMeta;
 use super::recorder::Sink;
-use super::schema::{Flags, FrameFlags, Kind, Name, Record, CSV_HEADER, NO_STATE};
+use super::schema::{Flags, FrameFlags, Kind, Name, Packed, Record, CSV_HEADER, NO_STATE};
 use super::{TraceConfig, TraceError};
 use crate::frame::{FrameHeader, FrameType};
 
 pub(super) enum Msg {
-    Batch(Vec<Record>),
+    Batch(Vec<Packed>),
     Finish,
 }
 
@@ -37,7 +37,7 @@ pub(super) enum Msg {
 const JSON_OPEN: &[u8; 16] = b"               [";
 const JSON_OBJECT: &[u8; 16] = b"{\"traceEvents\":[";
 /// Octets of one record in the spool.
-pub const SPOOL_RECORD: usize = 56;
+pub const SPOOL_RECORD: usize = Packed::SIZE;
 
 /// The files of one trace.
 pub(super) struct Files {
@@ -85,7 +85,7 @@ impl Files {
             spool: None,
             meta_path: config.meta_path(),
             live: config.live,
-            memory_records: config.memory / std::mem::size_of::<Record>(),
+            memory_records: config.memory / std::mem::size_of::<Packed>(),
         };
         let write = |f: &mut Files| -> io::Result<()> {
             writeln!(f.csv, "{CSV_HEADER}")?;
@@ -115,7 +115,7 @@ pub(super) fn run(
 ) -> io::Result<(Written, TraceMeta)> {
     let mut fmt = Formatter::new(&meta.setup);
     let mut records = 0u64;
-    let mut held: Vec<Vec<Record>> = Vec::new();
+    let mut held: Vec<Vec<Packed>> = Vec::new();
     let mut held_records = 0usize;
     let mut spool_buf = Vec::new();
     for msg in rx.iter() {
@@ -127,7 +127,7 @@ pub(super) fn run(
         if files.live {
             fmt.threads = names(sink);
             for r in &batch {
-                fmt.record(r);
+                fmt.record(&r.unpack());
             }
             fmt.drain(&mut files.csv, &mut files.json)?;
             files.csv.flush()?;
@@ -143,7 +143,7 @@ pub(super) fn run(
             let spool = files.spool.as_mut().expect("created above");
             spool_buf.clear();
             for r in &batch {
-                spool_buf.extend_from_slice(&encode(r));
+                spool_buf.extend_from_slice(&r.to_bytes());
             }
             // On disk at once: a crash loses only what threads still hold.
             spool.write_all(&spool_buf)?;
@@ -155,7 +155,7 @@ pub(super) fn run(
     let started = Instant::now();
     for batch in held {
         for r in &batch {
-            fmt.record(r);
+            fmt.record(&r.unpack());
         }
         fmt.drain(&mut files.csv, &mut files.json)?;
     }
@@ -205,7 +205,8 @@ fn format_spool(
         let got = read_full(&mut reader, &mut chunk)?;
         // A record cut short by a crash is left out.
         for raw in chunk[..got - got % SPOOL_RECORD].chunks_exact(SPOOL_RECORD) {
-            fmt.record(&decode(raw.try_into().expect("a whole record")));
+            let raw = raw.try_into().expect("a whole record");
+            fmt.record(&Packed::from_bytes(raw).unpack());
             n += 1;
         }
         fmt.drain(csv, json)?;
@@ -271,59 +272,6 @@ pub fn convert(config: &TraceConfig) -> Result<(u64, TraceMeta), TraceError> {
     finish_json(json, &meta).map_err(TraceError::Write)?;
     meta.write(&meta_path).map_err(TraceError::Write)?;
     Ok((done, meta))
-}
-
-/// One record as [`SPOOL_RECORD`] octets, little-endian.
-pub fn encode(r: &Record) -> [u8; SPOOL_RECORD] {
-    let mut b = [0u8; SPOOL_RECORD];
-    b[0..8].copy_from_slice(&r.ts_ns.to_le_bytes());
-    b[8..16].copy_from_slice(&r.dur_ns.to_le_bytes());
-    b[16..24].copy_from_slice(&r.client.to_le_bytes());
-    b[24..32].copy_from_slice(&r.bytes.to_le_bytes());
-    let f = r.frame.unwrap_or(FrameHeader {
-        length: 0,
-        kind: FrameType(0),
-        flags: 0,
-        stream: 0,
-    });
-    b[32..36].copy_from_slice(&f.length.to_le_bytes());
-    b[36..40].copy_from_slice(&f.stream.to_le_bytes());
-    b[40..48].copy_from_slice(&r.state.to_le_bytes());
-    b[48..50].copy_from_slice(&r.thread.to_le_bytes());
-    b[50] = r.kind as u8;
-    b[51] = r.name.map_or(u8::MAX, |n| n as u8);
-    b[52] = f.kind.0;
-    b[53] = f.flags;
-    b
-}
-
-pub fn decode(b: &[u8; SPOOL_RECORD]) -> Record {
-    let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
-    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
-    let kind = match b[50] {
-        0 => Kind::Conn,
-        1 => Kind::Action,
-        2 => Kind::FrameIn,
-        3 => Kind::FrameOut,
-        _ => Kind::Loop,
-    };
-    let frame = matches!(kind, Kind::FrameIn | Kind::FrameOut).then(|| FrameHeader {
-        length: u32_at(32),
-        kind: FrameType(b[52]),
-        flags: b[53],
-        stream: u32_at(36),
-    });
-    Record {
-        ts_ns: u64_at(0),
-        dur_ns: u64_at(8),
-        client: u64_at(16),
-        kind,
-        name: Name::from_code(b[51].into()),
-        frame,
-        bytes: u64_at(24),
-        state: u64_at(40),
-        thread: u16::from_le_bytes([b[48], b[49]]),
-    }
 }
 
 /// Turns records into CSV lines and JSON events in reused byte buffers,
@@ -744,13 +692,16 @@ mod tests {
                 ..action()
             },
         ] {
-            assert_eq!(decode(&encode(&r)), r);
+            assert_eq!(Packed::from_bytes(&Packed::pack(&r).to_bytes()).unpack(), r);
         }
         let conn = Record {
             kind: Kind::Conn,
             name: Some(Name::Accept),
             ..action()
         };
-        assert_eq!(decode(&encode(&conn)), conn);
+        assert_eq!(
+            Packed::from_bytes(&Packed::pack(&conn).to_bytes()).unpack(),
+            conn
+        );
     }
 }
