@@ -187,13 +187,21 @@ fn check_trace(cfg: h2lab::ServerConfig, name: &str) {
     }
     if setup.dispatch == Dispatch::Poll {
         // The loop's own wait, on its own track (client 0), with the time
-        // it was ready to run but not running.
+        // it was ready to run but not running (read after some waits).
         let waits: Vec<&Row> = rows.iter().filter(|r| r.kind == "loop").collect();
         assert!(!waits.is_empty(), "{setup}: no poll_wait");
         for w in &waits {
             assert_eq!((w.client, w.name.as_str()), (0, "poll_wait"), "{setup}");
-            assert!(w.state.starts_with("runq_ns="), "{setup}: {:?}", w.state);
+            assert!(
+                w.state.is_empty() || w.state.starts_with("runq_ns="),
+                "{setup}: {:?}",
+                w.state
+            );
         }
+        assert!(
+            waits.iter().any(|w| w.state.starts_with("runq_ns=")),
+            "{setup}: no wait has its run-queue delay"
+        );
         for r in &actions {
             assert_eq!(
                 r.state.len(),

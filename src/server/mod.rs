@@ -291,8 +291,8 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         Some(t) => {
             let (tracer, dispatch) = Tracer::start(t, config.trace_meta())?;
             // Process-wide: no thread sets its own dispatcher.
-            let global = t.process_wide
-                && tracing::dispatcher::set_global_default(dispatch.clone()).is_ok();
+            let global =
+                t.process_wide && tracing::dispatcher::set_global_default(dispatch.clone()).is_ok();
             (Some(tracer), (!global).then_some(dispatch))
         }
         None => (None, None),

@@ -30,12 +30,14 @@ pub use tracer::Tracer;
 /// (the `h2` crate's own tracing among them).
 pub const TARGET: &str = "h2lab";
 
-/// An entered action span; record the octets moved with [`ActionSpan::bytes`].
-/// Dropping it closes the span (the layer then knows its duration).
+/// An action span; record the octets moved with [`ActionSpan::bytes`].
+/// Dropping it closes the span (the recorder then knows its duration). It
+/// is never entered: nothing is recorded inside an action (frame events
+/// come after it), and entering and exiting cost two more subscriber calls.
 #[must_use = "the span measures until it is dropped"]
 pub struct ActionSpan {
     #[cfg(feature = "trace")]
-    span: tracing::span::EnteredSpan,
+    span: tracing::Span,
 }
 
 impl ActionSpan {
@@ -79,9 +81,7 @@ pub fn action(client: u64, name: Name, state: u64) -> ActionSpan {
             what = name as u64 | state << 8,
             bytes = tracing::field::Empty
         );
-        ActionSpan {
-            span: span.entered(),
-        }
+        ActionSpan { span }
     }
     #[cfg(not(feature = "trace"))]
     {

@@ -5,7 +5,7 @@
 //! per-thread counter, fields read by position, the TSC for a clock.
 //!
 //! What the tracer must not do is lengthen what it times. A span's start is
-//! read when it is created and its end when it is exited, before any of the
+//! read when it is created and its end when it is closed, before any of the
 //! tracer's own work on the record; a frame event reads no clock at all: it
 //! is stamped inside the interval of the slice that just closed on its
 //! thread (the step that produced or consumed the frame), since frames are
@@ -371,7 +371,7 @@ impl Subscriber for Recorder {
 
     fn enter(&self, _: &Id) {}
 
-    // An action span is exited and closed together (its guard's drop): the
+    // An action span is never entered (see `ActionSpan`), only closed: the
     // end is read on close, first thing.
     fn exit(&self, _: &Id) {}
 
