@@ -38,7 +38,10 @@ pub fn read<T: DeserializeOwned>(
         path: path.to_owned(),
         source,
     })?;
-    let mut reader = csv::ReaderBuilder::new().from_reader(std::io::BufReader::new(file));
+    // Lines starting with `#` are comments (a bench CSV's machine block).
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .from_reader(std::io::BufReader::new(file));
     let found = reader
         .headers()
         .map_err(|e| describe(path, e, &csv::StringRecord::new()))?

@@ -11,6 +11,14 @@ use h2lab::bench::row::{Row, RowKind, CSV_HEADER};
 use h2lab::bench::LoadClient;
 use support::run;
 
+/// The tests here check that no process a bench started outlives it, by
+/// looking at every process: they must not run at the same time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The rows of a bench CSV, read as `h2lab report` reads them.
 fn rows(path: &Path) -> Vec<Row> {
     h2lab::csv_file::read(path, CSV_HEADER, "a bench CSV").unwrap()
@@ -39,6 +47,7 @@ fn bench_servers() -> usize {
 
 #[test]
 fn tiny_matrix_with_both_clients() {
+    let _serial = serial();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
     std::fs::create_dir_all(&dir).unwrap();
     for client in ["builtin", "h2load"] {
@@ -61,6 +70,8 @@ fn tiny_matrix_with_both_clients() {
                 "10",
                 "--duration",
                 "0.3",
+                "--warm-up",
+                "0.1",
                 "--repeat",
                 "2",
             ])
@@ -75,8 +86,9 @@ fn tiny_matrix_with_both_clients() {
             "{err}"
         );
         let table = String::from_utf8_lossy(&out.stdout);
+        // A footer line (`! …`) says when repeats spread too wide.
         assert_eq!(
-            table.lines().count(),
+            table.lines().filter(|l| !l.starts_with('!')).count(),
             1 + 6,
             "{client}: header + 6 cells: {table}"
         );
@@ -123,6 +135,7 @@ fn tiny_matrix_with_both_clients() {
 /// never ends, which the bench records as a connection error.
 #[test]
 fn a_starved_client_is_recorded() {
+    let _serial = serial();
     let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
         .args([
             "bench",
@@ -145,6 +158,7 @@ fn a_starved_client_is_recorded() {
 /// Pinned runs: servers (ours and a peer) on CPU 0, the load on CPU 1.
 #[test]
 fn pinned_runs_serve_and_report_their_cpus() {
+    let _serial = serial();
     for client in ["builtin", "h2load"] {
         let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
             .args([
@@ -172,7 +186,11 @@ fn pinned_runs_serve_and_report_their_cpus() {
         assert!(out.status.success(), "{client}: {err}");
         assert!(err.contains("servers on CPUs 0, load on CPUs 1"), "{err}");
         let table = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(table.lines().count(), 3, "{table}");
+        assert_eq!(
+            table.lines().filter(|l| !l.starts_with('!')).count(),
+            3,
+            "{table}"
+        );
     }
     let out =
         run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args(["bench", "--pin-server", "zero"]));
@@ -182,6 +200,7 @@ fn pinned_runs_serve_and_report_their_cpus() {
 
 #[test]
 fn report_of_a_bad_file_is_a_clear_error() {
+    let _serial = serial();
     let bad = Path::new(env!("CARGO_TARGET_TMPDIR")).join("not-a-bench.csv");
     std::fs::write(&bad, "a,b\n").unwrap();
     let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
@@ -193,6 +212,7 @@ fn report_of_a_bad_file_is_a_clear_error() {
 
 #[test]
 fn an_empty_matrix_is_an_error() {
+    let _serial = serial();
     let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args([
         "bench",
         "--dispatch",
@@ -216,6 +236,7 @@ fn peer_processes() -> Vec<String> {
 /// measured like our servers, and stopped: nothing they ran is left.
 #[test]
 fn peers_are_started_measured_and_stopped() {
+    let _serial = serial();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
     std::fs::create_dir_all(&dir).unwrap();
     let csv = dir.join("peers.csv");
@@ -293,7 +314,7 @@ fn peers_are_started_measured_and_stopped() {
         "the fastest peer by default: {md}"
     );
     assert!(
-        md.contains(&format!("| {baseline}/none | ")) && md.contains(" | 1.00 | 0 |"),
+        md.contains(&format!("| {baseline}/none | ")) && md.contains(" | 1.00 | "),
         "{md}"
     );
     assert!(md.contains("- nginx: nginx version: nginx/"), "{md}");
@@ -309,4 +330,170 @@ fn peers_are_started_measured_and_stopped() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("h2lab-peer-"))
         .count();
     assert_eq!(leftovers, 0, "a peer's temporary folder was left behind");
+}
+
+/// The machine block: the CSV's `# key: value` lines and the JSON's
+/// `machine`, and `report` describes the machine the bench ran on.
+#[test]
+fn results_carry_the_machine_that_ran_them() {
+    let _serial = serial();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-machine");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (csv, json) = (dir.join("m.csv"), dir.join("m.json"));
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .args(["bench", "--dispatch", "poll", "--tls", "none"])
+        .args(["--clients", "1", "--pipeline", "1", "--duration", "0.2"])
+        .args(["--warm-up", "0.2", "--repeat", "1", "--out"])
+        .arg(&csv)
+        .arg("--json")
+        .arg(&json));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    for key in [
+        "date", "h2lab", "cpu", "kernel", "pinning", "warm_up", "duration",
+    ] {
+        assert!(text.contains(&format!("# {key}: ")), "{key}: {text}");
+    }
+    assert!(text.contains("# warm_up: 0.2 s"), "{text}");
+    assert!(text.contains("(commit "), "{text}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["machine"]["repeat"], "1", "{doc}");
+    let report = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .arg("report")
+        .arg(&csv));
+    let md = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{md}");
+    assert!(md.contains("## Machine (where the bench ran)"), "{md}");
+    assert!(md.contains("- warm-up: 0.2 s"), "{md}");
+}
+
+/// An output that cannot be written is refused before the first run.
+#[test]
+fn an_unwritable_output_is_refused_up_front() {
+    let _serial = serial();
+    let started = std::time::Instant::now();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .args(["bench", "--dispatch", "poll", "--tls", "none"])
+        .args(["--out", "/nonexistent-dir/results.csv"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot write /nonexistent-dir/results.csv"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "no run started"
+    );
+}
+
+/// SIGINT mid-run: the bench stops at once, with its servers and peers,
+/// removes their folders, and keeps the runs it finished in both files.
+#[test]
+fn an_interrupted_bench_keeps_its_runs_and_leaves_nothing() {
+    let _serial = serial();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-interrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (csv, json) = (dir.join("i.csv"), dir.join("i.json"));
+    // Not an earlier run's rows.
+    let _ = std::fs::remove_file(&csv);
+    let _ = std::fs::remove_file(&json);
+    let bench = Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .args([
+            "bench",
+            "--dispatch",
+            "poll",
+            "--tls",
+            "none",
+            "--peers",
+            "nginx",
+        ])
+        .args(["--require-peers", "--clients", "1", "--pipeline", "10"])
+        .args(["--duration", "0.3", "--warm-up", "0.1", "--repeat", "50"])
+        .arg("--out")
+        .arg(&csv)
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = bench.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let run_rows = || {
+        std::fs::read_to_string(&csv)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("run,"))
+            .count()
+    };
+    while run_rows() < 3 {
+        assert!(std::time::Instant::now() < deadline, "no runs written");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Its children lead process groups of their own (nginx's workers in
+    // its master's): every process in them must be gone after.
+    let mut groups: Vec<u32> = Vec::new();
+    while groups.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bench runs no server"
+        );
+        groups = stats().filter(|s| s.1 == pid).map(|s| s.0).collect();
+    }
+    let owned = || -> Vec<u32> {
+        stats()
+            .filter(|s| groups.contains(&s.2))
+            .map(|s| s.0)
+            .collect()
+    };
+    let signalled = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = bench.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted after"), "{err}");
+    let rows = rows(&csv);
+    assert!(rows.iter().filter(|r| r.kind == RowKind::Run).count() >= 3);
+    assert!(rows.iter().any(|r| r.kind == RowKind::Median));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(doc["runs"].as_array().unwrap().len() >= 3);
+    assert_eq!(owned(), Vec::<u32>::new(), "processes outlived the bench");
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("h2lab-peer-{pid}-"))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// (pid, parent, process group) of every process alive now.
+fn stats() -> impl Iterator<Item = (u32, u32, u32)> {
+    std::fs::read_dir("/proc").unwrap().filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        // After the name: state, ppid, pgrp.
+        Some((pid, rest.get(1)?.parse().ok()?, rest.get(2)?.parse().ok()?))
+    })
 }

@@ -19,13 +19,15 @@ from collections import defaultdict
 COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline", "rep",
            "req_per_s", "req_per_s_min", "req_per_s_max", "p50_us", "p99_us",
            "cpu_us_per_req", "succeeded", "failed", "connection_errors",
-           "traced", "trace_records_per_req", "trace_lost", "span_ns", "event_ns"]
+           "traced", "trace_records_per_req", "trace_lost", "span_ns", "event_ns",
+           "cpu_us_per_req_min", "cpu_us_per_req_max", "req_per_s_cv", "cpu_cv", "wide"]
 
 
 def read_medians(path):
     """The median rows of a bench CSV."""
     with open(path, newline="") as f:
-        reader = csv.reader(f)
+        # `# key: value` lines before the header describe the machine.
+        reader = csv.reader(line for line in f if not line.startswith("#"))
         header = next(reader, None)
         if header != COLUMNS:
             raise ValueError(f"{path}: not an h2lab bench CSV (header {header})")

@@ -4,17 +4,17 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use super::system::pinned;
+use super::system::{self, pinned};
 use super::{peers, BenchConfig, BenchError, Target};
 use crate::server::Setup;
 use crate::trace::TraceConfig;
 
-/// The server child, killed when dropped.
+/// The server child (an owned process group), killed when dropped.
 pub struct ServerChild(Child);
 
 impl Drop for ServerChild {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        system::kill_group(self.0.id());
         let _ = self.0.wait();
     }
 }
@@ -93,7 +93,7 @@ fn start_serve(
     if let Some(t) = trace {
         serve.arg("--trace").arg(&t.prefix);
     }
-    let mut child = pinned(serve, config.pin_server.as_deref())
+    let mut child = system::owned(pinned(serve, config.pin_server.as_deref()))
         .args(["--dispatch", &setup.dispatch.to_string()])
         .args(["--engine", &setup.engine.to_string()])
         .args(["--tls", setup.tls.name()])
@@ -105,6 +105,7 @@ fn start_serve(
             exe: config.exe.clone(),
             source,
         })?;
+    system::register(child.id());
     let stdout = child.stdout.take().expect("piped");
     let child = ServerChild(child);
     let failed = |reason: String| BenchError::Serve {

@@ -1,13 +1,17 @@
 //! `h2lab bench`: its options, and the run from options to outputs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 
 use super::export::{Csv, Exporter, Json, Table};
 use super::{matrix, system, BenchConfig, LoadClient, Peer};
-use crate::cli::{self, values, CmdResult, Exit};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use super::Results;
+use crate::cli::{self, values, CmdError, CmdResult, Exit};
 use crate::server::{Dispatch, Engine};
 use crate::tls::TlsProvider;
 
@@ -18,10 +22,17 @@ use crate::tls::TlsProvider;
 /// write every run and the medians.
 ///
 /// With no arguments: every dispatch with mini and TLS none/rustls, at
-/// 1 and 5 clients and pipeline depths 1, 10 and 100, 1 s per run, 3
-/// repeats (about 3 minutes on a 2-core machine). A setup that is not
-/// built is skipped with a note. A cell whose server cannot serve every
-/// client (single with 5 clients) is recorded as it is, with failures.
+/// 1 and 5 clients and pipeline depths 1, 10 and 100, each run 0.5 s of
+/// warm-up then 1 s measured, 3 repeats (about 4½ minutes on a 2-core
+/// machine); servers on one CPU and the load on another. A setup that is
+/// not built is skipped with a note. A cell whose server cannot serve
+/// every client (single with 5 clients) is recorded as it is, with
+/// failures. A cell whose repeats spread wider than 1.2× (max/min of
+/// req/s or of CPU per request) is marked `!`.
+///
+/// SIGINT or SIGTERM stops the bench, its servers and peers at once; the
+/// runs finished so far stay in --out and --json, which are written after
+/// every run.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Dispatches, comma-separated.
@@ -44,9 +55,14 @@ pub struct Args {
     /// Requests in flight per connection, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub pipeline: Vec<u64>,
-    /// Seconds of load per run.
+    /// Seconds of load measured per run.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = values::secs)]
     pub duration: Duration,
+    /// Seconds of load before each measured run, counted neither in its
+    /// requests nor in the server's CPU (caches, TCP windows, TLS sessions
+    /// and the CPU's clock settle first).
+    #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = values::secs_or_zero)]
+    pub warm_up: Duration,
     /// Runs per cell, interleaved across cells.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub repeat: u64,
@@ -71,11 +87,17 @@ pub struct Args {
     #[arg(long, requires = "peers")]
     pub require_peers: bool,
     /// Run every server on these CPUs (`taskset -c` list, e.g. 0 or 0-1).
+    /// Default, on a machine with two CPUs or more: the first CPU this
+    /// process may use (the load on the second), unless --no-pin.
     #[arg(long, value_name = "CPUS", value_parser = system::check_cpu_list)]
     pub pin_server: Option<String>,
-    /// Run the load on these CPUs (the built-in client's threads, or h2load).
+    /// Run the load on these CPUs (the built-in client's threads, or
+    /// h2load). Default: the second CPU this process may use.
     #[arg(long, value_name = "CPUS", value_parser = system::check_cpu_list)]
     pub pin_client: Option<String>,
+    /// Pin nothing: servers and load share every CPU as the scheduler likes.
+    #[arg(long, conflicts_with_all = ["pin_server", "pin_client"])]
+    pub no_pin: bool,
     /// Also run each of our setups with `--trace` (deferred mode),
     /// interleaved with the untraced runs, and report what tracing costs:
     /// the traced/untraced ratio of server CPU per request (the whole
@@ -87,16 +109,40 @@ pub struct Args {
 
 pub fn run(args: Args) -> CmdResult {
     let config = config(&args)?;
-    if let (Some(cpus), LoadClient::Builtin) = (&args.pin_client, args.client) {
+    let files: Vec<(&PathBuf, &dyn Exporter)> =
+        [(&args.out, &Csv as &dyn Exporter), (&args.json, &Json)]
+            .into_iter()
+            .filter_map(|(path, exporter)| path.as_ref().map(|p| (p, exporter)))
+            .collect();
+    // Every output is writable before the first run, not after the last.
+    let none = Results {
+        client: config.client,
+        machine: None,
+        runs: Vec::new(),
+        medians: Vec::new(),
+    };
+    for &(path, exporter) in &files {
+        write_file(path, &exporter.export(&none)?).map_err(CmdError::Input)?;
+    }
+    // A signal kills every child the bench owns, so the run in progress
+    // ends at once; what was written stays.
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot watch for signals")?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            system::interrupt();
+        }
+    });
+    if let (Some(cpus), LoadClient::Builtin) = (&config.pin_client, args.client) {
         system::pin_self(cpus).map_err(anyhow::Error::msg)?;
     }
-    if args.pin_server.is_some() || args.pin_client.is_some() {
-        eprintln!(
-            "h2lab: bench: servers on CPUs {}, load on CPUs {}",
-            args.pin_server.as_deref().unwrap_or("any"),
-            args.pin_client.as_deref().unwrap_or("any")
-        );
-    }
+    eprintln!(
+        "h2lab: bench: servers on CPUs {}, load on CPUs {}; {} s warm-up, {} s measured, {} repeats",
+        config.pin_server.as_deref().unwrap_or("any"),
+        config.pin_client.as_deref().unwrap_or("any"),
+        config.warm_up.as_secs_f64(),
+        config.duration.as_secs_f64(),
+        config.repeat
+    );
     let bar = indicatif::ProgressBar::new((config.cells().len() * config.repeat) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -104,28 +150,56 @@ pub fn run(args: Args) -> CmdResult {
         )
         .expect("a valid template"),
     );
-    let results = super::run(&config, |r| {
+    let mut write_error = None;
+    let results = super::run(&config, |r, so_far| {
         bar.set_message(format!(
             "{} c={} m={}: {:.0} req/s",
             r.cell, r.cell.clients, r.cell.pipeline, r.req_per_s
         ));
         bar.inc(1);
+        for &(path, exporter) in &files {
+            let written = exporter
+                .export(so_far)
+                .map_err(anyhow::Error::from)
+                .and_then(|text| write_file(path, &text));
+            if let Err(e) = written {
+                write_error.get_or_insert(e);
+            }
+        }
     });
     if config.trace_cost {
         let _ = std::fs::remove_dir_all(&config.trace_dir);
     }
-    let results = results?;
     bar.finish_and_clear();
-    cli::out(Table.export(&results)?);
-    let files: [(&Option<PathBuf>, &dyn Exporter); 2] = [(&args.out, &Csv), (&args.json, &Json)];
-    for (path, exporter) in files {
-        if let Some(path) = path {
-            std::fs::write(path, exporter.export(&results)?)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("h2lab: bench: wrote {}", path.display());
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    let results = match results {
+        Ok(results) => results,
+        Err(super::BenchError::Interrupted { runs }) => {
+            eprintln!("h2lab: bench: interrupted after {runs} runs");
+            for (path, _) in &files {
+                eprintln!("h2lab: bench: the runs so far are in {}", path.display());
+            }
+            return Ok(Exit::Failure);
         }
+        Err(e) => return Err(e.into()),
+    };
+    cli::out(Table.export(&results)?);
+    for (path, _) in &files {
+        eprintln!("h2lab: bench: wrote {}", path.display());
     }
     Ok(Exit::Success)
+}
+
+/// Writes `text` to `path` whole or not at all (a temporary file renamed).
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The matrix the options ask for: unsupported setups and missing peers
@@ -150,6 +224,11 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         eprintln!("h2lab: bench: leaving out {}: {missing}", peer.name());
     }
     let peers = matrix::peer_targets(&peers, &args.tls);
+    let (pin_server, pin_client) = match (&args.pin_server, &args.pin_client) {
+        _ if args.no_pin => (None, None),
+        (None, None) => system::default_pins().unzip(),
+        (server, client) => (server.clone(), client.clone()),
+    };
     anyhow::ensure!(
         !setups.is_empty() || !peers.is_empty(),
         "no supported setup in the matrix"
@@ -160,12 +239,13 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         clients: args.clients.iter().map(|&c| c as usize).collect(),
         pipelines: args.pipeline.iter().map(|&m| m as usize).collect(),
         duration: args.duration,
+        warm_up: args.warm_up,
         repeat: args.repeat as usize,
         client: args.client,
         exe: std::env::current_exe().context("cannot find the h2lab binary")?,
         timeout: args.timeout,
-        pin_server: args.pin_server.clone(),
-        pin_client: args.pin_client.clone(),
+        pin_server,
+        pin_client,
         trace_cost: args.trace_cost,
         trace_dir: std::env::temp_dir().join(format!("h2lab-bench-trace-{}", std::process::id())),
     })

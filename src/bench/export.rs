@@ -55,7 +55,7 @@ fn opt(v: Option<u64>) -> String {
 impl Exporter for Table {
     fn export(&self, results: &Results) -> Result<String, ExportError> {
         let mut out = format!(
-            "{:<22} {:>4} {:>4} {:>12} {:>23} {:>8} {:>8} {:>9} {:>7} {:>9}\n",
+            "{:<22} {:>4} {:>4} {:>12} {:>23} {:>8} {:>8} {:>9} {:>15} {:>7} {:>7} {:>9}\n",
             "setup",
             "c",
             "m",
@@ -64,13 +64,17 @@ impl Exporter for Table {
             "p50 µs",
             "p99 µs",
             "CPU µs/r",
+            "(min – max)",
+            "spread",
             "failed",
             "conn err"
         );
         for m in &results.medians {
+            let (rps, cpu) = m.spreads();
+            let mark = if m.is_wide() { "!" } else { " " };
             let _ = writeln!(
                 out,
-                "{:<22} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>7} {:>9}",
+                "{:<22} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>15} {:>6.2}{mark} {:>7} {:>9}",
                 m.cell.to_string(),
                 m.cell.clients,
                 m.cell.pipeline,
@@ -79,8 +83,19 @@ impl Exporter for Table {
                 opt(m.p50_us),
                 opt(m.p99_us),
                 m.cpu_us_per_req,
+                format!("({:.2} – {:.2})", m.cpu_us_per_req_min, m.cpu_us_per_req_max),
+                rps.max(cpu),
                 m.failed,
                 m.connection_errors
+            );
+        }
+        let wide = results.medians.iter().filter(|m| m.is_wide()).count();
+        if wide > 0 {
+            let _ = writeln!(
+                out,
+                "! {wide} of {} cells: repeats spread wider than {}× (max/min of req/s or of CPU µs/r); their medians are not to be trusted",
+                results.medians.len(),
+                super::stats::WIDE_SPREAD
             );
         }
         out.push_str(&trace_costs(&results.medians));
@@ -127,7 +142,12 @@ fn trace_costs(medians: &[Median]) -> String {
 
 impl Exporter for Csv {
     fn export(&self, results: &Results) -> Result<String, ExportError> {
-        Ok(csv_file::to_string(row::rows(results))?)
+        let block = results
+            .machine
+            .as_ref()
+            .map(super::Machine::comment_block)
+            .unwrap_or_default();
+        Ok(block + &csv_file::to_string(row::rows(results))?)
     }
 }
 
@@ -178,8 +198,9 @@ impl Exporter for Markdown<'_> {
         let _ = writeln!(out, "# h2lab bench report\n");
         let _ = writeln!(
             out,
-            "From `{}`. Medians of the runs; ratio = req/s ÷ the baseline's (**{base}**) in the same group.\n",
-            self.source.display()
+            "From `{}`. Medians of the runs; ratio = req/s ÷ the baseline's (**{base}**) in the same group; spread = max/min of the repeats' req/s or CPU, whichever is wider (⚠: over {}×, not to be trusted).\n",
+            self.source.display(),
+            super::stats::WIDE_SPREAD
         );
         for ((clients, pipeline, tls), mut group) in groups {
             group.sort_by(|a, b| b.req_per_s.total_cmp(&a.req_per_s));
@@ -195,18 +216,24 @@ impl Exporter for Markdown<'_> {
             );
             let _ = writeln!(
                 out,
-                "| server | req/s | CPU µs/req | ratio to {base} | failed |"
+                "| server | req/s | CPU µs/req | ratio to {base} | spread (max/min) | failed |"
             );
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
             for m in group {
                 let ratio = match base_rps {
                     Some(b) if b > 0.0 => format!("{:.2}", m.req_per_s / b),
                     _ => "–".into(),
                 };
+                let (rps, cpu) = m.spreads();
+                let mark = if m.is_wide() { " ⚠" } else { "" };
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} | {:.2} | {ratio} | {} |",
-                    m.cell, m.req_per_s, m.cpu_us_per_req, m.failed
+                    "| {} | {:.0} | {:.2} | {ratio} | {:.2}×{mark} | {} |",
+                    m.cell,
+                    m.req_per_s,
+                    m.cpu_us_per_req,
+                    rps.max(cpu),
+                    m.failed
                 );
             }
             let _ = writeln!(out);
@@ -246,6 +273,10 @@ mod tests {
             p50_us: Some(10),
             p99_us: Some(20),
             cpu_us_per_req: 1.5,
+            cpu_us_per_req_min: 1.4,
+            cpu_us_per_req_max: 1.6,
+            req_per_s_cv: 0.0,
+            cpu_cv: 0.05,
             succeeded: 100,
             failed: 0,
             connection_errors: 0,
@@ -256,6 +287,7 @@ mod tests {
     fn results(medians: Vec<Median>) -> Results {
         Results {
             client: LoadClient::Builtin,
+            machine: None,
             runs: Vec::new(),
             medians,
         }
@@ -283,22 +315,36 @@ mod tests {
         let md = markdown(&r, None).unwrap();
         assert!(md.contains("ratio to h2o/peer |"), "{md}");
         assert!(
-            md.contains("| poll/mini/none | 300 | 1.50 | 2.00 | 0 |"),
+            md.contains("| poll/mini/none | 300 | 1.50 | 2.00 | 1.14× | 0 |"),
             "{md}"
         );
         assert!(
-            md.contains("| nginx/peer/none | 50 | 1.50 | 0.33 | 0 |"),
+            md.contains("| nginx/peer/none | 50 | 1.50 | 0.33 | 1.14× | 0 |"),
             "{md}"
         );
         assert!(
-            md.contains("| poll/mini/rustls | 200 | 1.50 | 2.00 | 0 |"),
+            md.contains("| poll/mini/rustls | 200 | 1.50 | 2.00 | 1.14× | 0 |"),
             "{md}"
         );
         assert!(md.contains("## 1 client, 10 in flight, TLS"), "{md}");
+        let mut wide = r.clone();
+        wide.medians[0].cpu_us_per_req_max = 2.0;
+        let md_wide = markdown(&wide, None).unwrap();
+        assert!(
+            md_wide.contains("| poll/mini/none | 300 | 1.50 | 2.00 | 1.43× ⚠ | 0 |"),
+            "{md_wide}"
+        );
+        let table = Table.export(&wide).unwrap();
+        assert!(table.contains("1.43!"), "{table}");
+        assert!(
+            table.contains("! 1 of 5 cells: repeats spread wider"),
+            "{table}"
+        );
+        assert!(!Table.export(&r).unwrap().contains('!'));
         assert!(md.ends_with("## Machine\n"), "{md}");
         let md = markdown(&r, Some("poll/mini")).unwrap();
         assert!(
-            md.contains("| h2o/peer/none | 150 | 1.50 | 0.50 | 0 |"),
+            md.contains("| h2o/peer/none | 150 | 1.50 | 0.50 | 1.14× | 0 |"),
             "{md}"
         );
         assert!(matches!(

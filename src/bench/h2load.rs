@@ -4,29 +4,37 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use super::system::pinned;
+use super::system::{self, pinned};
 use super::{BenchConfig, BenchError, Cell, Measured};
 
 /// One run of h2load against `url` for the bench's duration.
 pub fn run(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
     let started = Instant::now();
     let secs = config.timeout.as_secs().max(1).to_string();
-    let out = pinned(Command::new("h2load"), config.pin_client.as_deref())
+    let child = system::owned(pinned(Command::new("h2load"), config.pin_client.as_deref()))
         .arg(format!(
             "--duration={}ms",
             config.duration.as_millis().max(1)
         ))
+        .arg(format!("--warm-up-time={}ms", config.warm_up.as_millis()))
         .args(["-c", &cell.clients.to_string()])
         .args(["-m", &cell.pipeline.to_string()])
         .args(["-T", &secs, "-N", &secs])
         .arg(url)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| {
             BenchError::H2load(format!(
                 "cannot run it ({e}): apt-get install nghttp2-client"
             ))
         })?;
+    let pid = child.id();
+    system::register(pid);
+    let out = child.wait_with_output();
+    system::kill_group(pid);
+    let out = out.map_err(|e| BenchError::H2load(e.to_string()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     parse(&text, started.elapsed().as_secs_f64())
         .ok_or_else(|| BenchError::H2load(format!("unexpected output: {}", text.trim())))

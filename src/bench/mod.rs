@@ -13,6 +13,7 @@ mod child;
 pub mod command;
 pub mod export;
 mod h2load;
+pub mod machine;
 pub mod matrix;
 pub mod peers;
 pub mod report;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::load::{self, LoadConfig, Stop};
 use crate::server::Setup;
+pub use machine::Machine;
 pub use matrix::{Cell, Target};
 pub use peers::Peer;
 pub use stats::Median;
@@ -58,6 +60,8 @@ pub struct BenchConfig {
     pub clients: Vec<usize>,
     pub pipelines: Vec<usize>,
     pub duration: Duration,
+    /// Load before each measured run, counted neither in requests nor CPU.
+    pub warm_up: Duration,
     pub repeat: usize,
     pub client: LoadClient,
     /// The `h2lab` binary whose `serve` is measured.
@@ -109,6 +113,8 @@ pub struct Run {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Results {
     pub client: LoadClient,
+    /// Where and how the bench ran (`None`: read from a CSV without it).
+    pub machine: Option<Machine>,
     pub runs: Vec<Run>,
     pub medians: Vec<Median>,
 }
@@ -130,26 +136,46 @@ pub enum BenchError {
     Proc(String),
     #[error("{cell}: the trace: {reason}")]
     Trace { cell: Cell, reason: String },
+    #[error("interrupted after {runs} runs")]
+    Interrupted { runs: usize },
 }
 
-/// Runs every cell `repeat` times, interleaved; `progress` sees each run.
-pub fn run(config: &BenchConfig, mut progress: impl FnMut(&Run)) -> Result<Results, BenchError> {
+/// Runs every cell `repeat` times, interleaved; `progress` sees each run
+/// and the results so far. SIGINT or SIGTERM ([`system::interrupt`]) ends
+/// it with [`BenchError::Interrupted`], the run it cut short left out.
+pub fn run(
+    config: &BenchConfig,
+    mut progress: impl FnMut(&Run, &Results),
+) -> Result<Results, BenchError> {
     let ticks = system::clock_ticks();
     let cells = config.cells();
-    let mut runs = Vec::new();
+    let mut results = Results {
+        client: config.client,
+        machine: Some(Machine::of_bench(config)),
+        runs: Vec::new(),
+        medians: Vec::new(),
+    };
+    let interrupted = |runs: &[Run]| BenchError::Interrupted { runs: runs.len() };
     for rep in 1..=config.repeat {
         for &cell in &cells {
-            let run = run_one(config, cell, rep, ticks)?;
-            progress(&run);
-            runs.push(run);
+            if system::interrupted() {
+                return Err(interrupted(&results.runs));
+            }
+            let run = run_one(config, cell, rep, ticks);
+            if system::interrupted() {
+                return Err(interrupted(&results.runs));
+            }
+            results.runs.push(run?);
+            let measured: Vec<Cell> = cells
+                .iter()
+                .copied()
+                .filter(|c| results.runs.iter().any(|r| r.cell == *c))
+                .collect();
+            results.medians = stats::medians(&measured, &results.runs);
+            progress(results.runs.last().expect("pushed"), &results);
         }
     }
-    let medians = stats::medians(&cells, &runs);
-    Ok(Results {
-        client: config.client,
-        runs,
-        medians,
-    })
+    Ok(results)
 }
 
 fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<Run, BenchError> {
@@ -164,11 +190,19 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
     // nginx's worker exists before the load starts: the set is stable.
     let pids = server.pids();
     let cpu = || system::cpu_of(&pids, ticks).map_err(BenchError::Proc);
-    let cpu_before = cpu()?;
-    let m = match config.client {
-        LoadClient::Builtin => builtin(config, cell, server.url())?,
-        LoadClient::H2load => h2load::run(config, cell, server.url())?,
-    };
+    // The load warms up first; the server's CPU counts from its end.
+    let (m, cpu_before) = std::thread::scope(|s| {
+        let before = s.spawn(|| {
+            std::thread::sleep(config.warm_up);
+            cpu()
+        });
+        let m = match config.client {
+            LoadClient::Builtin => builtin(config, cell, server.url()),
+            LoadClient::H2load => h2load::run(config, cell, server.url()),
+        };
+        (m, before.join().expect("the CPU reader does not panic"))
+    });
+    let (m, cpu_before) = (m?, cpu_before?);
     let cpu = cpu()? - cpu_before;
     // A traced server must stop cleanly for its trace to be complete.
     let trace = match trace {
@@ -243,7 +277,7 @@ fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         clients: cell.clients,
         streams: cell.pipeline,
         stop: Stop::Duration(config.duration),
-        warm_up: Duration::ZERO,
+        warm_up: config.warm_up,
         insecure: true,
         cacert: None,
         timeout: config.timeout,

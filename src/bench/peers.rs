@@ -73,12 +73,8 @@ impl RunningPeer {
 
 impl Drop for RunningPeer {
     fn drop(&mut self) {
-        let pids: Vec<String> = self.pids().iter().map(u32::to_string).collect();
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .args(&pids)
-            .stderr(Stdio::null())
-            .status();
+        // Its own process group: nginx's workers go with the master.
+        super::system::kill_group(self.child.id());
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -118,12 +114,13 @@ pub fn start(peer: Peer, tls: bool, pin: Option<&str>) -> Result<RunningPeer, St
     };
     let (cmd, port) =
         setup().map_err(|e| format!("{}: cannot prepare {}: {e}", peer.name(), dir.display()))?;
-    let child = pinned(cmd, pin)
+    let child = super::system::owned(pinned(cmd, pin))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    super::system::register(child.id());
     let scheme = if tls { "https" } else { "http" };
     let running = RunningPeer {
         child,
@@ -133,6 +130,9 @@ pub fn start(peer: Peer, tls: bool, pin: Option<&str>) -> Result<RunningPeer, St
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if super::system::interrupted() {
+            return Err("interrupted".into());
+        }
         if Instant::now() > deadline {
             return Err(format!(
                 "{} did not listen on {addr} within 10 s",
@@ -144,6 +144,9 @@ pub fn start(peer: Peer, tls: bool, pin: Option<&str>) -> Result<RunningPeer, St
     // nginx's master listens before its worker exists, and the worker is
     // what serves: its CPU time must be in the measured set from the start.
     while peer == Peer::Nginx && children_of(running.child.id()).is_empty() {
+        if super::system::interrupted() {
+            return Err("interrupted".into());
+        }
         if Instant::now() > deadline {
             return Err("nginx started no worker within 10 s".into());
         }
@@ -190,8 +193,12 @@ fn command(
                 ),
                 false => String::new(),
             };
+            // No access-log directive at all: h2o then logs nothing (with
+            // `access-log: /dev/null` it still writes a line per request).
+            // h2o 2.2 cannot answer from memory; file.file keeps the file
+            // open and reads it with one pread per request.
             let conf = format!(
-                "listen:\n  host: 127.0.0.1\n  port: {port}\n{ssl}num-threads: 1\naccess-log: /dev/null\n\
+                "listen:\n  host: 127.0.0.1\n  port: {port}\n{ssl}num-threads: 1\n\
                  error-log: {d}/error.log\nhosts:\n  default:\n    paths:\n      /:\n        file.file: {d}/index.html\n"
             );
             std::fs::write(dir.join("h2o.conf"), conf)?;

@@ -31,10 +31,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> CmdResult {
     let results = row::read(&args.csv)?;
+    let machine = match &results.machine {
+        Some(m) => m.markdown("Machine (where the bench ran)"),
+        None => describe_machine(),
+    };
     let markdown = Markdown {
         baseline: args.baseline.as_deref(),
         source: &args.csv,
-        machine: describe_machine(),
+        machine,
     }
     .export(&results)?;
     match &args.out {

@@ -10,7 +10,7 @@ use super::{Cell, LoadClient, Median, Results, Run, Target, TraceCost};
 use crate::csv_file::{self, CsvFileError};
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -50,6 +50,14 @@ pub struct Row {
     pub trace_lost: Option<u64>,
     pub span_ns: Option<f64>,
     pub event_ns: Option<f64>,
+    /// Medians only: the spread of CPU per request, the coefficients of
+    /// variation of req/s and of CPU, and whether the repeats spread wider
+    /// than 1.2× (max/min) in either.
+    pub cpu_us_per_req_min: Option<f64>,
+    pub cpu_us_per_req_max: Option<f64>,
+    pub req_per_s_cv: Option<f64>,
+    pub cpu_cv: Option<f64>,
+    pub wide: Option<bool>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -84,6 +92,11 @@ impl Row {
             trace_lost: None,
             span_ns: None,
             event_ns: None,
+            cpu_us_per_req_min: None,
+            cpu_us_per_req_max: None,
+            req_per_s_cv: None,
+            cpu_cv: None,
+            wide: None,
         }
     }
 
@@ -123,6 +136,11 @@ impl Row {
             p50_us: m.p50_us,
             p99_us: m.p99_us,
             cpu_us_per_req: round(m.cpu_us_per_req, 3),
+            cpu_us_per_req_min: Some(round(m.cpu_us_per_req_min, 3)),
+            cpu_us_per_req_max: Some(round(m.cpu_us_per_req_max, 3)),
+            req_per_s_cv: Some(round(m.req_per_s_cv, 4)),
+            cpu_cv: Some(round(m.cpu_cv, 4)),
+            wide: Some(m.is_wide()),
             succeeded: m.succeeded,
             failed: m.failed,
             connection_errors: m.connection_errors,
@@ -151,6 +169,10 @@ impl Row {
             p50_us: self.p50_us,
             p99_us: self.p99_us,
             cpu_us_per_req: self.cpu_us_per_req,
+            cpu_us_per_req_min: self.cpu_us_per_req_min.unwrap_or(self.cpu_us_per_req),
+            cpu_us_per_req_max: self.cpu_us_per_req_max.unwrap_or(self.cpu_us_per_req),
+            req_per_s_cv: self.req_per_s_cv.unwrap_or(0.0),
+            cpu_cv: self.cpu_cv.unwrap_or(0.0),
             succeeded: self.succeeded,
             failed: self.failed,
             connection_errors: self.connection_errors,
@@ -202,8 +224,10 @@ pub fn read(path: &Path) -> Result<Results, ReadError> {
     if medians.is_empty() {
         return Err(bad("no median rows".into()));
     }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
     Ok(Results {
         client: rows[0].client,
+        machine: super::Machine::from_comments(&text),
         runs: Vec::new(),
         medians,
     })
@@ -236,6 +260,10 @@ mod tests {
             p50_us: Some(80),
             p99_us: None,
             cpu_us_per_req: 0.123456,
+            cpu_us_per_req_min: 0.1,
+            cpu_us_per_req_max: 0.13,
+            req_per_s_cv: 0.2,
+            cpu_cv: 0.1,
             succeeded: 9,
             failed: 0,
             connection_errors: 0,
@@ -247,7 +275,7 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true")
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);

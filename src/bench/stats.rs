@@ -15,11 +15,47 @@ pub struct Median {
     pub p50_us: Option<u64>,
     pub p99_us: Option<u64>,
     pub cpu_us_per_req: f64,
+    pub cpu_us_per_req_min: f64,
+    pub cpu_us_per_req_max: f64,
+    /// Coefficients of variation (standard deviation / mean) of the runs.
+    pub req_per_s_cv: f64,
+    pub cpu_cv: f64,
     pub succeeded: u64,
     pub failed: u64,
     pub connection_errors: u64,
     /// Traced cells: medians of the runs' trace figures, losses summed.
     pub trace: Option<TraceCost>,
+}
+
+/// Repeats whose max/min exceeds this are too far apart to trust the median.
+pub const WIDE_SPREAD: f64 = 1.2;
+
+impl Median {
+    /// max/min of the runs' req/s and of their CPU per request.
+    pub fn spreads(&self) -> (f64, f64) {
+        let ratio = |min: f64, max: f64| if min > 0.0 { max / min } else { 1.0 };
+        (
+            ratio(self.req_per_s_min, self.req_per_s_max),
+            ratio(self.cpu_us_per_req_min, self.cpu_us_per_req_max),
+        )
+    }
+
+    /// The repeats spread wider than [`WIDE_SPREAD`] in req/s or CPU.
+    pub fn is_wide(&self) -> bool {
+        let (rps, cpu) = self.spreads();
+        rps > WIDE_SPREAD || cpu > WIDE_SPREAD
+    }
+}
+
+/// Standard deviation over mean (0 for fewer than two values).
+pub fn cv(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 || mean == 0.0 {
+        return 0.0;
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    var.sqrt() / mean
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -38,6 +74,7 @@ pub fn medians(cells: &[Cell], runs: &[Run]) -> Vec<Median> {
         .map(|cell| {
             let mine: Vec<&Run> = runs.iter().filter(|r| r.cell == *cell).collect();
             let rps: Vec<f64> = mine.iter().map(|r| r.req_per_s).collect();
+            let cpu: Vec<f64> = mine.iter().map(|r| r.cpu_us_per_req).collect();
             let pct = |f: fn(&Run) -> Option<u64>| -> Option<u64> {
                 let v: Vec<f64> = mine.iter().filter_map(|r| f(r).map(|x| x as f64)).collect();
                 (!v.is_empty()).then(|| median(v) as u64)
@@ -50,7 +87,11 @@ pub fn medians(cells: &[Cell], runs: &[Run]) -> Vec<Median> {
                 req_per_s_max: rps.iter().copied().fold(0.0, f64::max),
                 p50_us: pct(|r| r.p50_us),
                 p99_us: pct(|r| r.p99_us),
-                cpu_us_per_req: median(mine.iter().map(|r| r.cpu_us_per_req).collect()),
+                cpu_us_per_req: median(cpu.clone()),
+                cpu_us_per_req_min: cpu.iter().copied().fold(f64::INFINITY, f64::min),
+                cpu_us_per_req_max: cpu.iter().copied().fold(0.0, f64::max),
+                req_per_s_cv: cv(&rps),
+                cpu_cv: cv(&cpu),
                 succeeded: mine.iter().map(|r| r.succeeded).sum(),
                 failed: mine.iter().map(|r| r.failed).sum(),
                 connection_errors: mine.iter().map(|r| r.connection_errors).sum(),
@@ -83,5 +124,13 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0]), 2.5);
         assert_eq!(median(vec![]), 0.0);
+    }
+
+    #[test]
+    fn spread_is_the_coefficient_of_variation() {
+        assert_eq!(cv(&[5.0]), 0.0);
+        assert_eq!(cv(&[2.0, 2.0, 2.0]), 0.0);
+        // Mean 2, sample standard deviation 1.
+        assert!((cv(&[1.0, 2.0, 3.0]) - 0.5).abs() < 1e-12);
     }
 }

@@ -21,6 +21,75 @@ pub fn pinned(cmd: Command, cpus: Option<&str>) -> Command {
     }
 }
 
+/// Process groups of the children the bench runs (servers, peers, h2load),
+/// so that a signal to the bench can stop them all.
+static GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+/// Set once SIGINT or SIGTERM has reached the bench.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `cmd` as a child the bench owns: the leader of a process group of its
+/// own (its children, nginx's workers, go with it) and killed by the
+/// kernel if the bench dies first (PR_SET_PDEATHSIG, set by util-linux's
+/// `setpriv`, since this crate has no unsafe code for a `pre_exec`). Spawn
+/// it from the main thread: the signal follows the thread that forked.
+pub fn owned(cmd: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut owned = Command::new("setpriv");
+    owned
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .process_group(0);
+    owned
+}
+
+/// Remembers the group of an owned child for [`interrupt`].
+pub fn register(pid: u32) {
+    GROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+}
+
+/// Kills the group of an owned child and forgets it.
+pub fn kill_group(pid: u32) {
+    GROUPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|&p| p != pid);
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Sends SIGKILL to `pid` (already gone: nothing to do).
+pub fn kill(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// SIGINT or SIGTERM reached the bench: every owned child is killed, so
+/// the run in progress ends at once; the bench then stops.
+pub fn interrupt() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    let groups = std::mem::take(&mut *GROUPS.lock().unwrap_or_else(|e| e.into_inner()));
+    for pid in groups {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The default pinning: the server on the first CPU this process may use,
+/// the load on the second; none on a machine with one CPU.
+pub fn default_pins() -> Option<(String, String)> {
+    let set = rustix::thread::sched_getaffinity(None).ok()?;
+    let mut cpus = (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c));
+    Some((cpus.next()?.to_string(), cpus.next()?.to_string()))
+}
+
 /// Pins every thread of this process to `cpus` (for the built-in client).
 pub fn pin_self(cpus: &str) -> Result<(), String> {
     let out = Command::new("taskset")
@@ -103,7 +172,7 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 }
 
 /// The first line of a command's output (stdout, else stderr), if it runs.
-fn version_of(cmd: &str, args: &[&str]) -> Option<String> {
+pub fn version_of(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
     let text = if out.stdout.is_empty() {
         out.stderr

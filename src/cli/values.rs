@@ -14,6 +14,14 @@ pub fn secs(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Seconds, where 0 means none (a warm-up).
+pub fn secs_or_zero(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => secs(s),
+    }
+}
+
 /// An IP address, or `localhost` for 127.0.0.1.
 pub fn host(s: &str) -> Result<IpAddr, String> {
     if s == "localhost" {
