@@ -131,10 +131,12 @@ fn tiny_matrix_with_both_clients() {
     }
 }
 
-/// `single` with two clients starves the second: over TLS its handshake
-/// never ends, which the bench records as a connection error.
+/// `single` with two clients starves the second: the bench records it the
+/// same with and without TLS (h2c writes its requests blind, TLS cannot get
+/// past its handshake): one connection error, and its requests in flight
+/// (2 here) failed.
 #[test]
-fn a_starved_client_is_recorded() {
+fn a_starved_client_is_recorded_alike_with_and_without_tls() {
     let _serial = serial();
     let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
         .args([
@@ -142,17 +144,25 @@ fn a_starved_client_is_recorded() {
             "--dispatch",
             "single",
             "--tls",
-            "rustls",
+            "none,rustls",
             "--clients",
             "2",
             "--pipeline",
-            "1",
+            "2",
         ])
-        .args(["--duration", "0.3", "--repeat", "1", "--timeout", "0.5"]));
+        .args(["--duration", "0.3", "--warm-up", "0.1", "--repeat", "1"])
+        .args(["--timeout", "0.5"]));
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
-    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(row.last(), Some(&"1"), "{table}");
+    for tls in ["none", "rustls"] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("single/mini/{tls} ")))
+            .unwrap_or_else(|| panic!("{table}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // ... failed, conn err.
+        assert_eq!(cols[cols.len() - 2..], ["2", "1"], "{tls}: {table}");
+    }
 }
 
 /// Pinned runs: servers (ours and a peer) on CPU 0, the load on CPU 1.
@@ -496,4 +506,52 @@ fn stats() -> impl Iterator<Item = (u32, u32, u32)> {
         // After the name: state, ppid, pgrp.
         Some((pid, rest.get(1)?.parse().ok()?, rest.get(2)?.parse().ok()?))
     })
+}
+
+/// The bench's two load clients agree on what a server costs: against the
+/// same peer, on a cell the server limits (nginx, 5 × 100 in flight), the
+/// medians of server CPU per request are within 25% of each other.
+#[test]
+fn both_load_clients_measure_the_same_server_cost() {
+    let _serial = serial();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-cross");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cpu = Vec::new();
+    for client in ["builtin", "h2load"] {
+        let csv = dir.join(format!("{client}.csv"));
+        // `poll` has no h2 engine: only the peer is measured.
+        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .args([
+                "bench",
+                "--dispatch",
+                "poll",
+                "--engine",
+                "h2",
+                "--tls",
+                "none",
+            ])
+            .args(["--peers", "nginx", "--require-peers", "--client", client])
+            .args(["--clients", "5", "--pipeline", "100", "--duration", "0.5"])
+            .args(["--warm-up", "0.2", "--repeat", "3", "--out"])
+            .arg(&csv));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let median = rows(&csv)
+            .into_iter()
+            .find(|r| r.kind == RowKind::Median)
+            .unwrap();
+        assert_eq!(median.dispatch, "nginx");
+        assert!(median.succeeded > 0 && median.failed == 0, "{median:?}");
+        cpu.push(median.cpu_us_per_req);
+    }
+    let ratio = cpu[0].max(cpu[1]) / cpu[0].min(cpu[1]);
+    assert!(
+        ratio <= 1.25,
+        "builtin {} vs h2load {} µs/request",
+        cpu[0],
+        cpu[1]
+    );
 }

@@ -5,10 +5,13 @@
 """Chart an h2lab bench: requests/s and latency against pipeline depth.
 
 Reads the CSV that `h2lab bench --out FILE.csv` writes (its `median` rows)
-and draws, for each clients × (h2c or TLS) pair, requests/s against pipeline depth
-with one line per server and min–max error bars, as the seed's charts did;
-with --latency, p50 and p99 latency on a log scale instead. The output
-format follows the file name: .png or .svg.
+and draws a grid of panels, a row per client count and a column for h2c and
+TLS: requests/s against pipeline depth, one line per server (the same colour
+in every panel) with min–max error bars, as the seed's charts did, and one
+legend beside the grid. Cells with failures get a red ring, cells whose
+repeats spread wider than 1.2x a hollow marker. --log puts requests/s on a
+log scale; --latency plots p50 and p99 latency (log scale) instead. The
+output format follows the file name: .png or .svg.
 """
 
 import argparse
@@ -46,6 +49,9 @@ def read_medians(path):
                     row[key] = float(row[key])
                 for key in ("p50_us", "p99_us"):
                     row[key] = int(row[key]) if row[key] else None
+                row["failed"] = int(row["failed"]) + int(row["connection_errors"])
+                # Older CSVs have no spread columns.
+                row["wide"] = row.get("wide") == "true"
             except ValueError:
                 raise ValueError(f"{path}:{line}: not a number in {cols}")
             rows.append(row)
@@ -61,20 +67,30 @@ def label(row):
     return name if row["tls"] == "none" else f'{name} ({row["tls"]})'
 
 
-def plot(rows, out, latency=False, title=None):
-    """Draws one panel per (clients, TLS); returns the number of lines drawn."""
+def plot(rows, out, latency=False, title=None, log=False):
+    """Draws a grid of panels, a row per client count and a column per h2c/TLS,
+    with one legend beside them; returns the number of lines drawn. Points of
+    cells with failures are marked with a red ring, cells whose repeats spread
+    wider than 1.2x with a hollow marker."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(r["clients"], r["tls"] != "none") for r in rows})
+    clients_list = sorted({r["clients"] for r in rows})
+    tls_list = sorted({r["tls"] != "none" for r in rows})
     servers = sorted({label(r) for r in rows})
     # 20 distinct colours: a bench with peers has more than 10 servers.
     colours = [matplotlib.colormaps["tab20"](i) for i in range(20)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    fig, axes = plt.subplots(len(clients_list), len(tls_list),
+                             figsize=(4.6 * len(tls_list) + 2.6, 3.4 * len(clients_list)),
+                             squeeze=False, sharex=True)
     lines = 0
-    for ax, (clients, tls) in zip(axes[0], panels):
+    handles = {}
+    panels = [(ax, clients, tls)
+              for row_axes, clients in zip(axes, clients_list)
+              for ax, tls in zip(row_axes, tls_list)]
+    for ax, clients, tls in panels:
         series = defaultdict(list)
         for r in rows:
             if (r["clients"], r["tls"] != "none") == (clients, tls):
@@ -88,34 +104,61 @@ def plot(rows, out, latency=False, title=None):
                 for key, style in (("p50_us", "-o"), ("p99_us", "--x")):
                     y = [p[key] for p in points]
                     if all(v is not None for v in y):
-                        ax.plot(x, y, style, color=colour, label=f"{server} {key[:3]}")
+                        (h,) = ax.plot(x, y, style, color=colour, label=f"{server} {key[:3]}")
+                        handles.setdefault(f"{server} {key[:3]}", h)
                         lines += 1
+                        mark(ax, points, x, y)
             else:
                 y = [p["req_per_s"] for p in points]
                 low = [p["req_per_s"] - p["req_per_s_min"] for p in points]
                 high = [p["req_per_s_max"] - p["req_per_s"] for p in points]
-                ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=colour,
-                            label=server)
+                h = ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=colour,
+                                label=server)
+                handles.setdefault(server, h)
                 lines += 1
+                mark(ax, points, x, y)
         ax.set_xscale("log")
         ax.set_xticks(sorted({r["pipeline"] for r in rows}))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.set_xlabel("requests in flight per connection (pipeline depth)")
+        if clients == clients_list[-1]:
+            ax.set_xlabel("requests in flight per connection")
         if latency:
             ax.set_yscale("log")
-            ax.set_ylabel("latency (µs, log scale)")
+            ax.set_ylabel("latency (µs, log)")
+        elif log:
+            ax.set_yscale("log")
+            ax.set_ylabel("requests/s (log)")
         else:
-            ax.set_ylabel("requests/s (median, min–max)")
+            ax.set_ylabel("requests/s")
             ax.set_ylim(bottom=0)
-        ax.set_title(f"{clients} client{'s' if clients != 1 else ''}, {'TLS' if tls else 'h2c'}")
+        ax.set_title(f"{clients} client{'s' if clients != 1 else ''}, {'TLS' if tls else 'h2c'}",
+                     fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    if lines:
+        # One legend for every panel, beside them: it covers no data.
+        fig.legend(list(handles.values()), list(handles.keys()), loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False,
+                   title="median, min–max bars;\nhollow: spread > 1.2×;\nred ring: failures",
+                   title_fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return lines
+
+
+def mark(ax, points, x, y):
+    """Hollow markers where the repeats spread too wide, red rings where
+    requests or connections failed."""
+    for p, xi, yi in zip(points, x, y):
+        if yi is None:
+            continue
+        if p["wide"]:
+            ax.plot([xi], [yi], "o", markersize=5, color="white", zorder=3)
+        if p["failed"]:
+            ax.plot([xi], [yi], "o", markersize=11, markerfacecolor="none",
+                    markeredgecolor="red", markeredgewidth=1.5, zorder=4)
 
 
 def main(argv=None):
@@ -126,13 +169,15 @@ def main(argv=None):
                         help="image to write, .png or .svg (default: bench.png)")
     parser.add_argument("--latency", action="store_true",
                         help="plot p50 and p99 latency (log scale) instead of requests/s")
+    parser.add_argument("--log", action="store_true",
+                        help="requests/s on a log scale (servers an order of magnitude apart)")
     parser.add_argument("--title", help="title over the panels")
     args = parser.parse_args(argv)
     if not args.output.lower().endswith((".png", ".svg")):
         parser.error(f"--output must end in .png or .svg: {args.output}")
     try:
         rows = read_medians(args.csv)
-        lines = plot(rows, args.output, args.latency, args.title)
+        lines = plot(rows, args.output, args.latency, args.title, args.log)
     except (OSError, ValueError) as e:
         print(f"plot_bench: {e}", file=sys.stderr)
         return 2

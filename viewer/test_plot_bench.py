@@ -50,3 +50,32 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert "not an h2lab bench CSV" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         plot_bench.main([str(bad), "-o", "chart.gif"])
+
+
+def test_grid_log_scale_and_marks(bench_csv, tmp_path):
+    # The bench wrote its machine block as `#` lines: the reader skips them.
+    text = bench_csv.read_text()
+    assert text.startswith("# ")
+    lines = text.splitlines()
+    header = next(l for l in lines if l.startswith("kind,"))
+    cols = header.split(",")
+    # One median cell with failures and a wide spread.
+    for i, line in enumerate(lines):
+        if line.startswith("median,"):
+            row = line.split(",")
+            row[cols.index("failed")] = "7"
+            row[cols.index("wide")] = "true"
+            lines[i] = ",".join(row)
+            break
+    marked = tmp_path / "marked.csv"
+    marked.write_text("\n".join(lines) + "\n")
+    rows = plot_bench.read_medians(marked)
+    assert sum(r["failed"] > 0 for r in rows) == 1 and sum(r["wide"] for r in rows) == 1
+    svg = tmp_path / "log.svg"
+    assert plot_bench.main([str(marked), "-o", str(svg), "--log"]) == 0
+    out = svg.read_text()
+    assert "requests/s (log)" in out
+    assert "#ff0000" in out  # the red ring
+    # A 2 × 2 grid: clients 1 and 2, h2c and TLS.
+    for title in ("1 client, h2c", "1 client, TLS", "2 clients, h2c", "2 clients, TLS"):
+        assert title in out
