@@ -250,8 +250,10 @@ fn trace_cost(
     if !meta.complete {
         return Err(failed("the server did not complete its trace".into()));
     }
+    // Per response the server sent: records of the warm-up are in the trace.
+    let responses = meta.responses.unwrap_or(succeeded);
     Ok(TraceCost {
-        records_per_req: meta.records as f64 / succeeded.max(1) as f64,
+        records_per_req: meta.records as f64 / responses.max(1) as f64,
         lost: meta.dropped + meta.unrecorded,
         span_ns: meta.span_cost_ns,
         event_ns: meta.event_cost_ns,

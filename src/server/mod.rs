@@ -360,10 +360,10 @@ impl Server {
     pub fn stop(mut self) -> ServerStats {
         self.shutdown();
         let mut stats = self.stats();
-        stats.trace = self
-            .tracer
-            .take()
-            .map(|t| t.finish().map_err(|e| e.to_string()));
+        stats.trace = self.tracer.take().map(|t| {
+            t.finish_with(Some(stats.responses))
+                .map_err(|e| e.to_string())
+        });
         stats
     }
 

@@ -44,6 +44,9 @@ pub struct TraceMeta {
     pub format_seconds: f64,
     /// The recording threads, `|`-joined, by index (the `thread` argument).
     pub thread_names: String,
+    /// Responses the server sent in all (a warm-up included), when it said.
+    #[serde(default)]
+    pub responses: Option<u64>,
 }
 
 impl TraceMeta {

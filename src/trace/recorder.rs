@@ -133,8 +133,8 @@ impl Sink {
     }
 
     /// Tells the writer to complete the files (waits for room in the queue).
-    pub(super) fn send_finish(&self) -> Result<(), mpsc::SendError<Msg>> {
-        self.tx.send(Msg::Finish)
+    pub(super) fn send_finish(&self, responses: Option<u64>) -> Result<(), mpsc::SendError<Msg>> {
+        self.tx.send(Msg::Finish(responses))
     }
 
     /// Whether one more record may be taken (`--trace-limit`); counts it.

@@ -54,9 +54,15 @@ impl Tracer {
     /// Completes both files with what was lost. Call it once every traced
     /// thread has finished (they send their last batch as they end).
     pub fn finish(self) -> Result<TraceSummary, TraceError> {
+        self.finish_with(None)
+    }
+
+    /// [`Tracer::finish`], recording in the metadata how many responses
+    /// the server sent (records per response, a warm-up included).
+    pub fn finish_with(self, responses: Option<u64>) -> Result<TraceSummary, TraceError> {
         flush_thread(&self.sink);
         // A blocking send: the writer is draining the queue.
-        let _ = self.sink.send_finish();
+        let _ = self.sink.send_finish(responses);
         let (written, meta) = match self.writer.join() {
             Ok(result) => result.map_err(TraceError::Write)?,
             Err(_) => return Err(TraceError::Write(std::io::Error::other("writer panicked"))),

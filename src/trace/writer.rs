@@ -30,7 +30,8 @@ use crate::frame::{FrameHeader, FrameType};
 
 pub(super) enum Msg {
     Batch(Vec<Packed>),
-    Finish,
+    /// Complete the files; the server's response count, if known.
+    Finish(Option<u64>),
 }
 
 /// The JSON's first 16 octets while it is being written, and after a clean end.
@@ -121,7 +122,10 @@ pub(super) fn run(
     for msg in rx.iter() {
         let batch = match msg {
             Msg::Batch(batch) => batch,
-            Msg::Finish => break,
+            Msg::Finish(responses) => {
+                meta.responses = responses;
+                break;
+            }
         };
         records += batch.len() as u64;
         if files.live {
