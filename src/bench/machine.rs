@@ -34,6 +34,24 @@ pub struct Machine {
 impl Machine {
     /// This machine, and how `config` runs on it.
     pub fn of_bench(config: &BenchConfig) -> Machine {
+        Machine {
+            date: utc_now(),
+            pinning: format!(
+                "servers on CPUs {}, load on CPUs {}",
+                config.pin_server.as_deref().unwrap_or("any"),
+                config.pin_client.as_deref().unwrap_or("any")
+            ),
+            warm_up: format!("{} s", config.warm_up.as_secs_f64()),
+            duration: format!("{} s", config.duration.as_secs_f64()),
+            repeat: config.repeat.to_string(),
+            client: config.client.name().into(),
+            ..Machine::here()
+        }
+    }
+
+    /// This machine: CPU, kernel, h2lab, TLS libraries, tools and peers
+    /// (the bench's fields empty).
+    pub fn here() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -55,7 +73,6 @@ impl Machine {
             installed(peer.find().and_then(|p| version_of(p.to_str()?, args)))
         };
         Machine {
-            date: utc_now(),
             h2lab: format!(
                 "{} (commit {})",
                 env!("CARGO_PKG_VERSION"),
@@ -64,20 +81,12 @@ impl Machine {
             cpu,
             cores: cores.to_string(),
             kernel: format!("Linux {}", kernel.trim()),
-            pinning: format!(
-                "servers on CPUs {}, load on CPUs {}",
-                config.pin_server.as_deref().unwrap_or("any"),
-                config.pin_client.as_deref().unwrap_or("any")
-            ),
-            warm_up: format!("{} s", config.warm_up.as_secs_f64()),
-            duration: format!("{} s", config.duration.as_secs_f64()),
-            repeat: config.repeat.to_string(),
-            client: config.client.name().into(),
             tls: format!("rustls 0.23 (ring); {}", openssl::version::version()),
             h2load: installed(version_of("h2load", &["--version"])),
             nginx: peer(Peer::Nginx),
             h2o: peer(Peer::H2o),
             nghttpd: peer(Peer::Nghttpd),
+            ..Machine::default()
         }
     }
 
@@ -114,38 +123,20 @@ impl Machine {
         serde_json::from_value(serde_json::Value::Object(map)).ok()
     }
 
-    /// A markdown list, under `heading`.
+    /// A markdown list, under `heading` (fields left empty left out).
     pub fn markdown(&self, heading: &str) -> String {
         let mut out = format!("## {heading}\n\n");
-        for (k, v) in self.fields() {
+        for (k, v) in self.fields().into_iter().filter(|(_, v)| !v.is_empty()) {
             let _ = writeln!(out, "- {}: {v}", k.replace('_', "-"));
         }
         out
     }
 }
 
-/// Now, UTC, as `2026-11-26T15:04:05Z`.
+/// Now, UTC, to the second: `2026-11-26T15:04:05Z`.
 fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
+    let (_, utc) = crate::trace::meta::wall_clock_now();
+    format!("{}Z", utc.get(..19).unwrap_or(&utc))
 }
 
 #[cfg(test)]

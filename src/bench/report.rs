@@ -8,7 +8,6 @@ use anyhow::Context;
 
 use super::export::{Exporter, Markdown};
 use super::row;
-use super::system::describe_machine;
 use crate::cli::{self, CmdResult, Exit};
 
 /// Markdown for write-ups from a bench CSV (`h2lab bench --out`): per
@@ -33,7 +32,7 @@ pub fn run(args: Args) -> CmdResult {
     let results = row::read(&args.csv)?;
     let machine = match &results.machine {
         Some(m) => m.markdown("Machine (where the bench ran)"),
-        None => describe_machine(),
+        None => super::Machine::here().markdown("Machine (where this report was made)"),
     };
     let markdown = Markdown {
         baseline: args.baseline.as_deref(),

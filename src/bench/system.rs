@@ -1,10 +1,9 @@
 //! What the bench asks of the operating system: CPU pinning (`taskset`),
-//! CPU time and children of processes from /proc, and the clock tick.
+//! children it owns (a process group each, PR_SET_PDEATHSIG) and their end
+//! on SIGINT/SIGTERM, CPU time and children of processes from /proc, the
+//! clock tick and tool versions.
 
-use std::fmt::Write as _;
 use std::process::Command;
-
-use super::peers::Peer;
 
 /// `cmd` run under `taskset -c CPUS` when `cpus` is given.
 pub fn pinned(cmd: Command, cpus: Option<&str>) -> Command {
@@ -183,41 +182,6 @@ pub fn version_of(cmd: &str, args: &[&str]) -> Option<String> {
         .lines()
         .next()
         .map(|l| l.trim().to_string())
-}
-
-/// The machine this report is made on (run it where the bench ran).
-pub fn describe_machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut out = String::from("## Machine (where this report was made)\n\n");
-    let _ = writeln!(out, "- CPU: {model}, {cores} cores");
-    let _ = writeln!(out, "- kernel: Linux {}", kernel.trim());
-    let _ = writeln!(
-        out,
-        "- h2lab {} (rustls 0.23 with ring)",
-        env!("CARGO_PKG_VERSION")
-    );
-    let _ = writeln!(out, "- TLS library: {}", openssl::version::version());
-    let h2load = version_of("h2load", &["--version"]).unwrap_or_else(|| "not installed".into());
-    let _ = writeln!(out, "- h2load: {h2load}");
-    for peer in [Peer::Nginx, Peer::H2o, Peer::Nghttpd] {
-        let args: &[&str] = match peer {
-            Peer::Nginx => &["-v"],
-            _ => &["--version"],
-        };
-        let version = peer
-            .find()
-            .and_then(|p| version_of(p.to_str()?, args))
-            .unwrap_or_else(|| "not installed".into());
-        let _ = writeln!(out, "- {}: {version}", peer.name());
-    }
-    out
 }
 
 #[cfg(test)]
