@@ -156,5 +156,14 @@ mod tests {
         assert!(missing
             .to_string()
             .starts_with("cannot read /nonexistent/x.csv"));
+        // Comment lines (a bench CSV's machine block) are skipped.
+        let commented = file("commented.csv", &format!("# a: b\n{text}"));
+        assert_eq!(
+            read::<Row>(&commented, "name,n,opt", "a test").unwrap(),
+            rows
+        );
+        for name in ["good.csv", "bad.csv", "commented.csv"] {
+            let _ = std::fs::remove_file(file(name, ""));
+        }
     }
 }

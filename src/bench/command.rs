@@ -4,13 +4,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-
-use super::export::{Csv, Exporter, Json, Table};
-use super::{matrix, system, BenchConfig, LoadClient, Peer};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::Results;
+use super::export::{Csv, Exporter, Json, Table};
+use super::{matrix, system, BenchConfig, LoadClient, Peer, Results};
 use crate::cli::{self, values, CmdError, CmdResult, Exit};
 use crate::server::{Dispatch, Engine};
 use crate::tls::TlsProvider;
@@ -23,7 +21,7 @@ use crate::tls::TlsProvider;
 ///
 /// With no arguments: every dispatch with mini and TLS none/rustls, at
 /// 1 and 5 clients and pipeline depths 1, 10 and 100, each run 0.5 s of
-/// warm-up then 1 s measured, 3 repeats (about 4½ minutes on a 2-core
+/// warm-up then 1 s measured, 3 repeats (about 4 minutes on a 2-core
 /// machine); servers on one CPU and the load on another. A setup that is
 /// not built is skipped with a note. A cell whose server cannot serve
 /// every client (single with 5 clients) is recorded as it is, with
