@@ -47,6 +47,14 @@ impl Median {
     }
 }
 
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(0.0, f64::max)
+}
+
 /// Standard deviation over mean (0 for fewer than two values).
 pub fn cv(v: &[f64]) -> f64 {
     let n = v.len() as f64;
@@ -83,13 +91,13 @@ pub fn medians(cells: &[Cell], runs: &[Run]) -> Vec<Median> {
                 cell: *cell,
                 runs: mine.len(),
                 req_per_s: median(rps.clone()),
-                req_per_s_min: rps.iter().copied().fold(f64::INFINITY, f64::min),
-                req_per_s_max: rps.iter().copied().fold(0.0, f64::max),
+                req_per_s_min: min(&rps),
+                req_per_s_max: max(&rps),
                 p50_us: pct(|r| r.p50_us),
                 p99_us: pct(|r| r.p99_us),
                 cpu_us_per_req: median(cpu.clone()),
-                cpu_us_per_req_min: cpu.iter().copied().fold(f64::INFINITY, f64::min),
-                cpu_us_per_req_max: cpu.iter().copied().fold(0.0, f64::max),
+                cpu_us_per_req_min: min(&cpu),
+                cpu_us_per_req_max: max(&cpu),
                 req_per_s_cv: cv(&rps),
                 cpu_cv: cv(&cpu),
                 succeeded: mine.iter().map(|r| r.succeeded).sum(),

@@ -53,15 +53,13 @@ pub fn kill_group(pid: u32) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|&p| p != pid);
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
+    kill_process_group(pid);
 }
 
-/// Sends SIGKILL to `pid` (already gone: nothing to do).
-pub fn kill(pid: u32) {
+/// SIGKILL to every process of the group `pid` leads (none left: nothing).
+fn kill_process_group(pid: u32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
 }
 
@@ -70,11 +68,7 @@ pub fn kill(pid: u32) {
 pub fn interrupt() {
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     let groups = std::mem::take(&mut *GROUPS.lock().unwrap_or_else(|e| e.into_inner()));
-    for pid in groups {
-        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-    }
+    groups.into_iter().for_each(kill_process_group);
 }
 
 pub fn interrupted() -> bool {

@@ -125,6 +125,19 @@ impl Conn {
         }
     }
 
+    /// The server never served it (with `-D`): its share of requests in
+    /// flight, `streams`, fails whether it could write them or not (h2c
+    /// writes them blind at once, TLS nothing before its handshake), so
+    /// that both count a starved connection alike.
+    pub fn starve(&mut self, tally: &mut Tally, streams: usize) {
+        if !self.closed {
+            self.closed = true;
+            self.started.clear();
+            self.h2.fail_all(|_| {});
+            tally.failed += streams as u64;
+        }
+    }
+
     /// The connection is done for: what it had open fails, and with `-n`,
     /// so does the rest of its share.
     pub fn fail(&mut self, tally: &mut Tally, now: Instant, counted_quota: bool) {

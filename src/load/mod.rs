@@ -313,14 +313,7 @@ impl<'a> Run<'a> {
             if !c.h2.is_established() {
                 self.tally.connection_errors += 1;
                 if !counted_quota {
-                    // With -D, its share of requests in flight fails,
-                    // written or not: h2c wrote them blind at once, TLS
-                    // could write nothing before its handshake; both count
-                    // the same starved connection alike.
-                    self.tally.failed += self.config.streams as u64;
-                    c.started.clear();
-                    c.h2.fail_all(|_| {});
-                    c.closed = true;
+                    c.starve(&mut self.tally, self.config.streams);
                     continue;
                 }
             }

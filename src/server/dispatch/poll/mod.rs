@@ -245,17 +245,18 @@ impl RunQueue {
         text.split_whitespace().nth(1)?.parse().ok()
     }
 
-    /// Whether the interval since the last reading has passed.
-    fn due(&self) -> bool {
-        self.read_at.elapsed() >= Self::EVERY
+    /// Whether the interval since the last reading has passed by `now`.
+    fn due(&self, now: Instant) -> bool {
+        now - self.read_at >= Self::EVERY
     }
 
-    /// Nanoseconds spent runnable but not running since the last call.
-    fn delay(&mut self) -> Option<u64> {
-        self.read_at = Instant::now();
-        let now = self.read()?;
-        let delay = now.saturating_sub(self.last);
-        self.last = now;
+    /// Nanoseconds spent runnable but not running since the last call
+    /// (made at `now`).
+    fn delay(&mut self, now: Instant) -> Option<u64> {
+        self.read_at = now;
+        let waited = self.read()?;
+        let delay = waited.saturating_sub(self.last);
+        self.last = waited;
         Some(delay)
     }
 }
@@ -316,8 +317,9 @@ impl PollLoop {
                 // interval: reading costs a system call and a formatted
                 // /proc file, 1–2 µs. Delay met between readings is not
                 // lost: the next reading has it.
-                if began.elapsed() >= RunQueue::SLEPT && run_queue.due() {
-                    if let Some(delay) = run_queue.delay() {
+                let now = Instant::now();
+                if now - began >= RunQueue::SLEPT && run_queue.due(now) {
+                    if let Some(delay) = run_queue.delay(now) {
                         wait.state(Name::PollWait, delay);
                     }
                 }
