@@ -259,6 +259,45 @@ fn a_full_speed_run_loses_nothing() {
     );
 }
 
+/// `h2lab serve` records through the process's global dispatcher and
+/// measures what a record costs through it, at start, in a scratch state:
+/// none of the 28,000 records it times reaches the trace, no thread of its
+/// own is named, and the trace holds exactly the one client's requests.
+#[test]
+fn the_cost_measurement_leaves_nothing_in_the_trace() {
+    let prefix = prefix("process-wide");
+    let s = serve(&["--dispatch", "poll", "--trace", prefix.to_str().unwrap()]);
+    let out = run(tool("h2load").args(["-n", "10", "-c", "1"]).arg(&s.url));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("10 succeeded"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(s.stop_with("TERM").status.success());
+    let trace = TraceConfig::new(&prefix);
+    let meta = h2lab::trace::TraceMeta::read(&trace.meta_path()).unwrap();
+    assert!(meta.complete, "{meta:?}");
+    assert_eq!(meta.thread_names, "h2lab-poll");
+    assert!(
+        meta.span_cost_ns > 0.0 && meta.event_cost_ns > 0.0,
+        "{meta:?}"
+    );
+    let rows = read_csv(&trace.csv_path());
+    assert_eq!(rows.len() as u64, meta.records);
+    let clients: BTreeSet<u64> = rows.iter().map(|r| r.client).collect();
+    assert_eq!(
+        clients,
+        BTreeSet::from([0, 1]),
+        "the poll loop and one client"
+    );
+    let ends = rows
+        .iter()
+        .filter(|r| r.kind == "frame-out" && r.name == "DATA" && r.state.contains("END_STREAM"))
+        .count();
+    assert_eq!(ends, 10);
+    assert!(rows.len() < 200, "{} records for 10 requests", rows.len());
+}
+
 /// A queue of one record under load: most records are dropped, the count
 /// is reported in the summary and the JSON, and both files are valid.
 #[test]

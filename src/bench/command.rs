@@ -100,7 +100,7 @@ pub struct Args {
     /// interleaved with the untraced runs, and report what tracing costs:
     /// the traced/untraced ratio of server CPU per request (the whole
     /// process, the trace writer included), records per request, and the
-    /// recorder's own measured cost per span and per frame event.
+    /// recorder's own measured cost per action and per frame event.
     #[arg(long)]
     pub trace_cost: bool,
 }

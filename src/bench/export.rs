@@ -118,13 +118,13 @@ fn trace_costs(medians: &[Median]) -> String {
         if out.is_empty() {
             let _ = writeln!(
                 out,
-                "\ntracing cost (server CPU per request, whole process, writer included)\n{:<22} {:>4} {:>4} {:>10} {:>10} {:>6} {:>10} {:>8} {:>9} {:>6}",
-                "setup", "c", "m", "off µs/r", "on µs/r", "×", "records/r", "span ns", "event ns", "lost"
+                "\ntracing cost (server CPU per request, whole process, writer included)\n{:<22} {:>4} {:>4} {:>10} {:>10} {:>6} {:>10} {:>9} {:>9} {:>6}",
+                "setup", "c", "m", "off µs/r", "on µs/r", "×", "records/r", "action ns", "event ns", "lost"
             );
         }
         let _ = writeln!(
             out,
-            "{:<22} {:>4} {:>4} {:>10.3} {:>10.3} {:>6.2} {:>10.2} {:>8.1} {:>9.1} {:>6}",
+            "{:<22} {:>4} {:>4} {:>10.3} {:>10.3} {:>6.2} {:>10.2} {:>9.1} {:>9.1} {:>6}",
             traced.cell.target.to_string(),
             traced.cell.clients,
             traced.cell.pipeline,

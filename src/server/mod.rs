@@ -290,10 +290,7 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
     let (tracer, dispatch) = match &config.trace {
         Some(t) => {
             let (tracer, dispatch) = Tracer::start(t, config.trace_meta())?;
-            // Process-wide: no thread sets its own dispatcher.
-            let global =
-                t.process_wide && tracing::dispatcher::set_global_default(dispatch.clone()).is_ok();
-            (Some(tracer), (!global).then_some(dispatch))
+            (Some(tracer), dispatch)
         }
         None => (None, None),
     };

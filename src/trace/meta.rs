@@ -31,8 +31,9 @@ pub struct TraceMeta {
     /// The trace's time 0 as wall-clock time.
     pub start_unix_ns: u64,
     pub start_utc: String,
-    /// Measured at start: what recording one span costs the thread that
-    /// records it, and one frame event (ns, median of repeated batches).
+    /// Measured at start: what recording one action costs the thread that
+    /// records it (`span_cost_ns`: an action is a span in the trace, if not
+    /// in `tracing`), and one frame event (ns, median of repeated batches).
     pub span_cost_ns: f64,
     pub event_cost_ns: f64,
     /// Filled in at the end.

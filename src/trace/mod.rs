@@ -1,12 +1,13 @@
-//! Instrumentation: a `tracing` span for every action a dispatch takes for a
-//! client, an event for every HTTP/2 frame in and out, and our own
+//! Instrumentation: a `tracing` event for every action a dispatch takes for
+//! a client, carrying its interval (see [`ActionSpan`]), an event for every
+//! HTTP/2 frame in and out, and our own
 //! subscriber ([`recorder`]) that turns them into fixed-size [`Record`]s
 //! for a writer thread ([`writer`]), which writes a Chrome-trace JSON
 //! (Perfetto) and a CSV action log, each with its metadata ([`meta`]).
 //!
 //! All fields are numbers (names are codes into static tables), so building
 //! a record needs no allocation. With the `trace` cargo feature off, the
-//! helpers here compile to nothing; with it on but no `--trace`, a span
+//! helpers here compile to nothing; with it on but no `--trace`, an action
 //! costs the `tracing` callsite check only.
 
 pub mod command;
@@ -26,62 +27,111 @@ pub use recorder::recording_threads;
 pub use schema::{CsvRow, Flags, FrameFlags, Kind, Name, Packed, Record, CSV_HEADER, NO_STATE};
 pub use tracer::Tracer;
 
-/// The target of every h2lab span and event; the layer ignores all others
+/// The target of every h2lab event; the recorder ignores all others
 /// (the `h2` crate's own tracing among them).
 pub const TARGET: &str = "h2lab";
 
-/// An action span; record the octets moved with [`ActionSpan::bytes`].
-/// Dropping it closes the span (the recorder then knows its duration). It
-/// is never entered: nothing is recorded inside an action (frame events
-/// come after it), and entering and exiting cost two more subscriber calls.
-#[must_use = "the span measures until it is dropped"]
+/// One action, timed from [`action`] until it is dropped, then reported to
+/// `tracing` as one event that carries its whole interval (Chrome's
+/// "complete" event): one subscriber call per action instead of the three
+/// a span costs (`new_span`, `record` of the bytes, `try_close`). Nothing
+/// is recorded inside an action (frame events come after it), so a span
+/// would add nothing a subscriber can use. Record the octets moved with
+/// [`ActionSpan::bytes`].
+#[must_use = "the action is timed until it is dropped"]
 pub struct ActionSpan {
     #[cfg(feature = "trace")]
-    span: tracing::Span,
+    live: Option<Live>,
+}
+
+#[cfg(feature = "trace")]
+struct Live {
+    /// The clock's raw reading at the start ([`clock`]).
+    start: u64,
+    client: u64,
+    /// The name's code (low 8 bits) and the state (above).
+    what: std::cell::Cell<u64>,
+    bytes: std::cell::Cell<u64>,
 }
 
 impl ActionSpan {
     #[inline]
     pub fn bytes(&self, n: usize) {
         #[cfg(feature = "trace")]
-        if !self.span.is_disabled() {
-            self.span.record("bytes", n as u64);
+        if let Some(live) = &self.live {
+            live.bytes.set(n as u64);
         }
         #[cfg(not(feature = "trace"))]
         let _ = n;
     }
 
-    /// Sets the `state` of a span already open (`name` is its name again):
-    /// for the poll loop's wait, the run-queue delay known only after it.
+    /// Sets the `state` of an action already begun (`name` is its name
+    /// again): for the poll loop's wait, the run-queue delay known only
+    /// after it.
     #[inline]
     pub fn state(&self, name: Name, state: u64) {
         #[cfg(feature = "trace")]
-        if !self.span.is_disabled() {
-            let state = state.min(u64::from(u32::MAX) - 1);
-            self.span.record("what", name as u64 | state << 8);
+        if let Some(live) = &self.live {
+            live.what
+                .set(what(name, state.min(u64::from(u32::MAX) - 1)));
         }
         #[cfg(not(feature = "trace"))]
         let _ = (name, state);
     }
 }
 
-/// Opens the span of one action for `client`; `state` is the poll client's
-/// flags ([`NO_STATE`] elsewhere).
+/// The name's code in the low 8 bits, the state above (all ones: none).
+#[cfg(feature = "trace")]
+#[inline]
+fn what(name: Name, state: u64) -> u64 {
+    name as u64 | state.min(u64::from(u32::MAX)) << 8
+}
+
+#[cfg(feature = "trace")]
+impl Drop for ActionSpan {
+    /// The end is read first, before any of the tracer's work. Two fields,
+    /// since each costs a visit: `action` packs the client (bits 96–127)
+    /// and the bytes moved (64–95), both saturating at `u32::MAX` as a
+    /// record does, and [`what`] (0–63); `time` the raw clock readings at
+    /// the start (high 64 bits) and the end.
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(live) = &self.live {
+            let end = clock().raw();
+            let sat = |n: u64| u128::from(u32::try_from(n).unwrap_or(u32::MAX));
+            tracing::trace!(
+                target: "h2lab",
+                action = sat(live.client) << 96 | sat(live.bytes.get()) << 64
+                    | u128::from(live.what.get()),
+                time = u128::from(live.start) << 64 | u128::from(end)
+            );
+        }
+    }
+}
+
+/// The clock every trace in this process reads (the TSC where there is
+/// one), calibrated once.
+#[inline]
+pub(crate) fn clock() -> &'static quanta::Clock {
+    static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
+
+/// Begins one action for `client`; `state` is the poll client's flags
+/// ([`NO_STATE`] elsewhere). Reads the clock only when some subscriber in
+/// the process wants `TRACE` (one atomic load; with no `--trace`, none
+/// does); whether ours takes the action is decided once, at its end.
 #[inline]
 pub fn action(client: u64, name: Name, state: u64) -> ActionSpan {
     #[cfg(feature = "trace")]
     {
-        // Few fields: each costs a visit. `what` packs the name's code
-        // (low 8 bits) and the flags (above; all ones: none).
-        let state = state.min(u64::from(u32::MAX));
-        let span = tracing::trace_span!(
-            target: "h2lab",
-            "action",
+        let live = tracing::level_enabled!(tracing::Level::TRACE).then(|| Live {
+            start: clock().raw(),
             client,
-            what = name as u64 | state << 8,
-            bytes = tracing::field::Empty
-        );
-        ActionSpan { span }
+            what: std::cell::Cell::new(what(name, state)),
+            bytes: std::cell::Cell::new(0),
+        });
+        ActionSpan { live }
     }
     #[cfg(not(feature = "trace"))]
     {

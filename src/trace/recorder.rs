@@ -1,15 +1,15 @@
-//! The `tracing` subscriber behind `--trace`: spans and events of target
-//! `h2lab` become fixed-size [`Record`]s, gathered per thread and handed to
-//! the writer thread in whole batches. Our own `Subscriber`, not a
-//! `Registry` with a layer: no span slab and no extensions, span ids from a
-//! per-thread counter, fields read by position, the TSC for a clock.
+//! The `tracing` subscriber behind `--trace`: events of target `h2lab`
+//! become fixed-size [`Record`]s, gathered per thread and handed to the
+//! writer thread in whole batches. Our own `Subscriber`, not a `Registry`
+//! with a layer: no span slab and no extensions, fields read by position,
+//! the TSC for a clock, one call per record.
 //!
-//! What the tracer must not do is lengthen what it times. A span's start is
-//! read when it is created and its end when it is closed, before any of the
-//! tracer's own work on the record; a frame event reads no clock at all: it
-//! is stamped inside the interval of the slice that just closed on its
-//! thread (the step that produced or consumed the frame), since frames are
-//! scanned after that slice ends.
+//! What the tracer must not do is lengthen what it times. An action's start
+//! and end are read by the action itself ([`super::ActionSpan`]), the end
+//! before any of the tracer's own work on the record; a frame event reads
+//! no clock at all: it is stamped inside the interval of the slice that
+//! just closed on its thread (the step that produced or consumed the
+//! frame), since frames are scanned after that slice ends.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
@@ -27,9 +27,6 @@ use super::writer::Msg;
 use super::TARGET;
 use crate::frame::{FrameHeader, FrameType};
 
-/// Open spans a thread may nest before further ones go unrecorded.
-const MAX_OPEN: usize = 16;
-
 static NEXT_SINK: AtomicUsize = AtomicUsize::new(1);
 /// Threads that have set up to record, in any trace of this process.
 static RECORDING_THREADS: AtomicU64 = AtomicU64::new(0);
@@ -44,7 +41,7 @@ pub fn recording_threads() -> u64 {
 pub(super) struct Sink {
     /// Tells this trace's thread state from another's on the same thread.
     id: usize,
-    clock: quanta::Clock,
+    clock: &'static quanta::Clock,
     start_raw: u64,
     /// `u64::MAX`: no limit, and no counting on the hot path.
     limit: u64,
@@ -69,7 +66,7 @@ impl Sink {
         limit: Option<u64>,
         prealloc: usize,
     ) -> Self {
-        let clock = quanta::Clock::new();
+        let clock = super::clock();
         let start_raw = clock.raw();
         let filler = Packed::default();
         let spares = (0..prealloc)
@@ -97,7 +94,16 @@ impl Sink {
 
     #[inline]
     fn now_ns(&self) -> u64 {
-        self.clock.delta_as_nanos(self.start_raw, self.clock.raw())
+        self.ns_at(self.clock.raw())
+    }
+
+    /// A raw clock reading as ns since the trace started (0 before).
+    #[inline]
+    fn ns_at(&self, raw: u64) -> u64 {
+        match raw > self.start_raw {
+            true => self.clock.delta_as_nanos(self.start_raw, raw),
+            false => 0,
+        }
     }
 
     fn spare(&self) -> Vec<Packed> {
@@ -140,9 +146,6 @@ impl Sink {
     /// Whether one more record may be taken (`--trace-limit`); counts it.
     #[inline]
     fn take(&self) -> bool {
-        if self.limit == u64::MAX {
-            return true;
-        }
         if self.offered.fetch_add(1, Ordering::Relaxed) < self.limit {
             return true;
         }
@@ -151,17 +154,18 @@ impl Sink {
     }
 }
 
-struct Open {
-    id: u64,
-    record: Packed,
-}
-
 /// One thread's state for one trace.
 struct Local {
     sink: Arc<Sink>,
+    /// The sink's id and batch size, copied here: the hot path then reads
+    /// this state only.
+    sink_id: usize,
+    capacity: usize,
     thread: u16,
-    next_id: u64,
-    open: Vec<Open>,
+    /// Whether each record counts against `--trace-limit`.
+    limited: bool,
+    /// Keeps nothing: full batches are emptied, never sent (see [`scratch`]).
+    scratch: bool,
     batch: Vec<Packed>,
     /// The interval of the last slice closed on this thread.
     last: Option<(u64, u64)>,
@@ -183,9 +187,11 @@ impl Local {
         }
         Self {
             sink: sink.clone(),
+            sink_id: sink.id,
+            capacity: sink.batch,
             thread,
-            next_id: 1,
-            open: Vec::with_capacity(MAX_OPEN),
+            limited: sink.limit != u64::MAX,
+            scratch: false,
             batch: sink.spare(),
             last: None,
         }
@@ -193,12 +199,15 @@ impl Local {
 
     #[inline]
     fn push(&mut self, mut record: Packed) {
-        if !self.sink.take() {
+        if self.limited && !self.sink.take() {
             return;
         }
         record.set_thread(self.thread);
         self.batch.push(record);
-        if self.batch.len() >= self.sink.batch {
+        if self.batch.len() >= self.capacity {
+            if self.scratch {
+                return self.batch.clear();
+            }
             let full = std::mem::replace(&mut self.batch, self.sink.spare());
             self.sink.send(full, false);
         }
@@ -209,7 +218,10 @@ impl Drop for Local {
     /// The thread ends: its last batch is waited for, never dropped.
     fn drop(&mut self) {
         let batch = std::mem::take(&mut self.batch);
-        self.sink.send(batch, true);
+        match self.scratch {
+            true => self.sink.recycle(batch),
+            false => self.sink.send(batch, true),
+        }
     }
 }
 
@@ -220,17 +232,44 @@ thread_local! {
 /// Sends this thread's batch of `sink` now and forgets its state (the
 /// tracer's own thread, before the trace is finished).
 pub(super) fn flush_thread(sink: &Arc<Sink>) {
-    LOCALS.with(|l| l.borrow_mut().retain(|local| local.sink.id != sink.id));
+    LOCALS.with(|l| l.borrow_mut().retain(|local| local.sink_id != sink.id));
+}
+
+/// Runs `f` with this thread recording for `sink` into a scratch state
+/// that keeps nothing: no batch sent, no thread named, nothing counted
+/// against the limit. For measuring what recording costs, through the
+/// very dispatcher the server's threads use.
+pub(super) fn scratch<R>(sink: &Arc<Sink>, f: impl FnOnce() -> R) -> R {
+    let local = Local {
+        sink: sink.clone(),
+        sink_id: sink.id,
+        capacity: sink.batch,
+        thread: u16::MAX,
+        limited: false,
+        scratch: true,
+        batch: sink.spare(),
+        last: None,
+    };
+    // First: the recorder's fast path takes the first state that matches.
+    LOCALS.with(|l| l.borrow_mut().insert(0, local));
+    let result = f();
+    LOCALS.with(|l| {
+        l.borrow_mut()
+            .retain(|x| !(x.scratch && x.sink_id == sink.id))
+    });
+    result
 }
 
 /// The subscriber; cheap to clone into a `tracing::Dispatch`.
 pub(super) struct Recorder {
     sink: Arc<Sink>,
+    /// The sink's, copied.
+    id: usize,
 }
 
 impl Recorder {
     pub(super) fn new(sink: Arc<Sink>) -> Self {
-        Self { sink }
+        Self { id: sink.id, sink }
     }
 
     #[inline]
@@ -238,10 +277,10 @@ impl Recorder {
         LOCALS.with(|l| {
             let mut locals = l.borrow_mut();
             // Nearly always a thread records for one trace only.
-            if let Some(local) = locals.first_mut().filter(|x| x.sink.id == self.sink.id) {
+            if let Some(local) = locals.first_mut().filter(|x| x.sink_id == self.id) {
                 return f(local);
             }
-            let at = match locals.iter().position(|x| x.sink.id == self.sink.id) {
+            let at = match locals.iter().position(|x| x.sink_id == self.id) {
                 Some(at) => at,
                 None => {
                     locals.push(Local::new(&self.sink));
@@ -253,32 +292,19 @@ impl Recorder {
     }
 }
 
-/// Reads our numeric fields by position: the span callsite in
-/// `trace/mod.rs` declares them in the order of [`SPAN_FIELDS`] (checked in
-/// debug builds), which saves a string match per field; the frame event has
-/// one `u128` field.
+/// Reads our fields by position: an action event has two `u128` fields
+/// (`action`, `time`: see [`super::ActionSpan`]'s drop), a frame event one
+/// (`frame`), which saves a string match per field.
 #[derive(Default)]
-struct Fields {
-    values: [u64; 3],
-    frame: u128,
-}
-
-const SPAN_FIELDS: [&str; 3] = ["client", "what", "bytes"];
+struct Fields([u128; 2]);
 
 impl Visit for Fields {
     #[inline]
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        let i = field.index();
-        debug_assert_eq!(SPAN_FIELDS.get(i), Some(&field.name()));
-        if let Some(v) = self.values.get_mut(i) {
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        debug_assert!(["action", "time", "frame"].contains(&field.name()));
+        if let Some(v) = self.0.get_mut(field.index()) {
             *v = value;
         }
-    }
-
-    #[inline]
-    fn record_u128(&mut self, field: &Field, value: u128) {
-        debug_assert_eq!(field.name(), "frame");
-        self.frame = value;
     }
 
     fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
@@ -300,57 +326,53 @@ impl Subscriber for Recorder {
         Some(tracing::level_filters::LevelFilter::TRACE)
     }
 
-    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
-        let mut f = Fields::default();
-        attrs.record(&mut f);
-        let [client, what, bytes] = f.values;
-        let name = Name::from_code(what & 0xff).unwrap_or(Name::Engine);
-        let state = match what >> 8 {
-            s if s >= u64::from(u32::MAX) => crate::trace::NO_STATE,
-            s => s,
-        };
-        let ts_ns = self.sink.now_ns();
-        self.with_local(|local| {
-            let id = local.next_id;
-            local.next_id += 1;
-            if local.open.len() < MAX_OPEN {
-                local.open.push(Open {
-                    id,
-                    record: Packed::action(ts_ns, client, name, bytes, state),
-                });
-            } else {
-                self.sink.unrecorded.fetch_add(1, Ordering::Relaxed);
-            }
-            Id::from_u64(id)
-        })
+    // h2lab opens no spans: an action is one event (see `ActionSpan`).
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
     }
 
-    fn record(&self, span: &Id, values: &Values<'_>) {
-        // Absent fields stay at MAX: a span records `bytes`, or a new `what`.
-        let mut f = Fields {
-            values: [u64::MAX; 3],
-            ..Fields::default()
-        };
-        values.record(&mut f);
-        let id = span.into_u64();
-        self.with_local(|local| {
-            if let Some(o) = local.open.iter_mut().rev().find(|o| o.id == id) {
-                if f.values[2] != u64::MAX {
-                    o.record.set_bytes(f.values[2]);
-                }
-                if f.values[1] != u64::MAX {
-                    o.record.set_state(f.values[1] >> 8);
-                }
-            }
-        });
-    }
+    fn record(&self, _: &Id, _: &Values<'_>) {}
 
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
         let mut f = Fields::default();
         event.record(&mut f);
-        let (head, client_length) = ((f.frame >> 64) as u64, f.frame as u64);
+        match event.metadata().fields().len() {
+            1 => self.frame(f.0[0]),
+            _ => self.action(f.0[0], f.0[1]),
+        }
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+impl Recorder {
+    #[inline]
+    fn action(&self, action: u128, time: u128) {
+        let (start, end) = ((time >> 64) as u64, time as u64);
+        let (ts_ns, end_ns) = (self.sink.ns_at(start), self.sink.ns_at(end));
+        let (client, bytes) = ((action >> 96) as u64, (action >> 64) as u32);
+        let what = action as u64;
+        let name = Name::from_code(what & 0xff).unwrap_or(Name::Engine);
+        let state = match what >> 8 {
+            s if s >= u64::from(u32::MAX) => crate::trace::NO_STATE,
+            s => s,
+        };
+        let mut record = Packed::action(ts_ns, client, name, bytes.into(), state);
+        let dur_ns = end_ns.saturating_sub(ts_ns);
+        record.set_dur(dur_ns);
+        self.with_local(|local| {
+            local.last = Some((ts_ns, dur_ns));
+            local.push(record);
+        });
+    }
+
+    #[inline]
+    fn frame(&self, frame: u128) {
+        let (head, client_length) = ((frame >> 64) as u64, frame as u64);
         let (client, length) = (client_length >> 24, client_length & 0xff_ffff);
         let out = head >> 47 & 1 == 1;
         self.with_local(|local| {
@@ -367,27 +389,5 @@ impl Subscriber for Recorder {
             };
             local.push(Packed::frame(ts_ns, client, out, head));
         });
-    }
-
-    fn enter(&self, _: &Id) {}
-
-    // An action span is never entered (see `ActionSpan`), only closed: the
-    // end is read on close, first thing.
-    fn exit(&self, _: &Id) {}
-
-    fn try_close(&self, span: Id) -> bool {
-        let end_ns = self.sink.now_ns();
-        let id = span.into_u64();
-        self.with_local(|local| {
-            let Some(at) = local.open.iter().rposition(|o| o.id == id) else {
-                return true;
-            };
-            let Open { mut record, .. } = local.open.remove(at);
-            let dur_ns = end_ns.saturating_sub(record.ts_ns());
-            record.set_dur(dur_ns);
-            local.last = Some((record.ts_ns(), dur_ns));
-            local.push(record);
-            true
-        })
     }
 }

@@ -1,6 +1,6 @@
 //! The trace's vocabulary, in one place: action names, record kinds, the
 //! client flags of the `poll` state machine and their letters, the record
-//! every span and event becomes, and the CSV columns (DESIGN.md
+//! every action and frame event becomes, and the CSV columns (DESIGN.md
 //! "Instrumentation"). Dispatches, the writer and `compare` all take their
 //! names from here.
 

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::meta::TraceMeta;
-use super::recorder::{flush_thread, Recorder, Sink};
+use super::recorder::{flush_thread, scratch, Recorder, Sink};
 use super::writer::{self, Files, Written};
 use super::{TraceConfig, TraceError, TraceSummary};
 
@@ -23,17 +23,18 @@ pub struct Tracer {
 
 impl Tracer {
     /// Creates the files and the writer thread; returns the handle and the
-    /// dispatcher to install in every thread that should be traced. `meta`
-    /// says what is traced; the cost of a record is measured and added.
+    /// dispatcher to install in every thread that should be traced, or
+    /// `None` where it is installed process-wide
+    /// ([`TraceConfig::process_wide`]). `meta` says what is traced; the
+    /// cost of a record is measured, the way the server's threads will
+    /// record, and added.
     pub fn start(
         config: &TraceConfig,
         mut meta: TraceMeta,
-    ) -> Result<(Tracer, tracing::Dispatch), TraceError> {
-        (meta.span_cost_ns, meta.event_cost_ns) = measure_record_cost();
+    ) -> Result<(Tracer, Option<tracing::Dispatch>), TraceError> {
         meta.trace_mode = if config.live { "live" } else { "deferred" }.into();
         meta.trace_queue = config.queue;
         meta.trace_limit = config.limit;
-        let files = Files::create(config, &meta)?;
         let batch = BATCH.min(config.queue.max(1));
         let (tx, rx) = mpsc::sync_channel((config.queue / batch).max(1));
         // Deferred mode holds the records in memory allocated now.
@@ -42,12 +43,19 @@ impl Tracer {
             false => config.memory / (batch * std::mem::size_of::<crate::trace::Packed>()),
         };
         let sink = Arc::new(Sink::new(tx, batch, config.limit, prealloc));
+        let dispatch = tracing::Dispatch::new(Recorder::new(sink.clone()));
+        // Process-wide: no thread sets its own dispatcher, and none may
+        // (not even to measure): once one has, every event looks for it.
+        let global = config.process_wide
+            && tracing::dispatcher::set_global_default(dispatch.clone()).is_ok();
+        let dispatch = (!global).then_some(dispatch);
+        (meta.span_cost_ns, meta.event_cost_ns) = measure_record_cost(&sink, dispatch.as_ref());
+        let files = Files::create(config, &meta)?;
         let writer_sink = sink.clone();
         let writer = std::thread::Builder::new()
             .name("h2lab-trace".into())
             .spawn(move || writer::run(rx, files, &writer_sink, meta))
             .map_err(TraceError::Spawn)?;
-        let dispatch = tracing::Dispatch::new(Recorder::new(sink.clone()));
         Ok((Tracer { sink, writer }, dispatch))
     }
 
@@ -76,15 +84,12 @@ impl Tracer {
     }
 }
 
-/// What one action span and one frame event cost the thread that records
-/// them, in ns: the median of 7 rounds of 2,000 each, recorded into a
-/// trace of their own whose queue takes nothing (so nothing is written).
-fn measure_record_cost() -> (f64, f64) {
+/// What one action and one frame event cost the thread that records them,
+/// in ns: the median of 7 rounds of 2,000 each, through `dispatch` (the
+/// global dispatcher if `None`), recorded into a scratch state of this
+/// thread that keeps nothing (see [`scratch`]).
+fn measure_record_cost(sink: &Arc<Sink>, dispatch: Option<&tracing::Dispatch>) -> (f64, f64) {
     const N: u32 = 2_000;
-    let (tx, rx) = mpsc::sync_channel(1);
-    drop(rx);
-    let sink = Arc::new(Sink::new(tx, BATCH, None, 0));
-    let dispatch = tracing::Dispatch::new(Recorder::new(sink.clone()));
     let head = crate::frame::FrameHeader {
         length: 12,
         kind: crate::frame::FrameType::DATA,
@@ -92,22 +97,27 @@ fn measure_record_cost() -> (f64, f64) {
         stream: 1,
     };
     let (mut spans, mut events) = (Vec::new(), Vec::new());
-    tracing::dispatcher::with_default(&dispatch, || {
-        for _ in 0..7 {
-            let t = Instant::now();
-            for i in 0..N {
-                let span = super::action(1, super::Name::Engine, 0);
-                span.bytes(i as usize);
+    let mut measure = || {
+        scratch(sink, || {
+            for _ in 0..7 {
+                let t = Instant::now();
+                for i in 0..N {
+                    let span = super::action(1, super::Name::Engine, 0);
+                    span.bytes(i as usize);
+                }
+                spans.push(t.elapsed().as_nanos() as f64 / f64::from(N));
+                let t = Instant::now();
+                for _ in 0..N {
+                    super::frame(1, true, head);
+                }
+                events.push(t.elapsed().as_nanos() as f64 / f64::from(N));
             }
-            spans.push(t.elapsed().as_nanos() as f64 / f64::from(N));
-            let t = Instant::now();
-            for _ in 0..N {
-                super::frame(1, true, head);
-            }
-            events.push(t.elapsed().as_nanos() as f64 / f64::from(N));
-        }
-    });
-    flush_thread(&sink);
+        })
+    };
+    match dispatch {
+        Some(d) => tracing::dispatcher::with_default(d, measure),
+        None => measure(),
+    }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
