@@ -21,5 +21,7 @@ pub mod server;
 pub mod tls;
 pub mod trace;
 
-pub use server::{start, with_server, Dispatch, Engine, Server, ServerConfig, ServerError, Setup};
+pub use server::{
+    start, with_server, Dispatch, Engine, Server, ServerConfig, ServerError, Setup, Spread,
+};
 pub use tls::{ClientHello, ClientHelloHook, TlsProvider};

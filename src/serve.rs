@@ -10,7 +10,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::{values, CmdResult, Exit};
-use crate::server::{self, Dispatch, Engine, ServerConfig};
+use crate::server::{self, Dispatch, Engine, ServerConfig, Spread};
 use crate::tls::TlsProvider;
 use crate::trace::TraceConfig;
 
@@ -59,10 +59,23 @@ pub struct Args {
     /// (fractions allowed, e.g. 0.5).
     #[arg(long, value_name = "SECS", value_parser = values::secs)]
     pub idle_timeout: Option<Duration>,
-    /// `tokio` only: run a multi-thread runtime with N worker threads
-    /// instead of the default current-thread runtime.
+    /// `tokio`: run a multi-thread runtime with N worker threads instead of
+    /// the default current-thread runtime. `poll`: run N reactors, each a
+    /// loop of its own on a thread of its own (see --spread, --pin).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
+    /// `poll` with --threads N: how connections reach the reactors:
+    /// `reuseport` gives each its own listener on the port (SO_REUSEPORT;
+    /// the kernel picks a reactor per connection by a hash of its
+    /// addresses), `handoff` has the first reactor accept them all and hand
+    /// each to the next reactor in turn.
+    #[arg(long, value_enum, default_value_t = Spread::Reuseport, requires = "threads")]
+    pub spread: Spread,
+    /// `poll` only: pin reactor i to CPU number i of this comma-separated
+    /// list (taken in turn when there are more reactors), e.g. `--pin 0,1`.
+    #[arg(long, value_name = "CPUS", value_delimiter = ',',
+          value_parser = clap::value_parser!(u16).range(0..1024))]
+    pub pin: Vec<u16>,
     /// Record every action and frame of every client to PREFIX.json (Chrome
     /// trace, opens in Perfetto), PREFIX.csv (action log) and
     /// PREFIX.meta.json (what was traced, and what was lost), e.g.
@@ -107,6 +120,8 @@ impl Args {
             max_clients: self.max_clients.map(|n| n as usize),
             idle_timeout: self.idle_timeout,
             threads: self.threads.unwrap_or(0) as usize,
+            spread: self.spread,
+            pin: self.pin.into_iter().map(usize::from).collect(),
             client_hello: None, // a library hook: no CLI form
             trace: self.trace.map(|prefix| TraceConfig {
                 limit: self.trace_limit,

@@ -177,12 +177,20 @@ fn dispatch_specific_options_are_refused_elsewhere() {
             "--idle-timeout is only for --dispatch poll",
         ),
         (
-            Dispatch::Poll,
+            Dispatch::Thread,
             h2lab::ServerConfig {
                 threads: 2,
                 ..Default::default()
             },
-            "--threads is only for --dispatch tokio",
+            "--threads is only for --dispatch tokio and poll",
+        ),
+        (
+            Dispatch::Tokio,
+            h2lab::ServerConfig {
+                pin: vec![0],
+                ..Default::default()
+            },
+            "--pin is only for --dispatch poll",
         ),
     ];
     for (dispatch, cfg, message) in cases {

@@ -5,11 +5,13 @@
 //! std sockets ([`StdSocket`]) and once for tokio ones ([`TokioSocket`]).
 
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::conn::Frames;
@@ -31,6 +33,25 @@ pub fn would_block(e: &io::Error) -> bool {
 /// A signal interrupted the call: try again.
 pub fn interrupted(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted
+}
+
+/// `n` listeners on one address, each with `SO_REUSEPORT`, so that the
+/// kernel spreads new connections over them. Port 0: the first picks a
+/// free port and the others take the same.
+pub fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_reuse_address(true)?;
+        sock.set_reuse_port(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(1024)?;
+        let listener = std::net::TcpListener::from(sock);
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 /// What tracing adds to any socket of a connection.

@@ -62,7 +62,21 @@ macro_rules! display_as_value_name {
         }
     )*};
 }
-display_as_value_name!(Dispatch, Engine);
+/// How `poll --threads N` spreads connections over its N reactors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Spread {
+    /// A listener per reactor on the same port (`SO_REUSEPORT`): the kernel
+    /// picks a reactor per connection by a hash of its addresses; no
+    /// thread hands anything to another.
+    #[default]
+    Reuseport,
+    /// One listener on the first reactor, which accepts and hands each
+    /// connection to the next reactor in turn: an even spread, at the cost
+    /// of a hand-over and a wake-up per connection.
+    Handoff,
+}
+
+display_as_value_name!(Dispatch, Engine, Spread);
 
 /// One dispatch × engine × TLS combination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,6 +147,9 @@ pub enum ServerError {
         option: &'static str,
         only: Dispatch,
     },
+    #[error("--threads is only for --dispatch tokio and poll")]
+    ThreadsNotForDispatch,
+
     #[error("cannot start the server: {0}")]
     Spawn(std::io::Error),
     #[error(transparent)]
@@ -165,8 +182,14 @@ pub struct ServerConfig {
     pub max_clients: Option<usize>,
     /// `poll` only: a client that sends nothing for this long is closed.
     pub idle_timeout: Option<Duration>,
-    /// `tokio` only: 0 for a current-thread runtime, N for N worker threads.
+    /// `tokio`: 0 for a current-thread runtime, N for N worker threads.
+    /// `poll`: N reactors, each a mio loop on a thread of its own (0 or 1:
+    /// one).
     pub threads: usize,
+    /// `poll` with N reactors: how connections reach them.
+    pub spread: Spread,
+    /// `poll` with N reactors: reactor i runs on CPU `pin[i % len]`.
+    pub pin: Vec<usize>,
     /// With TLS: sees each client's server name and ALPN offer first, and
     /// may refuse the client.
     pub client_hello: Option<ClientHelloHook>,
@@ -188,6 +211,8 @@ impl Default for ServerConfig {
             max_clients: None,
             idle_timeout: None,
             threads: 0,
+            spread: Spread::default(),
+            pin: Vec::new(),
             client_hello: None,
             trace: None,
         }
@@ -242,7 +267,15 @@ impl ServerConfig {
             "--idle-timeout",
             Dispatch::Poll,
         )?;
-        only(self.threads > 0, "--threads", Dispatch::Tokio)
+        if self.threads > 0 && !matches!(self.dispatch, Dispatch::Tokio | Dispatch::Poll) {
+            return Err(ServerError::ThreadsNotForDispatch);
+        }
+        only(!self.pin.is_empty(), "--pin", Dispatch::Poll)
+    }
+
+    /// How many reactors a `poll` server runs.
+    pub fn reactors(&self) -> usize {
+        self.threads.max(1)
     }
 }
 
@@ -274,7 +307,8 @@ pub struct Server {
     setup: Setup,
     shared: Arc<Shared>,
     wake: Wake,
-    accept_thread: Option<JoinHandle<()>>,
+    /// The dispatch's threads (one, or a reactor each); empty once stopped.
+    threads: Vec<JoinHandle<()>>,
     tracer: Option<Tracer>,
 }
 
@@ -295,9 +329,12 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         None => (None, None),
     };
     let bind = SocketAddr::new(config.host, config.port);
-    let listener =
-        TcpListener::bind(bind).map_err(|source| ServerError::Bind { addr: bind, source })?;
-    let addr = listener
+    let listeners = match config.dispatch == Dispatch::Poll && config.spread == Spread::Reuseport {
+        true => io::bind_reuseport(bind, config.reactors()),
+        false => TcpListener::bind(bind).map(|l| vec![l]),
+    }
+    .map_err(|source| ServerError::Bind { addr: bind, source })?;
+    let addr = listeners[0]
         .local_addr()
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
     let shared = Arc::new(Shared::new(
@@ -306,14 +343,14 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         config.engine,
         config.nodelay,
     ));
-    let (wake, accept_thread) = dispatch::spawn(config, listener, shared.clone())?;
+    let (wake, threads) = dispatch::spawn(config, listeners, shared.clone())?;
     Ok(Server {
         url: url_for(addr, config.tls),
         addr,
         setup: config.setup(),
         shared,
         wake,
-        accept_thread: Some(accept_thread),
+        threads,
         tracer,
     })
 }
@@ -365,12 +402,14 @@ impl Server {
     }
 
     fn shutdown(&mut self) {
-        let Some(thread) = self.accept_thread.take() else {
+        if self.threads.is_empty() {
             return;
-        };
+        }
         self.shared.begin_stop();
         self.wake.wake();
-        let _ = thread.join();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
 }
 

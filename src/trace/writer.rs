@@ -291,6 +291,8 @@ struct Formatter {
     named: Vec<u64>,
     setup: String,
     process_named: bool,
+    /// Reactors (of `poll --threads N`) whose process is named already.
+    reactors_named: std::collections::BTreeSet<u64>,
     pub threads: Vec<String>,
     requests: std::collections::HashMap<u64, Requests>,
     next_flow: u64,
@@ -306,6 +308,18 @@ struct Requests {
     /// The last `write_socket` slice: frames seen in the bytes written (h2c
     /// under the h2 engine) are stamped inside it, and it carried them.
     last_write: Option<(u64, u64)>,
+    /// The process (track group) of the client's track.
+    pid: u64,
+}
+
+/// The trace's process: every track, unless the server runs several poll
+/// reactors. (Far above any client id: a tid equal to the pid is the
+/// process's main thread to Perfetto, and tid 0 is taken as the pid.)
+const PID: u64 = 1_000_000_000;
+
+/// The reactor a thread is, by its name (`h2lab-poll-K` among several).
+fn reactor(thread: Option<&str>) -> Option<u64> {
+    thread?.strip_prefix("h2lab-poll-")?.parse().ok()
 }
 
 impl Formatter {
@@ -316,6 +330,7 @@ impl Formatter {
             named: Vec::new(),
             setup: setup.to_string(),
             process_named: false,
+            reactors_named: std::collections::BTreeSet::new(),
             threads: Vec::new(),
             requests: std::collections::HashMap::new(),
             next_flow: 1,
@@ -323,12 +338,13 @@ impl Formatter {
     }
 
     /// Flows and counters: what the record means for its client's requests.
-    fn follow(&mut self, r: &Record) {
+    fn follow(&mut self, r: &Record, pid: u64) {
         let end_stream = |f: &FrameHeader| {
             f.flags & crate::frame::flags::END_STREAM != 0
                 && matches!(f.kind, FrameType::DATA | FrameType::HEADERS)
         };
         let reqs = self.requests.entry(r.client).or_default();
+        reqs.pid = pid;
         let before = reqs.open.len();
         match (r.kind, r.frame) {
             (Kind::FrameIn, Some(f)) if f.kind == FrameType::HEADERS && f.stream != 0 => {
@@ -338,7 +354,14 @@ impl Formatter {
                 if let Some(start) = reqs.open.remove(&f.stream) {
                     match reqs.last_write {
                         Some((ts, dur)) if (ts..=ts + dur).contains(&r.ts_ns) => {
-                            flow(&mut self.json, self.next_flow, r.client, start, r.ts_ns);
+                            flow(
+                                &mut self.json,
+                                self.next_flow,
+                                pid,
+                                r.client,
+                                start,
+                                r.ts_ns,
+                            );
                             self.next_flow += 1;
                         }
                         _ => reqs.answered.push(start),
@@ -349,7 +372,7 @@ impl Formatter {
                 reqs.last_write = Some((r.ts_ns, r.dur_ns));
                 let at = r.ts_ns + r.dur_ns / 2;
                 for start in std::mem::take(&mut reqs.answered) {
-                    flow(&mut self.json, self.next_flow, r.client, start, at);
+                    flow(&mut self.json, self.next_flow, pid, r.client, start, at);
                     self.next_flow += 1;
                 }
             }
@@ -357,32 +380,48 @@ impl Formatter {
         }
         let after = self.requests[&r.client].open.len();
         if after != before {
-            counter(&mut self.json, r.client, r.ts_ns, after);
+            counter(&mut self.json, pid, r.client, r.ts_ns, after);
         }
     }
 
     fn record(&mut self, r: &Record) {
         if !self.process_named {
             self.process_named = true;
-            self.json.extend_from_slice(
-                b"{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1000000000,\"tid\":0,\"args\":{\"name\":\"h2lab ",
-            );
+            self.json
+                .extend_from_slice(b"{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":");
+            num(&mut self.json, PID);
+            self.json
+                .extend_from_slice(b",\"tid\":0,\"args\":{\"name\":\"h2lab ");
             self.json.extend_from_slice(self.setup.as_bytes());
             self.json.extend_from_slice(b"\"}}");
         }
         write_csv(&mut self.csv, r);
-        let (word, bit) = ((r.client / 64) as usize, r.client % 64);
-        if self.named.len() <= word {
-            self.named.resize(word + 1, 0);
-        }
-        if self.named[word] & (1 << bit) == 0 {
-            self.named[word] |= 1 << bit;
-            name_track(&mut self.json, r.client);
-        }
         let thread = self.threads.get(r.thread as usize).map(String::as_str);
-        write_json(&mut self.json, r, thread);
+        // Several poll reactors: a track group (process) each, its loop the
+        // main thread, its clients' tracks inside.
+        let (pid, tid) = match reactor(thread) {
+            Some(k) => {
+                let pid = PID + 1 + k;
+                if self.reactors_named.insert(k) {
+                    name_reactor(&mut self.json, pid, &self.setup, k);
+                }
+                (pid, if r.kind == Kind::Loop { pid } else { r.client })
+            }
+            None => (PID, r.client),
+        };
+        if tid == r.client {
+            let (word, bit) = ((r.client / 64) as usize, r.client % 64);
+            if self.named.len() <= word {
+                self.named.resize(word + 1, 0);
+            }
+            if self.named[word] & (1 << bit) == 0 {
+                self.named[word] |= 1 << bit;
+                name_track(&mut self.json, pid, r.client);
+            }
+        }
+        write_json(&mut self.json, r, thread, pid, tid);
         if r.kind != Kind::Loop && r.kind != Kind::Conn {
-            self.follow(r);
+            self.follow(r, pid);
         }
     }
 
@@ -424,13 +463,15 @@ fn micros(out: &mut Vec<u8>, ns: u64) {
 
 /// A flow arrow on `client`'s track from the slice around `from` to the
 /// slice around `to` (Chrome "s"/"f" events, bound to enclosing slices).
-fn flow(out: &mut Vec<u8>, id: u64, client: u64, from: u64, to: u64) {
+fn flow(out: &mut Vec<u8>, id: u64, pid: u64, client: u64, from: u64, to: u64) {
     for (ph, ts) in [("s", from), ("f", to)] {
         out.extend_from_slice(b",\n{\"name\":\"request\",\"cat\":\"request\",\"ph\":\"");
         out.extend_from_slice(ph.as_bytes());
         out.extend_from_slice(b"\",\"bp\":\"e\",\"id\":");
         num(out, id);
-        out.extend_from_slice(b",\"pid\":1000000000,\"tid\":");
+        out.extend_from_slice(b",\"pid\":");
+        num(out, pid);
+        out.extend_from_slice(b",\"tid\":");
         num(out, client);
         out.extend_from_slice(b",\"ts\":");
         micros(out, ts);
@@ -439,36 +480,56 @@ fn flow(out: &mut Vec<u8>, id: u64, client: u64, from: u64, to: u64) {
 }
 
 /// The streams in flight of `client` from `ts` on (a counter track).
-fn counter(out: &mut Vec<u8>, client: u64, ts: u64, n: usize) {
+fn counter(out: &mut Vec<u8>, pid: u64, client: u64, ts: u64, n: usize) {
     out.extend_from_slice(b",\n{\"name\":\"streams in flight, client ");
     num(out, client);
-    out.extend_from_slice(b"\",\"ph\":\"C\",\"pid\":1000000000,\"ts\":");
+    out.extend_from_slice(b"\",\"ph\":\"C\",\"pid\":");
+    num(out, pid);
+    out.extend_from_slice(b",\"ts\":");
     micros(out, ts);
     out.extend_from_slice(b",\"args\":{\"streams\":");
     num(out, n as u64);
     out.extend_from_slice(b"}}");
 }
 
-/// One named, sorted track per client; client 0 is the dispatch's own.
-/// (The process id is far above any client id: a tid equal to the pid is
-/// the process's main thread to Perfetto, and tid 0 is taken as the pid.)
-fn name_track(out: &mut Vec<u8>, client: u64) {
-    out.extend_from_slice(b",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1000000000,\"tid\":");
-    num(out, client);
-    match client {
-        0 => out.extend_from_slice(b",\"args\":{\"name\":\"poll loop"),
-        _ => {
-            out.extend_from_slice(b",\"args\":{\"name\":\"client ");
-            num(out, client);
-        }
+/// A thread's name and sort index in process `pid`.
+fn name_thread(out: &mut Vec<u8>, pid: u64, tid: u64, name: &[u8], number: Option<u64>, sort: u64) {
+    out.extend_from_slice(b",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":");
+    num(out, pid);
+    out.extend_from_slice(b",\"tid\":");
+    num(out, tid);
+    out.extend_from_slice(b",\"args\":{\"name\":\"");
+    out.extend_from_slice(name);
+    if let Some(n) = number {
+        num(out, n);
     }
-    out.extend_from_slice(
-        b"\"}},\n{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1000000000,\"tid\":",
-    );
-    num(out, client);
+    out.extend_from_slice(b"\"}},\n{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":");
+    num(out, pid);
+    out.extend_from_slice(b",\"tid\":");
+    num(out, tid);
     out.extend_from_slice(b",\"args\":{\"sort_index\":");
-    num(out, client);
+    num(out, sort);
     out.extend_from_slice(b"}}");
+}
+
+/// One named, sorted track per client; client 0 is the dispatch's own.
+fn name_track(out: &mut Vec<u8>, pid: u64, client: u64) {
+    match client {
+        0 => name_thread(out, pid, 0, b"poll loop", None, 0),
+        _ => name_thread(out, pid, client, b"client ", Some(client), client),
+    }
+}
+
+/// The process of reactor `k` and its loop's track (its main thread).
+fn name_reactor(out: &mut Vec<u8>, pid: u64, setup: &str, k: u64) {
+    out.extend_from_slice(b",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":");
+    num(out, pid);
+    out.extend_from_slice(b",\"tid\":0,\"args\":{\"name\":\"h2lab ");
+    out.extend_from_slice(setup.as_bytes());
+    out.extend_from_slice(b", reactor ");
+    num(out, k);
+    out.extend_from_slice(b"\"}}");
+    name_thread(out, pid, pid, b"poll loop ", Some(k), 0);
 }
 
 fn write_csv(out: &mut Vec<u8>, r: &Record) {
@@ -509,7 +570,7 @@ fn write_state(out: &mut Vec<u8>, r: &Record) {
     }
 }
 
-fn write_json(out: &mut Vec<u8>, r: &Record, thread: Option<&str>) {
+fn write_json(out: &mut Vec<u8>, r: &Record, thread: Option<&str>, pid: u64, tid: u64) {
     out.extend_from_slice(b",\n{\"name\":\"");
     out.extend_from_slice(r.name_str().as_bytes());
     match r.kind {
@@ -521,8 +582,10 @@ fn write_json(out: &mut Vec<u8>, r: &Record, thread: Option<&str>) {
     out.extend_from_slice(r.kind.name().as_bytes());
     match (r.kind, r.frame) {
         (Kind::FrameIn | Kind::FrameOut, Some(f)) => {
-            out.extend_from_slice(b"\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1000000000,\"tid\":");
-            num(out, r.client);
+            out.extend_from_slice(b"\",\"ph\":\"i\",\"s\":\"t\",\"pid\":");
+            num(out, pid);
+            out.extend_from_slice(b",\"tid\":");
+            num(out, tid);
             out.extend_from_slice(b",\"ts\":");
             micros(out, r.ts_ns);
             out.extend_from_slice(b",\"args\":{\"stream\":");
@@ -534,8 +597,10 @@ fn write_json(out: &mut Vec<u8>, r: &Record, thread: Option<&str>) {
             out.push(b'"');
         }
         _ => {
-            out.extend_from_slice(b"\",\"ph\":\"X\",\"pid\":1000000000,\"tid\":");
-            num(out, r.client);
+            out.extend_from_slice(b"\",\"ph\":\"X\",\"pid\":");
+            num(out, pid);
+            out.extend_from_slice(b",\"tid\":");
+            num(out, tid);
             out.extend_from_slice(b",\"ts\":");
             micros(out, r.ts_ns);
             out.extend_from_slice(b",\"dur\":");
@@ -668,8 +733,8 @@ mod tests {
     #[test]
     fn json_events_are_complete_slices_and_named_instants_in_micros() {
         let mut v = Vec::new();
-        write_json(&mut v, &action(), Some("h2lab-poll"));
-        write_json(&mut v, &frame(), None);
+        write_json(&mut v, &action(), Some("h2lab-poll"), PID, 3);
+        write_json(&mut v, &frame(), None, PID, 3);
         let text = String::from_utf8(v).unwrap();
         assert!(
             text.contains(

@@ -19,7 +19,8 @@ use super::{Dispatch, ServerConfig, ServerError};
 pub enum Wake {
     /// A blocking `accept()`: connect to it.
     Accept(SocketAddr),
-    Poll(mio::Waker),
+    /// Every reactor's inbox (its waker).
+    Poll(Vec<Arc<poll::Inbox>>),
     Tokio(::tokio::sync::watch::Sender<bool>),
 }
 
@@ -37,8 +38,10 @@ impl Wake {
                 }
                 let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(500));
             }
-            Wake::Poll(waker) => {
-                let _ = waker.wake();
+            Wake::Poll(inboxes) => {
+                for inbox in inboxes {
+                    inbox.wake();
+                }
             }
             Wake::Tokio(tx) => {
                 let _ = tx.send(true);
@@ -47,14 +50,17 @@ impl Wake {
     }
 }
 
-/// Starts `config.dispatch` on `listener` in a thread of its own.
+/// Starts `config.dispatch` on `listeners` (one, or one per reactor for
+/// `poll` with `SO_REUSEPORT`) in a thread of its own, or a thread per
+/// reactor.
 pub fn spawn(
     config: &ServerConfig,
-    listener: TcpListener,
+    mut listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
-) -> Result<(Wake, JoinHandle<()>), ServerError> {
+) -> Result<(Wake, Vec<JoinHandle<()>>), ServerError> {
     let dispatch = config.dispatch;
     let thread = std::thread::Builder::new().name(format!("h2lab-{dispatch}"));
+    let listener = listeners.remove(0);
     let (wake, handle) = match dispatch {
         Dispatch::Single | Dispatch::Thread => {
             let addr = listener.local_addr().map_err(ServerError::Spawn)?;
@@ -77,18 +83,9 @@ pub fn spawn(
             (Wake::Tokio(tx), thread.spawn(run))
         }
         Dispatch::Poll => {
-            let poll = mio::Poll::new().map_err(ServerError::Spawn)?;
-            let waker =
-                mio::Waker::new(poll.registry(), poll::WAKER).map_err(ServerError::Spawn)?;
-            let options = poll::Options {
-                max_clients: config.max_clients,
-                idle_timeout: config.idle_timeout,
-            };
-            let event_loop = poll::PollLoop::new(poll, listener, shared.clone(), options)
-                .map_err(ServerError::Spawn)?;
-            let run = move || shared.traced(|| event_loop.run());
-            (Wake::Poll(waker), thread.spawn(run))
+            listeners.insert(0, listener);
+            return poll::spawn(config, listeners, shared);
         }
     };
-    Ok((wake, handle.map_err(ServerError::Spawn)?))
+    Ok((wake, vec![handle.map_err(ServerError::Spawn)?]))
 }

@@ -2,7 +2,9 @@
 //! clients in a slab. Each client's next step is chosen by the pure
 //! [`state::select_next_action`] from its flags until none is possible; then
 //! the next ready client; then poll. TLS works on memory buffers only.
+//! With `--threads N`, N such loops ([`reactors`]).
 
+mod reactors;
 pub mod state;
 
 use std::collections::VecDeque;
@@ -19,6 +21,8 @@ use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::{interrupted, would_block, HIGH_WATER, READ_BUF};
 use crate::server::shared::Shared;
 use crate::trace::{self, Flags, Name, NO_STATE};
+use reactors::Reactor;
+pub use reactors::{spawn, Inbox};
 use state::select_next_action;
 
 pub const LISTENER: Token = Token(0);
@@ -264,35 +268,46 @@ impl RunQueue {
 /// The loop's own state.
 pub struct PollLoop {
     poll: Poll,
-    listener: TcpListener,
+    /// None on a reactor that is handed its connections.
+    listener: Option<TcpListener>,
+    reactor: Reactor,
+    /// `handoff`: the inbox the next connection goes to.
+    next_inbox: usize,
     clients: Slab<Client>,
     ready: VecDeque<usize>,
     shared: Arc<Shared>,
     options: Options,
-    next_id: u64,
 }
 
 impl PollLoop {
-    /// Registers the listener; the waker must have been made from `poll`'s
-    /// registry with the [`WAKER`] token.
-    pub fn new(
+    /// Registers the listener, if this reactor has one; the reactor's
+    /// inbox must have been made from `poll`'s registry.
+    fn new(
         poll: Poll,
-        listener: std::net::TcpListener,
+        listener: Option<std::net::TcpListener>,
+        reactor: Reactor,
         shared: Arc<Shared>,
         options: Options,
     ) -> io::Result<Self> {
-        listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let listener = match listener {
+            Some(listener) => {
+                listener.set_nonblocking(true)?;
+                let mut listener = TcpListener::from_std(listener);
+                poll.registry()
+                    .register(&mut listener, LISTENER, Interest::READABLE)?;
+                Some(listener)
+            }
+            None => None,
+        };
         Ok(Self {
             poll,
             listener,
+            next_inbox: reactor.index,
+            reactor,
             clients: Slab::new(),
             ready: VecDeque::new(),
             shared,
             options,
-            next_id: 0,
         })
     }
 
@@ -335,7 +350,8 @@ impl PollLoop {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    WAKER => {} // `stopping` is checked by the loop
+                    // A stop (checked by the loop) or connections handed over.
+                    WAKER => self.take_handed(),
                     Token(t) => {
                         let key = t - FIRST_CLIENT;
                         // A stale event for a closed client is harmless.
@@ -363,6 +379,19 @@ impl PollLoop {
         for key in self.clients.iter().map(|(k, _)| k).collect::<Vec<_>>() {
             self.close(key);
         }
+        // Handed over but never served.
+        for (id, sock) in self.reactor.inbox.take() {
+            drop(sock);
+            self.reactor.common.closed();
+            self.shared.finish(id, 0, Ok(()));
+        }
+    }
+
+    /// Serves the connections another reactor handed over.
+    fn take_handed(&mut self) {
+        for (id, sock) in self.reactor.inbox.take() {
+            self.serve(id, sock);
+        }
     }
 
     fn enqueue(&mut self, key: usize) {
@@ -389,7 +418,10 @@ impl PollLoop {
 
     fn accept_all(&mut self) {
         loop {
-            let (sock, _peer) = match self.listener.accept() {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (sock, _peer) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if would_block(&e) => return,
                 Err(e) if interrupted(&e) => continue,
@@ -400,24 +432,34 @@ impl PollLoop {
                     return;
                 }
             };
-            self.next_id += 1;
-            let id = self.next_id;
+            let id = self.reactor.common.next_id();
             self.shared.accepted();
-            let counters = &self.shared.counters;
-            if self
-                .options
-                .max_clients
-                .is_some_and(|max| self.clients.len() >= max)
-            {
+            if !self.reactor.common.try_open(self.options.max_clients) {
                 // Explicit refusal: closed at once, counted.
                 let _span = trace::action(id, Name::Refuse, NO_STATE);
-                counters.refused.fetch_add(1, Ordering::Relaxed);
+                self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
                 drop(sock);
                 continue;
             }
-            if let Err(e) = self.add_client(id, sock) {
-                self.shared.finish(id, 0, Err(e));
+            match self.reactor.handoff.len() {
+                0 => self.serve(id, sock),
+                n => {
+                    let to = self.next_inbox;
+                    self.next_inbox = (to + 1) % n;
+                    match to == self.reactor.index {
+                        true => self.serve(id, sock),
+                        false => self.reactor.handoff[to].push(id, sock),
+                    }
+                }
             }
+        }
+    }
+
+    /// Takes on a connection counted open.
+    fn serve(&mut self, id: u64, sock: TcpStream) {
+        if let Err(e) = self.add_client(id, sock) {
+            self.reactor.common.closed();
+            self.shared.finish(id, 0, Err(e));
         }
     }
 
@@ -453,6 +495,7 @@ impl PollLoop {
 
     fn close(&mut self, key: usize) {
         let mut c = self.clients.remove(key);
+        self.reactor.common.closed();
         let _ = self.poll.registry().deregister(&mut c.sock);
         let result = match c.error.take() {
             Some(e) => Err(e),

@@ -1,0 +1,227 @@
+//! `poll --threads N`: N reactors behind one port, by either spread
+//! (`reuseport`, `handoff`). Real clients, real sockets: every request is
+//! answered, the limits hold across reactors, reactors run where `--pin`
+//! says, a stop is clean, and the trace gives each reactor a track group
+//! that Perfetto's own trace processor reads.
+
+mod support;
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use h2lab::trace::TraceConfig;
+use h2lab::{Dispatch, ServerConfig, Spread, TlsProvider};
+use support::{run, serve, tool};
+
+fn reactors(threads: usize, spread: Spread) -> ServerConfig {
+    ServerConfig {
+        dispatch: Dispatch::Poll,
+        threads,
+        spread,
+        ..ServerConfig::default()
+    }
+}
+
+/// 2 and 4 reactors, both spreads, h2c and TLS: h2load's 8 connections ×
+/// 10 in flight are all answered, by more than one reactor, and SIGTERM
+/// ends the process within 2 s with its stop line.
+#[test]
+fn every_request_is_answered_and_the_stop_is_clean() {
+    for threads in ["2", "4"] {
+        for spread in ["reuseport", "handoff"] {
+            for tls in ["none", "rustls"] {
+                let what = format!("--threads {threads} --spread {spread} --tls {tls}");
+                let s = serve(&[
+                    "--dispatch",
+                    "poll",
+                    "--threads",
+                    threads,
+                    "--spread",
+                    spread,
+                    "--tls",
+                    tls,
+                ]);
+                let pid = s.child.id();
+                let out = run(tool("h2load")
+                    .args(["-n", "20000", "-c", "8", "-m", "10", "-T", "10", "-N", "10"])
+                    .arg(&s.url));
+                let text = String::from_utf8_lossy(&out.stdout);
+                assert!(text.contains("20000 succeeded, 0 failed"), "{what}: {text}");
+                // A reactor that served its share ran for milliseconds; an
+                // idle one slept in epoll_wait from the start.
+                let busy = reactor_threads(pid)
+                    .iter()
+                    .filter(|(_, on_cpu_ns, _)| *on_cpu_ns > 2_000_000)
+                    .count();
+                let started = Instant::now();
+                let out = s.stop_with("TERM");
+                assert!(started.elapsed() < Duration::from_secs(2), "{what}");
+                assert_eq!(out.status.code(), Some(0), "{what}");
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    stderr.contains("8 connections, 20000 responses"),
+                    "{what}: {stderr}"
+                );
+                if spread == "handoff" {
+                    // Handed out in turn: every reactor got 8 / N clients.
+                    assert_eq!(busy.to_string(), threads, "{what}: reactors that worked");
+                }
+            }
+        }
+    }
+}
+
+/// The reactors of process `pid`: name, ns on a CPU so far, allowed CPUs.
+fn reactor_threads(pid: u32) -> Vec<(String, u64, String)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let name = name.trim().to_string();
+        if !name.starts_with("h2lab-poll") {
+            continue;
+        }
+        // "time on CPU, time waiting on a run queue, timeslices" in ns.
+        let schedstat = std::fs::read_to_string(dir.join("schedstat")).unwrap();
+        let on_cpu = schedstat
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let allowed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        found.push((name, on_cpu, allowed));
+    }
+    found.sort();
+    found
+}
+
+/// `--pin 0` puts every reactor on CPU 0 (taken in turn from the list).
+#[test]
+fn pinned_reactors_run_where_they_are_told() {
+    let s = serve(&["--dispatch", "poll", "--threads", "3", "--pin", "0"]);
+    // Each reactor names and pins itself as it starts: wait for all three.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let threads = loop {
+        let threads = reactor_threads(s.child.id());
+        if threads.len() == 3 && threads.iter().all(|(_, _, allowed)| allowed == "0") {
+            break threads;
+        }
+        assert!(Instant::now() < deadline, "{threads:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let names: Vec<&str> = threads.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["h2lab-poll-0", "h2lab-poll-1", "h2lab-poll-2"]);
+    for (name, _, allowed) in &threads {
+        assert_eq!(allowed, "0", "{name}");
+    }
+    assert_eq!(s.stop_with("INT").status.code(), Some(0));
+}
+
+/// `--max-clients 3` counts clients on every reactor together: of 6
+/// connections held open, 3 are refused, whichever reactor they reach.
+#[test]
+fn max_clients_holds_across_reactors() {
+    for spread in [Spread::Reuseport, Spread::Handoff] {
+        let server = h2lab::start(&ServerConfig {
+            max_clients: Some(3),
+            ..reactors(2, spread)
+        })
+        .unwrap();
+        let conns: Vec<TcpStream> = (0..6)
+            .map(|_| TcpStream::connect(server.local_addr()).unwrap())
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.stats().accepted < 6 {
+            assert!(
+                Instant::now() < deadline,
+                "{spread:?}: {:?}",
+                server.stats()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stats = server.stop();
+        drop(conns);
+        assert_eq!((stats.accepted, stats.refused), (6, 3), "{spread:?}");
+    }
+}
+
+/// A traced run on 2 reactors: Perfetto sees a process per reactor, each
+/// with its poll loop as main thread and its own clients' tracks, and
+/// every response in the trace.
+#[test]
+fn each_reactor_traces_on_its_own_track_group() {
+    for spread in [Spread::Reuseport, Spread::Handoff] {
+        let trace = TraceConfig::new(
+            Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join("reactors")
+                .join(format!("{spread:?}")),
+        );
+        let server = h2lab::start(&ServerConfig {
+            trace: Some(trace.clone()),
+            tls: TlsProvider::None,
+            ..reactors(2, spread)
+        })
+        .unwrap();
+        let out = run(tool("h2load")
+            .args(["-n", "800", "-c", "8", "-m", "5", "-T", "10", "-N", "10"])
+            .arg(server.url()));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("800 succeeded, 0 failed"));
+        let stats = server.stop();
+        let summary = stats.trace.unwrap().unwrap();
+        assert_eq!((summary.dropped, summary.unrecorded), (0, 0));
+        let rows = query(
+            &trace.json_path(),
+            "select p.name as process, \
+                    sum(t.name like 'poll loop %') as loops, \
+                    sum(t.name like 'client %') as clients \
+             from thread t join process p using(upid) \
+             where p.name like '%reactor%' group by p.upid order by p.name",
+        );
+        let groups: Vec<(String, String)> = rows[1..]
+            .iter()
+            .map(|r| (r[1].clone(), r[0].clone()))
+            .collect();
+        assert_eq!(groups.len(), 2, "{spread:?}: {rows:?}");
+        let mut clients = 0;
+        for (i, row) in rows[1..].iter().enumerate() {
+            assert!(row[0].ends_with(&format!("reactor {i}")), "{row:?}");
+            assert_eq!(row[1], "1", "{spread:?}: one loop track in {row:?}");
+            clients += row[2].parse::<u32>().unwrap();
+        }
+        assert_eq!(clients, 8, "{spread:?}: {rows:?}");
+        let answered = query(
+            &trace.json_path(),
+            "select count(*) from slice join args using(arg_set_id) \
+             where slice.name = 'DATA out' and args.key = 'args.flags' \
+               and args.string_value like '%END_STREAM%'",
+        );
+        assert_eq!(answered[1][0], "800", "{spread:?}");
+    }
+}
+
+fn query(trace: &Path, sql: &str) -> Vec<Vec<String>> {
+    let tp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/trace_processor_shell");
+    assert!(tp.is_file(), "{} missing", tp.display());
+    let out = run(Command::new(tp).arg("query").arg(trace).arg(sql));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
