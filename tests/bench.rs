@@ -342,6 +342,57 @@ fn peers_are_started_measured_and_stopped() {
     assert_eq!(leftovers, 0, "a peer's temporary folder was left behind");
 }
 
+/// `--threads 2`: tokio gets 2 workers, poll 2 reactors and every peer 2
+/// workers (nginx worker_processes, h2o num-threads, nghttpd -n), each cell
+/// recorded with its threads; single runs once, as it is.
+#[test]
+fn the_threads_axis_reaches_every_server() {
+    let _serial = serial();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("threads.csv");
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .args(["bench", "--dispatch", "single,tokio,poll", "--tls", "none"])
+        .args([
+            "--peers",
+            "nginx,h2o,nghttpd",
+            "--require-peers",
+            "--threads",
+            "2",
+        ])
+        .args(["--clients", "4", "--pipeline", "10", "--duration", "0.3"])
+        .args(["--repeat", "1", "--client", "h2load", "--out"])
+        .arg(&csv));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("nginx/peer/none ×2"), "{text}");
+    let runs: Vec<Row> = rows(&csv)
+        .into_iter()
+        .filter(|r| r.kind == RowKind::Run)
+        .collect();
+    let mut seen: Vec<(String, Option<usize>)> = runs
+        .iter()
+        .map(|r| (r.dispatch.clone(), r.threads))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("h2o".into(), Some(2)),
+            ("nghttpd".into(), Some(2)),
+            ("nginx".into(), Some(2)),
+            ("poll".into(), Some(2)),
+            ("single".into(), None),
+            ("tokio".into(), Some(2)),
+        ]
+    );
+    for r in &runs {
+        assert!(r.succeeded > 0 && r.failed == 0, "{r:?}");
+    }
+    assert_eq!(peer_processes(), Vec::<String>::new());
+}
+
 /// The machine block: the CSV's `# key: value` lines and the JSON's
 /// `machine`, and `report` describes the machine the bench ran on.
 #[test]

@@ -2,7 +2,8 @@
 # requires-python = ">=3.9"
 # dependencies = ["matplotlib>=3.7"]
 # ///
-"""Chart an h2lab bench: requests/s and latency against pipeline depth.
+"""Chart an h2lab bench: requests/s and latency against pipeline depth, or
+requests/s and CPU per request against server threads.
 
 Reads the CSV that `h2lab bench --out FILE.csv` writes (its `median` rows)
 and draws a grid of panels, a row per client count and a column for h2c and
@@ -10,8 +11,13 @@ TLS: requests/s against pipeline depth, one line per server (the same colour
 in every panel) with min–max error bars, as the seed's charts did, and one
 legend beside the grid. Cells with failures get a red ring, cells whose
 repeats spread wider than 1.2x a hollow marker. --log puts requests/s on a
-log scale; --latency plots p50 and p99 latency (log scale) instead. The
-output format follows the file name: .png or .svg.
+log scale; --latency plots p50 and p99 latency (log scale) instead.
+
+--threads charts a `bench --threads LIST` run (the scaling experiment): a
+row per client count × pipeline depth × h2c/TLS, requests/s on the left and
+server CPU µs per request on the right, against the server's threads (tokio
+workers, poll reactors, peer workers), one line per server. The output
+format follows the file name: .png or .svg.
 """
 
 import argparse
@@ -23,7 +29,8 @@ COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline",
            "req_per_s", "req_per_s_min", "req_per_s_max", "p50_us", "p99_us",
            "cpu_us_per_req", "succeeded", "failed", "connection_errors",
            "traced", "trace_records_per_req", "trace_lost", "span_ns", "event_ns",
-           "cpu_us_per_req_min", "cpu_us_per_req_max", "req_per_s_cv", "cpu_cv", "wide"]
+           "cpu_us_per_req_min", "cpu_us_per_req_max", "req_per_s_cv", "cpu_cv", "wide",
+           "threads"]
 
 
 def read_medians(path):
@@ -32,21 +39,24 @@ def read_medians(path):
         # `# key: value` lines before the header describe the machine.
         reader = csv.reader(line for line in f if not line.startswith("#"))
         header = next(reader, None)
-        if header != COLUMNS:
+        # CSVs from before the threads axis lack its column.
+        if header not in (COLUMNS, COLUMNS[:-1]):
             raise ValueError(f"{path}: not an h2lab bench CSV (header {header})")
         rows = []
         for line, cols in enumerate(reader, start=2):
-            if len(cols) != len(COLUMNS):
-                raise ValueError(f"{path}:{line}: {len(cols)} columns, expected {len(COLUMNS)}")
-            row = dict(zip(COLUMNS, cols))
+            if len(cols) != len(header):
+                raise ValueError(f"{path}:{line}: {len(cols)} columns, expected {len(header)}")
+            row = dict(zip(header, cols))
             # Traced runs (`bench --trace-cost`) measure the tracer, not the server.
             if row["kind"] != "median" or row["traced"] == "true":
                 continue
             try:
                 for key in ("clients", "pipeline"):
                     row[key] = int(row[key])
-                for key in ("req_per_s", "req_per_s_min", "req_per_s_max"):
+                for key in ("req_per_s", "req_per_s_min", "req_per_s_max", "cpu_us_per_req"):
                     row[key] = float(row[key])
+                # 0: the server's default (no --threads).
+                row["threads"] = int(row.get("threads") or 0)
                 for key in ("p50_us", "p99_us"):
                     row[key] = int(row[key]) if row[key] else None
                 row["failed"] = int(row["failed"]) + int(row["connection_errors"])
@@ -60,11 +70,66 @@ def read_medians(path):
     return rows
 
 
-def label(row):
+def label(row, threads=True):
     """A server's line label: `poll/mini`, or `poll/mini (rustls)` over TLS, so
-    that our TLS providers and the peers' OpenSSL share one panel."""
+    that our TLS providers and the peers' OpenSSL share one panel; `×N` with
+    N server threads (`bench --threads`), unless `threads` is False."""
     name = f'{row["dispatch"]}/{row["engine"]}'
+    if threads and row["threads"]:
+        name += f' ×{row["threads"]}'
     return name if row["tls"] == "none" else f'{name} ({row["tls"]})'
+
+
+def plot_threads(rows, out, title=None):
+    """Requests/s and CPU µs per request against server threads, a row of two
+    panels per client count × pipeline depth × h2c/TLS; returns the number of
+    lines drawn (servers run with one setting only are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r["threads"]]
+    groups = sorted({(r["clients"], r["pipeline"], r["tls"] != "none") for r in rows})
+    if not groups:
+        return 0
+    servers = sorted({label(r, threads=False) for r in rows})
+    colours = [matplotlib.colormaps["tab20"](i) for i in range(20)]
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11.8, 3.4 * len(groups)), squeeze=False)
+    lines = 0
+    handles = {}
+    for (ax_rps, ax_cpu), (clients, pipeline, tls) in zip(axes, groups):
+        series = defaultdict(list)
+        for r in rows:
+            if (r["clients"], r["pipeline"], r["tls"] != "none") == (clients, pipeline, tls):
+                series[label(r, threads=False)].append(r)
+        for server, points in sorted(series.items()):
+            colour = colours[servers.index(server) % len(colours)]
+            points.sort(key=lambda r: r["threads"])
+            x = [p["threads"] for p in points]
+            (h,) = ax_rps.plot(x, [p["req_per_s"] for p in points], "-o", color=colour)
+            ax_cpu.plot(x, [p["cpu_us_per_req"] for p in points], "-o", color=colour)
+            mark(ax_rps, points, x, [p["req_per_s"] for p in points])
+            handles.setdefault(server, h)
+            lines += 1
+        where = f"{clients} client{'s' if clients != 1 else ''} × {pipeline} in flight, " \
+                f"{'TLS' if tls else 'h2c'}"
+        for ax, ylabel in ((ax_rps, "requests/s"), (ax_cpu, "server CPU µs/request")):
+            ax.set_xticks(sorted({r["threads"] for r in rows}))
+            ax.set_xlabel("server threads")
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(bottom=0)
+            ax.set_title(where, fontsize=10)
+            ax.grid(alpha=0.3)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False,
+               title="median;\nhollow: spread > 1.2×;\nred ring: failures", title_fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return lines
 
 
 def plot(rows, out, latency=False, title=None, log=False):
@@ -171,18 +236,28 @@ def main(argv=None):
                         help="plot p50 and p99 latency (log scale) instead of requests/s")
     parser.add_argument("--log", action="store_true",
                         help="requests/s on a log scale (servers an order of magnitude apart)")
+    parser.add_argument("--threads", action="store_true",
+                        help="requests/s and CPU per request against server threads "
+                             "(a `bench --threads LIST` run)")
     parser.add_argument("--title", help="title over the panels")
     args = parser.parse_args(argv)
+    if args.threads and (args.latency or args.log):
+        parser.error("--threads draws its own axes: no --latency or --log with it")
     if not args.output.lower().endswith((".png", ".svg")):
         parser.error(f"--output must end in .png or .svg: {args.output}")
     try:
         rows = read_medians(args.csv)
-        lines = plot(rows, args.output, args.latency, args.title, args.log)
+        if args.threads:
+            lines = plot_threads(rows, args.output, args.title)
+        else:
+            lines = plot(rows, args.output, args.latency, args.title, args.log)
     except (OSError, ValueError) as e:
         print(f"plot_bench: {e}", file=sys.stderr)
         return 2
     if lines == 0:
-        print("plot_bench: nothing to plot (no latency percentiles: an h2load run?)", file=sys.stderr)
+        why = "no rows with server threads: run `h2lab bench --threads LIST`" if args.threads \
+            else "no latency percentiles: an h2load run?"
+        print(f"plot_bench: nothing to plot ({why})", file=sys.stderr)
         return 2
     print(f"wrote {args.output}: {lines} lines")
     return 0

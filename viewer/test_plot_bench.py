@@ -79,3 +79,28 @@ def test_grid_log_scale_and_marks(bench_csv, tmp_path):
     # A 2 × 2 grid: clients 1 and 2, h2c and TLS.
     for title in ("1 client, h2c", "1 client, TLS", "2 clients, h2c", "2 clients, TLS"):
         assert title in out
+
+
+def test_threads_chart_from_a_scaling_run(tmp_path):
+    """`bench --threads 1,2` against tokio and poll: every cell has its
+    threads in the CSV, and the scaling chart draws a line per server."""
+    csv_path = tmp_path / "threads.csv"
+    run = subprocess.run(
+        [h2lab_bin(), "bench", "--dispatch", "tokio,poll,single", "--tls", "none",
+         "--clients", "4", "--pipeline", "10", "--threads", "1,2", "--duration", "0.2",
+         "--warm-up", "0", "--repeat", "1", "--out", str(csv_path)],
+        capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "poll/mini/none ×2" in run.stdout and "tokio/mini/none ×1" in run.stdout
+    rows = plot_bench.read_medians(csv_path)
+    # tokio and poll at 1 and 2 threads; single once, as it is.
+    assert sorted((r["dispatch"], r["threads"]) for r in rows) == [
+        ("poll", 1), ("poll", 2), ("single", 0), ("tokio", 1), ("tokio", 2)]
+    svg = tmp_path / "threads.svg"
+    assert plot_bench.main([str(csv_path), "-o", str(svg), "--threads"]) == 0
+    out = svg.read_text()
+    assert "server threads" in out and "server CPU µs/request" in out
+    assert "poll/mini" in out and "tokio/mini" in out
+    # The pipeline chart keeps the thread counts apart.
+    png = tmp_path / "pipeline.png"
+    assert plot_bench.main([str(csv_path), "-o", str(png)]) == 0

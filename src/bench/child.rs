@@ -28,16 +28,20 @@ pub enum Running {
 impl Running {
     /// Starts `target` (pinned as the bench says; ours traced to `trace`
     /// if given) and waits until it serves.
+    /// `threads`: the cell's (0: the server's default).
     pub fn start(
         config: &BenchConfig,
         target: Target,
+        threads: usize,
         trace: Option<&TraceConfig>,
     ) -> Result<Running, BenchError> {
         match target {
-            Target::H2lab(setup) => start_serve(config, setup, trace),
-            Target::Peer { peer, tls } => peers::start(peer, tls, config.pin_server.as_deref())
-                .map(Running::Peer)
-                .map_err(|reason| BenchError::Serve { target, reason }),
+            Target::H2lab(setup) => start_serve(config, setup, threads, trace),
+            Target::Peer { peer, tls } => {
+                peers::start(peer, tls, threads, config.pin_server.as_deref())
+                    .map(Running::Peer)
+                    .map_err(|reason| BenchError::Serve { target, reason })
+            }
         }
     }
 
@@ -86,10 +90,14 @@ impl Running {
 fn start_serve(
     config: &BenchConfig,
     setup: Setup,
+    threads: usize,
     trace: Option<&TraceConfig>,
 ) -> Result<Running, BenchError> {
     let mut serve = Command::new(&config.exe);
     serve.args(["serve", "--port", "0"]);
+    if threads > 0 {
+        serve.args(["--threads", &threads.to_string()]);
+    }
     if let Some(t) = trace {
         serve.arg("--trace").arg(&t.prefix);
     }

@@ -50,6 +50,15 @@ pub struct Args {
     /// Connection counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,5", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub clients: Vec<u64>,
+    /// Server threads, comma-separated: an axis, e.g. `1,2,4`. Each is
+    /// given to tokio (worker threads), poll (reactors) and the peers
+    /// (nginx worker_processes, h2o num-threads, nghttpd -n); single and
+    /// thread run once, as they are. h2load gets as many threads (-t, at
+    /// most one per connection); the built-in client runs on one. Default:
+    /// each server as it comes (tokio current-thread, one reactor, one
+    /// peer worker).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: Vec<u64>,
     /// Requests in flight per connection, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub pipeline: Vec<u64>,
@@ -236,6 +245,7 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         peers,
         clients: args.clients.iter().map(|&c| c as usize).collect(),
         pipelines: args.pipeline.iter().map(|&m| m as usize).collect(),
+        threads: args.threads.iter().map(|&n| n as usize).collect(),
         duration: args.duration,
         warm_up: args.warm_up,
         repeat: args.repeat as usize,

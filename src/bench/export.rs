@@ -113,6 +113,7 @@ fn trace_costs(medians: &[Median]) -> String {
                 && m.cell.target == traced.cell.target
                 && m.cell.clients == traced.cell.clients
                 && m.cell.pipeline == traced.cell.pipeline
+                && m.cell.threads == traced.cell.threads
         });
         let Some(untraced) = untraced else { continue };
         if out.is_empty() {
@@ -264,6 +265,7 @@ mod tests {
                 target,
                 clients: 1,
                 pipeline: 10,
+                threads: 0,
                 traced: false,
             },
             runs: 3,

@@ -19,6 +19,8 @@ pub fn run(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         .arg(format!("--warm-up-time={}ms", config.warm_up.as_millis()))
         .args(["-c", &cell.clients.to_string()])
         .args(["-m", &cell.pipeline.to_string()])
+        // As many threads as the server has, at most one per connection.
+        .args(["-t", &cell.threads.clamp(1, cell.clients).to_string()])
         .args(["-T", &secs, "-N", &secs])
         .arg(url)
         .stdin(Stdio::null())

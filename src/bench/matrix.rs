@@ -88,6 +88,9 @@ pub struct Cell {
     pub target: Target,
     pub clients: usize,
     pub pipeline: usize,
+    /// `bench --threads`: the server's threads (tokio workers, poll
+    /// reactors, the peer's workers); 0: the server's default (one).
+    pub threads: usize,
     /// The server records a trace (`bench --trace-cost`; ours only).
     pub traced: bool,
 }
@@ -95,7 +98,10 @@ pub struct Cell {
 impl fmt::Display for Cell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let traced = if self.traced { " +trace" } else { "" };
-        write!(f, "{}{traced}", self.target)
+        match self.threads {
+            0 => write!(f, "{}{traced}", self.target),
+            n => write!(f, "{} ×{n}{traced}", self.target),
+        }
     }
 }
 
@@ -107,6 +113,7 @@ struct CellColumns {
     tls: String,
     clients: usize,
     pipeline: usize,
+    threads: usize,
     traced: bool,
 }
 
@@ -119,14 +126,16 @@ impl From<Cell> for CellColumns {
             tls,
             clients: c.clients,
             pipeline: c.pipeline,
+            threads: c.threads,
             traced: c.traced,
         }
     }
 }
 
 impl BenchConfig {
-    /// Every target × clients × pipeline, targets in the order given; with
-    /// `trace_cost`, each of our setups untraced and then traced.
+    /// Every target × threads × clients × pipeline, targets in the order
+    /// given; threads only where a server has them (tokio, poll, peers);
+    /// with `trace_cost`, each of our setups untraced and then traced.
     pub fn cells(&self) -> Vec<Cell> {
         let targets = self.setups.iter().map(|&s| Target::H2lab(s)).chain(
             self.peers
@@ -139,15 +148,23 @@ impl BenchConfig {
                 (true, Target::H2lab(_)) => &[false, true],
                 _ => &[false],
             };
-            for &clients in &self.clients {
-                for &pipeline in &self.pipelines {
-                    for &traced in tracing {
-                        cells.push(Cell {
-                            target,
-                            clients,
-                            pipeline,
-                            traced,
-                        });
+            let threads: &[usize] = match target {
+                _ if self.threads.is_empty() => &[0],
+                Target::H2lab(s) if !matches!(s.dispatch, Dispatch::Tokio | Dispatch::Poll) => &[0],
+                _ => &self.threads,
+            };
+            for &threads in threads {
+                for &clients in &self.clients {
+                    for &pipeline in &self.pipelines {
+                        for &traced in tracing {
+                            cells.push(Cell {
+                                target,
+                                clients,
+                                pipeline,
+                                threads,
+                                traced,
+                            });
+                        }
                     }
                 }
             }

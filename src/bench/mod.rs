@@ -59,6 +59,8 @@ pub struct BenchConfig {
     pub peers: Vec<(Peer, bool)>,
     pub clients: Vec<usize>,
     pub pipelines: Vec<usize>,
+    /// `--threads`: server threads per cell (empty: each server's default).
+    pub threads: Vec<usize>,
     pub duration: Duration,
     /// Load before each measured run, counted neither in requests nor CPU.
     pub warm_up: Duration,
@@ -186,7 +188,7 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
         );
         crate::trace::TraceConfig::new(config.trace_dir.join(name.replace('/', "-")))
     });
-    let server = child::Running::start(config, cell.target, trace.as_ref())?;
+    let server = child::Running::start(config, cell.target, cell.threads, trace.as_ref())?;
     // nginx's worker exists before the load starts: the set is stable.
     let pids = server.pids();
     let cpu = || system::cpu_of(&pids, ticks).map_err(BenchError::Proc);

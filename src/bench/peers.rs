@@ -1,5 +1,6 @@
 //! Peer servers for `h2lab bench`: nginx, h2o and nghttpd serving the same
-//! `Hello World\n` on loopback, one worker each, with the same development
+//! `Hello World\n` on loopback, one worker each (N with `bench --threads`),
+//! with the same development
 //! certificate, each from a generated configuration in a temporary folder.
 //! Measured like our servers: CPU from /proc, summed over the peer's
 //! process and its children (nginx's workers).
@@ -87,9 +88,14 @@ fn free_port() -> std::io::Result<u16> {
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Starts `peer` with TLS or h2c (under `taskset -c PIN` if given) and
-/// waits until it accepts connections.
-pub fn start(peer: Peer, tls: bool, pin: Option<&str>) -> Result<RunningPeer, String> {
+/// Starts `peer` with TLS or h2c and `threads` workers (0: one; under
+/// `taskset -c PIN` if given) and waits until it accepts connections.
+pub fn start(
+    peer: Peer,
+    tls: bool,
+    threads: usize,
+    pin: Option<&str>,
+) -> Result<RunningPeer, String> {
     let binary = peer.find().ok_or_else(|| {
         format!(
             "`{}` not found (Debian: apt-get install {})",
@@ -110,7 +116,10 @@ pub fn start(peer: Peer, tls: bool, pin: Option<&str>) -> Result<RunningPeer, St
         std::fs::write(dir.join("index.html"), RESPONSE_BODY)?;
         set_mode(&dir.join("index.html"), 0o644)?;
         let port = free_port()?;
-        Ok((command(peer, &binary, &dir, port, tls)?, port))
+        Ok((
+            command(peer, &binary, &dir, port, tls, threads.max(1))?,
+            port,
+        ))
     };
     let (cmd, port) =
         setup().map_err(|e| format!("{}: cannot prepare {}: {e}", peer.name(), dir.display()))?;
@@ -166,6 +175,7 @@ fn command(
     dir: &Path,
     port: u16,
     tls: bool,
+    threads: usize,
 ) -> std::io::Result<Command> {
     let d = dir.display();
     let mut cmd = Command::new(binary);
@@ -174,7 +184,7 @@ fn command(
             let listen = if tls { "ssl http2" } else { "http2" };
             // keepalive_requests: the default (1000) sends GOAWAY mid-run.
             let conf = format!(
-                "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                "worker_processes {threads};\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
                  events {{ worker_connections 4096; }}\n\
                  http {{\n  access_log off;\n  keepalive_requests 1000000000;\n\
                  client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;\n\
@@ -198,7 +208,7 @@ fn command(
             // h2o 2.2 cannot answer from memory; file.file keeps the file
             // open and reads it with one pread per request.
             let conf = format!(
-                "listen:\n  host: 127.0.0.1\n  port: {port}\n{ssl}num-threads: 1\n\
+                "listen:\n  host: 127.0.0.1\n  port: {port}\n{ssl}num-threads: {threads}\n\
                  error-log: {d}/error.log\nhosts:\n  default:\n    paths:\n      /:\n        file.file: {d}/index.html\n"
             );
             std::fs::write(dir.join("h2o.conf"), conf)?;
@@ -206,7 +216,8 @@ fn command(
             cmd.arg("-c").arg(dir.join("h2o.conf"));
         }
         Peer::Nghttpd => {
-            cmd.args(["-a", "127.0.0.1", "-d"]).arg(dir);
+            cmd.args(["-a", "127.0.0.1", "-n", &threads.to_string(), "-d"])
+                .arg(dir);
             match tls {
                 true => {
                     cmd.arg(port.to_string())

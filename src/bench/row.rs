@@ -10,7 +10,7 @@ use super::{Cell, LoadClient, Median, Results, Run, Target, TraceCost};
 use crate::csv_file::{self, CsvFileError};
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +58,10 @@ pub struct Row {
     pub req_per_s_cv: Option<f64>,
     pub cpu_cv: Option<f64>,
     pub wide: Option<bool>,
+    /// `bench --threads`: the server's threads; empty: its default (and in
+    /// CSVs from before the axis).
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -97,6 +101,7 @@ impl Row {
             req_per_s_cv: None,
             cpu_cv: None,
             wide: None,
+            threads: (cell.threads > 0).then_some(cell.threads),
         }
     }
 
@@ -154,6 +159,7 @@ impl Row {
             target: Target::from_columns(&self.dispatch, &self.engine, &self.tls)?,
             clients: self.clients,
             pipeline: self.pipeline,
+            threads: self.threads.unwrap_or(0),
             traced: self.traced,
         })
     }
@@ -249,6 +255,7 @@ mod tests {
             }),
             clients: 5,
             pipeline: 100,
+            threads: 2,
             traced: false,
         };
         let median = Median {
@@ -275,10 +282,20 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2")
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);
         assert_eq!(back.req_per_s, 1234.6);
+        // A CSV from before the threads axis: the server's default.
+        let header = CSV_HEADER.strip_suffix(",threads").unwrap();
+        let old = format!(
+            "{header}\nmedian,builtin,poll,mini,rustls,5,100,,1.0,,,,,0.1,9,0,0,false,,,,,,,,,\n"
+        );
+        let rows: Vec<Row> = csv::Reader::from_reader(old.as_bytes())
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows[0].cell().unwrap().threads, 0);
     }
 }
