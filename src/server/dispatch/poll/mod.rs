@@ -418,7 +418,12 @@ impl PollLoop {
 
     fn accept_all(&mut self) {
         loop {
-            let Some(listener) = &self.listener else {
+            // Stopping: what is not accepted now is not half-served after.
+            let Some(listener) = self
+                .listener
+                .as_ref()
+                .filter(|_| !self.shared.is_stopping())
+            else {
                 return;
             };
             let (sock, _peer) = match listener.accept() {
