@@ -64,6 +64,11 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Runs `cmd` to completion with its output captured; kills it and fails the
 /// test past [`COMMAND_TIMEOUT`], so a regression cannot hang the suite.
 pub fn run(cmd: &mut Command) -> Output {
+    run_within(cmd, COMMAND_TIMEOUT)
+}
+
+/// [`run`], for a command that takes longer by design (`limit`).
+pub fn run_within(cmd: &mut Command, limit: Duration) -> Output {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -79,7 +84,7 @@ pub fn run(cmd: &mut Command) -> Output {
     };
     let stdout = drain(Box::new(child.stdout.take().unwrap()));
     let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -87,7 +92,7 @@ pub fn run(cmd: &mut Command) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{cmd:?} still running after {COMMAND_TIMEOUT:?}: killed");
+            panic!("{cmd:?} still running after {limit:?}: killed");
         }
         std::thread::sleep(Duration::from_millis(10));
     };

@@ -7,10 +7,11 @@ mod coalesce;
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use h2::server::SendResponse;
+use h2::RecvStream;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use coalesce::{Coalesce, Gate, HOLD_AT_MOST};
@@ -18,52 +19,110 @@ pub use coalesce::{Coalesce, Gate, HOLD_AT_MOST};
 use super::RESPONSE_BODY;
 
 /// Serves one connection until the client goes; `responses` counts the
-/// responses sent, also when the connection ends in an error. What the
-/// crate writes is gathered per wake-up ([`Coalesce`]): every request that
-/// has arrived is accepted and answered before one write carries all the
-/// answers.
+/// responses sent, also when the connection ends in an error. Each request
+/// is read to its end before it is answered (its body, released to flow
+/// control as it comes and dropped, then its trailers), so that uploads of
+/// any size complete and the crate checks content-length and trailers.
+/// What the crate writes is gathered per wake-up ([`Coalesce`]): every
+/// request that has arrived is accepted and answered before one write
+/// carries all the answers.
 pub async fn serve<T>(io: T, responses: &mut u64) -> Result<(), h2::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let gate = Arc::new(Gate::default());
-    let mut conn = h2::server::handshake(Coalesce::new(io, gate.clone())).await?;
+    // The mini engine's stream limit, advertised: a client past it is
+    // refused streams instead of growing the server without bound.
+    let mut conn = h2::server::Builder::new()
+        .max_concurrent_streams(super::mini::MAX_OPEN_STREAMS as u32)
+        .handshake(Coalesce::new(io, gate.clone()))
+        .await?;
+    let mut uploads: Vec<Upload> = Vec::new();
     poll_fn(|cx| {
         gate.hold();
         let mut opened = false;
         loop {
-            match conn.poll_accept(cx) {
-                Poll::Ready(Some(Ok((_request, respond)))) => {
-                    // The request body, if any, is not read: the answer
-                    // never depends on it.
-                    answer(respond)?;
-                    *responses += 1;
-                    if opened {
-                        gate.hold();
-                        opened = false;
+            let progress = match conn.poll_accept(cx) {
+                Poll::Ready(Some(Ok((request, respond)))) => {
+                    let body = request.into_body();
+                    match body.is_end_stream() {
+                        true => *responses += u64::from(answer(respond)),
+                        false => uploads.push(Upload {
+                            body,
+                            respond: Some(respond),
+                        }),
                     }
+                    true
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                 // Closing, the crate shuts the stream down, which writes
                 // whatever is held.
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
+                // Nothing new: bodies that have come to their end are
+                // answered (the connection is then polled again to send).
+                Poll::Pending => {
+                    let before = uploads.len();
+                    uploads.retain_mut(|u| match u.poll_read(cx) {
+                        Poll::Pending => true,
+                        Poll::Ready(Ok(())) => {
+                            let respond = u.respond.take();
+                            *responses += u64::from(respond.is_some_and(answer));
+                            false
+                        }
+                        // A stream error: the crate has reset the stream.
+                        Poll::Ready(Err(_)) => false,
+                    });
+                    uploads.len() < before
+                }
+            };
+            match progress {
+                true if opened => {
+                    gate.hold();
+                    opened = false;
+                }
+                true => {}
                 // Nothing more for now: one more turn with the gate open
                 // writes what was held.
-                Poll::Pending if !opened && gate.open() => opened = true,
-                Poll::Pending => return Poll::Pending,
+                false if !opened && gate.open() => opened = true,
+                false => return Poll::Pending,
             }
         }
     })
     .await
 }
 
-fn answer(mut respond: SendResponse<Bytes>) -> Result<(), h2::Error> {
+/// A request whose body is still coming.
+struct Upload {
+    body: RecvStream,
+    respond: Option<SendResponse<Bytes>>,
+}
+
+impl Upload {
+    /// Reads what has come, giving its room back to flow control at once;
+    /// ready at the end of the trailers.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), h2::Error>> {
+        while let Some(data) = ready!(self.body.poll_data(cx)) {
+            let n = data?.len();
+            self.body.flow_control().release_capacity(n)?;
+        }
+        ready!(self.body.poll_trailers(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Sends the response; false if the stream is gone (the client reset it),
+/// which ends that stream only.
+fn answer(mut respond: SendResponse<Bytes>) -> bool {
     // Built from constants: no header name or value to parse per request.
     let mut response = http::Response::new(());
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/html"),
     );
-    let mut body = respond.send_response(response, false)?;
-    body.send_data(Bytes::from_static(RESPONSE_BODY), true)
+    match respond.send_response(response, false) {
+        Ok(mut body) => body
+            .send_data(Bytes::from_static(RESPONSE_BODY), true)
+            .is_ok(),
+        Err(_) => false,
+    }
 }
