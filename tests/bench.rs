@@ -534,6 +534,11 @@ fn an_interrupted_bench_keeps_its_runs_and_leaves_nothing() {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(doc["runs"].as_array().unwrap().len() >= 3);
+    // A process killed a moment ago may still be on its way out.
+    let gone_by = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !owned().is_empty() && std::time::Instant::now() < gone_by {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(owned(), Vec::<u32>::new(), "processes outlived the bench");
     let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
@@ -547,7 +552,8 @@ fn an_interrupted_bench_keeps_its_runs_and_leaves_nothing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-/// (pid, parent, process group) of every process alive now.
+/// (pid, parent, process group) of every process alive now (zombies,
+/// dead but not yet reaped, are not).
 fn stats() -> impl Iterator<Item = (u32, u32, u32)> {
     std::fs::read_dir("/proc").unwrap().filter_map(|e| {
         let e = e.ok()?;
@@ -555,6 +561,9 @@ fn stats() -> impl Iterator<Item = (u32, u32, u32)> {
         let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
         let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         // After the name: state, ppid, pgrp.
+        if matches!(*rest.first()?, "Z" | "X") {
+            return None;
+        }
         Some((pid, rest.get(1)?.parse().ok()?, rest.get(2)?.parse().ok()?))
     })
 }
