@@ -121,14 +121,7 @@ def plot_threads(rows, out, title=None):
             ax.set_ylim(bottom=0)
             ax.set_title(where, fontsize=10)
             ax.grid(alpha=0.3)
-    fig.legend(list(handles.values()), list(handles.keys()), loc="center left",
-               bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False,
-               title="median;\nhollow: spread > 1.2×;\nred ring: failures", title_fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, handles, "median;\nhollow: spread > 1.2×;\nred ring: failures", title, out)
     return lines
 
 
@@ -199,18 +192,25 @@ def plot(rows, out, latency=False, title=None, log=False):
         ax.set_title(f"{clients} client{'s' if clients != 1 else ''}, {'TLS' if tls else 'h2c'}",
                      fontsize=10)
         ax.grid(alpha=0.3)
-    if lines:
-        # One legend for every panel, beside them: it covers no data.
+    save(fig, handles, "median, min–max bars;\nhollow: spread > 1.2×;\nred ring: failures",
+         title, out)
+    return lines
+
+
+def save(fig, handles, legend_title, title, out):
+    """One legend for every panel, beside them (it covers no data), the
+    title over them; writes the figure to `out` and closes it."""
+    import matplotlib.pyplot as plt
+
+    if handles:
         fig.legend(list(handles.values()), list(handles.keys()), loc="center left",
                    bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False,
-                   title="median, min–max bars;\nhollow: spread > 1.2×;\nred ring: failures",
-                   title_fontsize=7)
+                   title=legend_title, title_fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return lines
 
 
 def mark(ax, points, x, y):
