@@ -47,10 +47,7 @@ where
                     let body = request.into_body();
                     match body.is_end_stream() {
                         true => *responses += u64::from(answer(respond)),
-                        false => uploads.push(Upload {
-                            body,
-                            respond: Some(respond),
-                        }),
+                        false => uploads.push(Upload { body, respond }),
                     }
                     true
                 }
@@ -62,16 +59,19 @@ where
                 // answered (the connection is then polled again to send).
                 Poll::Pending => {
                     let before = uploads.len();
-                    uploads.retain_mut(|u| match u.poll_read(cx) {
-                        Poll::Pending => true,
-                        Poll::Ready(Ok(())) => {
-                            let respond = u.respond.take();
-                            *responses += u64::from(respond.is_some_and(answer));
-                            false
+                    let mut i = 0;
+                    while i < uploads.len() {
+                        match uploads[i].poll_read(cx) {
+                            Poll::Pending => i += 1,
+                            // Err: a stream error; the crate has reset it.
+                            Poll::Ready(read) => {
+                                let upload = uploads.swap_remove(i);
+                                if read.is_ok() {
+                                    *responses += u64::from(answer(upload.respond));
+                                }
+                            }
                         }
-                        // A stream error: the crate has reset the stream.
-                        Poll::Ready(Err(_)) => false,
-                    });
+                    }
                     uploads.len() < before
                 }
             };
@@ -94,7 +94,7 @@ where
 /// A request whose body is still coming.
 struct Upload {
     body: RecvStream,
-    respond: Option<SendResponse<Bytes>>,
+    respond: SendResponse<Bytes>,
 }
 
 impl Upload {
