@@ -49,14 +49,16 @@ pub fn read<T: DeserializeOwned>(
     if found.is_empty() {
         return Err(parse(1, "empty file".into()));
     }
-    let joined: Vec<&str> = found.iter().collect();
-    if joined.join(",") != header {
+    let joined = found.iter().collect::<Vec<&str>>().join(",");
+    // A file from before columns were added at the end is read too: the
+    // type gives the missing ones their defaults.
+    let older = header
+        .strip_prefix(joined.as_str())
+        .is_some_and(|rest| rest.starts_with(','));
+    if joined != header && !older {
         return Err(parse(
             1,
-            format!(
-                "header {:?}: not {what} (expected {header:?})",
-                joined.join(",")
-            ),
+            format!("header {joined:?}: not {what} (expected {header:?})"),
         ));
     }
     reader
