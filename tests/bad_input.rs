@@ -137,3 +137,38 @@ fn client_without_alpn_is_served(setup: Setup) {
     assert_hello_on(conn, setup);
     assert_still_serving(&server);
 }
+
+/// Clients cannot drive the log's volume: 50 clients with a wrong preface
+/// within a moment show at most 5 lines each second, and the rest is one
+/// summary line with the count by reason (at stop at the latest).
+#[test]
+fn client_errors_are_logged_at_a_limited_rate() {
+    let s = support::serve(&["--dispatch", "poll"]);
+    let addr = s.addr();
+    for _ in 0..50 {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut reply = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut conn, &mut reply);
+    }
+    let out = s.stop_with("TERM");
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let shown = err
+        .lines()
+        .filter(|l| l.starts_with("h2lab: client "))
+        .count();
+    let held: usize = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("h2lab: "))
+        .filter_map(|l| l.split_once(" more client errors not shown"))
+        .map(|(n, rest)| {
+            assert!(rest.ends_with(&format!(": {n} protocol")), "{rest}");
+            n.parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(shown + held, 50, "{err}");
+    assert!(held > 0 && shown <= 10, "{err}");
+    assert!(err.contains("50 failed"), "{err}");
+}

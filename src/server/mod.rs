@@ -7,6 +7,7 @@
 
 mod conn;
 mod dispatch;
+mod errlog;
 mod io;
 mod shared;
 
@@ -410,6 +411,7 @@ impl Server {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        self.shared.errors.flush();
     }
 }
 

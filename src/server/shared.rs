@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::conn::{self, ConnError};
+use super::errlog::ClientErrors;
 use super::Engine;
 use crate::tls::{TlsAcceptor, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
@@ -35,6 +36,8 @@ pub struct Shared {
     /// that `stop` can shut them down and unblock their threads.
     open: Mutex<Vec<(u64, TcpStream)>>,
     pub counters: Counters,
+    /// Per-client errors for stderr, rate-limited.
+    pub errors: ClientErrors,
 }
 
 impl Shared {
@@ -52,6 +55,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             open: Mutex::new(Vec::new()),
             counters: Counters::default(),
+            errors: ClientErrors::default(),
         }
     }
 
@@ -109,7 +113,7 @@ impl Shared {
             c.failed.fetch_add(1, Ordering::Relaxed);
             // A stop ends connections on purpose: not the client's fault.
             if !self.is_stopping() {
-                eprintln!("h2lab: client {id}: {e:#}");
+                self.errors.report(id, &e);
             }
         }
     }
