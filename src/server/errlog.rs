@@ -1,7 +1,8 @@
 //! Per-client errors on stderr, rate-limited: clients must not be able to
 //! drive the log's volume. The first few errors of each interval are shown
 //! one by one; past them, errors are only counted by reason, and one line
-//! per interval (or at stop) says how many were not shown, and why.
+//! says how many were not shown, and why, with the first error of a later
+//! interval or at stop.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
