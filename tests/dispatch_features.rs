@@ -7,6 +7,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -317,4 +318,53 @@ fn pipelined_answers_are_coalesced_into_few_writes(setup: Setup) {
         stats.writes,
         stats.responses
     );
+}
+
+/// At the fd limit (`prlimit --nofile=32`), `poll` cannot accept; once
+/// clients leave, it accepts those that waited in the queue by itself, with
+/// no new connection to wake it (its listener is edge-triggered), and says
+/// so once, not every retry.
+#[test]
+fn poll_accepts_again_after_the_fd_limit() {
+    let mut child = Command::new("prlimit")
+        .arg("--nofile=32:32")
+        .arg(env!("CARGO_BIN_EXE_h2lab"))
+        .args(["serve", "--dispatch", "poll"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux)");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let serving = support::Serving { child, url };
+    let addr = serving.addr();
+    let mut conns: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    // Past ~25 clients accept fails (EMFILE); the others wait in the queue.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let last = conns.pop().unwrap();
+    conns.truncate(10);
+    last.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    support::assert_hello_on(
+        support::RawConn::Plain(last),
+        support::setup(Dispatch::Poll, TlsProvider::None),
+    );
+    drop(conns);
+    let out = serving.stop_with("TERM");
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = err.matches("h2lab: accept: ").count();
+    assert!((1..=3).contains(&said), "{err}");
 }

@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::server::conn::{ConnError, Pipeline};
-use crate::server::io::{interrupted, would_block, HIGH_WATER, READ_BUF};
+use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE, HIGH_WATER, READ_BUF};
 use crate::server::shared::Shared;
 use crate::trace::{self, Flags, Name, NO_STATE};
 use reactors::Reactor;
@@ -273,6 +273,12 @@ pub struct PollLoop {
     reactor: Reactor,
     /// `handoff`: the inbox the next connection goes to.
     next_inbox: usize,
+    /// After an accept error (EMFILE and the like), when to try again: the
+    /// listener is edge-triggered, so no new event comes for the
+    /// connections already waiting.
+    accept_again_at: Option<Instant>,
+    /// Said once per run of accept errors, not every pause.
+    accept_failing: bool,
     clients: Slab<Client>,
     ready: VecDeque<usize>,
     shared: Arc<Shared>,
@@ -303,6 +309,8 @@ impl PollLoop {
             poll,
             listener,
             next_inbox: reactor.index,
+            accept_again_at: None,
+            accept_failing: false,
             reactor,
             clients: Slab::new(),
             ready: VecDeque::new(),
@@ -321,7 +329,12 @@ impl PollLoop {
         // Traced only: how long the loop was runnable but not running.
         let mut run_queue = trace::frames_enabled().then(RunQueue::open).flatten();
         while !self.shared.is_stopping() {
-            let timeout = next_sweep.map(|at| at.saturating_duration_since(Instant::now()));
+            // The next sweep, or the next accept after an accept error.
+            let wake_at = match (next_sweep, self.accept_again_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
             let wait = trace::action(0, Name::PollWait, NO_STATE);
             let began = run_queue.as_ref().map(|_| Instant::now());
             let polled = self.poll.poll(&mut events, timeout);
@@ -367,6 +380,9 @@ impl PollLoop {
                         }
                     }
                 }
+            }
+            if self.accept_again_at.is_some_and(|at| Instant::now() >= at) {
+                self.accept_all();
             }
             self.run_ready();
             if let (Some(every), Some(at)) = (sweep_every, next_sweep) {
@@ -417,6 +433,7 @@ impl PollLoop {
     }
 
     fn accept_all(&mut self) {
+        self.accept_again_at = None;
         loop {
             // Stopping: what is not accepted now is not half-served after.
             let Some(listener) = self
@@ -431,12 +448,17 @@ impl PollLoop {
                 Err(e) if would_block(&e) => return,
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => {
-                    // EMFILE and the like: the listener stays readable, and
-                    // the next poll retries.
-                    eprintln!("h2lab: accept: {e}");
+                    // EMFILE and the like: try again after a pause, without
+                    // waiting for an event (none comes for who waits).
+                    if !self.accept_failing {
+                        eprintln!("h2lab: accept: {e} (trying again every {ACCEPT_ERROR_PAUSE:?})");
+                    }
+                    self.accept_failing = true;
+                    self.accept_again_at = Some(Instant::now() + ACCEPT_ERROR_PAUSE);
                     return;
                 }
             };
+            self.accept_failing = false;
             let id = self.reactor.common.next_id();
             self.shared.accepted();
             if !self.reactor.common.try_open(self.options.max_clients) {
