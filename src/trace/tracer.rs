@@ -15,6 +15,8 @@ use super::{TraceConfig, TraceError, TraceSummary};
 /// Records per batch handed to the writer (fewer when the queue is
 /// smaller): large, so that the writer wakes rarely.
 const BATCH: usize = 4096;
+/// Batches allocated at start for the recording threads to fill.
+const SPARE_BATCHES: usize = 16;
 
 pub struct Tracer {
     sink: Arc<Sink>,
@@ -37,11 +39,9 @@ impl Tracer {
         meta.trace_limit = config.limit;
         let batch = BATCH.min(config.queue.max(1));
         let (tx, rx) = mpsc::sync_channel((config.queue / batch).max(1));
-        // Deferred mode holds the records in memory allocated now.
-        let prealloc = match config.live {
-            true => 0,
-            false => config.memory / (batch * std::mem::size_of::<crate::trace::Packed>()),
-        };
+        // Batches go back and forth between the recording threads and the
+        // writer, which copies them out: a few, touched now, are enough.
+        let prealloc = (config.queue / batch).clamp(1, SPARE_BATCHES);
         let sink = Arc::new(Sink::new(tx, batch, config.limit, prealloc));
         let dispatch = tracing::Dispatch::new(Recorder::new(sink.clone()));
         // Process-wide: no thread sets its own dispatcher, and none may

@@ -50,7 +50,11 @@ pub(super) struct Files {
     meta_path: PathBuf,
     live: bool,
     /// Deferred mode: records held in memory before the spool takes over.
-    memory_records: usize,
+    /// Deferred: room for the records, copied out of each batch, which goes
+    /// back to the recording thread at once: it keeps writing into the same
+    /// few batches (in its cache) instead of fresh memory. Allocated and
+    /// touched at start, so that holding records takes no page faults.
+    held: Option<Vec<Packed>>,
 }
 
 fn create(path: PathBuf) -> Result<BufWriter<File>, TraceError> {
@@ -86,7 +90,12 @@ impl Files {
             spool: None,
             meta_path: config.meta_path(),
             live: config.live,
-            memory_records: config.memory / std::mem::size_of::<Packed>(),
+            held: (!config.live).then(|| {
+                let mut held =
+                    vec![Packed::default(); config.memory / std::mem::size_of::<Packed>()];
+                held.clear();
+                held
+            }),
         };
         let write = |f: &mut Files| -> io::Result<()> {
             writeln!(f.csv, "{CSV_HEADER}")?;
@@ -116,8 +125,7 @@ pub(super) fn run(
 ) -> io::Result<(Written, TraceMeta)> {
     let mut fmt = Formatter::new(&meta.setup);
     let mut records = 0u64;
-    let mut held: Vec<Vec<Packed>> = Vec::new();
-    let mut held_records = 0usize;
+    let mut held = files.held.take().unwrap_or_default();
     let mut spool_buf = Vec::new();
     for msg in rx.iter() {
         let batch = match msg {
@@ -137,9 +145,9 @@ pub(super) fn run(
             files.csv.flush()?;
             files.json.flush()?;
             sink.recycle(batch);
-        } else if held_records + batch.len() <= files.memory_records {
-            held_records += batch.len();
-            held.push(batch);
+        } else if held.len() + batch.len() <= held.capacity() {
+            held.extend_from_slice(&batch);
+            sink.recycle(batch);
         } else {
             if files.spool.is_none() {
                 files.spool = Some(open_rw(&files.spool_path)?);
@@ -157,8 +165,8 @@ pub(super) fn run(
     }
     fmt.threads = names(sink);
     let started = Instant::now();
-    for batch in held {
-        for r in &batch {
+    for chunk in held.chunks(4096) {
+        for r in chunk {
             fmt.record(&r.unpack());
         }
         fmt.drain(&mut files.csv, &mut files.json)?;
