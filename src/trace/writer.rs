@@ -49,8 +49,7 @@ pub(super) struct Files {
     spool: Option<BufWriter<File>>,
     meta_path: PathBuf,
     live: bool,
-    /// Deferred mode: records held in memory before the spool takes over.
-    /// Deferred: room for the records, copied out of each batch, which goes
+    /// Deferred mode, before the spool takes over: room for the records, copied out of each batch, which goes
     /// back to the recording thread at once: it keeps writing into the same
     /// few batches (in its cache) instead of fresh memory. Allocated and
     /// touched at start, so that holding records takes no page faults.
