@@ -326,27 +326,12 @@ fn pipelined_answers_are_coalesced_into_few_writes(setup: Setup) {
 /// so once, not every retry.
 #[test]
 fn poll_accepts_again_after_the_fd_limit() {
-    let mut child = Command::new("prlimit")
-        .arg("--nofile=32:32")
-        .arg(env!("CARGO_BIN_EXE_h2lab"))
-        .args(["serve", "--dispatch", "poll"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("prlimit (util-linux)");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    let serving = support::Serving { child, url };
+    let serving = support::serve_command(
+        Command::new("prlimit")
+            .arg("--nofile=32:32")
+            .arg(env!("CARGO_BIN_EXE_h2lab"))
+            .args(["serve", "--dispatch", "poll"]),
+    );
     let addr = serving.addr();
     let mut conns: Vec<std::net::TcpStream> = (0..40)
         .map(|_| std::net::TcpStream::connect(addr).unwrap())

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use h2lab::trace::TraceConfig;
 use h2lab::{Dispatch, Setup, TlsProvider};
-use support::{config, run, tool};
+use support::{config, run, serve_command, tool};
 
 setup_tests!(perfetto_loads_the_trace_with_everything_in_place);
 
@@ -274,33 +274,16 @@ fn engine_slices_hold_the_engines_work_not_the_tracers() {
     let mut points = Vec::new();
     for inflight in ["1", "10"] {
         let prefix = dir.join(format!("engine-m{inflight}"));
-        let mut child = Command::new(&exe)
-            .args(["serve", "--dispatch", "poll", "--trace"])
-            .arg(&prefix)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
+        let serving = serve_command(
+            Command::new(&exe)
+                .args(["serve", "--dispatch", "poll", "--trace"])
+                .arg(&prefix),
+        );
         let out = run(tool("h2load")
             .args(["-n", "20000", "-c", "1", "-m", inflight])
-            .arg(&url));
+            .arg(&serving.url));
         assert!(String::from_utf8_lossy(&out.stdout).contains("20000 succeeded"));
-        let pid = child.id().to_string();
-        assert!(run(Command::new("kill").args(["-TERM", &pid]))
-            .status
-            .success());
-        assert!(child.wait().unwrap().success());
+        assert!(serving.stop_with("TERM").status.success());
         // Frames in are stamped in the read that brought them (no decrypt on
         // h2c), frames out in the engine slice that wrote them.
         let row = one_row(

@@ -435,9 +435,17 @@ pub struct Serving {
 }
 
 pub fn serve(args: &[&str]) -> Serving {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_h2lab"))
-        .arg("serve")
-        .args(args)
+    serve_command(
+        Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .arg("serve")
+            .args(args),
+    )
+}
+
+/// Starts `cmd`, an `h2lab serve` command line (under a wrapper such as
+/// `prlimit`, or another binary), and waits for its `listening on` line.
+pub fn serve_command(cmd: &mut Command) -> Serving {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
