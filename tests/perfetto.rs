@@ -224,6 +224,21 @@ fn a_killed_server_leaves_traces_perfetto_loads() {
             .args(["-n", "3000", "-c", "3", "-m", "10"])
             .arg(&s.url));
         assert!(String::from_utf8_lossy(&out.stdout).contains("3000 succeeded"));
+        // The writer works behind the server: kill it once something is on
+        // disk (a busy machine, or a debug build, delays the writer).
+        let written = || match name {
+            "killed-live" => std::fs::read_to_string(trace.csv_path())
+                .is_ok_and(|csv| csv.contains(",frame-out,DATA,")),
+            _ => std::fs::metadata(trace.spool_path()).is_ok_and(|m| m.len() > 0),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !written() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: nothing written"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let out = s.stop_with("KILL");
         assert!(!out.status.success(), "{name}: killed");
         if name == "killed-spooled" {
