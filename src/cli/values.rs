@@ -3,11 +3,29 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-/// Seconds, fractions allowed: more than 0, at most a day.
+/// A duration: a number of seconds (fractions allowed) or a number with a
+/// unit, `ms`, `s`, `m` or `h` (`500ms`, `1s`, `2m`); more than 0, at most
+/// a day.
 pub fn secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    let t = s.trim();
+    let (number, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "'{s}' is not a duration (seconds, or a number with ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = number.parse::<f64>().map(|n| n * scale).map_err(|_| {
+        format!("'{s}' is not a duration (seconds, or a number with ms, s, m or h)")
+    })?;
     if !(secs > 0.0 && secs <= 86_400.0) {
         return Err(format!("'{s}' is not between 0 and 86400 seconds"));
     }
@@ -16,7 +34,10 @@ pub fn secs(s: &str) -> Result<Duration, String> {
 
 /// Seconds, where 0 means none (a warm-up).
 pub fn secs_or_zero(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
+    match s
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .parse::<f64>()
+    {
         Ok(0.0) => Ok(Duration::ZERO),
         _ => secs(s),
     }
@@ -47,7 +68,14 @@ mod tests {
     fn seconds_accept_fractions_and_refuse_nonsense() {
         assert_eq!(secs("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(secs("2"), Ok(Duration::from_secs(2)));
-        for bad in ["0", "-1", "nan", "inf", "1e9", "soon"] {
+        assert_eq!(secs("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(secs("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(secs("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(secs("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(secs_or_zero("0s"), Ok(Duration::ZERO));
+        for bad in [
+            "0", "-1", "nan", "inf", "1e9", "soon", "5x", "ms", "2d", "0ms", "25h",
+        ] {
             assert!(secs(bad).is_err(), "{bad}");
         }
     }
