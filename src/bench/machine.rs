@@ -134,7 +134,7 @@ impl Machine {
 }
 
 /// Now, UTC, to the second: `2026-11-26T15:04:05Z`.
-fn utc_now() -> String {
+pub fn utc_now() -> String {
     let (_, utc) = crate::trace::meta::wall_clock_now();
     format!("{}Z", utc.get(..19).unwrap_or(&utc))
 }

@@ -283,14 +283,14 @@ fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         stop: Stop::Duration(config.duration),
         warm_up: config.warm_up,
         insecure: true,
-        cacert: None,
         timeout: config.timeout,
+        ..LoadConfig::default()
     })?;
-    let l = report.latency_us;
+    let l = report.latency_us.unwrap_or_default();
     Ok(Measured {
         req_per_s: report.req_per_s,
-        p50_us: Some(l.p50),
-        p99_us: Some(l.p99),
+        p50_us: report.latency_us.map(|l| l.p50),
+        p99_us: report.latency_us.map(|l| l.p99),
         mean_us: l.mean,
         succeeded: report.succeeded,
         failed: report.failed,

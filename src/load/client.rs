@@ -1,28 +1,39 @@
 //! The client side of HTTP/2 for the load generator, sans-IO: it appends
 //! what to send to a caller-owned buffer, takes what the server sent, and
-//! reports each finished request. Requests are one prebuilt header block
-//! (`GET`, HPACK without the dynamic table). Of a response only `:status`
-//! is read, the first field of its header block (RFC 9113 §8.3); we set
+//! reports each request that ended. Requests are prebuilt header blocks
+//! ([`super::request`]); bodies go out as DATA within the server's flow
+//! control windows and frame size. Of a response only `:status` is read,
+//! the first field of its header block (RFC 9113 §8.3); we set
 //! SETTINGS_HEADER_TABLE_SIZE to 0, so the server cannot index into a
 //! dynamic table and no general HPACK decoder is needed (the one we tried
 //! built a Huffman table per string, and was 90% of the client's time).
+//!
+//! Manners: at most [`DEFAULT_STREAMS`] requests before the server's
+//! SETTINGS arrive, never more than its SETTINGS_MAX_CONCURRENT_STREAMS;
+//! REFUSED_STREAM and streams a GOAWAY left unprocessed are reported as
+//! such, so that the driver can send them again.
 //!
 //! Driver order: [`ClientConnection::new`] (queues the preface and
 //! SETTINGS), then [`ClientConnection::send_request`] while
 //! [`ClientConnection::can_send`], and [`ClientConnection::handle_input`]
 //! for every chunk received.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
+use super::request::Request;
 use crate::frame::{
     encode_frame, encode_window_update, flags, parse_goaway, setting, FrameHeader, FrameType,
-    Reason, CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN,
+    Reason, CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN, MAX_WINDOW_SIZE,
 };
 
 /// Our receive windows: big, and topped up long before they run out.
 const WINDOW: u32 = 1 << 30;
 /// Headers of one response, at most (CONTINUATION included).
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// Requests open before the server's SETTINGS say how many it takes: the
+/// least RFC 9113 §6.5.2 recommends a server allows.
+pub const DEFAULT_STREAMS: u32 = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -32,14 +43,40 @@ pub enum ClientError {
     HeaderBlockTooLarge,
     #[error("server broke the protocol: {0}")]
     Protocol(&'static str),
+    #[error("the server does not speak HTTP/2 here: {0}")]
+    NotHttp2(String),
+    #[error("server's flow-control window went over 2^31-1")]
+    FlowControl,
 }
 
-/// A request that ended.
+/// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Finished {
+pub enum Outcome {
+    /// A whole response with this status.
+    Status(u16),
+    /// The server reset the stream with this code.
+    Reset(Reason),
+    /// REFUSED_STREAM: not processed, safe to send again.
+    Refused,
+    /// Above a GOAWAY's last stream: not processed, safe to send again.
+    Unprocessed,
+    /// The connection ended first.
+    Lost,
+}
+
+/// A request that ended, with the tag the driver gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished<T> {
     pub stream: u32,
+    pub outcome: Outcome,
+    pub tag: T,
+}
+
+impl<T> Finished<T> {
     /// A 2xx or 3xx status with the whole response: succeeded.
-    pub ok: bool,
+    pub fn ok(&self) -> bool {
+        matches!(self.outcome, Outcome::Status(s) if (200..400).contains(&s))
+    }
 }
 
 /// The connection's state after a call.
@@ -47,24 +84,71 @@ pub struct Finished {
 pub enum State {
     Open,
     /// The server sent GOAWAY: no new requests; those above `last_stream`
-    /// were not processed (and are reported failed).
+    /// were not processed (and are reported [`Outcome::Unprocessed`]).
     GoingAway {
         last_stream: u32,
         reason: Reason,
     },
 }
 
-#[derive(Debug, Default)]
-struct Stream {
+#[derive(Debug)]
+struct Stream<T> {
+    /// The driver's own data for this request (when it started, ...).
+    tag: T,
     status: Option<u16>,
+    /// DATA octets received since this stream's last WINDOW_UPDATE.
+    unacked: u32,
+    /// What the server's window lets us send on this stream.
+    send_window: i64,
+    /// The request body not yet sent, from this offset.
+    body: Option<(Arc<[u8]>, usize)>,
 }
 
-pub struct ClientConnection {
-    request: Vec<u8>,
+/// Octets the server sent, by kind (h2load's "traffic" line).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub headers: u64,
+    pub data: u64,
+}
+
+/// Stream ids are small odd numbers handed out in order: a multiply is
+/// hash enough (SipHash was a visible share of the client's time).
+#[derive(Default)]
+pub struct StreamIdHasher(u64);
+
+impl std::hash::Hasher for StreamIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type StreamMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<StreamIdHasher>>;
+
+/// One connection's client side; `T` is what the driver keeps with each
+/// request, handed back when it ends.
+pub struct ClientConnection<T> {
     next_stream: u32,
-    open: HashMap<u32, Stream>,
-    /// The server's SETTINGS_MAX_CONCURRENT_STREAMS (unlimited until told).
+    open: StreamMap<Stream<T>>,
+    /// The server's SETTINGS_MAX_CONCURRENT_STREAMS (unlimited once its
+    /// SETTINGS came without one).
     max_streams: u32,
+    /// The server's SETTINGS_INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE.
+    initial_window: i64,
+    max_frame: u32,
+    /// The connection window the server gives our DATA.
+    send_window: i64,
+    /// Streams with body octets still to send, in order.
+    uploading: VecDeque<u32>,
     pending: Vec<u8>,
     /// A header block being gathered: (stream, END_STREAM, octets).
     headers: Option<(u32, bool, Vec<u8>)>,
@@ -73,12 +157,13 @@ pub struct ClientConnection {
     state: State,
     /// The server's first SETTINGS arrived: the connection is being served.
     established: bool,
+    pub received: Received,
 }
 
-impl ClientConnection {
-    /// A new connection to `authority` (`host:port`); queues the preface,
-    /// our SETTINGS and a connection window of 1 GiB into `out`.
-    pub fn new(authority: &str, https: bool, out: &mut Vec<u8>) -> Self {
+impl<T: Copy> ClientConnection<T> {
+    /// A new connection; queues the preface, our SETTINGS and a connection
+    /// window of 1 GiB into `out`.
+    pub fn new(out: &mut Vec<u8>) -> Self {
         out.extend_from_slice(CLIENT_PREFACE);
         let mut settings = Vec::with_capacity(12);
         let settings_list = [
@@ -93,15 +178,19 @@ impl ClientConnection {
         encode_frame(out, FrameType::SETTINGS, 0, 0, &settings);
         encode_window_update(out, 0, WINDOW - 65_535);
         Self {
-            request: request_block(authority, https),
             next_stream: 1,
-            open: HashMap::new(),
-            max_streams: u32::MAX,
+            open: StreamMap::default(),
+            max_streams: DEFAULT_STREAMS,
+            initial_window: 65_535,
+            max_frame: DEFAULT_MAX_FRAME_SIZE,
+            send_window: 65_535,
+            uploading: VecDeque::new(),
             pending: Vec::new(),
             headers: None,
             unacked: 0,
             state: State::Open,
             established: false,
+            received: Received::default(),
         }
     }
 
@@ -118,6 +207,11 @@ impl ClientConnection {
         self.established
     }
 
+    /// The server's stream limit as known now.
+    pub fn max_streams(&self) -> u32 {
+        self.max_streams
+    }
+
     /// A new request may be sent now (the connection is open, below the
     /// server's stream limit, and stream ids are left).
     pub fn can_send(&self) -> bool {
@@ -126,19 +220,81 @@ impl ClientConnection {
             && self.next_stream < (1 << 31) - 2
     }
 
-    /// Queues one GET; returns its stream id.
-    pub fn send_request(&mut self, out: &mut Vec<u8>) -> u32 {
+    /// Stream ids are used up: the driver should open a new connection.
+    pub fn exhausted(&self) -> bool {
+        self.next_stream >= (1 << 31) - 2
+    }
+
+    /// Queues one request (and as much of its body as the windows allow);
+    /// returns its stream id.
+    pub fn send_request(&mut self, request: &Request, tag: T, out: &mut Vec<u8>) -> u32 {
         let stream = self.next_stream;
         self.next_stream += 2;
+        let end = match request.body {
+            None => flags::END_STREAM,
+            Some(_) => 0,
+        };
         encode_frame(
             out,
             FrameType::HEADERS,
-            flags::END_STREAM | flags::END_HEADERS,
+            end | flags::END_HEADERS,
             stream,
-            &self.request,
+            &request.block,
         );
-        self.open.insert(stream, Stream::default());
+        let body = request.body.clone().map(|b| (b, 0));
+        let has_body = body.is_some();
+        self.open.insert(
+            stream,
+            Stream {
+                tag,
+                status: None,
+                unacked: 0,
+                send_window: self.initial_window,
+                body,
+            },
+        );
+        if has_body {
+            self.uploading.push_back(stream);
+            self.pump(out);
+        }
         stream
+    }
+
+    /// Sends request bodies as far as the windows allow, in order.
+    fn pump(&mut self, out: &mut Vec<u8>) {
+        while let Some(&id) = self.uploading.front() {
+            let Some(s) = self.open.get_mut(&id) else {
+                self.uploading.pop_front();
+                continue;
+            };
+            let Some((body, at)) = &mut s.body else {
+                self.uploading.pop_front();
+                continue;
+            };
+            let left = body.len() - *at;
+            let room = s.send_window.min(self.send_window).max(0) as usize;
+            let n = left.min(room).min(self.max_frame as usize);
+            if n == 0 && left > 0 {
+                // Blocked on this stream's window or the connection's:
+                // later streams wait their turn (keeps the order simple).
+                return;
+            }
+            let last = n == left;
+            encode_frame(
+                out,
+                FrameType::DATA,
+                if last { flags::END_STREAM } else { 0 },
+                id,
+                &body[*at..*at + n],
+            );
+            *at += n;
+            s.send_window -= n as i64;
+            self.send_window -= n as i64;
+            if last {
+                s.body = None;
+                self.uploading.pop_front();
+            }
+        }
     }
 
     /// Takes octets from the server; answers what must be answered into
@@ -147,10 +303,13 @@ impl ClientConnection {
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
-        mut done: impl FnMut(Finished),
+        mut done: impl FnMut(Finished<T>),
     ) -> Result<State, ClientError> {
         let mut buf = std::mem::take(&mut self.pending);
         buf.extend_from_slice(input);
+        if !self.established {
+            not_a_server_preface(&buf)?;
+        }
         let mut pos = 0;
         let result = loop {
             let Some(head) = FrameHeader::parse(&buf[pos..]) else {
@@ -171,14 +330,27 @@ impl ClientConnection {
         };
         buf.drain(..pos);
         self.pending = buf;
+        if result.is_ok() && !self.uploading.is_empty() {
+            self.pump(out);
+        }
         result.map(|()| self.state)
     }
 
-    /// The connection ended: every request still open failed.
-    pub fn fail_all(&mut self, mut done: impl FnMut(Finished)) {
-        for (stream, _) in self.open.drain() {
-            done(Finished { stream, ok: false });
+    /// The connection ended: every request still open is lost.
+    pub fn fail_all(&mut self, mut done: impl FnMut(Finished<T>)) {
+        self.uploading.clear();
+        for (stream, s) in self.open.drain() {
+            done(Finished {
+                stream,
+                outcome: Outcome::Lost,
+                tag: s.tag,
+            });
         }
+    }
+
+    /// The tags of the requests still open.
+    pub fn open_tags(&self) -> impl Iterator<Item = &T> {
+        self.open.values().map(|s| &s.tag)
     }
 
     fn handle_frame(
@@ -186,7 +358,7 @@ impl ClientConnection {
         head: FrameHeader,
         payload: &[u8],
         out: &mut Vec<u8>,
-        done: &mut impl FnMut(Finished),
+        done: &mut impl FnMut(Finished<T>),
     ) -> Result<(), ClientError> {
         if let Some((stream, _, _)) = &self.headers {
             if head.kind != FrameType::CONTINUATION || head.stream != *stream {
@@ -195,12 +367,11 @@ impl ClientConnection {
         }
         match head.kind {
             FrameType::SETTINGS if !head.has(flags::ACK) => {
-                self.established = true;
-                for p in payload.chunks_exact(6) {
-                    if u16::from_be_bytes([p[0], p[1]]) == 0x3 {
-                        self.max_streams = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);
-                    }
+                if !self.established {
+                    self.established = true;
+                    self.max_streams = u32::MAX;
                 }
+                self.apply_settings(payload)?;
                 encode_frame(out, FrameType::SETTINGS, flags::ACK, 0, &[]);
             }
             FrameType::PING if !head.has(flags::ACK) => {
@@ -218,6 +389,7 @@ impl ClientConnection {
                     }
                     _ => payload,
                 };
+                self.received.headers += u64::from(head.length);
                 let (_, _, block) = self.headers.as_mut().expect("set above");
                 if block.len() + fragment.len() > MAX_HEADER_BLOCK {
                     return Err(ClientError::HeaderBlockTooLarge);
@@ -225,24 +397,40 @@ impl ClientConnection {
                 block.extend_from_slice(fragment);
                 if head.has(flags::END_HEADERS) {
                     let (stream, end, block) = self.headers.take().expect("set above");
-                    self.on_header_block(stream, end, &block, done)?;
+                    self.on_header_block(stream, end, &block, out, done);
                 }
             }
             FrameType::DATA => {
+                self.received.data += u64::from(head.length);
                 self.unacked = self.unacked.saturating_add(head.length);
                 if self.unacked >= WINDOW / 2 {
                     encode_window_update(out, 0, self.unacked);
                     self.unacked = 0;
                 }
                 if head.has(flags::END_STREAM) {
-                    self.finish(head.stream, done);
+                    self.finish(head.stream, out, done);
+                } else if let Some(s) = self.open.get_mut(&head.stream) {
+                    s.unacked = s.unacked.saturating_add(head.length);
+                    if s.unacked >= WINDOW / 2 {
+                        encode_window_update(out, head.stream, s.unacked);
+                        s.unacked = 0;
+                    }
                 }
             }
             FrameType::RST_STREAM => {
-                if let Some(_s) = self.open.remove(&head.stream) {
+                let code = payload
+                    .get(..4)
+                    .map(|c| Reason(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                    .ok_or(ClientError::Protocol("short RST_STREAM"))?;
+                if let Some(s) = self.open.remove(&head.stream) {
+                    let outcome = match code {
+                        Reason::REFUSED_STREAM => Outcome::Refused,
+                        code => Outcome::Reset(code),
+                    };
                     done(Finished {
                         stream: head.stream,
-                        ok: false,
+                        outcome,
+                        tag: s.tag,
                     });
                 }
             }
@@ -260,14 +448,70 @@ impl ClientConnection {
                     .filter(|s| *s > last_stream)
                     .collect();
                 for stream in lost {
-                    self.open.remove(&stream);
-                    done(Finished { stream, ok: false });
+                    if let Some(s) = self.open.remove(&stream) {
+                        done(Finished {
+                            stream,
+                            outcome: Outcome::Unprocessed,
+                            tag: s.tag,
+                        });
+                    }
+                }
+            }
+            FrameType::WINDOW_UPDATE => {
+                let inc = payload
+                    .get(..4)
+                    .map(|c| i64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]) & 0x7fff_ffff))
+                    .ok_or(ClientError::Protocol("short WINDOW_UPDATE"))?;
+                let window = match head.stream {
+                    0 => Some(&mut self.send_window),
+                    id => self.open.get_mut(&id).map(|s| &mut s.send_window),
+                };
+                if let Some(w) = window {
+                    *w += inc;
+                    if *w > i64::from(MAX_WINDOW_SIZE) {
+                        return Err(ClientError::FlowControl);
+                    }
                 }
             }
             FrameType::PUSH_PROMISE => {
                 return Err(ClientError::Protocol("PUSH_PROMISE with push disabled"))
             }
-            _ => {} // WINDOW_UPDATE (our requests have no body), PRIORITY, unknown
+            _ => {} // PRIORITY, unknown
+        }
+        Ok(())
+    }
+
+    /// The server's SETTINGS: its stream limit, and the window and frame
+    /// size our request bodies must keep to.
+    fn apply_settings(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        if payload.len() % 6 != 0 {
+            return Err(ClientError::Protocol("SETTINGS length not a multiple of 6"));
+        }
+        for p in payload.chunks_exact(6) {
+            let value = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);
+            match u16::from_be_bytes([p[0], p[1]]) {
+                0x3 => self.max_streams = value,
+                setting::INITIAL_WINDOW_SIZE => {
+                    if value > MAX_WINDOW_SIZE {
+                        return Err(ClientError::FlowControl);
+                    }
+                    let delta = i64::from(value) - self.initial_window;
+                    self.initial_window = i64::from(value);
+                    for s in self.open.values_mut() {
+                        s.send_window += delta;
+                    }
+                }
+                setting::MAX_FRAME_SIZE => {
+                    if !(DEFAULT_MAX_FRAME_SIZE..=crate::frame::MAX_MAX_FRAME_SIZE).contains(&value)
+                    {
+                        return Err(ClientError::Protocol(
+                            "SETTINGS_MAX_FRAME_SIZE out of range",
+                        ));
+                    }
+                    self.max_frame = value;
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -277,8 +521,9 @@ impl ClientConnection {
         stream: u32,
         end_stream: bool,
         block: &[u8],
-        done: &mut impl FnMut(Finished),
-    ) -> Result<(), ClientError> {
+        out: &mut Vec<u8>,
+        done: &mut impl FnMut(Finished<T>),
+    ) {
         let status = status_of(block);
         if let Some(s) = self.open.get_mut(&stream) {
             // Informational (1xx) heads are followed by the real one.
@@ -287,17 +532,75 @@ impl ClientConnection {
             }
         }
         if end_stream {
-            self.finish(stream, done);
+            self.finish(stream, out, done);
         }
-        Ok(())
     }
 
-    fn finish(&mut self, stream: u32, done: &mut impl FnMut(Finished)) {
+    fn finish(&mut self, stream: u32, out: &mut Vec<u8>, done: &mut impl FnMut(Finished<T>)) {
         if let Some(s) = self.open.remove(&stream) {
-            let ok = s.status.is_some_and(|st| (200..400).contains(&st));
-            done(Finished { stream, ok });
+            if s.body.is_some() {
+                // Answered before its body was all sent (RFC 9113 §8.1):
+                // the rest is not wanted.
+                let code = Reason::NO_ERROR.0.to_be_bytes();
+                encode_frame(out, FrameType::RST_STREAM, 0, stream, &code);
+            }
+            // A response without a status is not one: the stream was reset
+            // in all but name.
+            let outcome = match s.status {
+                Some(st) => Outcome::Status(st),
+                None => Outcome::Reset(Reason::PROTOCOL_ERROR),
+            };
+            done(Finished {
+                stream,
+                outcome,
+                tag: s.tag,
+            });
         }
     }
+}
+
+/// What a server sends first must be a SETTINGS frame (RFC 9113 §3.4); if
+/// the first octets are something else, say what they look like.
+fn not_a_server_preface(buf: &[u8]) -> Result<(), ClientError> {
+    if b"HTTP/".starts_with(&buf[..buf.len().min(5)]) && buf.len() < 5 {
+        return Ok(()); // too early to tell
+    }
+    if buf.starts_with(b"HTTP/") {
+        let line = buf
+            .split(|&b| b == b'\r' || b == b'\n')
+            .next()
+            .unwrap_or(buf);
+        let line = String::from_utf8_lossy(&line[..line.len().min(60)]).to_string();
+        return Err(ClientError::NotHttp2(format!(
+            "it answered HTTP/1 ({line})"
+        )));
+    }
+    if buf.len() >= 3 && matches!(buf[0], 0x15 | 0x16) && buf[1] == 0x03 {
+        return Err(ClientError::NotHttp2(
+            "it answered with TLS: use https://".into(),
+        ));
+    }
+    let head = &buf[..buf.len().min(16)];
+    if buf.len() >= 9
+        && head
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
+        let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
+        let line = String::from_utf8_lossy(&line[..line.len().min(40)])
+            .trim()
+            .to_string();
+        return Err(ClientError::NotHttp2(format!(
+            "it answered text, not frames ({line:?}…): an HTTP/1 server?"
+        )));
+    }
+    if buf.len() >= 4 && buf[3] != FrameType::SETTINGS.0 {
+        return Err(ClientError::NotHttp2(format!(
+            "its first frame is {:?}, not SETTINGS",
+            FrameType(buf[3]).name()
+        )));
+    }
+    Ok(())
 }
 
 /// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1); returns it and
@@ -395,43 +698,31 @@ fn header_fragment(head: FrameHeader, payload: &[u8]) -> Result<&[u8], ClientErr
     .ok_or(ClientError::Protocol("padding too long"))
 }
 
-/// `GET /` for `authority`: indexed `:method GET`, `:scheme`, `:path /`,
-/// and `:authority` as a literal without indexing (RFC 7541 §6.2.2), so
-/// the server's table never changes.
-fn request_block(authority: &str, https: bool) -> Vec<u8> {
-    let mut block = vec![0x82, if https { 0x87 } else { 0x86 }, 0x84, 0x01];
-    // A 7-bit-prefix length, not Huffman coded.
-    let len = authority.len();
-    if len < 127 {
-        block.push(len as u8);
-    } else {
-        block.push(127);
-        let mut rest = len - 127;
-        while rest >= 128 {
-            block.push((rest % 128) as u8 | 0x80);
-            rest /= 128;
-        }
-        block.push(rest as u8);
-    }
-    block.extend_from_slice(authority.as_bytes());
-    block
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::MiniConnection;
 
-    #[test]
-    fn request_block_is_a_static_get() {
-        let block = request_block("localhost:8443", true);
-        let mut expected = vec![0x82, 0x87, 0x84, 0x01, 14];
-        expected.extend_from_slice(b"localhost:8443");
-        assert_eq!(block, expected);
-        // A long authority takes a multi-octet length (RFC 7541 §5.1).
-        let long = request_block(&"x".repeat(300), false);
-        assert_eq!(&long[..7], &[0x82, 0x86, 0x84, 0x01, 127, 173, 1]);
-        assert_eq!(long.len(), 7 + 300);
+    fn get() -> Request {
+        super::super::request::Spec {
+            method: "GET".into(),
+            authority: "localhost".into(),
+            path: "/".into(),
+            ..Default::default()
+        }
+        .encode()
+    }
+
+    /// The server's preface: SETTINGS with these (id, value) pairs.
+    fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for (id, v) in pairs {
+            payload.extend_from_slice(&id.to_be_bytes());
+            payload.extend_from_slice(&v.to_be_bytes());
+        }
+        let mut f = Vec::new();
+        encode_frame(&mut f, FrameType::SETTINGS, 0, 0, &payload);
+        f
     }
 
     #[test]
@@ -471,10 +762,10 @@ mod tests {
     #[test]
     fn pipelined_requests_against_the_mini_engine() {
         let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
-        let mut client = ClientConnection::new("localhost", false, &mut to_server);
+        let mut client = ClientConnection::<()>::new(&mut to_server);
         let mut server = MiniConnection::accept(&mut to_client);
         for _ in 0..10 {
-            client.send_request(&mut to_server);
+            client.send_request(&get(), (), &mut to_server);
         }
         let mut finished = Vec::new();
         for _ in 0..4 {
@@ -486,18 +777,18 @@ mod tests {
             to_client.clear();
         }
         assert_eq!(finished.len(), 10);
-        assert!(finished.iter().all(|f| f.ok));
+        assert!(finished.iter().all(|f| f.ok()));
         assert_eq!(client.in_flight(), 0);
     }
 
     #[test]
     fn goaway_fails_the_unprocessed_requests() {
         let mut out = Vec::new();
-        let mut client = ClientConnection::new("h", false, &mut out);
+        let mut client = ClientConnection::<()>::new(&mut out);
         for _ in 0..3 {
-            client.send_request(&mut out); // streams 1, 3, 5
+            client.send_request(&get(), (), &mut out); // streams 1, 3, 5
         }
-        let mut goaway = Vec::new();
+        let mut goaway = settings(&[]);
         crate::frame::encode_goaway(&mut goaway, 1, Reason::NO_ERROR);
         let mut failed = Vec::new();
         let state = client
@@ -512,16 +803,22 @@ mod tests {
     #[test]
     fn a_non_2xx_status_is_a_failure() {
         let mut out = Vec::new();
-        let mut client = ClientConnection::new("h", false, &mut out);
-        let stream = client.send_request(&mut out);
-        let mut frame = Vec::new();
+        let mut client = ClientConnection::<()>::new(&mut out);
+        let stream = client.send_request(&get(), (), &mut out);
+        let mut frame = settings(&[]);
         // :status 404 (static index 13), END_STREAM | END_HEADERS.
         encode_frame(&mut frame, FrameType::HEADERS, 5, stream, &[0x8d]);
         let mut results = Vec::new();
         client
             .handle_input(&frame, &mut out, |f| results.push(f))
             .unwrap();
-        assert_eq!(results, [Finished { stream, ok: false }]);
+        let want = Finished {
+            stream,
+            outcome: Outcome::Status(404),
+            tag: (),
+        };
+        assert_eq!(results, [want]);
+        assert!(!want.ok());
     }
 
     /// Arbitrary server bytes end in an error or not, never in a panic, and
@@ -537,9 +834,12 @@ mod tests {
         };
         for _ in 0..2000 {
             let mut out = Vec::new();
-            let mut client = ClientConnection::new("h", true, &mut out);
+            let mut client = ClientConnection::<()>::new(&mut out);
+            client
+                .handle_input(&settings(&[]), &mut out, |_| {})
+                .unwrap();
             for _ in 0..5 {
-                client.send_request(&mut out);
+                client.send_request(&get(), (), &mut out);
             }
             for _ in 0..8 {
                 let len = (next() % 48) as usize;
@@ -565,10 +865,114 @@ mod tests {
     #[test]
     fn oversized_frames_are_an_error() {
         let mut out = Vec::new();
-        let mut client = ClientConnection::new("h", false, &mut out);
+        let mut client = ClientConnection::<()>::new(&mut out);
         let err = client
-            .handle_input(&[0, 0x40, 1, 0, 0, 0, 0, 0, 1], &mut out, |_| {})
+            .handle_input(&[0, 0x40, 1, 4, 0, 0, 0, 0, 0], &mut out, |_| {})
             .unwrap_err();
         assert_eq!(err, ClientError::FrameTooLarge(16_385));
+    }
+
+    #[test]
+    fn streams_wait_for_the_servers_settings_and_keep_to_its_limit() {
+        let mut out = Vec::new();
+        let mut client = ClientConnection::<()>::new(&mut out);
+        let mut sent = 0;
+        while client.can_send() {
+            client.send_request(&get(), (), &mut out);
+            sent += 1;
+        }
+        assert_eq!(sent, DEFAULT_STREAMS);
+        // The server takes 150: 50 more; then it lowers it to 10 and
+        // refuses one.
+        client
+            .handle_input(&settings(&[(0x3, 150)]), &mut out, |_| {})
+            .unwrap();
+        while client.can_send() {
+            client.send_request(&get(), (), &mut out);
+            sent += 1;
+        }
+        assert_eq!(sent, 150);
+        let mut input = settings(&[(0x3, 10)]);
+        encode_frame(
+            &mut input,
+            FrameType::RST_STREAM,
+            0,
+            299,
+            &7u32.to_be_bytes(),
+        );
+        let mut ended = Vec::new();
+        client
+            .handle_input(&input, &mut out, |f| ended.push(f))
+            .unwrap();
+        assert_eq!(
+            ended,
+            [Finished {
+                stream: 299,
+                outcome: Outcome::Refused,
+                tag: ()
+            }]
+        );
+        assert!(!client.can_send());
+    }
+
+    /// A body larger than the server's windows goes out as they open, in
+    /// frames no larger than the server allows.
+    #[test]
+    fn bodies_keep_to_flow_control() {
+        let mut out = Vec::new();
+        let mut client = ClientConnection::<()>::new(&mut out);
+        client
+            .handle_input(&settings(&[(0x4, 1000), (0x5, 16_384)]), &mut out, |_| {})
+            .unwrap();
+        out.clear();
+        let mut request = get();
+        request.body = Some(Arc::from(vec![7u8; 70_000]));
+        let stream = client.send_request(&request, (), &mut out);
+        let data = |out: &[u8]| -> usize {
+            crate::frame::FrameHeader::parse(out).unwrap();
+            let mut n = 0;
+            let mut p = out;
+            while let Some(h) = FrameHeader::parse(p) {
+                if h.kind == FrameType::DATA {
+                    assert!(h.length <= 16_384);
+                    n += h.length as usize;
+                }
+                p = &p[HEADER_LEN + h.length as usize..];
+            }
+            n
+        };
+        assert_eq!(data(&out), 1000, "the stream's window");
+        out.clear();
+        let mut update = Vec::new();
+        encode_window_update(&mut update, stream, 100_000);
+        client.handle_input(&update, &mut out, |_| {}).unwrap();
+        assert_eq!(data(&out), 64_535, "now the connection's window");
+        out.clear();
+        let mut update = Vec::new();
+        encode_window_update(&mut update, 0, 10_000);
+        client.handle_input(&update, &mut out, |_| {}).unwrap();
+        assert_eq!(data(&out), 4_465, "the rest");
+        assert!(client.uploading.is_empty());
+    }
+
+    #[test]
+    fn what_is_not_http2_is_named() {
+        for (input, says) in [
+            (&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..], "HTTP/1"),
+            (
+                &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32][..],
+                "use https://",
+            ),
+            (&[0, 0, 0, 0x1, 0, 0, 0, 0, 1][..], "not SETTINGS"),
+            (&b"<!DOCTYPE HTML>\n<html>"[..], "an HTTP/1 server?"),
+        ] {
+            let mut out = Vec::new();
+            let mut client = ClientConnection::<()>::new(&mut out);
+            let err = client.handle_input(input, &mut out, |_| {}).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        let mut out = Vec::new();
+        let mut client = ClientConnection::<()>::new(&mut out);
+        assert!(client.handle_input(b"HTT", &mut out, |_| {}).is_ok());
     }
 }

@@ -1,51 +1,118 @@
 //! `h2lab load`: its options and its run.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::{LoadConfig, Stop};
+use super::request::{self, Header};
+use super::{Control, LoadConfig, Stop};
 use crate::cli::{self, bad_input, values, CmdResult, Exit};
 
 /// Load an HTTP/2 server like h2load: CLIENTS connections with up to
-/// STREAMS requests in flight each, for -n requests in all or for -D
-/// seconds; reports successes, failures, req/s and latency percentiles.
+/// STREAMS requests in flight each, spread over THREADS threads, for -n
+/// requests in all or for -D; reports what succeeded and failed (status
+/// codes, every error by reason), req/s, latency, connect and first-byte
+/// times, traffic and the TLS in use.
 ///
 /// h2c with prior knowledge for http://, TLS with ALPN h2 for https://
-/// (with --cacert FILE, or -k to accept any certificate). Exit status: 0
-/// when every request succeeded, 1 when some failed, 2 on bad arguments.
+/// (with --cacert FILE, or -k to accept any certificate). The request is
+/// the URL's path and query (`:authority` from its host and port), GET
+/// unless --method or -d say otherwise. With --rps the requests go out on
+/// a schedule and latency counts from each one's scheduled time.
+///
+/// A progress line is shown on a terminal. Ctrl-C stops the run and prints
+/// what was done (a second Ctrl-C exits at once). Exit status: 0 when
+/// every request succeeded, 1 when some failed or the run was interrupted,
+/// 2 on bad arguments or unusable files.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// http://HOST:PORT/ or https://HOST:PORT/
-    pub url: String,
+    /// http://HOST:PORT/PATH?QUERY or https://HOST:PORT/PATH?QUERY.
+    #[arg(required_unless_present = "input_file")]
+    pub url: Option<String>,
     /// Connections.
     #[arg(short = 'c', long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub clients: u64,
-    /// Requests in flight per connection.
+    /// Requests in flight per connection (never more than the server's
+    /// SETTINGS_MAX_CONCURRENT_STREAMS; at most 100 until its SETTINGS
+    /// arrive).
     #[arg(short = 'm', long = "max-concurrent-streams", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub streams: u64,
+    /// Threads, the connections spread over them in turn (at most -c).
+    #[arg(short = 't', long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: u64,
     /// Requests in all, split evenly over the connections (default 1 without -D).
     #[arg(short = 'n', long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
-    /// Measure for SECS seconds (after --warm-up) instead of -n.
-    #[arg(short = 'D', long, value_name = "SECS", value_parser = values::secs)]
+    /// Measure for this long (after --warm-up) instead of -n: seconds, or
+    /// with a unit: 500ms, 10s, 2m.
+    #[arg(short = 'D', long, value_name = "DURATION", value_parser = values::secs)]
     pub duration: Option<Duration>,
-    /// With -D: load for SECS first without counting.
-    #[arg(long, value_name = "SECS", requires = "duration", value_parser = values::secs)]
+    /// With -D: load this long first without counting (e.g. 1s).
+    #[arg(long, value_name = "DURATION", requires = "duration", value_parser = values::secs_or_zero)]
     pub warm_up: Option<Duration>,
+    /// Send R requests per second in all, on a schedule (open loop), instead
+    /// of as fast as the server answers.
+    #[arg(long, value_name = "R", value_parser = rate)]
+    pub rps: Option<f64>,
+    /// The request method (default GET, or POST with -d).
+    #[arg(long, value_parser = request::method)]
+    pub method: Option<String>,
+    /// A request header, NAME:VALUE (repeatable); `Host` sets :authority.
+    #[arg(short = 'H', long = "header", value_name = "NAME:VALUE", value_parser = request::header)]
+    pub headers: Vec<Header>,
+    /// Send this file as every request's body.
+    #[arg(short = 'd', long = "data", value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Take the URLs from this file, one per line, each client using them
+    /// in turn; the first one's scheme, host and port are used for all.
+    #[arg(
+        short = 'i',
+        long = "input-file",
+        value_name = "FILE",
+        conflicts_with = "url"
+    )]
+    pub input_file: Option<PathBuf>,
     /// Accept any server certificate.
     #[arg(short = 'k', long)]
     pub insecure: bool,
     /// Trust this CA (PEM) for https://, e.g. certs/ca.pem.
     #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
     pub cacert: Option<PathBuf>,
-    /// Requests still open SECS after the last one was due (-D), or after
-    /// the last progress (-n), fail as timed out.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = values::secs)]
+    /// Requests still open this long after the last one was due (-D), or
+    /// after the last progress (-n), fail as timed out.
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = values::secs)]
     pub timeout: Duration,
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A rate: a finite number of requests per second, more than 0.
+fn rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 1e9 => Ok(r),
+        _ => Err(format!(
+            "'{s}' is not a rate (requests per second, more than 0)"
+        )),
+    }
+}
+
+/// The URLs of `-i FILE`: one per line, blank lines skipped.
+fn read_urls(path: &PathBuf) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let urls: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if urls.is_empty() {
+        anyhow::bail!("{} has no URL in it", path.display());
+    }
+    Ok(urls)
 }
 
 pub fn run(args: Args) -> CmdResult {
@@ -53,23 +120,100 @@ pub fn run(args: Args) -> CmdResult {
         (_, Some(d)) => Stop::Duration(d),
         (n, None) => Stop::Requests(n.unwrap_or(1)),
     };
+    let mut urls = match (&args.input_file, args.url) {
+        (Some(path), _) => read_urls(path).map_err(bad_input)?,
+        (None, Some(url)) => vec![url],
+        (None, None) => unreachable!("clap requires a URL or -i"),
+    };
+    let url = urls.remove(0);
+    let body = match &args.data {
+        Some(path) => Some(Arc::from(std::fs::read(path).map_err(|e| {
+            bad_input(anyhow::anyhow!("cannot read {}: {e}", path.display()))
+        })?)),
+        None => None,
+    };
     let config = LoadConfig {
-        url: args.url,
+        url,
+        more_urls: urls,
         clients: args.clients as usize,
         streams: args.streams as usize,
+        threads: args.threads as usize,
         stop,
         warm_up: args.warm_up.unwrap_or_default(),
         insecure: args.insecure,
         cacert: args.cacert,
         timeout: args.timeout,
+        method: args.method,
+        headers: args.headers,
+        body,
+        rps: args.rps,
     };
-    let report = super::run(&config).map_err(bad_input)?;
+    let control = Control::default();
+    // Ctrl-C (or SIGTERM) ends the run with a report; a second one exits
+    // at once, for a run that does not end.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, control.interrupted.clone())
+            .and_then(|_| signal_hook::flag::register(signal, control.interrupted.clone()))
+            .map_err(|e| anyhow::anyhow!("cannot watch for signals: {e}"))?;
+    }
+    let report = std::thread::scope(|scope| {
+        let run = scope.spawn(|| super::run_with(&config, &control));
+        show_progress(&config, &control, || run.is_finished());
+        run.join().expect("the load run does not panic")
+    })
+    .map_err(bad_input)?;
     match args.json {
         true => cli::out(format!("{}\n", serde_json::to_string(&report)?)),
         false => cli::out(report.to_string()),
     }
-    match report.failed + report.connection_errors {
-        0 => Ok(Exit::Success),
-        _ => Ok(Exit::Failure),
+    match report.clean() {
+        true => Ok(Exit::Success),
+        false => Ok(Exit::Failure),
+    }
+}
+
+/// A live line on stderr while the run goes, if stderr is a terminal
+/// (indicatif draws nothing otherwise): requests done of `-n`, or time
+/// passed of `-D`, and the rate so far.
+fn show_progress(config: &LoadConfig, control: &Control, finished: impl Fn() -> bool) {
+    let (len, unit) = match config.stop {
+        Stop::Requests(n) => (n, "requests"),
+        Stop::Duration(d) => ((config.warm_up + d).as_millis() as u64, "ms"),
+    };
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit}, {{elapsed}}  {{msg}}"
+        ))
+        .expect("a valid template"),
+    );
+    let start = Instant::now();
+    while !finished() {
+        std::thread::sleep(Duration::from_millis(100));
+        let done = control.finished.load(Ordering::Relaxed);
+        let elapsed = start.elapsed();
+        bar.set_position(match config.stop {
+            Stop::Requests(_) => done,
+            Stop::Duration(_) => elapsed.as_millis() as u64,
+        });
+        bar.set_message(format!(
+            "{done} done, {:.0} req/s",
+            done as f64 / elapsed.as_secs_f64().max(1e-3)
+        ));
+    }
+    bar.finish_and_clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_positive_and_finite() {
+        assert_eq!(rate("2500"), Ok(2500.0));
+        assert_eq!(rate("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "inf", "nan", "fast"] {
+            assert!(rate(bad).is_err(), "{bad}");
+        }
     }
 }

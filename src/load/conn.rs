@@ -1,58 +1,137 @@
-//! One connection of a load run, and the tally of what finished.
+//! One connection of a load run: its socket, TLS and HTTP/2 state, the
+//! requests it has in flight, and the I/O that moves its bytes.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use super::client::{ClientConnection, Finished};
+use super::client::{ClientConnection, ClientError, Finished};
+use super::tally::{Problem, TlsInfo};
 
-/// One connection of the run.
+/// A request on the wire: when it started (or was due, with `--rps`),
+/// which of the run's requests it is, and how often it was sent again.
+#[derive(Clone, Copy, Debug)]
+pub struct InFlight {
+    pub started: Instant,
+    pub request: usize,
+    pub retries: u8,
+}
+
 pub struct Conn {
     pub sock: TcpStream,
     pub tls: Option<rustls::ClientConnection>,
-    pub h2: ClientConnection,
+    /// Each request in flight is tagged with its [`InFlight`].
+    pub h2: ClientConnection<InFlight>,
     /// Plaintext to send, and ciphertext (or h2c bytes) not yet written.
     pub plain: Vec<u8>,
     pub wire: Vec<u8>,
     pub writable: bool,
-    /// Requests still to start (`-n`).
-    pub quota: u64,
-    pub started: std::collections::HashMap<u32, Instant>,
-    pub closed: bool,
+    pub opened: Instant,
+    /// TCP connected (the first writable event without an error).
+    pub connected: bool,
+    pub first_byte: bool,
+    /// Octets through the socket, not yet added to the tally.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
-pub struct Tally {
-    pub hist: hdrhistogram::Histogram<u64>,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub connection_errors: u64,
-    /// Only requests started at or after this count.
-    pub from: Instant,
+/// Why a connection's I/O ended.
+pub enum Broken {
+    Io(io::Error),
+    Tls(rustls::Error),
+    Alpn(Option<Vec<u8>>),
+    H2(ClientError),
 }
 
-impl Tally {
-    pub fn record(&mut self, started: Instant, ok: bool, now: Instant) {
-        if started < self.from {
-            return;
+impl Broken {
+    pub fn problem(&self) -> Problem {
+        match self {
+            Broken::Io(e) => Problem::io(e),
+            Broken::Tls(e) => Problem::new("TLS failure", e.to_string()),
+            Broken::Alpn(p) => Problem::new(
+                "ALPN refused",
+                match p {
+                    Some(p) => format!(
+                        "the server chose {:?} by ALPN, not h2",
+                        String::from_utf8_lossy(p)
+                    ),
+                    None => "the server chose no protocol by ALPN (h2 not offered)".into(),
+                },
+            ),
+            Broken::H2(e @ ClientError::NotHttp2(_)) => Problem::new("not HTTP/2", e.to_string()),
+            Broken::H2(e) => Problem::new("protocol error", e.to_string()),
         }
-        if ok {
-            self.succeeded += 1;
-            let us = now.duration_since(started).as_micros().max(1) as u64;
-            let _ = self.hist.record(us.min(self.hist.high()));
-        } else {
-            self.failed += 1;
-        }
+    }
+}
+
+impl From<io::Error> for Broken {
+    fn from(e: io::Error) -> Self {
+        Broken::Io(e)
     }
 }
 
 impl Conn {
+    pub fn new(sock: TcpStream, tls: Option<rustls::ClientConnection>, opened: Instant) -> Self {
+        let mut plain = Vec::new();
+        let h2 = ClientConnection::new(&mut plain);
+        Conn {
+            sock,
+            tls,
+            h2,
+            plain,
+            wire: Vec::new(),
+            writable: false,
+            opened,
+            connected: false,
+            first_byte: false,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
     pub fn handshake_done(&self) -> bool {
         self.tls.as_ref().is_none_or(|t| !t.is_handshaking())
     }
 
+    /// Whether the TCP connect has finished: `Ok(true)` once, with an
+    /// error if it failed.
+    pub fn check_connected(&mut self) -> io::Result<bool> {
+        if self.connected {
+            return Ok(false);
+        }
+        if let Some(e) = self.sock.take_error()? {
+            return Err(e);
+        }
+        match self.sock.peer_addr() {
+            Ok(_) => {
+                self.connected = true;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        let t = self.tls.as_ref().filter(|t| !t.is_handshaking())?;
+        Some(TlsInfo {
+            version: t
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default(),
+            cipher: t
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()))
+                .unwrap_or_default(),
+            alpn: t
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+        })
+    }
+
     /// Encrypts what is queued and writes until the socket is full.
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub fn flush(&mut self) -> Result<(), Broken> {
         match &mut self.tls {
             Some(tls) => {
                 if !self.plain.is_empty() {
@@ -65,94 +144,65 @@ impl Conn {
             }
             None => self.wire.append(&mut self.plain),
         }
-        while self.writable && !self.wire.is_empty() {
+        while self.writable && self.connected && !self.wire.is_empty() {
             match self.sock.write(&self.wire) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
                 Ok(n) => {
+                    self.bytes_out += n as u64;
                     self.wire.drain(..n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
     }
 
-    /// Reads until the socket is empty, handing the plaintext to the client.
+    /// Reads until the socket is empty, handing the plaintext to the
+    /// client; `done` hears of every request that ended.
     pub fn receive(
         &mut self,
         buf: &mut [u8],
         plain: &mut Vec<u8>,
-        tally: &mut Tally,
-        now: Instant,
-    ) -> io::Result<()> {
+        mut done: impl FnMut(Finished<InFlight>),
+    ) -> Result<(), Broken> {
         loop {
             let n = match self.sock.read(buf) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
+            self.bytes_in += n as u64;
             plain.clear();
             match &mut self.tls {
                 Some(tls) => {
                     let mut rest = &buf[..n];
                     while !rest.is_empty() {
                         tls.read_tls(&mut rest)?;
-                        tls.process_new_packets().map_err(io::Error::other)?;
+                        if let Err(e) = tls.process_new_packets() {
+                            // Tell the server why, as a TLS client would.
+                            let _ = tls.write_tls(&mut self.wire);
+                            let _ = self.sock.write(&self.wire);
+                            return Err(Broken::Tls(e));
+                        }
                         match tls.reader().read_to_end(plain) {
                             Ok(_) => {}
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(e) => return Err(e),
+                            Err(e) => return Err(e.into()),
                         }
                     }
                     if !tls.is_handshaking() && tls.alpn_protocol() != Some(crate::tls::ALPN_H2) {
-                        return Err(io::Error::other("the server did not select h2 by ALPN"));
+                        return Err(Broken::Alpn(tls.alpn_protocol().map(<[u8]>::to_vec)));
                     }
                 }
                 None => plain.extend_from_slice(&buf[..n]),
             }
-            let started = &mut self.started;
             self.h2
-                .handle_input(plain, &mut self.plain, |f: Finished| {
-                    if let Some(t) = started.remove(&f.stream) {
-                        tally.record(t, f.ok, now);
-                    }
-                })
-                .map_err(io::Error::other)?;
-        }
-    }
-
-    /// The server never served it (with `-D`): its share of requests in
-    /// flight, `streams`, fails whether it could write them or not (h2c
-    /// writes them blind at once, TLS nothing before its handshake), so
-    /// that both count a starved connection alike.
-    pub fn starve(&mut self, tally: &mut Tally, streams: usize) {
-        if !self.closed {
-            self.closed = true;
-            self.started.clear();
-            self.h2.fail_all(|_| {});
-            tally.failed += streams as u64;
-        }
-    }
-
-    /// The connection is done for: what it had open fails, and with `-n`,
-    /// so does the rest of its share.
-    pub fn fail(&mut self, tally: &mut Tally, now: Instant, counted_quota: bool) {
-        if !self.closed {
-            self.closed = true;
-            let started = &mut self.started;
-            self.h2.fail_all(|f| {
-                if let Some(t) = started.remove(&f.stream) {
-                    tally.record(t, false, now);
-                }
-            });
-            if counted_quota && self.quota > 0 {
-                tally.failed += self.quota;
-                self.quota = 0;
-            }
+                .handle_input(plain, &mut self.plain, &mut done)
+                .map_err(Broken::H2)?;
         }
     }
 }

@@ -75,6 +75,12 @@ pub fn config(config: &LoadConfig) -> Result<Arc<rustls::ClientConfig>, LoadErro
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
+        if certs.is_empty() {
+            return Err(LoadError::Ca {
+                path: path.clone(),
+                reason: "no PEM certificate in it".into(),
+            });
+        }
         for cert in certs {
             roots.add(cert).map_err(|e| LoadError::Ca {
                 path: path.clone(),

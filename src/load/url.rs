@@ -11,6 +11,8 @@ pub struct Target {
     pub authority: String,
     pub host: String,
     pub https: bool,
+    /// The path and query, `/` when the URL has none.
+    pub path: String,
 }
 
 pub fn parse_url(url: &str) -> Result<Target, LoadError> {
@@ -47,11 +49,39 @@ pub fn parse_url(url: &str) -> Result<Target, LoadError> {
         .map_err(|e| LoadError::Resolve(authority.to_string(), e))?
         .next()
         .ok_or_else(|| LoadError::Resolve(authority.to_string(), io::ErrorKind::NotFound.into()))?;
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
+    let path = match path.starts_with('/') {
+        true => path.to_string(),
+        false => format!("/{path}"),
+    };
     Ok(Target {
+        path,
         addr,
         authority: authority.to_string(),
         host: host.to_string(),
         https,
+    })
+}
+
+/// The path (and query) of a URL of `-i` whose scheme, host and port are
+/// ignored; a line may also be just a path.
+pub fn path_of(url: &str) -> Result<String, LoadError> {
+    if url.starts_with('/') {
+        let p: http::uri::PathAndQuery = url.parse().map_err(|_| LoadError::Url(url.into()))?;
+        return Ok(p.as_str().to_string());
+    }
+    let uri: http::Uri = url.parse().map_err(|_| LoadError::Url(url.into()))?;
+    if uri.scheme().is_none() {
+        return Err(LoadError::Url(url.into()));
+    }
+    Ok(match uri.path_and_query().map(|p| p.as_str()) {
+        None | Some("") => "/".into(),
+        Some(p) if p.starts_with('/') => p.into(),
+        Some(p) => format!("/{p}"),
     })
 }
 
@@ -67,6 +97,14 @@ mod tests {
             (8443, true, "127.0.0.1")
         );
         assert_eq!(t.authority, "127.0.0.1:8443");
+        assert_eq!(t.path, "/");
+        let t = parse_url("http://127.0.0.1:1/other.txt?x=1&y").unwrap();
+        assert_eq!(t.path, "/other.txt?x=1&y");
+        assert_eq!(parse_url("http://127.0.0.1:1").unwrap().path, "/");
+        assert_eq!(parse_url("http://127.0.0.1:1?q").unwrap().path, "/?q");
+        assert_eq!(path_of("https://other:9/a/b?c").unwrap(), "/a/b?c");
+        assert_eq!(path_of("/just/a/path").unwrap(), "/just/a/path");
+        assert!(path_of("no scheme").is_err());
         let t = parse_url("http://[::1]:8080").unwrap();
         assert_eq!((t.addr.port(), t.host.as_str()), (8080, "::1"));
         assert_eq!(parse_url("http://[::1]/").unwrap().addr.port(), 80);
