@@ -280,6 +280,9 @@ fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         url: url.to_string(),
         clients: cell.clients,
         streams: cell.pipeline,
+        // As many threads as the server has, at most one per connection
+        // (as h2load gets).
+        threads: cell.threads.clamp(1, cell.clients),
         stop: Stop::Duration(config.duration),
         warm_up: config.warm_up,
         insecure: true,
