@@ -84,7 +84,8 @@ impl<'a> Worker<'a> {
                 conn: None,
                 quota,
                 retry: Vec::new(),
-                next_request: client % plan.requests.len(),
+                // Every client takes the URLs in order from the first (h2load's rule).
+                next_request: 0,
                 next_due: plan.start + offset,
                 served: 0,
             });
