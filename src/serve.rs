@@ -16,6 +16,9 @@ use crate::trace::TraceConfig;
 
 /// Serve "Hello World\n" over HTTP/2 until SIGINT or SIGTERM.
 ///
+/// The first signal stops the server cleanly (every connection ended,
+/// every thread joined, the trace written); a second one exits at once.
+///
 /// Prints exactly one line, `listening on URL`, to stdout once it accepts
 /// connections. Without TLS it speaks h2c with prior knowledge
 /// (`curl --http2-prior-knowledge`); with TLS it negotiates `h2` by ALPN.
@@ -146,6 +149,14 @@ pub fn run(args: Args) -> CmdResult {
         out.flush().context("stdout")?;
     }
     let signal = signals.forever().next();
+    // A second signal does not wait for the stop (a trace being written,
+    // a stop that hangs): it ends the process at once.
+    std::thread::spawn(move || {
+        if let Some(s) = signals.forever().next() {
+            eprintln!("h2lab: signal {s} again: exiting without finishing the stop");
+            std::process::exit(1);
+        }
+    });
     let setup = server.setup();
     let stats = server.stop();
     eprintln!(
