@@ -12,15 +12,10 @@ use std::time::{Duration, Instant};
 use h2lab::{Dispatch, Engine, ServerError, Setup, TlsProvider};
 use support::{client_hello, config, start, RawConn};
 
-setup_tests!(stop_with_client_connected_is_prompt_and_frees_the_port);
-// The mini engine on every dispatch. (The h2 engine is not yet bounded: it
-// buffers what a non-reading client is owed, and its stop waits on that.)
-setup_tests!(for [
-    single_mini_none, single_mini_rustls, single_mini_openssl,
-    thread_mini_none, thread_mini_rustls, thread_mini_openssl,
-    tokio_mini_none, tokio_mini_rustls, tokio_mini_openssl,
-    poll_mini_none, poll_mini_rustls, poll_mini_openssl,
-] stop_is_prompt_while_a_client_never_reads);
+setup_tests!(
+    stop_with_client_connected_is_prompt_and_frees_the_port,
+    stop_is_prompt_while_a_client_never_reads
+);
 
 fn stop_with_client_connected_is_prompt_and_frees_the_port(setup: Setup) {
     let server = start(setup);

@@ -1,0 +1,267 @@
+//! Hostile clients against every setup: ten clients that never read —
+//! pipelining GETs, flooding PINGs or SETTINGS, or opening streams with a
+//! zero flow-control window — while an ordinary client is served. The
+//! server's memory stays within a budget above idle, the ordinary client
+//! gets every answer, and SIGTERM still ends the server within 2 s with
+//! the hostile clients connected. The server is a child process, so that
+//! its memory is its own.
+
+mod support;
+
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use h2lab::frame::CLIENT_PREFACE;
+use h2lab::{Dispatch, Setup};
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+
+use support::{run, GET_1};
+
+/// What ten hostile clients may add to the server's resident memory.
+const BUDGET_KIB: u64 = 64 * 1024;
+const HOSTILE: usize = 10;
+/// How long the hostile clients push before the server is measured.
+const FLOOD: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// GETs as fast as the server takes them; never reads an answer.
+    Gets,
+    /// PINGs, each owed a PING ACK it never reads.
+    Pings,
+    /// SETTINGS, each owed an ACK.
+    Settings,
+    /// SETTINGS_INITIAL_WINDOW_SIZE 0, then GETs: no response body may be
+    /// sent, so every stream stays open on the server.
+    ZeroWindow,
+}
+
+const KINDS: [Kind; 4] = [Kind::Gets, Kind::Pings, Kind::Settings, Kind::ZeroWindow];
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.push(kind);
+    f.push(flags);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn preface(kind: Kind) -> Vec<u8> {
+    let mut p = CLIENT_PREFACE.to_vec();
+    let settings: &[u8] = match kind {
+        Kind::ZeroWindow => &[0, 4, 0, 0, 0, 0],
+        _ => &[],
+    };
+    p.extend(frame(4, 0, 0, settings));
+    p
+}
+
+/// About 64 KiB of what `kind` sends, continuing from stream `next`.
+fn batch(kind: Kind, next: &mut u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(70_000);
+    while b.len() < 64 * 1024 {
+        match kind {
+            Kind::Gets | Kind::ZeroWindow => {
+                let mut get = GET_1;
+                get[5..9].copy_from_slice(&next.to_be_bytes());
+                *next += 2;
+                b.extend_from_slice(&get);
+            }
+            Kind::Pings => b.extend(frame(6, 0, 0, b"hostile!")),
+            Kind::Settings => b.extend(frame(4, 0, 0, &[0, 2, 0, 0, 0, 0])),
+        }
+    }
+    b
+}
+
+/// A connection that writes (plain or TLS) and a handle to shut it down.
+fn connect(addr: SocketAddr, tls: bool) -> (Box<dyn Write + Send>, TcpStream) {
+    let sock = TcpStream::connect(addr).unwrap();
+    // Bounded, so that a server gone wrong cannot hang the test: a write
+    // blocked this long ends its client.
+    sock.set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let handle = sock.try_clone().unwrap();
+    if !tls {
+        return (Box::new(sock), handle);
+    }
+    let conn = rustls::ClientConnection::new(
+        support::tls_client_config(&[b"h2"]),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, sock);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).unwrap();
+    }
+    (Box::new(stream), handle)
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn h2lab_load(url: &str, args: &[&str]) -> Value {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .arg("load")
+        .args(args)
+        .args(["-k", "--json", url]));
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn hostile_clients_are_bounded_and_stop_ends_them(setup: Setup) {
+    // Under a 4 GiB address-space limit: a server whose memory runs away
+    // fails this test at once instead of taking the machine's memory.
+    let serving = support::serve_command(
+        Command::new("prlimit")
+            .arg(format!("--as={}", 4u64 << 30))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_h2lab"))
+            .arg("serve")
+            .args(["--dispatch", &setup.dispatch.to_string()])
+            .args(["--engine", &setup.engine.to_string()])
+            .args(["--tls", &setup.tls.to_string()]),
+    );
+    let pid = serving.child.id();
+    let addr = serving.addr();
+    let url = serving.url.clone();
+    // Warm: buffers, TLS contexts and threads as an ordinary load makes them.
+    let warm = h2lab_load(&url, &["-n", "300", "-m", "10"]);
+    assert_eq!(warm["succeeded"], 300, "{setup}: {warm}");
+    let idle = rss_kib(pid);
+
+    let tls = setup.tls.is_tls();
+    let stop_pushing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut handles = Vec::new();
+    let mut threads = Vec::new();
+    // `single` serves one client at a time: one hostile client holds it
+    // (more would only wait in the accept queue).
+    let count = match setup.dispatch {
+        Dispatch::Single => 1,
+        _ => HOSTILE,
+    };
+    for i in 0..count {
+        let kind = KINDS[i % KINDS.len()];
+        let (mut conn, handle) = connect(addr, tls);
+        handles.push(handle);
+        let stop = stop_pushing.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut next = 1;
+            if conn.write_all(&preface(kind)).is_err() {
+                return;
+            }
+            // Blocks once the server stops reading; ends when the socket
+            // is shut down below.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if conn.write_all(&batch(kind, &mut next)).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    // While they push: the server's memory, and an ordinary client.
+    let started = Instant::now();
+    let ordinary = (setup.dispatch != Dispatch::Single).then(|| {
+        let url = url.clone();
+        std::thread::spawn(move || h2lab_load(&url, &["-n", "100", "-m", "1", "--timeout", "10s"]))
+    });
+    let mut peak = idle;
+    while started.elapsed() < FLOOD {
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(ordinary) = ordinary {
+        let report = ordinary.join().unwrap();
+        assert_eq!(
+            report["succeeded"], 100,
+            "{setup}: the ordinary client: {report}"
+        );
+        let l = &report["latency_us"];
+        eprintln!(
+            "{setup}: the ordinary client: p50 {} µs, p99 {} µs, max {} µs",
+            l["p50"], l["p99"], l["max"]
+        );
+        // Served alongside them, not after: a typical request stays fast
+        // (the slowest can meet a flood turn; they are printed above).
+        assert!(l["p50"].as_u64().unwrap() < 50_000, "{setup}: {report}");
+    }
+    peak = peak.max(rss_kib(pid));
+    eprintln!("{setup}: idle {idle} KiB, peak {peak} KiB with {HOSTILE} hostile clients");
+    assert!(
+        peak <= idle + BUDGET_KIB,
+        "{setup}: {peak} KiB peak, {idle} KiB idle: over the {BUDGET_KIB} KiB budget"
+    );
+
+    // SIGTERM with every hostile client still connected and pushing.
+    let stopping = Instant::now();
+    let out = serving.stop_with("TERM");
+    let took = stopping.elapsed();
+    assert!(out.status.success(), "{setup}: {out:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "{setup}: the stop took {took:?}"
+    );
+    stop_pushing.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in handles {
+        let _ = h.shutdown(Shutdown::Both);
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+setup_tests!(hostile_clients_are_bounded_and_stop_ends_them);
+
+/// The first SIGTERM stops cleanly, which for a traced server means
+/// writing the trace (seconds, for a few million records); a second one
+/// exits at once, saying so.
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = std::env::temp_dir().join(format!("h2lab-second-signal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = dir.join("run");
+    let mut serving = support::serve(&["--dispatch", "poll", "--trace", prefix.to_str().unwrap()]);
+    let load = h2lab_load(&serving.url, &["-c", "5", "-m", "100", "-D", "2s"]);
+    assert!(load["succeeded"].as_u64().unwrap() > 100_000, "{load}");
+    let pid = serving.child.id().to_string();
+    let started = Instant::now();
+    let term = || {
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+    };
+    term();
+    std::thread::sleep(Duration::from_millis(200));
+    term();
+    let status = loop {
+        if let Some(status) = serving.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = started.elapsed();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut serving.child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("again: exiting without finishing the stop"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
