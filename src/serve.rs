@@ -58,10 +58,16 @@ pub struct Args {
     /// closed at once (counted as refused).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_clients: Option<u64>,
-    /// `poll` only: close a client that has sent nothing for SECS seconds
-    /// (fractions allowed, e.g. 0.5).
-    #[arg(long, value_name = "SECS", value_parser = values::secs)]
+    /// `poll` only: close a client that has sent no whole frame for this
+    /// long (e.g. 30s, 0.5); octets that make no frame do not count, so a
+    /// client cannot hold its place by trickling them.
+    #[arg(long, value_name = "DURATION", value_parser = values::secs)]
     pub idle_timeout: Option<Duration>,
+    /// `poll` only: close a client that has not finished its TLS handshake,
+    /// HTTP/2 preface and first SETTINGS this long after it connected
+    /// (default 10s on poll; 0 turns it off).
+    #[arg(long, value_name = "DURATION", value_parser = values::secs_or_zero)]
+    pub handshake_timeout: Option<Duration>,
     /// `tokio`: run a multi-thread runtime with N worker threads instead of
     /// the default current-thread runtime. `poll`: run N reactors, each a
     /// loop of its own on a thread of its own (see --spread, --pin).
@@ -109,6 +115,9 @@ pub struct Args {
     pub trace_memory: u64,
 }
 
+/// `poll`'s deadline for a client's handshake, preface and SETTINGS.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Args {
     fn config(self) -> ServerConfig {
         ServerConfig {
@@ -122,6 +131,12 @@ impl Args {
             nodelay: self.nodelay,
             max_clients: self.max_clients.map(|n| n as usize),
             idle_timeout: self.idle_timeout,
+            handshake_timeout: match (self.handshake_timeout, self.dispatch) {
+                (Some(d), _) if d.is_zero() => None,
+                (Some(d), _) => Some(d),
+                (None, Dispatch::Poll) => Some(DEFAULT_HANDSHAKE_TIMEOUT),
+                (None, _) => None,
+            },
             threads: self.threads.unwrap_or(0) as usize,
             spread: self.spread,
             pin: self.pin.into_iter().map(usize::from).collect(),

@@ -107,6 +107,8 @@ pub struct MiniConnection {
     open: Vec<u32>,
     header_block: Option<HeaderBlock>,
     responses: u64,
+    /// Whole frames handled: progress, which single octets are not.
+    frames: u64,
 }
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -127,6 +129,7 @@ impl MiniConnection {
             open: Vec::new(),
             header_block: None,
             responses: 0,
+            frames: 0,
         }
     }
 
@@ -137,6 +140,16 @@ impl MiniConnection {
 
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
+    }
+
+    /// The client's preface and first SETTINGS have arrived.
+    pub fn is_established(&self) -> bool {
+        self.state == State::Frames
+    }
+
+    /// Whole frames taken from the client so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
     }
 
     /// Takes plaintext from the client and appends what to send to `out`.
@@ -221,6 +234,7 @@ impl MiniConnection {
             if let Err(err) = self.handle_frame(head, payload, out) {
                 return Err(self.fail(err, out));
             }
+            self.frames += 1;
             pos = end;
             if self.state == State::Closed {
                 return Ok(data.len());

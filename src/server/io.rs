@@ -149,17 +149,6 @@ impl TokioSocket<'_> {
         self.trace.read(buf, |b| self.sock.try_read(b))
     }
 
-    /// Waits for the socket to be readable, then reads once.
-    /// `Ok(None)`: nothing after all (a spurious wake-up).
-    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        self.sock.readable().await?;
-        match self.try_read(buf) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if would_block(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     pub async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             self.sock.writable().await?;

@@ -9,6 +9,7 @@ mod conn;
 mod dispatch;
 mod errlog;
 mod io;
+mod pool;
 mod shared;
 
 use std::fmt;
@@ -181,8 +182,13 @@ pub struct ServerConfig {
     pub nodelay: bool,
     /// `poll` only: clients past this many are accepted and closed at once.
     pub max_clients: Option<usize>,
-    /// `poll` only: a client that sends nothing for this long is closed.
+    /// `poll` only: a client that sends no whole frame for this long is
+    /// closed.
     pub idle_timeout: Option<Duration>,
+    /// `poll` only: a client that has not finished its TLS handshake, its
+    /// preface and its first SETTINGS this long after its accept is closed
+    /// (`h2lab serve` sets 10 s on `poll` unless told).
+    pub handshake_timeout: Option<Duration>,
     /// `tokio`: 0 for a current-thread runtime, N for N worker threads.
     /// `poll`: N reactors, each a mio loop on a thread of its own (0 or 1:
     /// one).
@@ -211,6 +217,7 @@ impl Default for ServerConfig {
             nodelay: true,
             max_clients: None,
             idle_timeout: None,
+            handshake_timeout: None,
             threads: 0,
             spread: Spread::default(),
             pin: Vec::new(),
@@ -268,6 +275,11 @@ impl ServerConfig {
             "--idle-timeout",
             Dispatch::Poll,
         )?;
+        only(
+            self.handshake_timeout.is_some(),
+            "--handshake-timeout",
+            Dispatch::Poll,
+        )?;
         if self.threads > 0 && !matches!(self.dispatch, Dispatch::Tokio | Dispatch::Poll) {
             return Err(ServerError::ThreadsNotForDispatch);
         }
@@ -287,7 +299,7 @@ pub struct ServerStats {
     pub accepted: u64,
     /// Connections closed at once because of `max_clients`.
     pub refused: u64,
-    /// Connections closed because of `idle_timeout`.
+    /// Connections closed because of `idle_timeout` or `handshake_timeout`.
     pub timed_out: u64,
     /// Connections that ended in an error (protocol, TLS or I/O).
     pub failed: u64,

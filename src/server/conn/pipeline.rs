@@ -73,6 +73,21 @@ impl Pipeline {
         }
     }
 
+    /// Lends ③ and ⓤ pooled buffers if they hold none (`poll`, which
+    /// gives them back after each turn so that idle connections hold none).
+    pub fn borrow_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
+        pool.fill(&mut self.plain_in);
+        pool.fill(&mut self.plain_out);
+    }
+
+    /// Gives ③ and ⓤ back to `pool` if they are empty, and lets the TLS
+    /// session free what it holds idle.
+    pub fn return_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
+        pool.give_vec(&mut self.plain_in);
+        pool.give_vec(&mut self.plain_out);
+        self.tls.release_idle_buffers();
+    }
+
     /// No TLS: feed, encrypt and move are copies, left out of traces.
     pub fn is_plain(&self) -> bool {
         self.plain
@@ -103,6 +118,16 @@ impl Pipeline {
     /// Responses the engine has queued so far.
     pub fn responses(&self) -> u64 {
         self.engine.responses()
+    }
+
+    /// Whole frames the engine has taken from the client.
+    pub fn frames_received(&self) -> u64 {
+        self.engine.frames()
+    }
+
+    /// The handshake is over and the client's preface and SETTINGS came.
+    pub fn is_established(&self) -> bool {
+        self.engine.is_established()
     }
 
     /// Nothing more will be read: the client sent GOAWAY, the engine or TLS
@@ -237,7 +262,9 @@ impl Pipeline {
 /// [`MiniConn::read_buf`], pass the count to [`MiniConn::handle_read`].
 pub struct MiniConn {
     pipeline: Pipeline,
-    read: Box<[u8]>,
+    /// Allocated at the first read; `tokio` lends it from a pool instead
+    /// and gives it back while the connection waits.
+    read: Option<Box<[u8]>>,
     /// Ⓔ what is to be written.
     wire: Vec<u8>,
     eof: bool,
@@ -247,8 +274,8 @@ impl MiniConn {
     pub fn new(tls: Box<dyn TlsSession>, client: u64) -> Self {
         Self {
             pipeline: Pipeline::new(tls, client),
-            read: vec![0; READ_BUF].into_boxed_slice(),
-            wire: Vec::with_capacity(READ_BUF),
+            read: None,
+            wire: Vec::new(),
             eof: false,
         }
     }
@@ -271,7 +298,26 @@ impl MiniConn {
     }
 
     pub fn read_buf(&mut self) -> &mut [u8] {
-        &mut self.read
+        self.read
+            .get_or_insert_with(|| vec![0; READ_BUF].into_boxed_slice())
+    }
+
+    /// Takes the buffers a read and its answer need from `pool`.
+    pub fn borrow_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
+        if self.read.is_none() {
+            self.read = Some(pool.take_read());
+        }
+        pool.fill(&mut self.wire);
+        self.pipeline.borrow_buffers(pool);
+    }
+
+    /// Gives back every empty buffer, for a connection about to wait.
+    pub fn return_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
+        if let Some(read) = self.read.take() {
+            pool.give_read(read);
+        }
+        pool.give_vec(&mut self.wire);
+        self.pipeline.return_buffers(pool);
     }
 
     /// `n` octets were read into the read buffer; 0 is the end of input.
@@ -280,7 +326,8 @@ impl MiniConn {
             self.eof = true;
             return self.pipeline.handle_eof();
         }
-        self.pipeline.handle_read(&self.read[..n])
+        let read = self.read.as_deref().expect("read into read_buf");
+        self.pipeline.handle_read(&read[..n])
     }
 
     pub fn responses(&self) -> u64 {

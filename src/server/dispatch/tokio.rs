@@ -11,7 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::server::conn::{self, ConnError, MiniConn};
-use crate::server::io::{interrupted, SocketTrace, TokioSocket, ACCEPT_ERROR_PAUSE};
+use crate::server::io::{interrupted, would_block, SocketTrace, TokioSocket, ACCEPT_ERROR_PAUSE};
+use crate::server::pool::BufPool;
 use crate::server::shared::Shared;
 use crate::server::Engine;
 
@@ -104,6 +105,11 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
     shared.finish(id, responses, result);
 }
 
+thread_local! {
+    /// Buffers for the mini connections this worker thread runs.
+    static POOL: std::cell::RefCell<BufPool> = std::cell::RefCell::new(BufPool::default());
+}
+
 async fn serve_mini(
     mut sock: TokioSocket<'_>,
     mut conn: MiniConn,
@@ -116,8 +122,15 @@ async fn serve_mini(
             if conn.is_done() {
                 return Ok(());
             }
-            if let Some(n) = sock.read(conn.read_buf()).await? {
-                conn.handle_read(n)?;
+            // Waiting holds no buffer: an idle connection costs its task,
+            // its session and its socket only.
+            POOL.with_borrow_mut(|pool| conn.return_buffers(pool));
+            sock.sock.readable().await?;
+            POOL.with_borrow_mut(|pool| conn.borrow_buffers(pool));
+            match sock.try_read(conn.read_buf()) {
+                Ok(n) => conn.handle_read(n)?,
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     };

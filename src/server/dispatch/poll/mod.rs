@@ -18,7 +18,8 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::server::conn::{ConnError, Pipeline};
-use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE, HIGH_WATER, READ_BUF};
+use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE, HIGH_WATER};
+use crate::server::pool::BufPool;
 use crate::server::shared::Shared;
 use crate::trace::{self, Flags, Name, NO_STATE};
 use reactors::Reactor;
@@ -38,6 +39,7 @@ const MAX_ACTIONS_PER_TURN: usize = 256;
 pub struct Options {
     pub max_clients: Option<usize>,
     pub idle_timeout: Option<Duration>,
+    pub handshake_timeout: Option<Duration>,
 }
 
 struct Client {
@@ -46,14 +48,22 @@ struct Client {
     pipeline: Pipeline,
     /// Stored flags; the others are derived from the buffers.
     flags: Flags,
-    /// ① → ②: ciphertext read, `input[in_start..in_end]` not yet decrypted.
-    input: Box<[u8]>,
+    /// ① → ②: ciphertext read, `input[in_start..in_end]` not yet
+    /// decrypted. This and the other buffers are lent from the loop's pool
+    /// for a turn and given back when empty: an idle client holds none.
+    input: Option<Box<[u8]>>,
     in_start: usize,
     in_end: usize,
     /// Ⓔ: `output[out_start..]` is still to be written.
     output: Vec<u8>,
     out_start: usize,
-    last_read: Instant,
+    /// When it was accepted (the handshake deadline counts from here).
+    accepted: Instant,
+    /// When the engine last took a whole frame (the idle timeout counts
+    /// from here: octets that make no frame are no progress, so a client
+    /// cannot hold its place by trickling them).
+    last_progress: Instant,
+    frames: u64,
     /// In the ready queue already.
     queued: bool,
     error: Option<ConnError>,
@@ -90,7 +100,28 @@ impl Client {
     /// Runs actions until none is possible or the turn is over; counts
     /// socket writes into `writes`. Each action is a traced span carrying
     /// the flags it was chosen from.
-    fn take_turn(&mut self, writes: &AtomicU64) -> Turn {
+    fn take_turn(&mut self, writes: &AtomicU64, pool: &mut BufPool) -> Turn {
+        if self.input.is_none() {
+            self.input = Some(pool.take_read());
+        }
+        pool.fill(&mut self.output);
+        self.pipeline.borrow_buffers(pool);
+        let turn = self.actions(writes);
+        if self.in_start == self.in_end {
+            if let Some(input) = self.input.take() {
+                pool.give_read(input);
+            }
+        }
+        if self.out_start == self.output.len() {
+            self.output.clear();
+            self.out_start = 0;
+            pool.give_vec(&mut self.output);
+        }
+        self.pipeline.return_buffers(pool);
+        turn
+    }
+
+    fn actions(&mut self, writes: &AtomicU64) -> Turn {
         for _ in 0..MAX_ACTIONS_PER_TURN {
             let flags = self.flags();
             match select_next_action(flags) {
@@ -126,7 +157,15 @@ impl Client {
             Name::ReadSocket => return self.read_socket(),
             Name::WriteSocket => return self.write_socket(writes),
             Name::Handshake | Name::Decrypt => self.decrypt(),
-            Name::Engine => self.pipeline.run_engine(),
+            Name::Engine => {
+                let ran = self.pipeline.run_engine();
+                let frames = self.pipeline.frames_received();
+                if frames != self.frames {
+                    self.frames = frames;
+                    self.last_progress = Instant::now();
+                }
+                ran
+            }
             Name::Encrypt => self.pipeline.encrypt(),
             Name::MoveEncrypted => {
                 self.compact_output();
@@ -153,9 +192,8 @@ impl Client {
     }
 
     fn decrypt(&mut self) -> Result<usize, crate::server::conn::PipelineError> {
-        let used = self
-            .pipeline
-            .feed(&self.input[self.in_start..self.in_end])?;
+        let input = self.input.as_deref().expect("lent for the turn");
+        let used = self.pipeline.feed(&input[self.in_start..self.in_end])?;
         self.in_start += used;
         Ok(used)
     }
@@ -163,7 +201,8 @@ impl Client {
     fn read_socket(&mut self) -> io::Result<usize> {
         self.in_start = 0;
         self.in_end = 0;
-        match self.sock.read(&mut self.input) {
+        let input = self.input.as_deref_mut().expect("lent for the turn");
+        match self.sock.read(input) {
             Ok(0) => {
                 self.flags.set(Flags::CAN_READ, false);
                 if let Err(e) = self.pipeline.handle_eof() {
@@ -171,10 +210,7 @@ impl Client {
                 }
                 self.flags.set(Flags::CLOSING, true);
             }
-            Ok(n) => {
-                self.in_end = n;
-                self.last_read = Instant::now();
-            }
+            Ok(n) => self.in_end = n,
             Err(e) if would_block(&e) => self.flags.set(Flags::CAN_READ, false),
             Err(e) if interrupted(&e) => {}
             Err(e) => return Err(e),
@@ -281,6 +317,7 @@ pub struct PollLoop {
     accept_failing: bool,
     clients: Slab<Client>,
     ready: VecDeque<usize>,
+    pool: BufPool,
     shared: Arc<Shared>,
     options: Options,
 }
@@ -314,6 +351,7 @@ impl PollLoop {
             reactor,
             clients: Slab::new(),
             ready: VecDeque::new(),
+            pool: BufPool::default(),
             shared,
             options,
         })
@@ -322,9 +360,14 @@ impl PollLoop {
     /// Runs until the server stops; then every client is closed.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        // Sweeps for idle clients four times per timeout, so a client is
-        // closed between 1 and 1.25 timeouts after its last read.
-        let sweep_every = self.options.idle_timeout.map(|t| t / 4);
+        // Sweeps for idle and unfinished clients four times per timeout,
+        // so a client is closed between 1 and 1.25 timeouts after its last
+        // frame (or its accept).
+        let sweep_every = [self.options.idle_timeout, self.options.handshake_timeout]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t / 4);
         let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
         // Traced only: how long the loop was runnable but not running.
         let mut run_queue = trace::frames_enabled().then(RunQueue::open).flatten();
@@ -424,7 +467,7 @@ impl PollLoop {
                 continue;
             };
             c.queued = false;
-            match c.take_turn(&self.shared.counters.writes) {
+            match c.take_turn(&self.shared.counters.writes, &mut self.pool) {
                 Turn::Idle => {}
                 Turn::More => self.enqueue(key),
                 Turn::Closed => self.close(key),
@@ -506,12 +549,14 @@ impl PollLoop {
             sock,
             pipeline: Pipeline::new(tls, id),
             flags: Flags::empty(),
-            input: vec![0; READ_BUF].into_boxed_slice(),
+            input: None,
             in_start: 0,
             in_end: 0,
-            output: Vec::with_capacity(READ_BUF),
+            output: Vec::new(),
             out_start: 0,
-            last_read: Instant::now(),
+            accepted: Instant::now(),
+            last_progress: Instant::now(),
+            frames: 0,
             queued: false,
             error: None,
         });
@@ -531,15 +576,20 @@ impl PollLoop {
         self.shared.finish(c.id, c.pipeline.responses(), result);
     }
 
+    /// Closes clients past the handshake deadline (no TLS handshake,
+    /// preface and SETTINGS yet) or idle past the idle timeout.
     fn close_idle(&mut self) {
-        let Some(timeout) = self.options.idle_timeout else {
-            return;
-        };
+        let (idle, handshake) = (self.options.idle_timeout, self.options.handshake_timeout);
         let now = Instant::now();
+        let late = |c: &Client| {
+            idle.is_some_and(|t| now.duration_since(c.last_progress) >= t)
+                || (!c.pipeline.is_established()
+                    && handshake.is_some_and(|t| now.duration_since(c.accepted) >= t))
+        };
         let idle: Vec<usize> = self
             .clients
             .iter()
-            .filter(|(_, c)| now.duration_since(c.last_read) >= timeout)
+            .filter(|(_, c)| late(c))
             .map(|(k, _)| k)
             .collect();
         for key in idle {

@@ -111,6 +111,7 @@ pub fn spawn(
         let options = Options {
             max_clients: config.max_clients,
             idle_timeout: config.idle_timeout,
+            handshake_timeout: config.handshake_timeout,
         };
         let reactor = Reactor {
             index: i,
