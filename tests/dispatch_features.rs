@@ -353,3 +353,60 @@ fn poll_accepts_again_after_the_fd_limit() {
     let said = err.matches("h2lab: accept: ").count();
     assert!((1..=3).contains(&said), "{err}");
 }
+
+/// Slowloris: clients that trickle their preface, or a frame, one octet
+/// at a time cannot hold `--max-clients` places. The handshake deadline
+/// closes the first kind and the idle timeout, which only whole frames
+/// reset, the second; then a new client is served.
+#[test]
+fn trickling_clients_cannot_hold_the_places() {
+    let serving = serve(&[
+        "--dispatch",
+        "poll",
+        "--max-clients",
+        "2",
+        "--handshake-timeout",
+        "1s",
+        "--idle-timeout",
+        "1s",
+    ]);
+    let addr = serving.addr();
+    let url = serving.url.clone();
+    let hello = client_hello();
+    let mut in_preface = TcpStream::connect(addr).unwrap();
+    let mut in_a_frame = TcpStream::connect(addr).unwrap();
+    in_a_frame.write_all(&hello).unwrap();
+    // A PING, 17 octets: whole only after 1.7 s at one octet per 100 ms.
+    let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    let trickle = std::thread::spawn(move || {
+        let (mut preface_ok, mut frame_ok) = (true, true);
+        for i in 0..30 {
+            std::thread::sleep(Duration::from_millis(100));
+            preface_ok &= in_preface.write_all(&hello[i % 24..i % 24 + 1]).is_ok();
+            frame_ok &= in_a_frame.write_all(&ping[i % 17..i % 17 + 1]).is_ok();
+        }
+        (preface_ok, frame_ok)
+    });
+    let load = |n: &str| {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .args(["load", "-n", n, "--json"])
+            .arg(&url));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // Both places taken: a third client is refused.
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = load("1");
+    assert_eq!(refused["succeeded"], 0, "{refused}");
+    // Past the deadlines (1 to 1.25 s): both trickling clients are gone.
+    std::thread::sleep(Duration::from_millis(1400));
+    let served = load("5");
+    assert_eq!(served["succeeded"], 5, "{served}");
+    let (preface_ok, frame_ok) = trickle.join().unwrap();
+    assert!(
+        !preface_ok && !frame_ok,
+        "the server kept a trickling client"
+    );
+    let out = serving.stop_with("TERM");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(", 2 timed out"), "{err}");
+}

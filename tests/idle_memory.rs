@@ -1,0 +1,156 @@
+//! Idle connections are cheap: 10,000 clients that connected, finished
+//! their handshake and SETTINGS, and then say nothing, cost `poll` and
+//! `tokio` at most 16 KiB each without TLS and 24 KiB with rustls. The
+//! server is a child process (its memory is its own) and the clients are
+//! one `h2lab load` at a rate that sends nothing after the first request;
+//! both run with the soft fd limit raised to the hard one.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CLIENTS: u64 = 10_000;
+
+fn hard_fd_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX)
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
+/// User + system CPU ticks of a process.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn with_fd_limit(limit: u64) -> Command {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={limit}:{limit}")).arg("--");
+    cmd
+}
+
+struct Load(Child);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn idle_connections_are_cheap(dispatch: &str, tls: &str, bound: u64) {
+    let limit = hard_fd_limit();
+    let clients = CLIENTS.min(limit.saturating_sub(200));
+    assert!(
+        clients >= 1000,
+        "the hard fd limit ({limit}) leaves room for {clients} connections only"
+    );
+    let serving =
+        support::serve_command(with_fd_limit(limit).arg(env!("CARGO_BIN_EXE_h2lab")).args([
+            "serve",
+            "--dispatch",
+            dispatch,
+            "--tls",
+            tls,
+        ]));
+    let pid = serving.child.id();
+    let url = serving.url.clone();
+    let warm = support::run(
+        Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .args(["load", "-n", "200", "-c", "2", "-m", "10", "-k"])
+            .arg(&url),
+    );
+    assert!(warm.status.success(), "{warm:?}");
+    let fds_before = open_fds(pid);
+    let before = status_kib(pid, "VmRSS:");
+    // One request on the first connection, none on the others (the rate
+    // schedules the next ones days away): they only connect, shake hands,
+    // exchange SETTINGS and wait.
+    let _load = Load(
+        with_fd_limit(limit)
+            .arg(env!("CARGO_BIN_EXE_h2lab"))
+            .args([
+                "load",
+                "-c",
+                &clients.to_string(),
+                "-m",
+                "1",
+                "--rps",
+                "0.001",
+            ])
+            .args(["-D", "300s", "-k"])
+            .arg(&url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while open_fds(pid) < fds_before + clients {
+        assert!(
+            Instant::now() < deadline,
+            "{dispatch}/{tls}: not all connected"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every handshake done: the server's CPU time stands still.
+    let mut ticks = cpu_ticks(pid);
+    loop {
+        std::thread::sleep(Duration::from_millis(700));
+        let now = cpu_ticks(pid);
+        if now == ticks {
+            break;
+        }
+        ticks = now;
+        assert!(Instant::now() < deadline, "{dispatch}/{tls}: never idle");
+    }
+    let after = status_kib(pid, "VmRSS:");
+    let per = (after.saturating_sub(before)) * 1024 / clients;
+    eprintln!(
+        "{dispatch}/mini/{tls}: {clients} idle connections: {before} → {after} KiB, {per} B each"
+    );
+    assert!(
+        per <= bound,
+        "{dispatch}/{tls}: {per} B per idle connection, over {bound}"
+    );
+}
+
+#[test]
+fn poll_h2c() {
+    idle_connections_are_cheap("poll", "none", 16 * 1024);
+}
+
+#[test]
+fn poll_rustls() {
+    idle_connections_are_cheap("poll", "rustls", 24 * 1024);
+}
+
+#[test]
+fn tokio_h2c() {
+    idle_connections_are_cheap("tokio", "none", 16 * 1024);
+}
+
+#[test]
+fn tokio_rustls() {
+    idle_connections_are_cheap("tokio", "rustls", 24 * 1024);
+}
