@@ -19,7 +19,7 @@ use h2lab::{Dispatch, Setup};
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 
-use support::{run, GET_1};
+use support::GET_1;
 
 /// What ten hostile clients may add to the server's resident memory.
 const BUDGET_KIB: u64 = 64 * 1024;
@@ -114,12 +114,9 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// `h2lab load ARGS -k --json URL`'s report.
 fn h2lab_load(url: &str, args: &[&str]) -> Value {
-    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-        .arg("load")
-        .args(args)
-        .args(["-k", "--json", url]));
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    support::h2lab_load(&[args, &["-k", "--json", url]].concat()).1
 }
 
 fn hostile_clients_are_bounded_and_stop_ends_them(setup: Setup) {

@@ -33,21 +33,14 @@ setup_tests!(for [
 
 /// `h2lab load` against real servers, through the binary.
 mod builtin {
-    use std::process::Command;
 
     use h2lab::{Dispatch, Engine, ServerConfig, TlsProvider};
     use serde_json::Value;
 
-    use crate::support::{self, run};
+    use crate::support;
 
     fn load(args: &[&str]) -> (Option<i32>, Value, String) {
-        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-            .arg("load")
-            .args(args));
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-        (out.status.code(), json, err)
+        support::h2lab_load(args)
     }
 
     fn cacert() -> String {

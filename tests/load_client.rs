@@ -26,11 +26,7 @@ fn h2lab_load() -> Command {
 
 /// Runs `h2lab load ARGS --json`: exit code, the report, stderr.
 fn load(args: &[&str]) -> (Option<i32>, Value, String) {
-    let out = run(h2lab_load().args(args).arg("--json"));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (out.status.code(), json, err)
+    support::h2lab_load(&[args, &["--json"]].concat())
 }
 
 fn cacert() -> String {

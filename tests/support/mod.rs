@@ -103,6 +103,17 @@ pub fn run_within(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// `h2lab load ARGS`: its exit code, its stdout read as JSON (`Null` when
+/// it is not JSON) and its stderr.
+pub fn h2lab_load(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .arg("load")
+        .args(args));
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), json, err)
+}
+
 /// `curl` speaking HTTP/2 to the server: prior knowledge for h2c, ALPN for TLS
 /// (verified against the development CA).
 pub fn curl_h2(server: &Server) -> Output {
