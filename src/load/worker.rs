@@ -401,6 +401,15 @@ impl<'a> Worker<'a> {
             self.connect(i, now);
             return;
         }
+        // Gone gracefully, but before answering anything: not worth another
+        // try, and the work it leaves undone needs a reason.
+        let problem = match (problem, work) {
+            (None, true) => Some(Problem::new(
+                "closed before any response",
+                "the server ended the connection (GOAWAY NO_ERROR, or stream ids used up) without answering on it",
+            )),
+            (p, _) => p,
+        };
         self.give_up(i, problem, now);
     }
 
