@@ -259,12 +259,18 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// `--rps`: when the next request of a slot that can send is due.
+    /// `--rps`: when the next request of a slot that can send is due. A
+    /// slot at its `-m` limit waits for a response (an event), not for the
+    /// clock: a late schedule must not spin the loop.
     fn next_due(&self, now: Instant) -> Option<Instant> {
         self.plan.interval?;
+        let can_send = |c: &Conn| {
+            c.handshake_done() && c.h2.in_flight() < self.plan.streams && c.h2.can_send()
+        };
         self.slots
             .iter()
-            .filter(|s| s.quota > 0 && s.conn.is_some() && self.issuing(s.next_due.max(now)))
+            .filter(|s| s.quota > 0 && s.conn.as_ref().is_some_and(can_send))
+            .filter(|s| self.issuing(s.next_due.max(now)))
             .map(|s| s.next_due)
             .min()
     }
