@@ -19,7 +19,7 @@ use h2lab::{Dispatch, Setup};
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 
-use support::GET_1;
+use support::{rss_kib, GET_1};
 
 /// What ten hostile clients may add to the server's resident memory.
 const BUDGET_KIB: u64 = 64 * 1024;
@@ -102,16 +102,6 @@ fn connect(addr: SocketAddr, tls: bool) -> (Box<dyn Write + Send>, TcpStream) {
         stream.conn.complete_io(&mut stream.sock).unwrap();
     }
     (Box::new(stream), handle)
-}
-
-/// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// `h2lab load ARGS -k --json URL`'s report.

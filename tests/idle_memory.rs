@@ -18,15 +18,6 @@ fn hard_fd_limit() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 fn open_fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
@@ -82,7 +73,7 @@ fn idle_connections_are_cheap(dispatch: &str, tls: &str, bound: u64) {
     );
     assert!(warm.status.success(), "{warm:?}");
     let fds_before = open_fds(pid);
-    let before = status_kib(pid, "VmRSS:");
+    let before = support::rss_kib(pid);
     // One request on the first connection, none on the others (the rate
     // schedules the next ones days away): they only connect, shake hands,
     // exchange SETTINGS and wait.
@@ -124,7 +115,7 @@ fn idle_connections_are_cheap(dispatch: &str, tls: &str, bound: u64) {
         ticks = now;
         assert!(Instant::now() < deadline, "{dispatch}/{tls}: never idle");
     }
-    let after = status_kib(pid, "VmRSS:");
+    let after = support::rss_kib(pid);
     let per = (after.saturating_sub(before)) * 1024 / clients;
     eprintln!(
         "{dispatch}/mini/{tls}: {clients} idle connections: {before} → {after} KiB, {per} B each"

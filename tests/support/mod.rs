@@ -103,6 +103,16 @@ pub fn run_within(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// Resident memory of a process, KiB (`VmRSS` in /proc).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
 /// `h2lab load ARGS`: its exit code, its stdout read as JSON (`Null` when
 /// it is not JSON) and its stderr.
 pub fn h2lab_load(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
