@@ -218,7 +218,7 @@ setup_tests!(hostile_clients_are_bounded_and_stop_ends_them);
 /// exits at once, saying so.
 #[test]
 fn a_second_signal_exits_at_once() {
-    let dir = std::env::temp_dir().join(format!("h2lab-second-signal-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("second-signal");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = dir.join("run");

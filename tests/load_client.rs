@@ -83,7 +83,8 @@ impl Drop for Peerish {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("h2lab-load-test-{name}-{}", std::process::id()));
+    // Under target/, not /tmp: what a test leaves is cleaned with the build.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("load-client-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
