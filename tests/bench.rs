@@ -570,17 +570,21 @@ fn stats() -> impl Iterator<Item = (u32, u32, u32)> {
 
 /// The bench's two load clients agree on what a server costs: against the
 /// same peer, on a cell the server limits (nginx, 5 × 100 in flight), the
-/// medians of server CPU per request are within 25% of each other. The
-/// two clients' runs alternate, so that the machine's drift (this VM's
-/// nginx cost wanders 15–24 µs/request from minute to minute) falls on
-/// both alike.
+/// least server CPU per request each client's runs measured is within 25%
+/// of the other's. The two clients' runs alternate (8 each), so that the
+/// machine's drift falls on both alike. The least, not the median: on this VM
+/// nginx's cost per run is bimodal, ~15 or ~19–29 µs/request for either
+/// client (e.g. builtin 29.4, 14.9, 25.3, 15.5, 21.6 against h2load 14.9,
+/// 29.4, 19.3, 14.6, 19.7 in one test), so medians of five fell in
+/// different modes (up to 1.38×) where the least cost of each agreed;
+/// interference only adds cost.
 #[test]
 fn both_load_clients_measure_the_same_server_cost() {
     let _serial = serial();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-cross");
     std::fs::create_dir_all(&dir).unwrap();
     let mut runs: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    for _ in 0..5 {
+    for _ in 0..8 {
         for (i, client) in ["builtin", "h2load"].into_iter().enumerate() {
             let csv = dir.join(format!("{client}.csv"));
             // `poll` has no h2 engine: only the peer is measured.
@@ -612,11 +616,9 @@ fn both_load_clients_measure_the_same_server_cost() {
             runs[i].push(run.cpu_us_per_req);
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let cpu = [median(&mut runs[0]), median(&mut runs[1])];
+    eprintln!("runs (builtin, h2load): {runs:?}");
+    let least = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let cpu = [least(&runs[0]), least(&runs[1])];
     let ratio = cpu[0].max(cpu[1]) / cpu[0].min(cpu[1]);
     eprintln!(
         "nginx: builtin {} vs h2load {} µs/request ({ratio:.2}×)",
