@@ -207,11 +207,6 @@ impl<T: Copy> ClientConnection<T> {
         self.established
     }
 
-    /// The server's stream limit as known now.
-    pub fn max_streams(&self) -> u32 {
-        self.max_streams
-    }
-
     /// A new request may be sent now (the connection is open, below the
     /// server's stream limit, and stream ids are left).
     pub fn can_send(&self) -> bool {

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use super::client::{ClientConnection, ClientError, Finished};
+use super::client::{ClientConnection, ClientError, Finished, State};
 use super::tally::{Problem, TlsInfo};
+use crate::frame::Reason;
 
 /// A request on the wire: when it started (or was due, with `--rps`),
 /// which of the run's requests it is, and how often it was sent again.
@@ -110,6 +111,16 @@ impl Conn {
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The server's GOAWAY, if it carried an error code.
+    pub fn goaway_error(&self) -> Option<Problem> {
+        match self.h2.state() {
+            State::GoingAway { reason, .. } if reason != Reason::NO_ERROR => {
+                Some(Problem::goaway(reason))
+            }
+            _ => None,
         }
     }
 

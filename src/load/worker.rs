@@ -15,7 +15,6 @@ use super::conn::{Broken, Conn, InFlight};
 use super::tally::{Problem, Tally};
 use super::timer::Timer;
 use super::{Control, Plan};
-use crate::frame::Reason;
 
 /// Times a request refused with REFUSED_STREAM is sent again.
 const MAX_RETRIES: u8 = 3;
@@ -180,12 +179,7 @@ impl<'a> Worker<'a> {
             // A GOAWAY, or stream ids used up, and nothing left in flight:
             // this connection is done; the slot may open another.
             if c.h2.in_flight() == 0 && (c.h2.state() != State::Open || c.h2.exhausted()) {
-                let problem = match c.h2.state() {
-                    State::GoingAway { reason, .. } if reason != Reason::NO_ERROR => {
-                        Some(Problem::goaway(reason))
-                    }
-                    _ => None,
-                };
+                let problem = c.goaway_error();
                 self.close(i, problem, now);
             }
             let s = &self.slots[i];
@@ -334,21 +328,13 @@ impl<'a> Worker<'a> {
                 {
                     // Closed after its GOAWAY, with nothing left open: the
                     // ordinary end of a connection.
-                    let problem = match c.h2.state() {
-                        State::GoingAway { reason, .. } if reason != Reason::NO_ERROR => {
-                            Some(Problem::goaway(reason))
-                        }
-                        _ => None,
-                    };
+                    let problem = c.goaway_error();
                     self.close(i, problem, now);
                 }
                 Err(e) => {
-                    let problem = match c.h2.state() {
-                        State::GoingAway { reason, .. } if reason != Reason::NO_ERROR => {
-                            Problem::goaway(reason)
-                        }
-                        _ => e.problem(),
-                    };
+                    // After an error GOAWAY, the connection's end is its
+                    // consequence: the GOAWAY is the reason.
+                    let problem = c.goaway_error().unwrap_or_else(|| e.problem());
                     self.close(i, Some(problem), now);
                 }
             }
