@@ -102,10 +102,6 @@ pub trait TlsSession: Send {
     /// The protocol chosen by ALPN, once the handshake has finished.
     fn alpn_protocol(&self) -> Option<Vec<u8>>;
 
-    /// Frees buffers the session keeps while it has nothing to read or
-    /// send (called between bursts, so that idle connections are small).
-    fn release_idle_buffers(&mut self) {}
-
     /// No TLS at all (h2c): the session only passes bytes through, so
     /// drivers leave its steps out of traces instead of calling copies
     /// `decrypt` and `encrypt`.

@@ -80,12 +80,10 @@ impl Pipeline {
         pool.fill(&mut self.plain_out);
     }
 
-    /// Gives ③ and ⓤ back to `pool` if they are empty, and lets the TLS
-    /// session free what it holds idle.
+    /// Gives ③ and ⓤ back to `pool` if they are empty.
     pub fn return_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
         pool.give_vec(&mut self.plain_in);
         pool.give_vec(&mut self.plain_out);
-        self.tls.release_idle_buffers();
     }
 
     /// No TLS: feed, encrypt and move are copies, left out of traces.
