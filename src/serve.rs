@@ -63,9 +63,10 @@ pub struct Args {
     /// client cannot hold its place by trickling them.
     #[arg(long, value_name = "DURATION", value_parser = values::secs)]
     pub idle_timeout: Option<Duration>,
-    /// `poll` only: close a client that has not finished its TLS handshake,
-    /// HTTP/2 preface and first SETTINGS this long after it connected
-    /// (default 10s on poll; 0 turns it off).
+    /// Close a client that has not finished its TLS handshake, HTTP/2
+    /// preface and first SETTINGS (`h2` engine: TLS handshake and preface)
+    /// this long after it was accepted, so that silent or trickling clients
+    /// cannot hold connections (default 10s; 0 turns it off).
     #[arg(long, value_name = "DURATION", value_parser = values::secs_or_zero)]
     pub handshake_timeout: Option<Duration>,
     /// `tokio`: run a multi-thread runtime with N worker threads instead of
@@ -115,7 +116,7 @@ pub struct Args {
     pub trace_memory: u64,
 }
 
-/// `poll`'s deadline for a client's handshake, preface and SETTINGS.
+/// The deadline for a client's handshake, preface and SETTINGS.
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Args {
@@ -131,11 +132,10 @@ impl Args {
             nodelay: self.nodelay,
             max_clients: self.max_clients.map(|n| n as usize),
             idle_timeout: self.idle_timeout,
-            handshake_timeout: match (self.handshake_timeout, self.dispatch) {
-                (Some(d), _) if d.is_zero() => None,
-                (Some(d), _) => Some(d),
-                (None, Dispatch::Poll) => Some(DEFAULT_HANDSHAKE_TIMEOUT),
-                (None, _) => None,
+            handshake_timeout: match self.handshake_timeout {
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+                None => Some(DEFAULT_HANDSHAKE_TIMEOUT),
             },
             threads: self.threads.unwrap_or(0) as usize,
             spread: self.spread,
@@ -153,10 +153,23 @@ impl Args {
     }
 }
 
+/// A server holds a descriptor per client (two on `thread`, to stop it),
+/// so the soft limit, often 1024, would cap it near 500–1000 clients: it is
+/// raised to the hard limit, as Go's runtime does for every program.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 pub fn run(args: Args) -> CmdResult {
     // Registered before the server starts, so that no signal is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot watch for signals")?;
     let config = args.config();
+    raise_fd_limit();
     let server = server::start(&config)?;
     {
         let mut out = std::io::stdout().lock();

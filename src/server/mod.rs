@@ -185,9 +185,11 @@ pub struct ServerConfig {
     /// `poll` only: a client that sends no whole frame for this long is
     /// closed.
     pub idle_timeout: Option<Duration>,
-    /// `poll` only: a client that has not finished its TLS handshake, its
-    /// preface and its first SETTINGS this long after its accept is closed
-    /// (`h2lab serve` sets 10 s on `poll` unless told).
+    /// A client that has not finished its TLS handshake, its preface and
+    /// its first SETTINGS (with the `h2` engine: its TLS handshake and
+    /// preface) this long after its accept is closed and counted as timed
+    /// out (`h2lab serve` sets 10 s unless told). On `single` the time a
+    /// client waits in the accept queue does not count.
     pub handshake_timeout: Option<Duration>,
     /// `tokio`: 0 for a current-thread runtime, N for N worker threads.
     /// `poll`: N reactors, each a mio loop on a thread of its own (0 or 1:
@@ -275,11 +277,6 @@ impl ServerConfig {
             "--idle-timeout",
             Dispatch::Poll,
         )?;
-        only(
-            self.handshake_timeout.is_some(),
-            "--handshake-timeout",
-            Dispatch::Poll,
-        )?;
         if self.threads > 0 && !matches!(self.dispatch, Dispatch::Tokio | Dispatch::Poll) {
             return Err(ServerError::ThreadsNotForDispatch);
         }
@@ -297,7 +294,8 @@ impl ServerConfig {
 pub struct ServerStats {
     /// Connections accepted (refused ones included).
     pub accepted: u64,
-    /// Connections closed at once because of `max_clients`.
+    /// Connections closed at once because of `max_clients` (`poll`) or, on
+    /// `thread` and `single`, for want of a descriptor to register them.
     pub refused: u64,
     /// Connections closed because of `idle_timeout` or `handshake_timeout`.
     pub timed_out: u64,
@@ -355,6 +353,7 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         acceptor,
         config.engine,
         config.nodelay,
+        config.handshake_timeout,
     ));
     let (wake, threads) = dispatch::spawn(config, listeners, shared.clone())?;
     Ok(Server {

@@ -6,6 +6,7 @@
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::conn::{self, ConnError};
 use super::errlog::ClientErrors;
@@ -31,6 +32,8 @@ pub struct Shared {
     pub acceptor: TlsAcceptor,
     pub engine: Engine,
     pub nodelay: bool,
+    /// A client not established this long after its accept is closed.
+    pub handshake_timeout: Option<Duration>,
     pub stopping: AtomicBool,
     /// A clone of every open connection's socket (blocking dispatches), so
     /// that `stop` can shut them down and unblock their threads.
@@ -46,12 +49,14 @@ impl Shared {
         acceptor: TlsAcceptor,
         engine: Engine,
         nodelay: bool,
+        handshake_timeout: Option<Duration>,
     ) -> Self {
         Self {
             dispatch,
             acceptor,
             engine,
             nodelay,
+            handshake_timeout,
             stopping: AtomicBool::new(false),
             open: Mutex::new(Vec::new()),
             counters: Counters::default(),
@@ -76,6 +81,11 @@ impl Shared {
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a connection closed at once for want of room.
+    pub fn refused(&self) {
+        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The `accept` step of a new connection: its socket options
     /// (`configure` gets the TCP_NODELAY choice) and its TLS session.
     pub fn accept(
@@ -86,17 +96,17 @@ impl Shared {
         conn::accept(client, &self.acceptor, || configure(self.nodelay))
     }
 
-    /// Registers a new connection unless the server is stopping. Checked
-    /// under the same lock `stop` takes, so no connection slips past it.
-    pub fn register(&self, id: u64, stream: &TcpStream) -> bool {
+    /// Registers a new connection unless the server is stopping (false).
+    /// Checked under the same lock `stop` takes, so no connection slips
+    /// past it. An error: no descriptor for the clone `stop` needs (at the
+    /// fd limit); the connection must not be served.
+    pub fn register(&self, id: u64, stream: &TcpStream) -> std::io::Result<bool> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if self.is_stopping() {
-            return false;
+            return Ok(false);
         }
-        if let Ok(clone) = stream.try_clone() {
-            open.push((id, clone));
-        }
-        true
+        open.push((id, stream.try_clone()?));
+        Ok(true)
     }
 
     pub fn unregister(&self, id: u64) {
@@ -109,7 +119,9 @@ impl Shared {
         let _span = trace::action(id, Name::Close, NO_STATE);
         let c = &self.counters;
         c.responses.fetch_add(responses, Ordering::Relaxed);
-        if let Err(e) = result {
+        if let Err(ConnError::HandshakeTimeout(_)) = result {
+            c.timed_out.fetch_add(1, Ordering::Relaxed);
+        } else if let Err(e) = result {
             c.failed.fetch_add(1, Ordering::Relaxed);
             // A stop ends connections on purpose: not the client's fault.
             if !self.is_stopping() {

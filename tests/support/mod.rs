@@ -166,7 +166,11 @@ pub enum RawConn {
 
 impl RawConn {
     pub fn tcp(server: &Server) -> TcpStream {
-        let sock = TcpStream::connect(server.local_addr()).expect("connect");
+        Self::tcp_to(server.local_addr())
+    }
+
+    fn tcp_to(addr: std::net::SocketAddr) -> TcpStream {
+        let sock = TcpStream::connect(addr).expect("connect");
         sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         sock.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         sock
@@ -174,8 +178,13 @@ impl RawConn {
 
     /// Connects and, for a TLS server, completes a handshake offering `alpn`.
     pub fn connect_alpn(server: &Server, alpn: &[&[u8]]) -> io::Result<Self> {
-        let sock = Self::tcp(server);
-        if !server.setup().tls.is_tls() {
+        Self::connect_to(server.local_addr(), server.setup().tls.is_tls(), alpn)
+    }
+
+    /// [`RawConn::connect_alpn`] to a server known by its address.
+    pub fn connect_to(addr: std::net::SocketAddr, tls: bool, alpn: &[&[u8]]) -> io::Result<Self> {
+        let sock = Self::tcp_to(addr);
+        if !tls {
             return Ok(Self::Plain(sock));
         }
         let conn = rustls::ClientConnection::new(

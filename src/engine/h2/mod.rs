@@ -18,6 +18,29 @@ pub use coalesce::{Coalesce, Gate, HOLD_AT_MOST};
 
 use super::RESPONSE_BODY;
 
+/// A connection past its handshake (our SETTINGS sent, the client's
+/// preface read), ready for [`serve`].
+pub struct Handshaken<T> {
+    conn: h2::server::Connection<Coalesce<T>, Bytes>,
+    gate: Arc<Gate>,
+}
+
+/// The server side of the HTTP/2 handshake on `io` (with TLS, the TLS
+/// handshake happens within it, as the crate reads).
+pub async fn handshake<T>(io: T) -> Result<Handshaken<T>, h2::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let gate = Arc::new(Gate::default());
+    // The mini engine's stream limit, advertised: a client past it is
+    // refused streams instead of growing the server without bound.
+    let conn = h2::server::Builder::new()
+        .max_concurrent_streams(super::mini::MAX_OPEN_STREAMS as u32)
+        .handshake(Coalesce::new(io, gate.clone()))
+        .await?;
+    Ok(Handshaken { conn, gate })
+}
+
 /// Serves one connection until the client goes; `responses` counts the
 /// responses sent, also when the connection ends in an error. Each request
 /// is read to its end before it is answered (its body, released to flow
@@ -26,17 +49,11 @@ use super::RESPONSE_BODY;
 /// What the crate writes is gathered per wake-up ([`Coalesce`]): every
 /// request that has arrived is accepted and answered before one write
 /// carries all the answers.
-pub async fn serve<T>(io: T, responses: &mut u64) -> Result<(), h2::Error>
+pub async fn serve<T>(handshaken: Handshaken<T>, responses: &mut u64) -> Result<(), h2::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let gate = Arc::new(Gate::default());
-    // The mini engine's stream limit, advertised: a client past it is
-    // refused streams instead of growing the server without bound.
-    let mut conn = h2::server::Builder::new()
-        .max_concurrent_streams(super::mini::MAX_OPEN_STREAMS as u32)
-        .handshake(Coalesce::new(io, gate.clone()))
-        .await?;
+    let Handshaken { mut conn, gate } = handshaken;
     let mut uploads: Vec<Upload> = Vec::new();
     poll_fn(|cx| {
         gate.hold();

@@ -6,8 +6,12 @@
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{ConnError, TlsStream};
+use crate::engine::h2 as engine;
 use crate::server::io::{SocketTrace, TokioSocket};
 use crate::tls::{TlsProvider, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
@@ -19,6 +23,7 @@ pub async fn serve(
     sock: tokio::net::TcpStream,
     tls: Box<dyn TlsSession>,
     provider: TlsProvider,
+    handshake: Option<Duration>,
     responses: &mut u64,
     writes: &AtomicU64,
 ) -> Result<(), ConnError> {
@@ -29,12 +34,32 @@ pub async fn serve(
         trace: SocketTrace::new(client, writes, h2c),
     };
     match h2c {
-        true => Ok(engine_slices(client, crate::engine::h2::serve(sock, responses)).await?),
+        true => drive(client, sock, handshake, responses).await,
         false => {
             let io = TlsStream::new(client, sock, tls);
-            Ok(engine_slices(client, crate::engine::h2::serve(io, responses)).await?)
+            drive(client, io, handshake, responses).await
         }
     }
+}
+
+/// The handshake within its deadline, then the connection.
+async fn drive<T>(
+    client: u64,
+    io: T,
+    handshake: Option<Duration>,
+    responses: &mut u64,
+) -> Result<(), ConnError>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshaken = engine_slices(client, engine::handshake(io));
+    let handshaken = match handshake {
+        Some(t) => tokio::time::timeout(t, handshaken)
+            .await
+            .map_err(|_| ConnError::HandshakeTimeout(t))??,
+        None => handshaken.await?,
+    };
+    Ok(engine_slices(client, engine::serve(handshaken, responses)).await?)
 }
 
 /// Runs `fut` with every poll of it in an `engine` slice: the time spent
@@ -55,15 +80,17 @@ pub fn serve_blocking(
     sock: std::net::TcpStream,
     tls: Box<dyn TlsSession>,
     provider: TlsProvider,
+    handshake: Option<Duration>,
     responses: &mut u64,
     writes: &AtomicU64,
 ) -> Result<(), ConnError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()?;
     sock.set_nonblocking(true)?;
     runtime.block_on(async {
         let sock = tokio::net::TcpStream::from_std(sock)?;
-        serve(client, sock, tls, provider, responses, writes).await
+        serve(client, sock, tls, provider, handshake, responses, writes).await
     })
 }

@@ -30,6 +30,10 @@ pub enum ConnError {
     H2(#[from] ::h2::Error),
     #[error("socket: {0}")]
     Io(#[from] std::io::Error),
+    /// No TLS handshake, preface (and, on `mini`, SETTINGS) within the
+    /// handshake deadline: counted as timed out, not as a failure.
+    #[error("no handshake within {0:?}")]
+    HandshakeTimeout(std::time::Duration),
 }
 
 /// The accept step of a new connection, traced as `accept`: its socket

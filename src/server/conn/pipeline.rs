@@ -331,4 +331,9 @@ impl MiniConn {
     pub fn responses(&self) -> u64 {
         self.pipeline.responses()
     }
+
+    /// The handshake is over and the client's preface and SETTINGS came.
+    pub fn is_established(&self) -> bool {
+        self.pipeline.is_established()
+    }
 }

@@ -7,18 +7,17 @@ mod blocking;
 mod poll;
 mod tokio;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use super::shared::Shared;
 use super::{Dispatch, ServerConfig, ServerError};
 
 /// How `stop` wakes a dispatch's thread once the stop flag is set.
 pub enum Wake {
-    /// A blocking `accept()`: connect to it.
-    Accept(SocketAddr),
+    /// A blocking `accept()`: its listener, shut down to end it.
+    Accept(Arc<TcpListener>),
     /// Every reactor's inbox (its waker).
     Poll(Vec<Arc<poll::Inbox>>),
     Tokio(::tokio::sync::watch::Sender<bool>),
@@ -27,16 +26,12 @@ pub enum Wake {
 impl Wake {
     pub fn wake(&self) {
         match self {
-            Wake::Accept(addr) => {
-                // The loop sees `stopping` after this connection.
-                let mut addr = *addr;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(match addr {
-                        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                    });
-                }
-                let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+            Wake::Accept(listener) => {
+                // Linux ends a blocked accept() on a listener shut down (with
+                // EINVAL), and the loop sees `stopping`. Unlike connecting
+                // to it, this needs no new descriptor, which a server at
+                // its fd limit does not have.
+                let _ = socket2::SockRef::from(&**listener).shutdown(Shutdown::Both);
             }
             Wake::Poll(inboxes) => {
                 for inbox in inboxes {
@@ -63,13 +58,14 @@ pub fn spawn(
     let listener = listeners.remove(0);
     let (wake, handle) = match dispatch {
         Dispatch::Single | Dispatch::Thread => {
-            let addr = listener.local_addr().map_err(ServerError::Spawn)?;
+            let listener = Arc::new(listener);
+            let wake = Wake::Accept(listener.clone());
             let threaded = dispatch == Dispatch::Thread;
             let run = move || {
                 let s = shared.clone();
                 s.traced(|| blocking::accept_loop(listener, threaded, shared))
             };
-            (Wake::Accept(addr), thread.spawn(run))
+            (wake, thread.spawn(run))
         }
         Dispatch::Tokio => {
             let runtime = tokio::runtime(config.threads, shared.dispatch.clone())

@@ -5,10 +5,12 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::server::conn::{self, ConnError, MiniConn};
 use crate::server::io::{interrupted, would_block, SocketTrace, TokioSocket, ACCEPT_ERROR_PAUSE};
@@ -54,19 +56,25 @@ pub fn run(
         };
         let mut tasks = JoinSet::new();
         let mut next_id = 0u64;
+        // Said once per run of failures (EMFILE repeats every pause).
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((sock, _peer)) => {
+                        failing = false;
                         next_id += 1;
                         shared.accepted();
                         tasks.spawn(connection(next_id, sock, shared.clone(), stop.clone()));
                     }
                     Err(e) if interrupted(&e) => {}
                     Err(e) => {
-                        eprintln!("h2lab: accept: {e}");
+                        if !failing {
+                            eprintln!("h2lab: accept: {e} (retrying every {ACCEPT_ERROR_PAUSE:?})");
+                            failing = true;
+                        }
                         tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     }
                 },
@@ -89,13 +97,18 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
                     sock,
                     trace: SocketTrace::new(id, writes, false),
                 };
-                serve_mini(sock, MiniConn::new(tls, id), &mut responses, stop).await
+                let conn = MiniConn::new(tls, id);
+                let handshake = shared.handshake_timeout;
+                serve_mini(sock, conn, handshake, &mut responses, stop).await
             }
             Engine::H2 => {
                 let mut stop = stop;
                 let provider = shared.acceptor.provider();
+                let deadline = shared.handshake_timeout;
+                let serve =
+                    conn::h2::serve(id, sock, tls, provider, deadline, &mut responses, writes);
                 tokio::select! {
-                    r = conn::h2::serve(id, sock, tls, provider, &mut responses, writes) => r,
+                    r = serve => r,
                     _ = stop.changed() => Ok(()),
                 }
             }
@@ -113,9 +126,11 @@ thread_local! {
 async fn serve_mini(
     mut sock: TokioSocket<'_>,
     mut conn: MiniConn,
+    handshake: Option<Duration>,
     responses: &mut u64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
+    let mut deadline = handshake.map(|t| (t, Instant::now() + t));
     let serve = async {
         loop {
             flush(&mut sock, &mut conn).await?;
@@ -125,7 +140,15 @@ async fn serve_mini(
             // Waiting holds no buffer: an idle connection costs its task,
             // its session and its socket only.
             POOL.with_borrow_mut(|pool| conn.return_buffers(pool));
-            sock.sock.readable().await?;
+            if conn.is_established() {
+                deadline = None;
+            }
+            match deadline {
+                Some((t, at)) => tokio::time::timeout_at(at, sock.sock.readable())
+                    .await
+                    .map_err(|_| ConnError::HandshakeTimeout(t))??,
+                None => sock.sock.readable().await?,
+            }
             POOL.with_borrow_mut(|pool| conn.borrow_buffers(pool));
             match sock.try_read(conn.read_buf()) {
                 Ok(n) => conn.handle_read(n)?,

@@ -507,7 +507,7 @@ impl PollLoop {
             if !self.reactor.common.try_open(self.options.max_clients) {
                 // Explicit refusal: closed at once, counted.
                 let _span = trace::action(id, Name::Refuse, NO_STATE);
-                self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+                self.shared.refused();
                 drop(sock);
                 continue;
             }

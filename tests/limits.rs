@@ -1,0 +1,226 @@
+//! Limits that hold and stops that stop, whatever the clients do: the
+//! handshake deadline on every setup (a silent client is closed and counted
+//! as timed out, an established one is left alone); SIGTERM ends every
+//! setup within 2 s with half-open, silent and half-sent clients connected,
+//! and every dispatch at its fd limit; `thread` frees a finished
+//! connection's thread at once, not at the next accept.
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use h2lab::{Dispatch, ServerConfig, Setup};
+use support::{assert_get_on_open, client_hello, RawConn, GET_1};
+
+/// A client that sends nothing is closed at the deadline on every setup,
+/// counted as timed out; one that completed its handshake, then went
+/// silent, is not (it is served after the deadline).
+fn a_silent_client_meets_the_handshake_deadline(setup: Setup) {
+    let deadline = Duration::from_millis(300);
+    let server = h2lab::start(&ServerConfig {
+        handshake_timeout: Some(deadline),
+        ..support::config(setup)
+    })
+    .unwrap();
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(server.local_addr()).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // On `single` it is served after the silent one is closed.
+    let mut established = RawConn::connect(&server);
+    established.write_all(&client_hello()).unwrap();
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut silent, &mut rest);
+    let closed_after = started.elapsed();
+    // Closed, having had at most the server's SETTINGS (h2c sends them at
+    // once).
+    assert!(
+        read.is_ok() && rest.len() < 64,
+        "{setup}: {read:?}, {} octets",
+        rest.len()
+    );
+    assert!(
+        closed_after >= deadline - Duration::from_millis(20)
+            && closed_after < deadline + Duration::from_millis(900),
+        "{setup}: silent client closed after {closed_after:?}"
+    );
+    // Past its own deadline too, the established client is served.
+    std::thread::sleep(2 * deadline);
+    assert_get_on_open(established, setup);
+    let stats = server.stop();
+    assert_eq!(
+        (stats.timed_out, stats.responses),
+        (1, 1),
+        "{setup}: {stats:?}"
+    );
+}
+
+/// SIGTERM with clients that do everything but finish: one half-open (its
+/// hello and 200 GETs, then its write side shut, never reading), one that
+/// sent half a frame, one that sent nothing, one halfway through its
+/// preface. The server exits within 2 s, status 0.
+fn stop_is_prompt_whatever_the_clients_do(setup: Setup) {
+    let serving = support::serve(&[
+        "--dispatch",
+        &setup.dispatch.to_string(),
+        "--engine",
+        &setup.engine.to_string(),
+        "--tls",
+        &setup.tls.to_string(),
+    ]);
+    let addr = serving.addr();
+    let tls = setup.tls.is_tls();
+    let mut clients: Vec<RawConn> = Vec::new();
+    let plain = |data: &[u8]| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(data).unwrap();
+        RawConn::Plain(s)
+    };
+    // Half-open: everything it has to say, then FIN.
+    let mut half_open = client_hello();
+    for _ in 0..200 {
+        half_open.extend_from_slice(&GET_1);
+    }
+    let mut half_frame = client_hello();
+    half_frame.extend_from_slice(&GET_1[..6]);
+    // `single` handshakes with one client at a time: the others wait in
+    // its accept queue, where a TLS client cannot finish its handshake.
+    let one_at_a_time = setup.dispatch == Dispatch::Single;
+    for (data, shut) in [(half_open, true), (half_frame, false)] {
+        let mut conn = match (tls, one_at_a_time && !clients.is_empty()) {
+            (true, true) => continue,
+            _ => RawConn::connect_to(addr, tls, &[b"h2"]).unwrap(),
+        };
+        conn.write_all(&data).unwrap();
+        if shut {
+            conn.shutdown_write();
+        }
+        clients.push(conn);
+    }
+    clients.push(match tls {
+        // Half a ClientHello: a TLS record header promising more.
+        true => plain(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]),
+        false => plain(&client_hello()[..10]),
+    });
+    clients.push(plain(&[]));
+    std::thread::sleep(Duration::from_millis(200));
+    let stopping = Instant::now();
+    let out = serving.stop_with("TERM");
+    let took = stopping.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{setup}: {out:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "{setup}: the stop took {took:?}"
+    );
+    drop(clients);
+}
+
+setup_tests!(
+    a_silent_client_meets_the_handshake_deadline,
+    stop_is_prompt_whatever_the_clients_do
+);
+
+/// At its fd limit (`prlimit --nofile=32`), with 40 clients connected and
+/// more waiting than it can take, every dispatch still stops on SIGTERM
+/// within 2 s (`single` and `thread` used to hang: their wake-up connection
+/// needed a descriptor, and a client whose clone failed could not be shut
+/// down). `thread` refuses what it cannot register, and says so once.
+fn stop_is_prompt_at_the_fd_limit(args: &[&str]) {
+    let serving = support::serve_command(
+        Command::new("prlimit")
+            .arg("--nofile=32:32")
+            .arg(env!("CARGO_BIN_EXE_h2lab"))
+            .arg("serve")
+            .args(args),
+    );
+    let addr = serving.addr();
+    let clients: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&client_hello()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = Instant::now();
+    let out = serving.stop_with("TERM");
+    let took = stopping.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    assert!(
+        took < Duration::from_secs(2),
+        "{args:?}: the stop took {took:?}"
+    );
+    // Said once per run of failures, not per client or retry.
+    let said = err.matches("h2lab: accept: ").count() + err.matches("h2lab: refusing").count();
+    assert!(said <= 3, "{args:?}: {err}");
+    drop(clients);
+}
+
+#[test]
+fn single_stops_at_the_fd_limit() {
+    stop_is_prompt_at_the_fd_limit(&["--dispatch", "single"]);
+}
+
+#[test]
+fn thread_stops_at_the_fd_limit() {
+    stop_is_prompt_at_the_fd_limit(&["--dispatch", "thread"]);
+}
+
+#[test]
+fn thread_h2_stops_at_the_fd_limit() {
+    stop_is_prompt_at_the_fd_limit(&["--dispatch", "thread", "--engine", "h2"]);
+}
+
+#[test]
+fn tokio_stops_at_the_fd_limit() {
+    stop_is_prompt_at_the_fd_limit(&["--dispatch", "tokio"]);
+}
+
+#[test]
+fn poll_stops_at_the_fd_limit() {
+    stop_is_prompt_at_the_fd_limit(&["--dispatch", "poll"]);
+}
+
+/// Threads of the process `pid` (from /proc).
+fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+/// `thread`: 300 clients come, are answered and go; their threads end with
+/// them, with no further client to make the server look (they used to be
+/// joined at the next accept only, holding their stacks till then).
+#[test]
+fn thread_frees_finished_connections_at_once() {
+    let serving = support::serve(&["--dispatch", "thread"]);
+    let pid = serving.child.id();
+    let before = thread_count(pid);
+    let addr = serving.addr();
+    let url = serving.url.clone();
+    let out = support::run(
+        Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .args(["load", "-c", "300", "-n", "300", "--json", &url]),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["succeeded"], 300, "{report}");
+    // The clients are gone: their threads end within moments.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut now = thread_count(pid);
+    while now > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        now = thread_count(pid);
+    }
+    assert_eq!(now, before, "threads: {before} before, {now} after");
+    // And the server still serves.
+    let conn = RawConn::Plain(TcpStream::connect(addr).unwrap());
+    support::assert_hello_on(
+        conn,
+        support::setup(Dispatch::Thread, h2lab::TlsProvider::None),
+    );
+}
