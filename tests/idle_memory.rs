@@ -1,9 +1,13 @@
 //! Idle connections are cheap: 10,000 clients that connected, finished
 //! their handshake and SETTINGS, and then say nothing, cost `poll` and
-//! `tokio` at most 16 KiB each without TLS and 24 KiB with rustls. The
-//! server is a child process (its memory is its own) and the clients are
-//! one `h2lab load` at a rate that sends nothing after the first request;
-//! both run with the soft fd limit raised to the hard one.
+//! `tokio` at most 16 KiB each without TLS and 24 KiB with rustls. With
+//! OpenSSL the target (24 KiB) is missed: its own state is ~12 KiB per
+//! connection and the heap it leaves after handshakes is fragmented; those
+//! tests hold the line at 36 KiB, what giving freed heap back (`trim`)
+//! reached (50–53 KiB without it). The server is a child process (its
+//! memory is its own) and the clients are one `h2lab load` at a rate that
+//! sends nothing after the first request; both run with the soft fd limit
+//! raised to the hard one.
 
 mod support;
 
@@ -115,6 +119,9 @@ fn idle_connections_are_cheap(dispatch: &str, tls: &str, bound: u64) {
         ticks = now;
         assert!(Instant::now() < deadline, "{dispatch}/{tls}: never idle");
     }
+    // The dispatch gives freed heap back once connections have stopped
+    // coming for a while (`tokio` looks every second).
+    std::thread::sleep(Duration::from_millis(2500));
     let after = support::rss_kib(pid);
     let per = (after.saturating_sub(before)) * 1024 / clients;
     eprintln!(
@@ -144,4 +151,14 @@ fn tokio_h2c() {
 #[test]
 fn tokio_rustls() {
     idle_connections_are_cheap("tokio", "rustls", 24 * 1024);
+}
+
+#[test]
+fn poll_openssl() {
+    idle_connections_are_cheap("poll", "openssl", 36 * 1024);
+}
+
+#[test]
+fn tokio_openssl() {
+    idle_connections_are_cheap("tokio", "openssl", 36 * 1024);
 }

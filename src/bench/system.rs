@@ -29,8 +29,9 @@ static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// `cmd` as a child the bench owns: the leader of a process group of its
 /// own (its children, nginx's workers, go with it) and killed by the
 /// kernel if the bench dies first (PR_SET_PDEATHSIG, set by util-linux's
-/// `setpriv`, since this crate has no unsafe code for a `pre_exec`). Spawn
-/// it from the main thread: the signal follows the thread that forked.
+/// `setpriv`, since a `pre_exec` would need unsafe code, which this crate
+/// keeps to one allocator call). Spawn it from the main thread: the signal
+/// follows the thread that forked.
 pub fn owned(cmd: Command) -> Command {
     use std::os::unix::process::CommandExt;
     let mut owned = Command::new("setpriv");

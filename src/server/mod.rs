@@ -11,6 +11,7 @@ mod errlog;
 mod io;
 mod pool;
 mod shared;
+mod trim;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::conn::{self, ConnError};
 use super::errlog::ClientErrors;
+use super::trim::Trim;
 use super::Engine;
 use crate::tls::{TlsAcceptor, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
@@ -41,6 +42,8 @@ pub struct Shared {
     pub counters: Counters,
     /// Per-client errors for stderr, rate-limited.
     pub errors: ClientErrors,
+    /// Connections come and gone, for giving freed heap back.
+    pub trim: Trim,
 }
 
 impl Shared {
@@ -61,6 +64,7 @@ impl Shared {
             open: Mutex::new(Vec::new()),
             counters: Counters::default(),
             errors: ClientErrors::default(),
+            trim: Trim::default(),
         }
     }
 
@@ -79,6 +83,7 @@ impl Shared {
     /// Counts a new connection.
     pub fn accepted(&self) {
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        self.trim.note();
     }
 
     /// Counts a connection closed at once for want of room.
@@ -117,6 +122,7 @@ impl Shared {
     /// Accounts for a connection that has ended.
     pub fn finish(&self, id: u64, responses: u64, result: Result<(), ConnError>) {
         let _span = trace::action(id, Name::Close, NO_STATE);
+        self.trim.note();
         let c = &self.counters;
         c.responses.fetch_add(responses, Ordering::Relaxed);
         if let Err(ConnError::HandshakeTimeout(_)) = result {

@@ -5,14 +5,13 @@
 //! a current-thread runtime of its own ([`serve_blocking`]).
 
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{ConnError, TlsStream};
 use crate::engine::h2 as engine;
 use crate::server::io::{SocketTrace, TokioSocket};
+use crate::server::shared::Shared;
 use crate::tls::{TlsProvider, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
 
@@ -22,43 +21,37 @@ pub async fn serve(
     client: u64,
     sock: tokio::net::TcpStream,
     tls: Box<dyn TlsSession>,
-    provider: TlsProvider,
-    handshake: Option<Duration>,
+    shared: &Shared,
     responses: &mut u64,
-    writes: &AtomicU64,
 ) -> Result<(), ConnError> {
-    let h2c = provider == TlsProvider::None;
+    let h2c = shared.acceptor.provider() == TlsProvider::None;
     // On h2c the socket carries the frames themselves: trace them there.
     let sock = TokioSocket {
         sock,
-        trace: SocketTrace::new(client, writes, h2c),
+        trace: SocketTrace::new(client, &shared.counters.writes, h2c),
     };
     match h2c {
-        true => drive(client, sock, handshake, responses).await,
+        true => drive(client, sock, shared, responses).await,
         false => {
             let io = TlsStream::new(client, sock, tls);
-            drive(client, io, handshake, responses).await
+            drive(client, io, shared, responses).await
         }
     }
 }
 
 /// The handshake within its deadline, then the connection.
-async fn drive<T>(
-    client: u64,
-    io: T,
-    handshake: Option<Duration>,
-    responses: &mut u64,
-) -> Result<(), ConnError>
+async fn drive<T>(client: u64, io: T, shared: &Shared, responses: &mut u64) -> Result<(), ConnError>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let handshaken = engine_slices(client, engine::handshake(io));
-    let handshaken = match handshake {
+    let handshaken = match shared.handshake_timeout {
         Some(t) => tokio::time::timeout(t, handshaken)
             .await
             .map_err(|_| ConnError::HandshakeTimeout(t))??,
         None => handshaken.await?,
     };
+    shared.trim.note();
     Ok(engine_slices(client, engine::serve(handshaken, responses)).await?)
 }
 
@@ -79,10 +72,8 @@ pub fn serve_blocking(
     client: u64,
     sock: std::net::TcpStream,
     tls: Box<dyn TlsSession>,
-    provider: TlsProvider,
-    handshake: Option<Duration>,
+    shared: &Shared,
     responses: &mut u64,
-    writes: &AtomicU64,
 ) -> Result<(), ConnError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -91,6 +82,6 @@ pub fn serve_blocking(
     sock.set_nonblocking(true)?;
     runtime.block_on(async {
         let sock = tokio::net::TcpStream::from_std(sock)?;
-        serve(client, sock, tls, provider, handshake, responses, writes).await
+        serve(client, sock, tls, shared, responses).await
     })
 }

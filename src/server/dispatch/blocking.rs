@@ -133,11 +133,7 @@ fn handle(id: u64, sock: TcpStream, shared: &Shared) {
                 let conn = MiniConn::new(tls, id);
                 serve_mini(sock, conn, shared.handshake_timeout, &mut responses)
             }
-            Engine::H2 => {
-                let provider = shared.acceptor.provider();
-                let deadline = shared.handshake_timeout;
-                conn::h2::serve_blocking(id, sock, tls, provider, deadline, &mut responses, writes)
-            }
+            Engine::H2 => conn::h2::serve_blocking(id, sock, tls, shared, &mut responses),
         });
     shared.finish(id, responses, result);
     shared.unregister(id);

@@ -58,9 +58,21 @@ pub fn run(
         let mut next_id = 0u64;
         // Said once per run of failures (EMFILE repeats every pause).
         let mut failing = false;
+        // After a burst of connections, a second without any gives the
+        // freed heap back (see `trim`).
+        let mut check = tokio::time::interval(TRIM_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut seen = shared.trim.events();
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = check.tick() => {
+                    let now = shared.trim.events();
+                    if now == seen && shared.trim.is_due() {
+                        shared.trim.release();
+                    }
+                    seen = now;
+                }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((sock, _peer)) => {
@@ -98,15 +110,11 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
                     trace: SocketTrace::new(id, writes, false),
                 };
                 let conn = MiniConn::new(tls, id);
-                let handshake = shared.handshake_timeout;
-                serve_mini(sock, conn, handshake, &mut responses, stop).await
+                serve_mini(sock, conn, &shared, &mut responses, stop).await
             }
             Engine::H2 => {
                 let mut stop = stop;
-                let provider = shared.acceptor.provider();
-                let deadline = shared.handshake_timeout;
-                let serve =
-                    conn::h2::serve(id, sock, tls, provider, deadline, &mut responses, writes);
+                let serve = conn::h2::serve(id, sock, tls, &shared, &mut responses);
                 tokio::select! {
                     r = serve => r,
                     _ = stop.changed() => Ok(()),
@@ -118,6 +126,10 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
     shared.finish(id, responses, result);
 }
 
+/// How often the accept loop looks whether connections have stopped coming
+/// and going.
+const TRIM_CHECK: Duration = Duration::from_secs(1);
+
 thread_local! {
     /// Buffers for the mini connections this worker thread runs.
     static POOL: std::cell::RefCell<BufPool> = std::cell::RefCell::new(BufPool::default());
@@ -126,11 +138,12 @@ thread_local! {
 async fn serve_mini(
     mut sock: TokioSocket<'_>,
     mut conn: MiniConn,
-    handshake: Option<Duration>,
+    shared: &Shared,
     responses: &mut u64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
-    let mut deadline = handshake.map(|t| (t, Instant::now() + t));
+    let mut deadline = shared.handshake_timeout.map(|t| (t, Instant::now() + t));
+    let mut established = false;
     let serve = async {
         loop {
             flush(&mut sock, &mut conn).await?;
@@ -140,8 +153,10 @@ async fn serve_mini(
             // Waiting holds no buffer: an idle connection costs its task,
             // its session and its socket only.
             POOL.with_borrow_mut(|pool| conn.return_buffers(pool));
-            if conn.is_established() {
+            if !established && conn.is_established() {
+                established = true;
                 deadline = None;
+                shared.trim.note();
             }
             match deadline {
                 Some((t, at)) => tokio::time::timeout_at(at, sock.sock.readable())

@@ -21,6 +21,7 @@ use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE, HIGH_WATER};
 use crate::server::pool::BufPool;
 use crate::server::shared::Shared;
+use crate::server::trim;
 use crate::trace::{self, Flags, Name, NO_STATE};
 use reactors::Reactor;
 pub use reactors::{spawn, Inbox};
@@ -377,7 +378,13 @@ impl PollLoop {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
+            let mut timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
+            // After a burst of connections, a quiet spell gives the freed
+            // heap back (see `trim`).
+            let trim_due = self.shared.trim.is_due();
+            if trim_due {
+                timeout = Some(timeout.map_or(trim::QUIET, |t| t.min(trim::QUIET)));
+            }
             let wait = trace::action(0, Name::PollWait, NO_STATE);
             let began = run_queue.as_ref().map(|_| Instant::now());
             let polled = self.poll.poll(&mut events, timeout);
@@ -402,6 +409,9 @@ impl PollLoop {
                 }
                 eprintln!("h2lab: poll: {e}");
                 break;
+            }
+            if trim_due && events.is_empty() {
+                self.shared.trim.release();
             }
             for event in events.iter() {
                 match event.token() {
