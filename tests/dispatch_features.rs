@@ -410,3 +410,40 @@ fn trickling_clients_cannot_hold_the_places() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(", 2 timed out"), "{err}");
 }
+
+/// The header-read deadline: a request whose header block never ends
+/// (HEADERS without END_HEADERS, then an empty CONTINUATION every 200 ms,
+/// each a whole frame) is no progress, so `--idle-timeout` closes it,
+/// while a client that PINGs as often is kept.
+#[test]
+fn poll_idle_timeout_closes_an_endless_header_block() {
+    let server = h2lab::start(&ServerConfig {
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..poll(TlsProvider::None)
+    })
+    .unwrap();
+    let mut slow = connected_client(&server);
+    let mut pinging = connected_client(&server);
+    let headers = [0, 0, 1, 1, 0, 0, 0, 0, 1, 0x82]; // GET, no END_HEADERS
+    let continuation = [0, 0, 0, 9, 0, 0, 0, 0, 1];
+    let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    slow.write_all(&headers).unwrap();
+    let started = Instant::now();
+    let feeder = std::thread::spawn(move || {
+        let mut slow_ok = true;
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(200));
+            // Fails once the server has closed it (1 to 1.25 s after its
+            // HEADERS).
+            slow_ok &= slow.write_all(&continuation).is_ok();
+            pinging.write_all(&ping).unwrap();
+        }
+        (slow_ok, pinging)
+    });
+    let (slow_ok, pinging) = feeder.join().unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(!slow_ok, "the server kept the endless header block");
+    assert_get_on_open(pinging, server.setup());
+    let stats = server.stop();
+    assert_eq!((stats.timed_out, stats.responses), (1, 1), "{stats:?}");
+}

@@ -27,6 +27,14 @@ pub const RESPONSE_BODY: &[u8; 12] = b"Hello World\n";
 /// memory of a connection.
 pub const MAX_OPEN_STREAMS: usize = 256;
 
+/// The most CONTINUATION frames one header block may take, and the most
+/// octets its fragments may add up to; past either the client gets
+/// ENHANCE_YOUR_CALM. The engine keeps nothing of a header block, but a
+/// block that never ends (a "CONTINUATION flood", empty frames included)
+/// would hold the connection and cost a frame's work each.
+pub const MAX_CONTINUATIONS: u32 = 64;
+pub const MAX_HEADER_BLOCK: usize = 64 * 1024;
+
 /// HEADERS (`:status 200`, `content-type: text/html`, HPACK static table
 /// and Huffman literal, no dynamic table entry) and DATA with END_STREAM,
 /// stream ids zero: the seed's `*HEADER-FRAME*` and `*DATA-FRAME*`.
@@ -92,6 +100,9 @@ enum State {
 struct HeaderBlock {
     stream: u32,
     end_stream: bool,
+    /// CONTINUATION frames so far, and the octets of every fragment.
+    continuations: u32,
+    octets: usize,
 }
 
 /// One server-side connection of the mini engine.
@@ -150,6 +161,12 @@ impl MiniConnection {
     /// Whole frames taken from the client so far.
     pub fn frames(&self) -> u64 {
         self.frames
+    }
+
+    /// A header block has begun (HEADERS without END_HEADERS) and not
+    /// ended: the request is not whole yet.
+    pub fn in_header_block(&self) -> bool {
+        self.header_block.is_some()
     }
 
     /// Takes plaintext from the client and appends what to send to `out`.
@@ -356,6 +373,8 @@ impl MiniConnection {
         let block = HeaderBlock {
             stream,
             end_stream: head.has(flags::END_STREAM),
+            continuations: 0,
+            octets: payload.len(),
         };
         if head.has(flags::END_HEADERS) {
             self.end_header_block(block, out)
@@ -367,12 +386,21 @@ impl MiniConnection {
 
     fn on_continuation(&mut self, head: FrameHeader, out: &mut Vec<u8>) -> Result<()> {
         // Same stream as the open block: checked in handle_frame.
-        let Some(block) = self.header_block else {
+        let Some(mut block) = self.header_block else {
             return Err(violation(
                 Reason::PROTOCOL_ERROR,
                 "CONTINUATION without a preceding HEADERS",
             ));
         };
+        block.continuations += 1;
+        block.octets += head.length as usize;
+        if block.continuations > MAX_CONTINUATIONS || block.octets > MAX_HEADER_BLOCK {
+            return Err(violation(
+                Reason::ENHANCE_YOUR_CALM,
+                "header block over 64 CONTINUATION frames or 64 KiB",
+            ));
+        }
+        self.header_block = Some(block);
         if head.has(flags::END_HEADERS) {
             self.header_block = None;
             self.end_header_block(block, out)?;

@@ -365,6 +365,40 @@ fn too_many_open_uploads_is_enhance_your_calm() {
     assert_eq!(err.reason(), Reason::ENHANCE_YOUR_CALM);
 }
 
+/// A header block that never ends is cut off: at 64 CONTINUATION frames,
+/// empty ones included, and at 64 KiB of fragments; up to the limit it is
+/// an unfinished request, then a whole one.
+#[test]
+fn endless_header_blocks_are_enhance_your_calm() {
+    let headers = [0, 0, 1, 1, 0, 0, 0, 0, 1, 0x82]; // GET, no END_*
+    let empty = [0, 0, 0, 9, 0, 0, 0, 0, 1]; // CONTINUATION
+    let (mut conn, mut out) = connected();
+    let mut input = headers.to_vec();
+    for _ in 0..MAX_CONTINUATIONS {
+        input.extend_from_slice(&empty);
+    }
+    assert_eq!(conn.handle_input(&input, &mut out), Ok(Status::Open));
+    assert!(conn.in_header_block());
+    let err = conn.handle_input(&empty, &mut out).unwrap_err();
+    assert_eq!(err.reason(), Reason::ENHANCE_YOUR_CALM);
+
+    let (mut conn, mut out) = connected();
+    let mut input = headers.to_vec();
+    for _ in 0..4 {
+        input.extend_from_slice(&[0, 0x40, 0, 9, 0, 0, 0, 0, 1]); // 16 KiB
+        input.extend_from_slice(&[0x20; 16 * 1024]);
+    }
+    let err = conn.handle_input(&input, &mut out).unwrap_err();
+    assert_eq!(err.reason(), Reason::ENHANCE_YOUR_CALM);
+
+    let (mut conn, mut out) = connected();
+    let mut input = headers.to_vec();
+    input.extend_from_slice(&empty);
+    input.extend_from_slice(&[0, 0, 1, 9, 4, 0, 0, 0, 1, 0x84]); // END_HEADERS
+    assert_eq!(conn.handle_input(&input, &mut out), Ok(Status::Open));
+    assert!(!conn.in_header_block());
+}
+
 /// Pseudo-random input must never panic, and the buffered remainder stays
 /// below one maximal frame.
 #[test]

@@ -128,6 +128,11 @@ impl Pipeline {
         self.engine.is_established()
     }
 
+    /// A request's header block has begun and not ended.
+    pub fn in_header_block(&self) -> bool {
+        self.engine.in_header_block()
+    }
+
     /// Nothing more will be read: the client sent GOAWAY, the engine or TLS
     /// failed, or input ended. What is queued should still be sent.
     pub fn is_closed(&self) -> bool {

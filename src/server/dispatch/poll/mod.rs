@@ -60,9 +60,10 @@ struct Client {
     out_start: usize,
     /// When it was accepted (the handshake deadline counts from here).
     accepted: Instant,
-    /// When the engine last took a whole frame (the idle timeout counts
-    /// from here: octets that make no frame are no progress, so a client
-    /// cannot hold its place by trickling them).
+    /// When the engine last took a whole frame that left no header block
+    /// open (the idle timeout counts from here: octets that make no frame,
+    /// and CONTINUATIONs that never end a block, are no progress, so a
+    /// client cannot hold its place by trickling them).
     last_progress: Instant,
     frames: u64,
     /// In the ready queue already.
@@ -160,10 +161,15 @@ impl Client {
             Name::Handshake | Name::Decrypt => self.decrypt(),
             Name::Engine => {
                 let ran = self.pipeline.run_engine();
+                // A frame inside an unfinished header block is no
+                // progress either: a request must be whole within the idle
+                // timeout of its last progress (the header-read deadline).
                 let frames = self.pipeline.frames_received();
                 if frames != self.frames {
                     self.frames = frames;
-                    self.last_progress = Instant::now();
+                    if !self.pipeline.in_header_block() {
+                        self.last_progress = Instant::now();
+                    }
                 }
                 ran
             }
