@@ -125,10 +125,11 @@ setup_tests!(
 );
 
 /// At its fd limit (`prlimit --nofile=32`), with 40 clients connected and
-/// more waiting than it can take, every dispatch still stops on SIGTERM
-/// within 2 s (`single` and `thread` used to hang: their wake-up connection
-/// needed a descriptor, and a client whose clone failed could not be shut
-/// down). `thread` refuses what it cannot register, and says so once.
+/// more waiting than it can take, every dispatch serves again once they
+/// leave (it retries accepting by itself) and still stops on SIGTERM within
+/// 2 s (`single` and `thread` used to hang: their wake-up connection needed
+/// a descriptor, and a client whose clone failed could not be shut down).
+/// `thread` refuses what it cannot register, and says so once.
 fn stop_is_prompt_at_the_fd_limit(args: &[&str]) {
     let serving = support::serve_command(
         Command::new("prlimit")
@@ -146,6 +147,21 @@ fn stop_is_prompt_at_the_fd_limit(args: &[&str]) {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
+    drop(clients);
+    // Served: the dispatch took it from the queue by itself.
+    let late = TcpStream::connect(addr).unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let setup = support::setup(Dispatch::Single, h2lab::TlsProvider::None);
+    support::assert_hello_on(RawConn::Plain(late), setup);
+    // At the limit again, then the stop.
+    let clients: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&client_hello()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
     let stopping = Instant::now();
     let out = serving.stop_with("TERM");
     let took = stopping.elapsed();
@@ -155,9 +171,10 @@ fn stop_is_prompt_at_the_fd_limit(args: &[&str]) {
         took < Duration::from_secs(2),
         "{args:?}: the stop took {took:?}"
     );
-    // Said once per run of failures, not per client or retry.
+    // Said once per run of failures (a few per time at the limit, and the
+    // test goes there twice), not once per client or retry.
     let said = err.matches("h2lab: accept: ").count() + err.matches("h2lab: refusing").count();
-    assert!(said <= 3, "{args:?}: {err}");
+    assert!(said <= 6, "{args:?}: {err}");
     drop(clients);
 }
 
