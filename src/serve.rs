@@ -9,7 +9,7 @@ use anyhow::Context;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::cli::{values, CmdResult, Exit};
+use crate::cli::{bad_input, values, CmdResult, Exit};
 use crate::server::{self, Dispatch, Engine, ServerConfig, Spread};
 use crate::tls::TlsProvider;
 use crate::trace::TraceConfig;
@@ -169,6 +169,9 @@ pub fn run(args: Args) -> CmdResult {
     // Registered before the server starts, so that no signal is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot watch for signals")?;
     let config = args.config();
+    // An option the chosen setup does not have is a usage error (exit 2),
+    // like clap's own, not a failure to serve.
+    config.validate().map_err(bad_input)?;
     raise_fd_limit();
     let server = server::start(&config)?;
     {

@@ -80,6 +80,14 @@ fn unknown_values_are_one_line_errors() {
     assert!(err.contains("not an IP address"), "{err}");
     let err = fails_with_one_line(&["serve", "--cert", "c.pem"], 2);
     assert!(err.contains("--key"), "{err}");
+    // Options the chosen setup does not have: usage errors too.
+    let err = fails_with_one_line(&["serve", "--dispatch", "thread", "--max-clients", "3"], 2);
+    assert!(
+        err.contains("--max-clients is only for --dispatch poll"),
+        "{err}"
+    );
+    let err = fails_with_one_line(&["serve", "--dispatch", "poll", "--engine", "h2"], 2);
+    assert!(err.contains("unsupported setup poll/h2/none"), "{err}");
     fails_with_one_line(&["frobnicate"], 2);
 }
 
