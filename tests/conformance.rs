@@ -1,8 +1,9 @@
 //! HTTP/2 conformance, by h2spec (`../shared/tools/h2spec`, 146 cases):
 //! the `h2` engine passes all of it on `thread` and `tokio` with every TLS
 //! provider; the mini engine, deliberately simple, survives all of it on
-//! every dispatch (the server answers after, no panic). And uploads of any
-//! size are read to their end before the answer.
+//! every dispatch (the server answers after, no panic). Uploads of any
+//! size are read to their end before the answer, and header lists past 64
+//! KiB are refused by both engines.
 //!
 //! Not `single` with `h2`: h2spec holds a connection open without a word
 //! while it tests on another, and `single` serves one client at a time, so
@@ -11,6 +12,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -118,4 +120,68 @@ fn an_upload_larger_than_the_window_is_answered(setup: Setup) {
     );
     let _ = std::fs::remove_file(&file);
     assert_eq!(server.stop().responses, 1, "{setup}");
+}
+
+setup_tests!(for [
+    single_h2_none, thread_h2_rustls, tokio_h2_none, tokio_h2_openssl,
+    single_mini_none, tokio_mini_rustls, poll_mini_none, poll_mini_openssl,
+] a_header_list_over_64_kib_is_refused);
+
+/// A GET with a 100,000-octet header value (valid HPACK, a HEADERS and six
+/// CONTINUATIONs of 16 KiB) is not answered: the `h2` engine advertises
+/// and enforces a 64 KiB header list, the mini engine ends a header block
+/// past 64 KiB with ENHANCE_YOUR_CALM. The same request with 30,000 octets
+/// is answered (so the encoding is right), and so are others after.
+fn a_header_list_over_64_kib_is_refused(setup: Setup) {
+    let server = support::start(setup);
+    assert!(answered(&server, 30_000), "{setup}: 30,000 octets refused");
+    assert!(
+        !answered(&server, 100_000),
+        "{setup}: 100,000 octets answered"
+    );
+    support::assert_curl_hello(&server);
+    assert_eq!(server.stop().responses, 2, "{setup}");
+}
+
+/// Whether a GET with a header value of `len` octets gets a body.
+fn answered(server: &h2lab::Server, len: usize) -> bool {
+    use h2lab::frame::FrameType;
+    // :method GET, :scheme http, :path / (static table), then a literal
+    // `x-big` without indexing; its length as a 7-bit-prefix integer.
+    let mut block = vec![0x82, 0x86, 0x84, 0x00, 5];
+    block.extend_from_slice(b"x-big");
+    let mut rest = len - 127;
+    block.push(0x7f);
+    while rest >= 128 {
+        block.push((rest % 128) as u8 | 0x80);
+        rest /= 128;
+    }
+    block.push(rest as u8);
+    block.extend(std::iter::repeat_n(b'a', len));
+    let mut request = support::client_hello();
+    for (i, chunk) in block.chunks(16 * 1024).enumerate() {
+        let last = (i + 1) * 16 * 1024 >= block.len();
+        let (kind, mut flags) = match i {
+            0 => (1, 1), // HEADERS, END_STREAM
+            _ => (9, 0), // CONTINUATION
+        };
+        if last {
+            flags |= 4; // END_HEADERS
+        }
+        let n = chunk.len() as u32;
+        request.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags]);
+        request.extend_from_slice(&1u32.to_be_bytes());
+        request.extend_from_slice(chunk);
+    }
+    let mut goaway = Vec::new();
+    h2lab::frame::encode_goaway(&mut goaway, 0, h2lab::frame::Reason::NO_ERROR);
+    let mut conn = support::RawConn::connect(server);
+    // The server may close before it has read everything: a failed write
+    // is an answer too.
+    let _ = conn
+        .write_all(&request)
+        .and_then(|()| conn.write_all(&goaway));
+    support::frames(&conn.read_to_close())
+        .iter()
+        .any(|(h, p)| h.kind == FrameType::DATA && h.stream == 1 && p == b"Hello World\n")
 }

@@ -32,10 +32,15 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let gate = Arc::new(Gate::default());
-    // The mini engine's stream limit, advertised: a client past it is
-    // refused streams instead of growing the server without bound.
+    // The mini engine's limits, advertised: a client past the stream limit
+    // is refused streams instead of growing the server without bound, and
+    // a header list past the mini engine's header-block cap is refused
+    // (the crate's default is 16 MiB per request). Our responses are 12
+    // octets: 64 KiB of send buffer per stream is plenty (default 400 KiB).
     let conn = h2::server::Builder::new()
         .max_concurrent_streams(super::mini::MAX_OPEN_STREAMS as u32)
+        .max_header_list_size(super::mini::MAX_HEADER_BLOCK as u32)
+        .max_send_buffer_size(64 * 1024)
         .handshake(Coalesce::new(io, gate.clone()))
         .await?;
     Ok(Handshaken { conn, gate })
