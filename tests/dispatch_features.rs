@@ -170,19 +170,13 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-fn thread_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .count()
-}
-
 /// The poll loop is one thread and sleeps in poll: 1000 idle connections
 /// cost it no CPU time (clock-tick resolution: 10 ms).
 #[test]
 fn poll_loop_is_one_thread_and_idles_at_zero_cpu_with_1000_clients() {
     let server = serve(&["--dispatch", "poll"]);
     let pid = server.child.id();
-    let threads_before = thread_count(pid);
+    let threads_before = support::thread_count(pid);
     let mut clients = Vec::with_capacity(1000);
     for _ in 0..1000 {
         let c = TcpStream::connect(server.addr()).unwrap();
@@ -194,7 +188,11 @@ fn poll_loop_is_one_thread_and_idles_at_zero_cpu_with_1000_clients() {
         c.read_exact(&mut settings)
             .expect("every client was accepted");
     }
-    assert_eq!(thread_count(pid), threads_before, "no thread per client");
+    assert_eq!(
+        support::thread_count(pid),
+        threads_before,
+        "no thread per client"
+    );
     let before = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(2));
     let used = cpu_ticks(pid) - before;

@@ -139,14 +139,7 @@ fn stop_is_prompt_at_the_fd_limit(args: &[&str]) {
             .args(args),
     );
     let addr = serving.addr();
-    let clients: Vec<TcpStream> = (0..40)
-        .map(|_| {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(&client_hello()).unwrap();
-            s
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let clients = forty_clients(addr);
     drop(clients);
     // Served: the dispatch took it from the queue by itself.
     let late = TcpStream::connect(addr).unwrap();
@@ -154,14 +147,7 @@ fn stop_is_prompt_at_the_fd_limit(args: &[&str]) {
     let setup = support::setup(Dispatch::Single, h2lab::TlsProvider::None);
     support::assert_hello_on(RawConn::Plain(late), setup);
     // At the limit again, then the stop.
-    let clients: Vec<TcpStream> = (0..40)
-        .map(|_| {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(&client_hello()).unwrap();
-            s
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let clients = forty_clients(addr);
     let stopping = Instant::now();
     let out = serving.stop_with("TERM");
     let took = stopping.elapsed();
@@ -203,11 +189,18 @@ fn poll_stops_at_the_fd_limit() {
     stop_is_prompt_at_the_fd_limit(&["--dispatch", "poll"]);
 }
 
-/// Threads of the process `pid` (from /proc).
-fn thread_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .count()
+/// 40 clients that sent their hello, given 300 ms to reach the server
+/// (past a limit of 32 descriptors, some wait in its accept queue).
+fn forty_clients(addr: std::net::SocketAddr) -> Vec<TcpStream> {
+    let clients = (0..40)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&client_hello()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    clients
 }
 
 /// `thread`: 300 clients come, are answered and go; their threads end with
@@ -217,7 +210,7 @@ fn thread_count(pid: u32) -> usize {
 fn thread_frees_finished_connections_at_once() {
     let serving = support::serve(&["--dispatch", "thread"]);
     let pid = serving.child.id();
-    let before = thread_count(pid);
+    let before = support::thread_count(pid);
     let addr = serving.addr();
     let url = serving.url.clone();
     let out = support::run(
@@ -228,10 +221,10 @@ fn thread_frees_finished_connections_at_once() {
     assert_eq!(report["succeeded"], 300, "{report}");
     // The clients are gone: their threads end within moments.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut now = thread_count(pid);
+    let mut now = support::thread_count(pid);
     while now > before && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        now = thread_count(pid);
+        now = support::thread_count(pid);
     }
     assert_eq!(now, before, "threads: {before} before, {now} after");
     // And the server still serves.

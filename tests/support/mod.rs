@@ -103,6 +103,13 @@ pub fn run_within(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// Threads of the process `pid` (from /proc).
+pub fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
 /// Resident memory of a process, KiB (`VmRSS` in /proc).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
