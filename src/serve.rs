@@ -58,9 +58,11 @@ pub struct Args {
     /// closed at once (counted as refused).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_clients: Option<u64>,
-    /// `poll` only: close a client that has sent no whole frame for this
-    /// long (e.g. 30s, 0.5); octets that make no frame do not count, so a
-    /// client cannot hold its place by trickling them.
+    /// Close a client that has sent no whole frame for this long (e.g. 30s,
+    /// 0.5), counted as timed out. Octets that make no frame do not count,
+    /// nor do frames inside a header block that has not ended (the
+    /// header-read deadline), so a client cannot hold its place by trickling
+    /// them. Off unless given.
     #[arg(long, value_name = "DURATION", value_parser = values::secs)]
     pub idle_timeout: Option<Duration>,
     /// Close a client that has not finished its TLS handshake, HTTP/2

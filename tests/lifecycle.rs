@@ -164,14 +164,6 @@ fn dispatch_specific_options_are_refused_elsewhere() {
             "--max-clients is only for --dispatch poll",
         ),
         (
-            Dispatch::Tokio,
-            h2lab::ServerConfig {
-                idle_timeout: Some(Duration::from_secs(1)),
-                ..Default::default()
-            },
-            "--idle-timeout is only for --dispatch poll",
-        ),
-        (
             Dispatch::Thread,
             h2lab::ServerConfig {
                 threads: 2,

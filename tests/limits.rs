@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -119,9 +119,78 @@ fn stop_is_prompt_whatever_the_clients_do(setup: Setup) {
     drop(clients);
 }
 
+/// `--idle-timeout` on every setup. An established client that goes
+/// silent is closed after it; so is one whose request never ends (HEADERS
+/// without END_HEADERS, then an empty CONTINUATION every 150 ms: whole
+/// frames, but no progress: the header-read deadline). Two CONTINUATIONs
+/// come before the deadline, under the `h2` crate's own cap on them (four
+/// here), so the deadline is what closes it: both count as timed out, not
+/// failed. One that PINGs every 100 ms is kept past twice the timeout,
+/// then served. One after the other, so that `single` serves each.
+fn the_idle_timeout_closes_silent_and_endless_requests(setup: Setup) {
+    let t = Duration::from_millis(400);
+    let server = h2lab::start(&ServerConfig {
+        idle_timeout: Some(t),
+        ..support::config(setup)
+    })
+    .unwrap();
+    let within = |after: Duration, what: &str| {
+        assert!(
+            after >= t - Duration::from_millis(20) && after < t + Duration::from_millis(900),
+            "{setup}: {what} closed after {after:?}"
+        );
+    };
+    let started = Instant::now();
+    let mut silent = RawConn::connect(&server);
+    silent.write_all(&client_hello()).unwrap();
+    silent.read_to_close();
+    within(started.elapsed(), "the silent client");
+
+    let mut endless = RawConn::connect(&server);
+    endless.write_all(&client_hello()).unwrap();
+    endless
+        .write_all(&[0, 0, 1, 1, 0, 0, 0, 0, 1, 0x82])
+        .unwrap(); // GET, no END_HEADERS
+    let started = Instant::now();
+    endless.set_read_timeout(Duration::from_millis(150));
+    let mut buf = [0u8; 4096];
+    let closed_after = loop {
+        assert!(
+            started.elapsed() < 5 * t,
+            "{setup}: the endless request is still open"
+        );
+        match std::io::Read::read(&mut endless, &mut buf) {
+            Ok(0) => break started.elapsed(),
+            Ok(_) => continue, // SETTINGS and their ACK
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break started.elapsed(), // reset, or TLS cut short
+        }
+        // Fails once the server has closed: that shows in the next read.
+        let _ = endless.write_all(&[0, 0, 0, 9, 0, 0, 0, 0, 1]);
+    };
+    within(closed_after, "the endless request");
+
+    let mut pinging = RawConn::connect(&server);
+    pinging.write_all(&client_hello()).unwrap();
+    let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    let started = Instant::now();
+    while started.elapsed() < 2 * t + Duration::from_millis(200) {
+        std::thread::sleep(Duration::from_millis(100));
+        pinging.write_all(&ping).unwrap();
+    }
+    assert_get_on_open(pinging, setup);
+    let stats = server.stop();
+    assert_eq!(
+        (stats.timed_out, stats.responses, stats.failed),
+        (2, 1, 0),
+        "{setup}: {stats:?}"
+    );
+}
+
 setup_tests!(
     a_silent_client_meets_the_handshake_deadline,
-    stop_is_prompt_whatever_the_clients_do
+    stop_is_prompt_whatever_the_clients_do,
+    the_idle_timeout_closes_silent_and_endless_requests
 );
 
 /// At its fd limit (`prlimit --nofile=32`), with 40 clients connected and
@@ -158,9 +227,11 @@ fn stop_is_prompt_at_the_fd_limit(args: &[&str]) {
         "{args:?}: the stop took {took:?}"
     );
     // Said once per run of failures (a few per time at the limit, and the
-    // test goes there twice), not once per client or retry.
+    // test goes there twice; more when a busy machine lets clients in and
+    // out between retries), not once per client (over 60 here) or per
+    // retry (one every 10 ms).
     let said = err.matches("h2lab: accept: ").count() + err.matches("h2lab: refusing").count();
-    assert!(said <= 6, "{args:?}: {err}");
+    assert!(said <= 16, "{args:?}: said {said} times: {err}");
     drop(clients);
 }
 

@@ -100,7 +100,7 @@ pub fn reason(error: &ConnError) -> &'static str {
             None => "protocol",
         },
         ConnError::Io(e) => io(e),
-        ConnError::HandshakeTimeout(_) => "timed out",
+        ConnError::HandshakeTimeout(_) | ConnError::IdleTimeout(_) => "timed out",
     }
 }
 

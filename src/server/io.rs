@@ -72,6 +72,15 @@ impl<'a> SocketTrace<'a> {
         }
     }
 
+    /// Notes the client's progress (whole frames) in `progress`: for the
+    /// idle timeout where the socket carries the frames themselves.
+    pub fn watch(&mut self, progress: std::sync::Arc<super::conn::idle::Progress>) {
+        let client = self.client;
+        self.frames
+            .get_or_insert_with(|| Box::new(Frames::new(client)))
+            .watch(progress);
+    }
+
     /// One read system call, `read`, in a `read_socket` span.
     pub fn read(
         &mut self,

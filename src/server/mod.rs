@@ -183,8 +183,9 @@ pub struct ServerConfig {
     pub nodelay: bool,
     /// `poll` only: clients past this many are accepted and closed at once.
     pub max_clients: Option<usize>,
-    /// `poll` only: a client that sends no whole frame for this long is
-    /// closed.
+    /// A client that sends no whole frame for this long is closed and
+    /// counted as timed out. Frames inside a header block that has not
+    /// ended do not count (the header-read deadline).
     pub idle_timeout: Option<Duration>,
     /// A client that has not finished its TLS handshake, its preface and
     /// its first SETTINGS (with the `h2` engine: its TLS handshake and
@@ -273,11 +274,6 @@ impl ServerConfig {
             return Err(ServerError::TraceCompiledOut);
         }
         only(self.max_clients.is_some(), "--max-clients", Dispatch::Poll)?;
-        only(
-            self.idle_timeout.is_some(),
-            "--idle-timeout",
-            Dispatch::Poll,
-        )?;
         if self.threads > 0 && !matches!(self.dispatch, Dispatch::Tokio | Dispatch::Poll) {
             return Err(ServerError::ThreadsNotForDispatch);
         }
@@ -354,7 +350,10 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         acceptor,
         config.engine,
         config.nodelay,
-        config.handshake_timeout,
+        conn::idle::Limits {
+            handshake: config.handshake_timeout,
+            idle: config.idle_timeout,
+        },
     ));
     let (wake, threads) = dispatch::spawn(config, listeners, shared.clone())?;
     Ok(Server {

@@ -6,8 +6,8 @@
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
+use super::conn::idle::Limits;
 use super::conn::{self, ConnError};
 use super::errlog::ClientErrors;
 use super::trim::Trim;
@@ -33,8 +33,9 @@ pub struct Shared {
     pub acceptor: TlsAcceptor,
     pub engine: Engine,
     pub nodelay: bool,
-    /// A client not established this long after its accept is closed.
-    pub handshake_timeout: Option<Duration>,
+    /// The handshake deadline and the idle timeout (`poll` keeps its own
+    /// copy of these in its options).
+    pub limits: Limits,
     pub stopping: AtomicBool,
     /// A clone of every open connection's socket (blocking dispatches), so
     /// that `stop` can shut them down and unblock their threads.
@@ -52,14 +53,14 @@ impl Shared {
         acceptor: TlsAcceptor,
         engine: Engine,
         nodelay: bool,
-        handshake_timeout: Option<Duration>,
+        limits: Limits,
     ) -> Self {
         Self {
             dispatch,
             acceptor,
             engine,
             nodelay,
-            handshake_timeout,
+            limits,
             stopping: AtomicBool::new(false),
             open: Mutex::new(Vec::new()),
             counters: Counters::default(),
@@ -125,7 +126,7 @@ impl Shared {
         self.trim.note();
         let c = &self.counters;
         c.responses.fetch_add(responses, Ordering::Relaxed);
-        if let Err(ConnError::HandshakeTimeout(_)) = result {
+        if result.as_ref().is_err_and(ConnError::is_timeout) {
             c.timed_out.fetch_add(1, Ordering::Relaxed);
         } else if let Err(e) = result {
             c.failed.fetch_add(1, Ordering::Relaxed);

@@ -220,6 +220,15 @@ impl RawConn {
         sock.shutdown(Shutdown::Write).unwrap();
     }
 
+    /// How long a read waits (the TCP socket's receive timeout).
+    pub fn set_read_timeout(&self, wait: Duration) {
+        let sock = match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => &s.sock,
+        };
+        sock.set_read_timeout(Some(wait)).unwrap();
+    }
+
     /// Everything the server sends until it closes (or the read times out).
     pub fn read_to_close(&mut self) -> Vec<u8> {
         let mut all = Vec::new();

@@ -5,9 +5,12 @@
 //! a current-thread runtime of its own ([`serve_blocking`]).
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::idle::{self, Limit, Progress};
 use super::{ConnError, TlsStream};
 use crate::engine::h2 as engine;
 use crate::server::io::{SocketTrace, TokioSocket};
@@ -25,34 +28,63 @@ pub async fn serve(
     responses: &mut u64,
 ) -> Result<(), ConnError> {
     let h2c = shared.acceptor.provider() == TlsProvider::None;
+    // With an idle timeout, the frames the client sends are watched where
+    // the plaintext passes: the socket on h2c, the TLS adapter otherwise.
+    let progress = shared.limits.idle.map(|_| Arc::new(Progress::new()));
     // On h2c the socket carries the frames themselves: trace them there.
-    let sock = TokioSocket {
+    let mut sock = TokioSocket {
         sock,
         trace: SocketTrace::new(client, &shared.counters.writes, h2c),
     };
     match h2c {
-        true => drive(client, sock, shared, responses).await,
+        true => {
+            if let Some(p) = &progress {
+                sock.trace.watch(p.clone());
+            }
+            drive(client, sock, shared, progress, responses).await
+        }
         false => {
-            let io = TlsStream::new(client, sock, tls);
-            drive(client, io, shared, responses).await
+            let mut io = TlsStream::new(client, sock, tls);
+            if let Some(p) = &progress {
+                io.watch(p.clone());
+            }
+            drive(client, io, shared, progress, responses).await
         }
     }
 }
 
-/// The handshake within its deadline, then the connection.
-async fn drive<T>(client: u64, io: T, shared: &Shared, responses: &mut u64) -> Result<(), ConnError>
+/// The handshake within its deadline, then the connection, ended if the
+/// client makes no progress for the idle timeout.
+async fn drive<T>(
+    client: u64,
+    io: T,
+    shared: &Shared,
+    progress: Option<Arc<Progress>>,
+    responses: &mut u64,
+) -> Result<(), ConnError>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let handshaken = engine_slices(client, engine::handshake(io));
-    let handshaken = match shared.handshake_timeout {
-        Some(t) => tokio::time::timeout(t, handshaken)
+    let limits = shared.limits;
+    let deadline = match &progress {
+        Some(p) => p.next_deadline(limits, false),
+        None => limits
+            .handshake
+            .map(|t| (Instant::now() + t, Limit::Handshake(t))),
+    };
+    let handshaken = match deadline {
+        Some((at, limit)) => tokio::time::timeout_at(at.into(), handshaken)
             .await
-            .map_err(|_| ConnError::HandshakeTimeout(t))??,
+            .map_err(|_| ConnError::from(limit))??,
         None => handshaken.await?,
     };
     shared.trim.note();
-    Ok(engine_slices(client, engine::serve(handshaken, responses)).await?)
+    let serve = async { Ok(engine_slices(client, engine::serve(handshaken, responses)).await?) };
+    match (progress, limits.idle) {
+        (Some(p), Some(t)) => idle::watch(serve, t, &p).await,
+        _ => serve.await,
+    }
 }
 
 /// Runs `fut` with every poll of it in an `engine` slice: the time spent

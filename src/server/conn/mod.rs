@@ -10,8 +10,11 @@
 //! all of them.
 
 pub mod h2;
+pub mod idle;
 mod pipeline;
 mod tls_stream;
+
+use std::sync::Arc;
 
 use crate::tls::{TlsAcceptor, TlsError, TlsSession};
 use crate::trace::{self, FrameScanner, Name, NO_STATE};
@@ -34,6 +37,17 @@ pub enum ConnError {
     /// handshake deadline: counted as timed out, not as a failure.
     #[error("no handshake within {0:?}")]
     HandshakeTimeout(std::time::Duration),
+    /// No progress (a whole frame outside an open header block) within
+    /// the idle timeout: counted as timed out too.
+    #[error("idle for {0:?}")]
+    IdleTimeout(std::time::Duration),
+}
+
+impl ConnError {
+    /// Closed by a deadline of ours rather than by a fault.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::HandshakeTimeout(_) | Self::IdleTimeout(_))
+    }
 }
 
 /// The accept step of a new connection, traced as `accept`: its socket
@@ -97,13 +111,17 @@ pub enum FeedError {
 }
 
 /// Frame events of one connection: the frame boundaries of its plaintext
-/// each way, reported as they are seen. Scans only while tracing is on.
+/// each way, reported as they are seen. Scans only while tracing is on, or
+/// inbound when it watches the client's progress for the idle timeout.
 #[derive(Debug)]
 pub struct Frames {
     client: u64,
     enabled: bool,
     inbound: FrameScanner,
     outbound: FrameScanner,
+    /// Where the client's progress is noted, and whether a header block is
+    /// open (see [`idle`]).
+    progress: Option<(Arc<idle::Progress>, bool)>,
 }
 
 impl Frames {
@@ -116,7 +134,13 @@ impl Frames {
             enabled: trace::frames_enabled(),
             inbound: FrameScanner::inbound(),
             outbound: FrameScanner::outbound(),
+            progress: None,
         }
+    }
+
+    /// Notes the client's progress in `progress` from now on.
+    pub fn watch(&mut self, progress: Arc<idle::Progress>) {
+        self.progress = Some((progress, false));
     }
 
     pub fn enabled(&self) -> bool {
@@ -125,9 +149,23 @@ impl Frames {
 
     /// Plaintext from the client (its preface first).
     pub fn seen_in(&mut self, data: &[u8]) {
-        if self.enabled {
-            let client = self.client;
-            self.inbound.scan(data, |h| trace::frame(client, false, h));
+        let (client, enabled) = (self.client, self.enabled);
+        match &mut self.progress {
+            None if enabled => self.inbound.scan(data, |h| trace::frame(client, false, h)),
+            None => {}
+            Some((progress, open)) => {
+                let mut moved = false;
+                self.inbound.scan(data, |h| {
+                    if enabled {
+                        trace::frame(client, false, h);
+                    }
+                    *open = idle::header_block_open(*open, &h);
+                    moved |= !*open;
+                });
+                if moved {
+                    progress.note();
+                }
+            }
         }
     }
 

@@ -52,6 +52,8 @@ pub struct Pipeline {
     /// How much of ③ and ⓤ has been scanned for frame events.
     in_seen: usize,
     out_seen: usize,
+    /// The engine's frame count at the last [`Pipeline::progressed`].
+    progress_frames: u64,
 }
 
 impl Pipeline {
@@ -70,6 +72,7 @@ impl Pipeline {
             frames: Frames::new(client),
             in_seen: 0,
             out_seen: 0,
+            progress_frames: 0,
         }
     }
 
@@ -118,19 +121,22 @@ impl Pipeline {
         self.engine.responses()
     }
 
-    /// Whole frames the engine has taken from the client.
-    pub fn frames_received(&self) -> u64 {
-        self.engine.frames()
+    /// Whether the client made progress since the last call: a whole
+    /// frame that leaves no header block open (a frame inside an
+    /// unfinished header block is no progress, so a request must be whole
+    /// within the idle timeout: the header-read deadline).
+    pub fn progressed(&mut self) -> bool {
+        let frames = self.engine.frames();
+        if frames == self.progress_frames {
+            return false;
+        }
+        self.progress_frames = frames;
+        !self.engine.in_header_block()
     }
 
     /// The handshake is over and the client's preface and SETTINGS came.
     pub fn is_established(&self) -> bool {
         self.engine.is_established()
-    }
-
-    /// A request's header block has begun and not ended.
-    pub fn in_header_block(&self) -> bool {
-        self.engine.in_header_block()
     }
 
     /// Nothing more will be read: the client sent GOAWAY, the engine or TLS
@@ -340,5 +346,10 @@ impl MiniConn {
     /// The handshake is over and the client's preface and SETTINGS came.
     pub fn is_established(&self) -> bool {
         self.pipeline.is_established()
+    }
+
+    /// See [`Pipeline::progressed`].
+    pub fn progressed(&mut self) -> bool {
+        self.pipeline.progressed()
     }
 }

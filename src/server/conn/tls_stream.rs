@@ -48,6 +48,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         }
     }
 
+    /// Notes the client's progress (whole frames) in `progress`, for the
+    /// idle timeout.
+    pub fn watch(&mut self, progress: std::sync::Arc<super::idle::Progress>) {
+        self.frames.watch(progress);
+    }
+
     /// Writes out all ciphertext the session has.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {

@@ -5,8 +5,9 @@
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::server::conn::idle::{Limit, Limits, Progress};
 use crate::server::conn::{self, ConnError, MiniConn};
 use crate::server::io::{interrupted, would_block, SocketTrace, StdSocket, ACCEPT_ERROR_PAUSE};
 use crate::server::shared::Shared;
@@ -131,7 +132,7 @@ fn handle(id: u64, sock: TcpStream, shared: &Shared) {
                     trace: SocketTrace::new(id, writes, false),
                 };
                 let conn = MiniConn::new(tls, id);
-                serve_mini(sock, conn, shared.handshake_timeout, &mut responses)
+                serve_mini(sock, conn, shared.limits, &mut responses)
             }
             Engine::H2 => conn::h2::serve_blocking(id, sock, tls, shared, &mut responses),
         });
@@ -142,54 +143,84 @@ fn handle(id: u64, sock: TcpStream, shared: &Shared) {
 fn serve_mini(
     mut sock: StdSocket,
     mut conn: MiniConn,
-    handshake: Option<Duration>,
+    limits: Limits,
     responses: &mut u64,
 ) -> Result<(), ConnError> {
-    let result = run_mini(&mut sock, &mut conn, handshake);
-    if result.is_err() {
+    let progress = Progress::new();
+    let result = run_mini(&mut sock, &mut conn, limits, &progress);
+    if matches!(&result, Err(e) if !e.is_timeout()) {
         // Send what is due (a GOAWAY, a TLS alert) before closing; the
-        // client may be gone already, so errors here change nothing.
-        let _ = flush(&mut sock, &mut conn);
+        // client may be gone already, so errors here change nothing. One
+        // that does not take it holds the thread until a deadline or a
+        // stop at most.
+        let due = progress.next_deadline(limits, true);
+        let _ = arm(&sock.sock, due).and_then(|()| flush(&mut sock, &mut conn));
     }
     *responses = conn.responses();
     result
 }
 
-/// Serves until the client is done. Until it is established, each read
-/// waits at most until the handshake deadline (a receive timeout on the
-/// socket, cleared once it is established).
+/// Serves until the client is done. Each write and each read waits at most
+/// until the nearest deadline (the handshake's until the client is
+/// established, the idle timeout's from its last progress), by timeouts on
+/// the socket set before them: two system calls a turn while a deadline is
+/// due.
 fn run_mini(
     sock: &mut StdSocket,
     conn: &mut MiniConn,
-    handshake: Option<Duration>,
+    limits: Limits,
+    progress: &Progress,
 ) -> Result<(), ConnError> {
-    let mut deadline = handshake.map(|t| (t, Instant::now() + t));
+    // Whether timeouts are set on the socket, to clear them when none is
+    // due any more.
+    let mut armed = false;
+    // Once established, for good (a closing engine no longer says so).
+    let mut established = false;
     loop {
-        flush(sock, conn)?;
+        established |= conn.is_established();
+        let due = progress.next_deadline(limits, established);
+        if due.is_some() || armed {
+            arm(&sock.sock, due)?;
+            armed = due.is_some();
+        }
+        flush(sock, conn).map_err(|e| missed(e, due))?;
         if conn.is_done() {
             return Ok(());
         }
-        if let Some((t, at)) = deadline {
-            let left = at.saturating_duration_since(Instant::now());
-            let established = conn.is_established();
-            if !established && left.is_zero() {
-                return Err(ConnError::HandshakeTimeout(t));
-            }
-            sock.sock.set_read_timeout((!established).then_some(left))?;
-            if established {
-                deadline = None;
-            }
-        }
-        let n = match sock.read(conn.read_buf()) {
-            Err(e)
-                if deadline.is_some() && (would_block(&e) || e.kind() == ErrorKind::TimedOut) =>
-            {
-                let (t, _) = deadline.expect("checked");
-                return Err(ConnError::HandshakeTimeout(t));
-            }
-            n => n?,
-        };
+        let n = sock
+            .read(conn.read_buf())
+            .map_err(|e| missed(e.into(), due))?;
         conn.handle_read(n)?;
+        if conn.progressed() {
+            progress.note();
+        }
+    }
+}
+
+/// Sets the socket's read and write timeouts to what is left until `due`
+/// (none without a deadline). A deadline already past is its error.
+fn arm(sock: &TcpStream, due: Option<(Instant, Limit)>) -> Result<(), ConnError> {
+    let left = match due {
+        Some((at, limit)) => match at.saturating_duration_since(Instant::now()) {
+            left if left.is_zero() => return Err(limit.into()),
+            left => Some(left),
+        },
+        None => None,
+    };
+    sock.set_read_timeout(left)?;
+    sock.set_write_timeout(left)?;
+    Ok(())
+}
+
+/// A socket timeout while a deadline was set is that deadline's limit.
+fn missed(e: ConnError, due: Option<(Instant, Limit)>) -> ConnError {
+    match (e, due) {
+        (ConnError::Io(e), Some((_, limit)))
+            if would_block(&e) || e.kind() == ErrorKind::TimedOut =>
+        {
+            limit.into()
+        }
+        (e, _) => e,
     }
 }
 

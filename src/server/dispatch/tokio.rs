@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
+use crate::server::conn::idle::{Limit, Progress};
 use crate::server::conn::{self, ConnError, MiniConn};
 use crate::server::io::{interrupted, would_block, SocketTrace, TokioSocket, ACCEPT_ERROR_PAUSE};
 use crate::server::pool::BufPool;
@@ -142,11 +142,13 @@ async fn serve_mini(
     responses: &mut u64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
-    let mut deadline = shared.handshake_timeout.map(|t| (t, Instant::now() + t));
+    let limits = shared.limits;
+    let progress = Progress::new();
     let mut established = false;
     let serve = async {
         loop {
-            flush(&mut sock, &mut conn).await?;
+            let deadline = progress.next_deadline(limits, established);
+            within(deadline, flush(&mut sock, &mut conn)).await?;
             if conn.is_done() {
                 return Ok(());
             }
@@ -155,35 +157,51 @@ async fn serve_mini(
             POOL.with_borrow_mut(|pool| conn.return_buffers(pool));
             if !established && conn.is_established() {
                 established = true;
-                deadline = None;
                 shared.trim.note();
             }
-            match deadline {
-                Some((t, at)) => tokio::time::timeout_at(at, sock.sock.readable())
-                    .await
-                    .map_err(|_| ConnError::HandshakeTimeout(t))??,
-                None => sock.sock.readable().await?,
-            }
+            let deadline = progress.next_deadline(limits, established);
+            within(deadline, async { Ok(sock.sock.readable().await?) }).await?;
             POOL.with_borrow_mut(|pool| conn.borrow_buffers(pool));
             match sock.try_read(conn.read_buf()) {
                 Ok(n) => conn.handle_read(n)?,
                 Err(e) if would_block(&e) => {}
                 Err(e) => return Err(e.into()),
             }
+            if conn.progressed() {
+                progress.note();
+            }
         }
     };
     // A stop ends the connection wherever it waits: for input, or for a
     // client that does not read to take the output.
-    let result = tokio::select! {
+    let result: Result<(), ConnError> = tokio::select! {
         result = serve => result,
         _ = stop.changed() => Ok(()),
     };
-    if result.is_err() {
-        // Send what is due (a GOAWAY, a TLS alert) before closing.
-        let _ = flush(&mut sock, &mut conn).await;
+    if matches!(&result, Err(e) if !e.is_timeout()) {
+        // Send what is due (a GOAWAY, a TLS alert) before closing, unless
+        // the client does not take it before a deadline or a stop.
+        let deadline = progress.next_deadline(limits, true);
+        tokio::select! {
+            _ = within(deadline, flush(&mut sock, &mut conn)) => {}
+            _ = stop.wait_for(|stopping| *stopping) => {}
+        }
     }
     *responses = conn.responses();
     result
+}
+
+/// `fut`, ended by the deadline's limit if it comes first.
+async fn within<T>(
+    deadline: Option<(std::time::Instant, Limit)>,
+    fut: impl std::future::Future<Output = Result<T, ConnError>>,
+) -> Result<T, ConnError> {
+    match deadline {
+        Some((at, limit)) => tokio::time::timeout_at(at.into(), fut)
+            .await
+            .map_err(|_| ConnError::from(limit))?,
+        None => fut.await,
+    }
 }
 
 /// Writes everything due: one write per chunk read, however many

@@ -65,7 +65,6 @@ struct Client {
     /// and CONTINUATIONs that never end a block, are no progress, so a
     /// client cannot hold its place by trickling them).
     last_progress: Instant,
-    frames: u64,
     /// In the ready queue already.
     queued: bool,
     error: Option<ConnError>,
@@ -161,15 +160,8 @@ impl Client {
             Name::Handshake | Name::Decrypt => self.decrypt(),
             Name::Engine => {
                 let ran = self.pipeline.run_engine();
-                // A frame inside an unfinished header block is no
-                // progress either: a request must be whole within the idle
-                // timeout of its last progress (the header-read deadline).
-                let frames = self.pipeline.frames_received();
-                if frames != self.frames {
-                    self.frames = frames;
-                    if !self.pipeline.in_header_block() {
-                        self.last_progress = Instant::now();
-                    }
+                if self.pipeline.progressed() {
+                    self.last_progress = Instant::now();
                 }
                 ran
             }
@@ -572,7 +564,6 @@ impl PollLoop {
             out_start: 0,
             accepted: Instant::now(),
             last_progress: Instant::now(),
-            frames: 0,
             queued: false,
             error: None,
         });
