@@ -114,7 +114,10 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
             }
             Engine::H2 => {
                 let mut stop = stop;
-                let serve = conn::h2::serve(id, sock, tls, &shared, &mut responses);
+                // Boxed: the crate's connection is kilobytes, and a task is
+                // as large as its largest branch, so mini connections would
+                // carry its room too.
+                let serve = Box::pin(conn::h2::serve(id, sock, tls, &shared, &mut responses));
                 tokio::select! {
                     r = serve => r,
                     _ = stop.changed() => Ok(()),
