@@ -6,8 +6,10 @@
 //! The core: [`frame`], [`engine`], [`tls`], [`server`] and [`trace`]. The
 //! tools around it, each a subcommand: [`serve`], [`certs`], [`compare`],
 //! [`load`], [`bench`] (with `report`); [`cli`] only dispatches to them.
-// `deny`, not `forbid`: one call, glibc's `malloc_trim` (`server::trim`),
-// has no safe binding; it is the only `unsafe` in the crate.
+// `deny`, not `forbid`: two calls have no safe binding, glibc's
+// `malloc_trim` (`server::trim`) and OpenSSL's `SSL_CTX_ctrl` for the
+// record size (`tls::openssl_session`); they are the only `unsafe` in the
+// crate.
 #![deny(unsafe_code)]
 #![forbid(unused_must_use)]
 

@@ -9,7 +9,7 @@ mod conn;
 mod dispatch;
 mod errlog;
 mod io;
-mod pool;
+pub(crate) mod pool;
 mod shared;
 mod trim;
 

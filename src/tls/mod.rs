@@ -17,6 +17,7 @@ mod rustls_session;
 use std::fmt;
 
 use crate::certs::Identity;
+use crate::server::pool::BufPool;
 pub use client_hello::{ClientHello, ClientHelloHook};
 
 /// The only application protocol served.
@@ -108,6 +109,15 @@ pub trait TlsSession: Send {
     fn is_plain(&self) -> bool {
         false
     }
+
+    /// Takes the buffers a turn of reading and writing needs from `pool`
+    /// (for a connection that has data).
+    fn borrow_buffers(&mut self, _pool: &mut BufPool) {}
+
+    /// Gives the buffers that are empty back to `pool`, for a connection
+    /// about to wait for its client: an idle connection should hold its
+    /// session's state only.
+    fn return_buffers(&mut self, _pool: &mut BufPool) {}
 }
 
 /// Makes sessions for one server: the configuration is built once, at start.

@@ -186,3 +186,39 @@ fn bad_pem_is_a_config_error() {
         assert!(matches!(err, TlsError::Config { .. }), "{provider}: {err}");
     }
 }
+
+/// OpenSSL sends records of at most 4 KiB of plaintext (its write buffer
+/// is sized by it), and 40 KiB written at once still arrive whole, also
+/// when the session lends its buffers back between writes.
+#[test]
+fn openssl_records_hold_at_most_4_kib_and_big_writes_arrive_whole() {
+    let mut pool = crate::server::pool::BufPool::default();
+    let mut pair = request_over(TlsProvider::Openssl, &[b"h2"]);
+    pair.server.return_buffers(&mut pool);
+    let data: Vec<u8> = (0..40 * 1024u32).map(|i| (i % 251) as u8).collect();
+    pair.server.handle_plaintext(&data).unwrap();
+    let mut wire = Vec::new();
+    pair.server.poll_ciphertext(&mut wire).unwrap();
+    pair.server.return_buffers(&mut pool);
+    pair.server.borrow_buffers(&mut pool);
+    // Records: type, version, 2-octet length; AEAD adds 22 octets (TLS 1.3
+    // inner type and tag).
+    let mut records = 0;
+    let mut rest = &wire[..];
+    while !rest.is_empty() {
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        assert!(len <= 4096 + 22, "a record of {len} octets");
+        rest = &rest[5 + len..];
+        records += 1;
+    }
+    assert!(records >= 10, "{records} records for 40 KiB");
+    let mut back = &wire[..];
+    let mut got = Vec::new();
+    while !back.is_empty() {
+        pair.client.read_tls(&mut back).unwrap();
+        pair.client.process_new_packets().unwrap();
+        // WouldBlock once all that arrived is read.
+        let _ = pair.client.reader().read_to_end(&mut got);
+    }
+    assert_eq!(got, data);
+}

@@ -81,12 +81,14 @@ impl Pipeline {
     pub fn borrow_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
         pool.fill(&mut self.plain_in);
         pool.fill(&mut self.plain_out);
+        self.tls.borrow_buffers(pool);
     }
 
     /// Gives ③ and ⓤ back to `pool` if they are empty.
     pub fn return_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
         pool.give_vec(&mut self.plain_in);
         pool.give_vec(&mut self.plain_out);
+        self.tls.return_buffers(pool);
     }
 
     /// No TLS: feed, encrypt and move are copies, left out of traces.
