@@ -127,7 +127,8 @@ fn the_mini_engine_survives_h2spec(setup: Setup) {
 }
 
 setup_tests!(for [
-    single_h2_none, single_h2_rustls, thread_h2_none, thread_h2_openssl,
+    single_h2_none, single_h2_rustls, single_h2_openssl,
+    thread_h2_none, thread_h2_rustls, thread_h2_openssl,
     tokio_h2_none, tokio_h2_rustls, tokio_h2_openssl,
     single_mini_none, tokio_mini_rustls, poll_mini_none, poll_mini_rustls,
 ] an_upload_larger_than_the_window_is_answered);
