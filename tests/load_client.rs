@@ -355,21 +355,27 @@ fn failures_say_why() {
     assert_eq!(json["failed"], 5, "{json}");
     drop(silent);
 
-    // An HTTP/1 server.
-    let port = free_port();
+    // An HTTP/1 server, on a port it picks itself and says ("Serving HTTP
+    // on 127.0.0.1 port N ..."): a port picked for it here could be taken
+    // by a parallel test before it binds.
     let mut http1 = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .stdout(Stdio::null())
+        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("python3");
-    wait_listening(port);
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(http1.stdout.take().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    let port: u16 = said
+        .split(" port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {said:?}"));
     let (code, json, _) = load(&["-n", "2", &format!("http://127.0.0.1:{port}/")]);
     let _ = http1.kill();
     let _ = http1.wait();
