@@ -40,8 +40,8 @@ pub(super) struct Acceptor {
 /// Records of at most this much plaintext. OpenSSL sizes its write buffer
 /// by it, and the 16 KiB default made each handshake allocate (and free) a
 /// 17 KiB buffer between the allocations a connection keeps: 10,000 idle
-/// connections on `poll` held 27 KiB each, 24 KiB with 4 KiB records (23
-/// with the pipe buffers freed too). The responses here are tens of octets
+/// connections on `poll` held 27 KiB each, 24 KiB with 4 KiB records (22
+/// with the pipe buffers lent from the pool too). The responses here are tens of octets
 /// and a batch of 100 a few KiB, so they rarely take a second record;
 /// nginx's `ssl_buffer_size` advice is 4 KiB too, for the first byte's
 /// sake.

@@ -73,12 +73,7 @@ where
             .handshake
             .map(|t| (Instant::now() + t, Limit::Handshake(t))),
     };
-    let handshaken = match deadline {
-        Some((at, limit)) => tokio::time::timeout_at(at.into(), handshaken)
-            .await
-            .map_err(|_| ConnError::from(limit))??,
-        None => handshaken.await?,
-    };
+    let handshaken = idle::within(deadline, async { Ok(handshaken.await?) }).await?;
     shared.trim.note();
     let serve = async { Ok(engine_slices(client, engine::serve(handshaken, responses)).await?) };
     match (progress, limits.idle) {

@@ -102,6 +102,19 @@ pub fn header_block_open(open: bool, head: &FrameHeader) -> bool {
     }
 }
 
+/// `fut`, ended by the deadline's limit if it comes first.
+pub async fn within<T>(
+    deadline: Option<(Instant, Limit)>,
+    fut: impl Future<Output = Result<T, ConnError>>,
+) -> Result<T, ConnError> {
+    match deadline {
+        Some((at, limit)) => tokio::time::timeout_at(at.into(), fut)
+            .await
+            .map_err(|_| ConnError::from(limit))?,
+        None => fut.await,
+    }
+}
+
 /// Runs `fut` until it ends or the client makes no progress for `t`
 /// (checked against `progress` at each deadline), which ends it with
 /// [`ConnError::IdleTimeout`].

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::server::conn::idle::{Limit, Progress};
+use crate::server::conn::idle::{within, Progress};
 use crate::server::conn::{self, ConnError, MiniConn};
 use crate::server::io::{interrupted, would_block, SocketTrace, TokioSocket, ACCEPT_ERROR_PAUSE};
 use crate::server::pool::BufPool;
@@ -192,19 +192,6 @@ async fn serve_mini(
     }
     *responses = conn.responses();
     result
-}
-
-/// `fut`, ended by the deadline's limit if it comes first.
-async fn within<T>(
-    deadline: Option<(std::time::Instant, Limit)>,
-    fut: impl std::future::Future<Output = Result<T, ConnError>>,
-) -> Result<T, ConnError> {
-    match deadline {
-        Some((at, limit)) => tokio::time::timeout_at(at.into(), fut)
-            .await
-            .map_err(|_| ConnError::from(limit))?,
-        None => fut.await,
-    }
 }
 
 /// Writes everything due: one write per chunk read, however many
