@@ -86,11 +86,19 @@ fn tiny_matrix_with_both_clients() {
             "{err}"
         );
         let table = String::from_utf8_lossy(&out.stdout);
-        // A footer line (`! …`) says when repeats spread too wide.
+        // Footer lines say when repeats spread too wide (`! …`) and what
+        // the machine's own pace did (`~ …`).
         assert_eq!(
-            table.lines().filter(|l| !l.starts_with('!')).count(),
+            table
+                .lines()
+                .filter(|l| !l.starts_with('!') && !l.starts_with('~'))
+                .count(),
             1 + 6,
             "{client}: header + 6 cells: {table}"
+        );
+        assert!(
+            table.contains("\n~ the machine's own pace") && table.contains("around the repeats of"),
+            "{table}"
         );
 
         let rows = rows(&csv);
@@ -115,6 +123,15 @@ fn tiny_matrix_with_both_clients() {
             if client == "builtin" {
                 assert!(r.p50_us.unwrap() > 0, "p50: {r:?}");
             }
+            // The machine's pace, timed around every run (ns a block).
+            assert!(r.pace_ns.is_some_and(|p| p > 100.0), "pace: {r:?}");
+        }
+        for m in &medians {
+            let (min, max) = (m.pace_ns_min.unwrap(), m.pace_ns_max.unwrap());
+            assert!(
+                min <= m.pace_ns.unwrap() && m.pace_ns.unwrap() <= max,
+                "{m:?}"
+            );
         }
         // Repeats are interleaved: cell 1 rep 1 … cell 6 rep 1, then rep 2.
         let reps: Vec<usize> = runs.iter().map(|r| r.rep.unwrap()).collect();
@@ -415,7 +432,7 @@ fn results_carry_the_machine_that_ran_them() {
     );
     let text = std::fs::read_to_string(&csv).unwrap();
     for key in [
-        "date", "h2lab", "cpu", "kernel", "pinning", "warm_up", "duration",
+        "date", "h2lab", "cpu", "kernel", "pinning", "warm_up", "duration", "pace",
     ] {
         assert!(text.contains(&format!("# {key}: ")), "{key}: {text}");
     }
@@ -431,6 +448,28 @@ fn results_carry_the_machine_that_ran_them() {
     assert!(report.status.success(), "{md}");
     assert!(md.contains("## Machine (where the bench ran)"), "{md}");
     assert!(md.contains("- warm-up: 0.2 s"), "{md}");
+    assert!(md.contains("- pace: 0.1 s on CPUs "), "{md}");
+    assert!(md.contains("The machine: the machine's own pace"), "{md}");
+
+    // `--pace 0`: not timed, said so, and no pace in the rows or footer.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .args([
+            "bench",
+            "--dispatch",
+            "poll",
+            "--tls",
+            "none",
+            "--pace",
+            "0",
+        ])
+        .args(["--clients", "1", "--pipeline", "1", "--duration", "0.2"])
+        .args(["--warm-up", "0.2", "--repeat", "1", "--out"])
+        .arg(&csv));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !table.contains("pace"), "{table}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.contains("# pace: not timed\n"), "{text}");
+    assert!(rows(&csv).iter().all(|r| r.pace_ns.is_none()), "{text}");
 }
 
 /// An output that cannot be written is refused before the first run.

@@ -30,7 +30,7 @@ COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline",
            "cpu_us_per_req", "succeeded", "failed", "connection_errors",
            "traced", "trace_records_per_req", "trace_lost", "span_ns", "event_ns",
            "cpu_us_per_req_min", "cpu_us_per_req_max", "req_per_s_cv", "cpu_cv", "wide",
-           "threads"]
+           "threads", "pace_ns", "pace_ns_min", "pace_ns_max"]
 
 
 def read_medians(path):
@@ -39,8 +39,9 @@ def read_medians(path):
         # `# key: value` lines before the header describe the machine.
         reader = csv.reader(line for line in f if not line.startswith("#"))
         header = next(reader, None)
-        # CSVs from before the threads axis lack its column.
-        if header not in (COLUMNS, COLUMNS[:-1]):
+        # CSVs from before the machine's pace lack its three columns; from
+        # before the threads axis, that one too.
+        if header not in (COLUMNS, COLUMNS[:-3], COLUMNS[:-4]):
             raise ValueError(f"{path}: not an h2lab bench CSV (header {header})")
         rows = []
         for line, cols in enumerate(reader, start=2):

@@ -112,6 +112,13 @@ pub struct Args {
     /// recorder's own measured cost per action and per frame event.
     #[arg(long)]
     pub trace_cost: bool,
+    /// Seconds the machine's own pace is timed before the first run and
+    /// after each: a fixed loop on every CPU the bench uses, all at once.
+    /// On a shared machine the CPUs themselves speed up and slow down; the
+    /// table's footer says how much, and around how many cells' repeats
+    /// (0: not timed).
+    #[arg(long, value_name = "SECS", default_value = "0.1", value_parser = values::secs_or_zero)]
+    pub pace: Duration,
 }
 
 pub fn run(args: Args) -> CmdResult {
@@ -252,9 +259,15 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         client: args.client,
         exe: std::env::current_exe().context("cannot find the h2lab binary")?,
         timeout: args.timeout,
-        pin_server,
-        pin_client,
         trace_cost: args.trace_cost,
         trace_dir: std::env::temp_dir().join(format!("h2lab-bench-trace-{}", std::process::id())),
+        pace: (!args.pace.is_zero()).then(|| {
+            super::pace::Pace::new(
+                super::pace::bench_cpus(pin_server.as_deref(), pin_client.as_deref()),
+                args.pace,
+            )
+        }),
+        pin_server,
+        pin_client,
     })
 }

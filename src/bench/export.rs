@@ -98,9 +98,35 @@ impl Exporter for Table {
                 super::stats::WIDE_SPREAD
             );
         }
+        if let Some(note) = pace_note(&results.medians) {
+            let _ = writeln!(out, "~ {note}");
+        }
         out.push_str(&trace_costs(&results.medians));
         Ok(out)
     }
+}
+
+/// What the machine's own pace did over the bench, beside the cells'
+/// spread (`None` when it was not timed).
+fn pace_note(medians: &[Median]) -> Option<String> {
+    let (pace, wide_pace) = super::stats::machine_pace(medians)?;
+    let timed = medians.iter().filter(|m| m.pace_ns.is_some()).count();
+    let wide = medians.iter().filter(|m| m.is_wide());
+    let both = wide
+        .clone()
+        .filter(|m| {
+            m.pace_ns
+                .is_some_and(|p| p.spread() > super::stats::WIDE_SPREAD)
+        })
+        .count();
+    Some(format!(
+        "the machine's own pace (a fixed walk through memory and a system call, timed on the bench's CPUs between runs) varied {:.2}× over the bench ({:.0}–{:.0} ns a block), and more than {}× around the repeats of {wide_pace} of {timed} cells; of the {} cells whose repeats spread wider, {both} had the machine's pace spread wider around them",
+        pace.spread(),
+        pace.min,
+        pace.max,
+        super::stats::WIDE_SPREAD,
+        wide.count()
+    ))
 }
 
 /// For `--trace-cost`: each traced cell beside its untraced twin.
@@ -203,6 +229,9 @@ impl Exporter for Markdown<'_> {
             self.source.display(),
             super::stats::WIDE_SPREAD
         );
+        if let Some(note) = pace_note(&results.medians) {
+            let _ = writeln!(out, "The machine: {note}.\n");
+        }
         for ((clients, pipeline, tls), mut group) in groups {
             group.sort_by(|a, b| b.req_per_s.total_cmp(&a.req_per_s));
             let base_rps = group
@@ -283,6 +312,7 @@ mod tests {
             failed: 0,
             connection_errors: 0,
             trace: None,
+            pace_ns: None,
         }
     }
 

@@ -10,8 +10,10 @@ use super::peers::Peer;
 use super::system::version_of;
 use super::BenchConfig;
 
-/// Every field is text: it is read back from CSV comments as it was written.
+/// Every field is text: it is read back from CSV comments as it was written
+/// (a field a CSV from before it lacks is empty).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Machine {
     /// When the bench started, UTC.
     pub date: String,
@@ -23,6 +25,8 @@ pub struct Machine {
     pub warm_up: String,
     pub duration: String,
     pub repeat: String,
+    /// How the machine's own pace was timed (`bench --pace`).
+    pub pace: String,
     pub client: String,
     pub tls: String,
     pub h2load: String,
@@ -44,6 +48,18 @@ impl Machine {
             warm_up: format!("{} s", config.warm_up.as_secs_f64()),
             duration: format!("{} s", config.duration.as_secs_f64()),
             repeat: config.repeat.to_string(),
+            pace: match &config.pace {
+                Some(p) => format!(
+                    "{} s on CPUs {} before the first run and after each",
+                    p.length.as_secs_f64(),
+                    p.cpus
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                None => "not timed".into(),
+            },
             client: config.client.name().into(),
             ..Machine::here()
         }
@@ -157,6 +173,10 @@ mod tests {
         let text = format!("{block}kind,client\nrun,builtin\n");
         assert_eq!(Machine::from_comments(&text), Some(m));
         assert_eq!(Machine::from_comments("kind,client\n"), None);
+        // A block from before a field existed reads, the field empty.
+        let old = "# date: 2026-11-26T15:04:05Z\n# repeat: 3\nkind,client\n";
+        let back = Machine::from_comments(old).unwrap();
+        assert_eq!((back.repeat.as_str(), back.pace.as_str()), ("3", ""));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! Parts: [`matrix`] (what to run), [`child`] (our server processes),
 //! [`peers`] (nginx, h2o, nghttpd), [`system`] (pinning, /proc),
-//! [`h2load`], [`stats`], [`row`] (the CSV record), [`export`] (table, CSV,
+//! [`h2load`], [`pace`] (the machine's own pace between runs), [`stats`], [`row`] (the CSV record), [`export`] (table, CSV,
 //! JSON, markdown), [`command`] and [`report`] (the two subcommands).
 
 mod child;
@@ -15,6 +15,7 @@ pub mod export;
 mod h2load;
 pub mod machine;
 pub mod matrix;
+pub mod pace;
 pub mod peers;
 pub mod report;
 pub mod row;
@@ -76,6 +77,8 @@ pub struct BenchConfig {
     /// Each of our setups also traced (`--trace-cost`), its files in here.
     pub trace_cost: bool,
     pub trace_dir: PathBuf,
+    /// The machine's pace, timed before the first run and after each.
+    pub pace: Option<pace::Pace>,
 }
 
 /// What tracing cost in a traced run, from the trace's own metadata.
@@ -109,6 +112,9 @@ pub struct Run {
     pub connection_errors: u64,
     pub seconds: f64,
     pub trace: Option<TraceCost>,
+    /// The machine's pace around the run: the mean of the time its fixed
+    /// work took (ns a block, see [`pace`]) just before and just after it.
+    pub pace_ns: Option<f64>,
 }
 
 /// Everything a bench measured: what every exporter writes.
@@ -158,6 +164,8 @@ pub fn run(
         medians: Vec::new(),
     };
     let interrupted = |runs: &[Run]| BenchError::Interrupted { runs: runs.len() };
+    let pace = || config.pace.as_ref().map(pace::Pace::measure);
+    let mut pace_before = pace();
     for rep in 1..=config.repeat {
         for &cell in &cells {
             if system::interrupted() {
@@ -167,7 +175,10 @@ pub fn run(
             if system::interrupted() {
                 return Err(interrupted(&results.runs));
             }
-            results.runs.push(run?);
+            let pace_after = pace();
+            let pace_ns = pace_before.zip(pace_after).map(|(a, b)| (a + b) / 2.0);
+            pace_before = pace_after;
+            results.runs.push(Run { pace_ns, ..run? });
             let measured: Vec<Cell> = cells
                 .iter()
                 .copied()
@@ -231,6 +242,7 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
         connection_errors: m.connection_errors,
         seconds: m.seconds,
         trace,
+        pace_ns: None,
     })
 }
 

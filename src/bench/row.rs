@@ -6,11 +6,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::stats::Pace;
 use super::{Cell, LoadClient, Median, Results, Run, Target, TraceCost};
 use crate::csv_file::{self, CsvFileError};
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,6 +63,16 @@ pub struct Row {
     /// CSVs from before the axis).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// The machine's pace (ns per block of a fixed piece of work, timed on
+    /// the bench's CPUs between runs): around the run, or the median and
+    /// min–max around the cell's runs; empty when not timed (and in CSVs
+    /// from before it was).
+    #[serde(default)]
+    pub pace_ns: Option<f64>,
+    #[serde(default)]
+    pub pace_ns_min: Option<f64>,
+    #[serde(default)]
+    pub pace_ns_max: Option<f64>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -102,6 +113,9 @@ impl Row {
             cpu_cv: None,
             wide: None,
             threads: (cell.threads > 0).then_some(cell.threads),
+            pace_ns: None,
+            pace_ns_min: None,
+            pace_ns_max: None,
         }
     }
 
@@ -128,6 +142,7 @@ impl Row {
             succeeded: r.succeeded,
             failed: r.failed,
             connection_errors: r.connection_errors,
+            pace_ns: r.pace_ns.map(|p| round(p, 1)),
             ..Row::new(RowKind::Run, client, &r.cell)
         }
         .with_trace(r.trace.as_ref())
@@ -149,6 +164,9 @@ impl Row {
             succeeded: m.succeeded,
             failed: m.failed,
             connection_errors: m.connection_errors,
+            pace_ns: m.pace_ns.map(|p| round(p.median, 1)),
+            pace_ns_min: m.pace_ns.map(|p| round(p.min, 1)),
+            pace_ns_max: m.pace_ns.map(|p| round(p.max, 1)),
             ..Row::new(RowKind::Median, client, &m.cell)
         }
         .with_trace(m.trace.as_ref())
@@ -191,6 +209,11 @@ impl Row {
                 }),
                 _ => None,
             },
+            pace_ns: self.pace_ns.map(|median| Pace {
+                median,
+                min: self.pace_ns_min.unwrap_or(median),
+                max: self.pace_ns_max.unwrap_or(median),
+            }),
         })
     }
 }
@@ -275,6 +298,11 @@ mod tests {
             failed: 0,
             connection_errors: 0,
             trace: None,
+            pace_ns: Some(Pace {
+                median: 2000.04,
+                min: 1500.0,
+                max: 3100.0,
+            }),
         };
         let row = Row::of_median(LoadClient::Builtin, &median);
         let text = csv_file::to_string([&row]).unwrap();
@@ -282,13 +310,17 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0")
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);
         assert_eq!(back.req_per_s, 1234.6);
-        // A CSV from before the threads axis: the server's default.
-        let header = CSV_HEADER.strip_suffix(",threads").unwrap();
+        assert_eq!(back.pace_ns.map(|p| p.spread()), Some(3100.0 / 1500.0));
+        // A CSV from before the threads axis (and the pace): the server's
+        // default, no pace.
+        let header = CSV_HEADER
+            .strip_suffix(",threads,pace_ns,pace_ns_min,pace_ns_max")
+            .unwrap();
         let old = format!(
             "{header}\nmedian,builtin,poll,mini,rustls,5,100,,1.0,,,,,0.1,9,0,0,false,,,,,,,,,\n"
         );
@@ -296,6 +328,8 @@ mod tests {
         std::fs::write(&path, old).unwrap();
         let results = read(&path);
         let _ = std::fs::remove_file(&path);
-        assert_eq!(results.unwrap().medians[0].cell.threads, 0);
+        let median = &results.unwrap().medians[0];
+        assert_eq!(median.cell.threads, 0);
+        assert_eq!(median.pace_ns, None);
     }
 }

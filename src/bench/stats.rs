@@ -25,6 +25,29 @@ pub struct Median {
     pub connection_errors: u64,
     /// Traced cells: medians of the runs' trace figures, losses summed.
     pub trace: Option<TraceCost>,
+    /// The machine's pace around the runs (ns per block of its fixed
+    /// work, see [`super::pace`]): median, min and max; `None` when it was not timed.
+    pub pace_ns: Option<Pace>,
+}
+
+/// The machine's pace around a cell's runs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Pace {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Pace {
+    /// How much slower the machine was around the slowest of the runs than
+    /// around the fastest: max/min.
+    pub fn spread(&self) -> f64 {
+        if self.min > 0.0 {
+            self.max / self.min
+        } else {
+            1.0
+        }
+    }
 }
 
 /// Repeats whose max/min exceeds this are too far apart to trust the median.
@@ -104,9 +127,35 @@ pub fn medians(cells: &[Cell], runs: &[Run]) -> Vec<Median> {
                 failed: mine.iter().map(|r| r.failed).sum(),
                 connection_errors: mine.iter().map(|r| r.connection_errors).sum(),
                 trace: trace_median(&mine),
+                pace_ns: pace(&mine),
             }
         })
         .collect()
+}
+
+fn pace(runs: &[&Run]) -> Option<Pace> {
+    let v: Vec<f64> = runs.iter().filter_map(|r| r.pace_ns).collect();
+    (!v.is_empty()).then(|| Pace {
+        min: min(&v),
+        max: max(&v),
+        median: median(v),
+    })
+}
+
+/// The pace over a whole bench (from its cells'), and how many cells it
+/// spread wider than [`WIDE_SPREAD`] across: `None` when it was not timed.
+pub fn machine_pace(medians: &[Median]) -> Option<(Pace, usize)> {
+    let paces: Vec<Pace> = medians.iter().filter_map(|m| m.pace_ns).collect();
+    if paces.is_empty() {
+        return None;
+    }
+    let wide = paces.iter().filter(|p| p.spread() > WIDE_SPREAD).count();
+    let whole = Pace {
+        median: median(paces.iter().map(|p| p.median).collect()),
+        min: paces.iter().map(|p| p.min).fold(f64::INFINITY, f64::min),
+        max: paces.iter().map(|p| p.max).fold(0.0, f64::max),
+    };
+    Some((whole, wide))
 }
 
 fn trace_median(runs: &[&Run]) -> Option<TraceCost> {
