@@ -45,6 +45,15 @@ fn bench_servers() -> usize {
         .count()
 }
 
+/// The table's header and cells, without its footer lines (`! …` says
+/// how many cells spread too wide, `~ …` what the machine's pace did).
+fn table_lines(table: &str) -> usize {
+    table
+        .lines()
+        .filter(|l| !l.starts_with('!') && !l.starts_with('~'))
+        .count()
+}
+
 #[test]
 fn tiny_matrix_with_both_clients() {
     let _serial = serial();
@@ -89,10 +98,7 @@ fn tiny_matrix_with_both_clients() {
         // Footer lines say when repeats spread too wide (`! …`) and what
         // the machine's own pace did (`~ …`).
         assert_eq!(
-            table
-                .lines()
-                .filter(|l| !l.starts_with('!') && !l.starts_with('~'))
-                .count(),
+            table_lines(&table),
             1 + 6,
             "{client}: header + 6 cells: {table}"
         );
@@ -213,11 +219,7 @@ fn pinned_runs_serve_and_report_their_cpus() {
         assert!(out.status.success(), "{client}: {err}");
         assert!(err.contains("servers on CPUs 0, load on CPUs 1"), "{err}");
         let table = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            table.lines().filter(|l| !l.starts_with('!')).count(),
-            3,
-            "{table}"
-        );
+        assert_eq!(table_lines(&table), 3, "{table}");
     }
     let out =
         run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args(["bench", "--pin-server", "zero"]));
