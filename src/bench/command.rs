@@ -113,7 +113,8 @@ pub struct Args {
     #[arg(long)]
     pub trace_cost: bool,
     /// Seconds the machine's own pace is timed before the first run and
-    /// after each: a fixed loop on every CPU the bench uses, all at once.
+    /// after each: a walk through 256 KiB of memory and a system call per
+    /// 1,000 steps, on every CPU the bench uses, all at once.
     /// On a shared machine the CPUs themselves speed up and slow down; the
     /// table's footer says how much, and around how many cells' repeats
     /// (0: not timed).

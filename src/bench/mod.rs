@@ -6,8 +6,9 @@
 //!
 //! Parts: [`matrix`] (what to run), [`child`] (our server processes),
 //! [`peers`] (nginx, h2o, nghttpd), [`system`] (pinning, /proc),
-//! [`h2load`], [`pace`] (the machine's own pace between runs), [`stats`], [`row`] (the CSV record), [`export`] (table, CSV,
-//! JSON, markdown), [`command`] and [`report`] (the two subcommands).
+//! [`h2load`], [`pace`] (the machine's own pace between runs), [`stats`],
+//! [`row`] (the CSV record), [`export`] (table, CSV, JSON, markdown),
+//! [`command`] and [`report`] (the two subcommands).
 
 mod child;
 pub mod command;

@@ -9,6 +9,8 @@
 //! as the pace around them did, the machine changed under the server.
 
 use std::sync::Arc;
+
+use super::system;
 use std::time::{Duration, Instant};
 
 /// Entries of the ring (4 octets each: 256 KiB, a core's L2 cache).
@@ -84,36 +86,18 @@ impl Pace {
     }
 }
 
-/// The CPUs of a `taskset -c` list (`0`, `0-3`, `0,2-3`), in order, each
-/// once; `None` for a list that is not one.
-pub fn cpus_of(list: &str) -> Option<Vec<usize>> {
-    let mut cpus = Vec::new();
-    for part in list.split(',') {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
-        if a > b || b - a > 4096 {
-            return None;
-        }
-        cpus.extend(a..=b);
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Some(cpus)
-}
-
 /// The CPUs the bench runs on: its two pinning lists, or with none every
 /// CPU this process may use.
 pub fn bench_cpus(pin_server: Option<&str>, pin_client: Option<&str>) -> Vec<usize> {
     let lists: Vec<&str> = [pin_server, pin_client].into_iter().flatten().collect();
     if lists.is_empty() {
-        let Ok(set) = rustix::thread::sched_getaffinity(None) else {
-            return vec![0];
-        };
-        return (0..rustix::thread::CpuSet::MAX_CPU)
-            .filter(|&c| set.is_set(c))
-            .collect();
+        return system::allowed_cpus();
     }
-    let mut cpus: Vec<usize> = lists.iter().filter_map(|l| cpus_of(l)).flatten().collect();
+    let mut cpus: Vec<usize> = lists
+        .iter()
+        .filter_map(|l| system::cpu_list(l))
+        .flatten()
+        .collect();
     cpus.sort_unstable();
     cpus.dedup();
     cpus
@@ -124,12 +108,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpu_lists_expand() {
-        assert_eq!(cpus_of("0"), Some(vec![0]));
-        assert_eq!(cpus_of("0-3"), Some(vec![0, 1, 2, 3]));
-        assert_eq!(cpus_of("3,0-1,1"), Some(vec![0, 1, 3]));
-        assert_eq!(cpus_of("1-0"), None);
-        assert_eq!(cpus_of("x"), None);
+    fn the_bench_cpus_are_both_lists_or_every_allowed_one() {
         assert_eq!(bench_cpus(Some("1"), Some("0-1")), vec![0, 1]);
         assert!(!bench_cpus(None, None).is_empty());
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::stats::Pace;
+use super::stats::PaceRange;
 use super::{Cell, LoadClient, Median, Results, Run, Target, TraceCost};
 use crate::csv_file::{self, CsvFileError};
 
@@ -209,7 +209,7 @@ impl Row {
                 }),
                 _ => None,
             },
-            pace_ns: self.pace_ns.map(|median| Pace {
+            pace_ns: self.pace_ns.map(|median| PaceRange {
                 median,
                 min: self.pace_ns_min.unwrap_or(median),
                 max: self.pace_ns_max.unwrap_or(median),
@@ -298,7 +298,7 @@ mod tests {
             failed: 0,
             connection_errors: 0,
             trace: None,
-            pace_ns: Some(Pace {
+            pace_ns: Some(PaceRange {
                 median: 2000.04,
                 min: 1500.0,
                 max: 3100.0,

@@ -27,18 +27,18 @@ pub struct Median {
     pub trace: Option<TraceCost>,
     /// The machine's pace around the runs (ns per block of its fixed
     /// work, see [`super::pace`]): median, min and max; `None` when it was not timed.
-    pub pace_ns: Option<Pace>,
+    pub pace_ns: Option<PaceRange>,
 }
 
 /// The machine's pace around a cell's runs.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Pace {
+pub struct PaceRange {
     pub median: f64,
     pub min: f64,
     pub max: f64,
 }
 
-impl Pace {
+impl PaceRange {
     /// How much slower the machine was around the slowest of the runs than
     /// around the fastest: max/min.
     pub fn spread(&self) -> f64 {
@@ -133,9 +133,9 @@ pub fn medians(cells: &[Cell], runs: &[Run]) -> Vec<Median> {
         .collect()
 }
 
-fn pace(runs: &[&Run]) -> Option<Pace> {
+fn pace(runs: &[&Run]) -> Option<PaceRange> {
     let v: Vec<f64> = runs.iter().filter_map(|r| r.pace_ns).collect();
-    (!v.is_empty()).then(|| Pace {
+    (!v.is_empty()).then(|| PaceRange {
         min: min(&v),
         max: max(&v),
         median: median(v),
@@ -144,13 +144,13 @@ fn pace(runs: &[&Run]) -> Option<Pace> {
 
 /// The pace over a whole bench (from its cells'), and how many cells it
 /// spread wider than [`WIDE_SPREAD`] across: `None` when it was not timed.
-pub fn machine_pace(medians: &[Median]) -> Option<(Pace, usize)> {
-    let paces: Vec<Pace> = medians.iter().filter_map(|m| m.pace_ns).collect();
+pub fn machine_pace(medians: &[Median]) -> Option<(PaceRange, usize)> {
+    let paces: Vec<PaceRange> = medians.iter().filter_map(|m| m.pace_ns).collect();
     if paces.is_empty() {
         return None;
     }
     let wide = paces.iter().filter(|p| p.spread() > WIDE_SPREAD).count();
-    let whole = Pace {
+    let whole = PaceRange {
         median: median(paces.iter().map(|p| p.median).collect()),
         min: paces.iter().map(|p| p.min).fold(f64::INFINITY, f64::min),
         max: paces.iter().map(|p| p.max).fold(0.0, f64::max),

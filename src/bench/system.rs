@@ -79,9 +79,18 @@ pub fn interrupted() -> bool {
 /// The default pinning: the server on the first CPU this process may use,
 /// the load on the second; none on a machine with one CPU.
 pub fn default_pins() -> Option<(String, String)> {
-    let set = rustix::thread::sched_getaffinity(None).ok()?;
-    let mut cpus = (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c));
+    let mut cpus = allowed_cpus().into_iter();
     Some((cpus.next()?.to_string(), cpus.next()?.to_string()))
+}
+
+/// The CPUs this process may run on, in order (none if it cannot tell).
+pub fn allowed_cpus() -> Vec<usize> {
+    let Ok(set) = rustix::thread::sched_getaffinity(None) else {
+        return Vec::new();
+    };
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| set.is_set(c))
+        .collect()
 }
 
 /// Pins every thread of this process to `cpus` (for the built-in client).
@@ -101,16 +110,32 @@ pub fn pin_self(cpus: &str) -> Result<(), String> {
 
 /// A `taskset -c` CPU list: numbers, ranges and commas.
 pub fn check_cpu_list(s: &str) -> Result<String, String> {
-    let num = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
-    let ok = !s.is_empty()
-        && s.split(',').all(|part| match part.split_once('-') {
-            Some((a, b)) => num(a) && num(b),
-            None => num(part),
-        });
-    match ok {
-        true => Ok(s.to_string()),
-        false => Err(format!("'{s}' is not a CPU list (e.g. 0, 0-1 or 0,2)")),
+    match cpu_list(s) {
+        Some(_) => Ok(s.to_string()),
+        None => Err(format!("'{s}' is not a CPU list (e.g. 0, 0-1 or 0,2)")),
     }
+}
+
+/// The CPUs of a `taskset -c` list (`0`, `0-3`, `0,2-3`), in order, each
+/// once; `None` for a list that is not one.
+pub fn cpu_list(s: &str) -> Option<Vec<usize>> {
+    let num = |x: &str| -> Option<usize> {
+        (!x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| x.parse().ok())
+            .flatten()
+    };
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b) = (num(a)?, num(b)?);
+        if a > b || b - a > 4096 {
+            return None;
+        }
+        cpus.extend(a..=b);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Some(cpus)
 }
 
 /// Clock ticks per second for /proc's times (USER_HZ).
@@ -188,9 +213,11 @@ mod tests {
         for good in ["0", "0-1", "0,2", "1,3-5"] {
             assert_eq!(check_cpu_list(good).as_deref(), Ok(good));
         }
-        for bad in ["", "a", "0-", "-1", "0,,1", "0;1"] {
+        for bad in ["", "a", "0-", "-1", "0,,1", "0;1", "+1", "1-0"] {
             assert!(check_cpu_list(bad).is_err(), "{bad}");
         }
+        assert_eq!(cpu_list("0-3"), Some(vec![0, 1, 2, 3]));
+        assert_eq!(cpu_list("3,0-1,1"), Some(vec![0, 1, 3]));
         let cmd = pinned(Command::new("h2load"), Some("1"));
         let args: Vec<&std::ffi::OsStr> = cmd.get_args().collect();
         assert_eq!(cmd.get_program(), "taskset");
