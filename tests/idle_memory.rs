@@ -25,18 +25,6 @@ fn open_fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
-/// User + system CPU ticks of a process.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
 fn with_fd_limit(limit: u64) -> Command {
     let mut cmd = Command::new("prlimit");
     cmd.arg(format!("--nofile={limit}:{limit}")).arg("--");
@@ -116,10 +104,10 @@ fn idle_connections_are_cheap(dispatch: &str, tls: &str, bound: u64) {
     // over its 10,000 connections every so often; but while it shakes
     // hands, slowly in a debug build, it is busy).
     let load_pid = load.0.id();
-    let (mut server, mut client) = (cpu_ticks(pid), cpu_ticks(load_pid));
+    let (mut server, mut client) = (support::cpu_ticks(pid), support::cpu_ticks(load_pid));
     loop {
         std::thread::sleep(Duration::from_millis(700));
-        let (s, c) = (cpu_ticks(pid), cpu_ticks(load_pid));
+        let (s, c) = (support::cpu_ticks(pid), support::cpu_ticks(load_pid));
         if s == server && c - client <= 10 {
             break;
         }

@@ -110,6 +110,16 @@ pub fn thread_count(pid: u32) -> usize {
         .count()
 }
 
+/// User + system CPU time of a process, in clock ticks (`/proc/PID/stat`
+/// fields 14 and 15).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the parenthesised name, which may hold spaces.
+    let after = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 /// Resident memory of a process, KiB (`VmRSS` in /proc).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
