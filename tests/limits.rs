@@ -12,6 +12,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use h2lab::frame::{FrameHeader, HEADER_LEN};
 use h2lab::{Dispatch, ServerConfig, Setup};
 use support::{assert_get_on_open, client_hello, RawConn, GET_1};
 
@@ -271,13 +272,13 @@ fn admitted_again(addr: std::net::SocketAddr, args: &[&str]) -> RawConn {
         let late = TcpStream::connect(addr).unwrap();
         late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut conn = RawConn::Plain(late);
-        let mut header = [0u8; 9];
+        let mut header = [0u8; HEADER_LEN];
         let first = conn
             .write_all(&client_hello())
             .and_then(|()| conn.read_exact(&mut header))
             .and_then(|()| {
-                let len = u32::from_be_bytes([0, header[0], header[1], header[2]]);
-                conn.read_exact(&mut vec![0; len as usize])
+                let head = FrameHeader::parse(&header).expect("a whole frame header");
+                conn.read_exact(&mut vec![0; head.length as usize])
             });
         match first {
             Ok(()) => return conn,

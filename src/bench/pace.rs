@@ -9,9 +9,9 @@
 //! as the pace around them did, the machine changed under the server.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::system;
-use std::time::{Duration, Instant};
 
 /// Entries of the ring (4 octets each: 256 KiB, a core's L2 cache).
 const RING: usize = 64 * 1024;

@@ -26,7 +26,8 @@ pub struct Median {
     /// Traced cells: medians of the runs' trace figures, losses summed.
     pub trace: Option<TraceCost>,
     /// The machine's pace around the runs (ns per block of its fixed
-    /// work, see [`super::pace`]): median, min and max; `None` when it was not timed.
+    /// work, see [`super::pace`]): median, min and max; `None` when it was
+    /// not timed.
     pub pace_ns: Option<PaceRange>,
 }
 
@@ -152,8 +153,8 @@ pub fn machine_pace(medians: &[Median]) -> Option<(PaceRange, usize)> {
     let wide = paces.iter().filter(|p| p.spread() > WIDE_SPREAD).count();
     let whole = PaceRange {
         median: median(paces.iter().map(|p| p.median).collect()),
-        min: paces.iter().map(|p| p.min).fold(f64::INFINITY, f64::min),
-        max: paces.iter().map(|p| p.max).fold(0.0, f64::max),
+        min: min(&paces.iter().map(|p| p.min).collect::<Vec<_>>()),
+        max: max(&paces.iter().map(|p| p.max).collect::<Vec<_>>()),
     };
     Some((whole, wide))
 }
