@@ -13,18 +13,22 @@
 #![deny(unsafe_code)]
 #![forbid(unused_must_use)]
 
+pub mod app;
 pub mod bench;
+pub mod buffers;
 pub mod certs;
 pub mod cli;
 pub mod compare;
 pub mod csv_file;
 pub mod engine;
 pub mod frame;
+pub mod identity;
 pub mod load;
 pub mod serve;
 pub mod server;
 pub mod tls;
 pub mod trace;
+pub mod wall_clock;
 
 pub use server::{
     start, with_server, Dispatch, Engine, Server, ServerConfig, ServerError, Setup, Spread,

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    h2lab::cli::main()
+    h2lab::app::main()
 }

@@ -336,7 +336,7 @@ fn failures_say_why() {
 
     // A CA that did not sign the server's certificate.
     let other_ca = temp_dir("ca").join("other.pem");
-    std::fs::write(&other_ca, h2lab::certs::generate().unwrap().ca_pem).unwrap();
+    std::fs::write(&other_ca, h2lab::identity::generate().unwrap().ca_pem).unwrap();
     let (code, json, _) = load(&["-n", "4", "--cacert", other_ca.to_str().unwrap(), tls.url()]);
     assert_eq!(code, Some(1));
     assert_eq!(errors(&json, "TLS failure"), 1, "{json}");

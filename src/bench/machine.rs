@@ -39,7 +39,7 @@ impl Machine {
     /// This machine, and how `config` runs on it.
     pub fn of_bench(config: &BenchConfig) -> Machine {
         Machine {
-            date: utc_now(),
+            date: crate::wall_clock::utc_now(),
             pinning: format!(
                 "servers on CPUs {}, load on CPUs {}",
                 config.pin_server.as_deref().unwrap_or("any"),
@@ -149,12 +149,6 @@ impl Machine {
     }
 }
 
-/// Now, UTC, to the second: `2026-11-26T15:04:05Z`.
-pub fn utc_now() -> String {
-    let (_, utc) = crate::trace::meta::wall_clock_now();
-    format!("{}Z", utc.get(..19).unwrap_or(&utc))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,12 +171,5 @@ mod tests {
         let old = "# date: 2026-11-26T15:04:05Z\n# repeat: 3\nkind,client\n";
         let back = Machine::from_comments(old).unwrap();
         assert_eq!((back.repeat.as_str(), back.pace.as_str()), ("3", ""));
-    }
-
-    #[test]
-    fn dates_are_utc_rfc3339() {
-        let d = utc_now();
-        assert_eq!(d.len(), 20, "{d}");
-        assert!(d.starts_with("20") && d.ends_with('Z'), "{d}");
     }
 }

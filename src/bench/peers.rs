@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::system::{children_of, pinned};
-use crate::certs::Identity;
 use crate::engine::RESPONSE_BODY;
+use crate::identity::Identity;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Peer {

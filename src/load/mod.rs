@@ -217,7 +217,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
 /// [`run`], stopped early when `control.interrupted` is set (the report
 /// then says so), and counting finished requests into `control.finished`.
 pub fn run_with(config: &LoadConfig, control: &Control) -> Result<LoadReport, LoadError> {
-    let started = crate::bench::machine::utc_now();
+    let started = crate::wall_clock::utc_now();
     let plan = config.plan()?;
     let c = config.clients as u64;
     let quota = |i: usize| match config.stop {

@@ -9,7 +9,6 @@ mod conn;
 mod dispatch;
 mod errlog;
 mod io;
-pub(crate) mod pool;
 mod shared;
 mod trim;
 
@@ -22,7 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::certs::{CertError, Identity};
+use crate::identity::{CertError, Identity};
 use crate::tls::{ClientHelloHook, TlsAcceptor, TlsError, TlsProvider};
 use crate::trace::{TraceConfig, TraceError, TraceMeta, TraceSummary, Tracer};
 use dispatch::Wake;
@@ -234,7 +233,7 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// What a trace of this server says about it.
     fn trace_meta(&self) -> TraceMeta {
-        let (start_unix_ns, start_utc) = crate::trace::meta::wall_clock_now();
+        let (start_unix_ns, start_utc) = crate::wall_clock::wall_clock_now();
         TraceMeta {
             generator: format!("h2lab {}", env!("CARGO_PKG_VERSION")),
             setup: self.setup().to_string(),

@@ -16,8 +16,8 @@ mod rustls_session;
 
 use std::fmt;
 
-use crate::certs::Identity;
-use crate::server::pool::BufPool;
+use crate::buffers::BufPool;
+use crate::identity::Identity;
 pub use client_hello::{ClientHello, ClientHelloHook};
 
 /// The only application protocol served.

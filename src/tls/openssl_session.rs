@@ -13,8 +13,8 @@ use openssl::ssl::{
 use openssl::x509::X509;
 
 use super::{TlsError, TlsProvider, TlsSession};
-use crate::certs::Identity;
-use crate::server::pool::BufPool;
+use crate::buffers::BufPool;
+use crate::identity::Identity;
 
 /// At most this much unprocessed ciphertext is held per session; the rest
 /// stays with the caller until OpenSSL has consumed what it has.

@@ -9,7 +9,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, ServerConnection};
 
 use super::{TlsError, TlsProvider, TlsSession, ALPN_H2};
-use crate::certs::Identity;
+use crate::identity::Identity;
 
 pub(super) struct Acceptor {
     config: Arc<ServerConfig>,

@@ -9,9 +9,9 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use super::*;
-use crate::certs::DEV_CA_PEM;
 use crate::engine::MiniConnection;
 use crate::frame::CLIENT_PREFACE;
+use crate::identity::DEV_CA_PEM;
 
 /// A step loop must end: "driver loops have an upper bound".
 const MAX_ITERATIONS: usize = 100;
@@ -192,7 +192,7 @@ fn bad_pem_is_a_config_error() {
 /// when the session lends its buffers back between writes.
 #[test]
 fn openssl_records_hold_at_most_4_kib_and_big_writes_arrive_whole() {
-    let mut pool = crate::server::pool::BufPool::default();
+    let mut pool = crate::buffers::BufPool::default();
     let mut pair = request_over(TlsProvider::Openssl, &[b"h2"]);
     pair.server.return_buffers(&mut pool);
     let data: Vec<u8> = (0..40 * 1024u32).map(|i| (i % 251) as u8).collect();

@@ -23,9 +23,15 @@ use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 
 use super::schema::{Name, Packed};
-use super::writer::Msg;
 use super::TARGET;
 use crate::frame::{FrameHeader, FrameType};
+
+/// What a recording thread hands the writer thread.
+pub(super) enum Msg {
+    Batch(Vec<Packed>),
+    /// Complete the files; the server's response count, if known.
+    Finish(Option<u64>),
+}
 
 static NEXT_SINK: AtomicUsize = AtomicUsize::new(1);
 /// Threads that have set up to record, in any trace of this process.

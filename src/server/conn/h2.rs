@@ -11,9 +11,9 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::idle::{self, Limit, Progress};
+use super::socket::{SocketTrace, TokioSocket};
 use super::{ConnError, TlsStream};
 use crate::engine::h2 as engine;
-use crate::server::io::{SocketTrace, TokioSocket};
 use crate::server::shared::Shared;
 use crate::tls::{TlsProvider, TlsSession};
 use crate::trace::{self, Name, NO_STATE};

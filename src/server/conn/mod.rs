@@ -12,6 +12,7 @@
 pub mod h2;
 pub mod idle;
 mod pipeline;
+pub mod socket;
 mod tls_stream;
 
 use std::sync::Arc;

@@ -11,8 +11,8 @@
 //! which runs the steps for each chunk read and hands back what to write.
 
 use super::{feed, feed_traced, FeedError, Frames};
+use crate::buffers::READ_BUF;
 use crate::engine::{EngineError, MiniConnection};
-use crate::server::io::READ_BUF;
 use crate::tls::{TlsError, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
 
@@ -78,14 +78,14 @@ impl Pipeline {
 
     /// Lends ③ and ⓤ pooled buffers if they hold none (`poll`, which
     /// gives them back after each turn so that idle connections hold none).
-    pub fn borrow_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
+    pub fn borrow_buffers(&mut self, pool: &mut crate::buffers::BufPool) {
         pool.fill(&mut self.plain_in);
         pool.fill(&mut self.plain_out);
         self.tls.borrow_buffers(pool);
     }
 
     /// Gives ③ and ⓤ back to `pool` if they are empty.
-    pub fn return_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
+    pub fn return_buffers(&mut self, pool: &mut crate::buffers::BufPool) {
         pool.give_vec(&mut self.plain_in);
         pool.give_vec(&mut self.plain_out);
         self.tls.return_buffers(pool);
@@ -314,7 +314,7 @@ impl MiniConn {
     }
 
     /// Takes the buffers a read and its answer need from `pool`.
-    pub fn borrow_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
+    pub fn borrow_buffers(&mut self, pool: &mut crate::buffers::BufPool) {
         if self.read.is_none() {
             self.read = Some(pool.take_read());
         }
@@ -323,7 +323,7 @@ impl MiniConn {
     }
 
     /// Gives back every empty buffer, for a connection about to wait.
-    pub fn return_buffers(&mut self, pool: &mut crate::server::pool::BufPool) {
+    pub fn return_buffers(&mut self, pool: &mut crate::buffers::BufPool) {
         if let Some(read) = self.read.take() {
             pool.give_read(read);
         }

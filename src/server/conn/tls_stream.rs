@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{feed_traced, Frames};
-use crate::server::io::{HIGH_WATER, READ_BUF};
+use crate::buffers::{HIGH_WATER, READ_BUF};
 use crate::tls::{TlsError, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
 

@@ -8,8 +8,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::server::conn::idle::{Limit, Limits, Progress};
+use crate::server::conn::socket::{SocketTrace, StdSocket};
 use crate::server::conn::{self, ConnError, MiniConn};
-use crate::server::io::{interrupted, would_block, SocketTrace, StdSocket, ACCEPT_ERROR_PAUSE};
+use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE};
 use crate::server::shared::Shared;
 use crate::server::Engine;
 use crate::trace::{self, Name, NO_STATE};

@@ -11,10 +11,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::buffers::BufPool;
 use crate::server::conn::idle::{within, Progress};
+use crate::server::conn::socket::{SocketTrace, TokioSocket};
 use crate::server::conn::{self, ConnError, MiniConn};
-use crate::server::io::{interrupted, would_block, SocketTrace, TokioSocket, ACCEPT_ERROR_PAUSE};
-use crate::server::pool::BufPool;
+use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE};
 use crate::server::shared::Shared;
 use crate::server::Engine;
 

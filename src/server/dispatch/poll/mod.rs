@@ -17,9 +17,10 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::buffers::BufPool;
+use crate::buffers::HIGH_WATER;
 use crate::server::conn::{ConnError, Pipeline};
-use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE, HIGH_WATER};
-use crate::server::pool::BufPool;
+use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE};
 use crate::server::shared::Shared;
 use crate::server::trim;
 use crate::trace::{self, Flags, Name, NO_STATE};

@@ -1,9 +1,16 @@
-//! Buffers lent to connections while they have data and given back when
-//! empty, so that an idle connection holds none (10,000 idle connections
-//! on `poll` held ~21 KiB each, mostly empty buffers). One pool per loop
-//! thread; taking and giving back are a pop and a push.
+//! A connection's buffers: their sizes and the pool that lends them.
+//! Buffers are lent to connections while they have data and given back
+//! when empty, so that an idle connection holds none (10,000 idle
+//! connections on `poll` held ~21 KiB each, mostly empty buffers). One
+//! pool per loop thread; taking and giving back are a pop and a push.
+//! Imports nothing of the crate: the TLS sessions (sans-IO) and the
+//! server's connections both take their buffers from here.
 
-use crate::server::io::READ_BUF;
+/// Octets read from a socket at once.
+pub const READ_BUF: usize = 16 * 1024;
+/// Past this much unsent output, a connection stops taking more: the poll
+/// loop stops reading, the async TLS adapter waits for the socket.
+pub const HIGH_WATER: usize = 256 * 1024;
 
 /// Buffers kept for reuse, at most; more are freed.
 const KEPT: usize = 256;
