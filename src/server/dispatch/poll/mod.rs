@@ -4,12 +4,14 @@
 //! the next ready client; then poll. TLS works on memory buffers only.
 //! With `--threads N`, N such loops ([`reactors`]).
 
+mod client;
 mod reactors;
+mod run_queue;
 pub mod state;
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,15 +20,15 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::buffers::BufPool;
-use crate::buffers::HIGH_WATER;
 use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE};
 use crate::server::shared::Shared;
 use crate::server::trim;
 use crate::trace::{self, Flags, Name, NO_STATE};
+use client::{Client, Turn};
 use reactors::Reactor;
 pub use reactors::{spawn, Inbox};
-use state::select_next_action;
+use run_queue::RunQueue;
 
 pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);
@@ -42,263 +44,6 @@ pub struct Options {
     pub max_clients: Option<usize>,
     pub idle_timeout: Option<Duration>,
     pub handshake_timeout: Option<Duration>,
-}
-
-struct Client {
-    id: u64,
-    sock: TcpStream,
-    pipeline: Pipeline,
-    /// Stored flags; the others are derived from the buffers.
-    flags: Flags,
-    /// ① → ②: ciphertext read, `input[in_start..in_end]` not yet
-    /// decrypted. This and the other buffers are lent from the loop's pool
-    /// for a turn and given back when empty: an idle client holds none.
-    input: Option<Box<[u8]>>,
-    in_start: usize,
-    in_end: usize,
-    /// Ⓔ: `output[out_start..]` is still to be written.
-    output: Vec<u8>,
-    out_start: usize,
-    /// When it was accepted (the handshake deadline counts from here).
-    accepted: Instant,
-    /// When the engine last took a whole frame that left no header block
-    /// open (the idle timeout counts from here: octets that make no frame,
-    /// and CONTINUATIONs that never end a block, are no progress, so a
-    /// client cannot hold its place by trickling them).
-    last_progress: Instant,
-    /// In the ready queue already.
-    queued: bool,
-    error: Option<ConnError>,
-}
-
-/// What a client's turn ended with.
-enum Turn {
-    /// Waiting for the socket.
-    Idle,
-    /// Out of turn with work left: queue it again.
-    More,
-    Closed,
-}
-
-impl Client {
-    const STORED: Flags =
-        Flags::from_bits(Flags::CAN_READ.bits() | Flags::CAN_WRITE.bits() | Flags::CLOSING.bits());
-
-    /// The stored flags plus those read off the buffers.
-    fn flags(&self) -> Flags {
-        let tls = self.pipeline.tls();
-        let pending_out = self.output.len() - self.out_start + self.pipeline.plaintext_out_len();
-        let mut f = Flags::from_bits(self.flags.bits() & Self::STORED.bits());
-        f.set(Flags::HAS_INPUT, self.in_start < self.in_end);
-        f.set(Flags::HAS_DECRYPTED, self.pipeline.has_decrypted());
-        f.set(Flags::HAS_PLAINTEXT, self.pipeline.has_plaintext_out());
-        f.set(Flags::TLS_READY, !tls.is_handshaking());
-        f.set(Flags::HAS_CIPHERTEXT, tls.wants_write());
-        f.set(Flags::HAS_OUTPUT, self.out_start < self.output.len());
-        f.set(Flags::BACKLOG, pending_out > HIGH_WATER);
-        f
-    }
-
-    /// Runs actions until none is possible or the turn is over; counts
-    /// socket writes into `writes`. Each action is a traced span carrying
-    /// the flags it was chosen from.
-    fn take_turn(&mut self, writes: &AtomicU64, pool: &mut BufPool) -> Turn {
-        if self.input.is_none() {
-            self.input = Some(pool.take_read());
-        }
-        pool.fill(&mut self.output);
-        self.pipeline.borrow_buffers(pool);
-        let turn = self.actions(writes);
-        if self.in_start == self.in_end {
-            if let Some(input) = self.input.take() {
-                pool.give_read(input);
-            }
-        }
-        if self.out_start == self.output.len() {
-            self.output.clear();
-            self.out_start = 0;
-            pool.give_vec(&mut self.output);
-        }
-        self.pipeline.return_buffers(pool);
-        turn
-    }
-
-    fn actions(&mut self, writes: &AtomicU64) -> Turn {
-        for _ in 0..MAX_ACTIONS_PER_TURN {
-            let flags = self.flags();
-            match select_next_action(flags) {
-                None => return Turn::Idle,
-                Some(Name::Close) => return Turn::Closed,
-                Some(action) => {
-                    // Without TLS, feed, encrypt and move only copy: no slices.
-                    let copy =
-                        matches!(action, Name::Decrypt | Name::Encrypt | Name::MoveEncrypted);
-                    let span = (!copy || !self.pipeline.is_plain())
-                        .then(|| trace::action(self.id, action, flags.bits().into()));
-                    let result = self.perform(action, writes);
-                    if let (Some(span), Ok(bytes)) = (span, &result) {
-                        span.bytes(*bytes);
-                    }
-                    self.pipeline.trace_frames();
-                    if let Err(e) = result {
-                        // The socket is unusable: nothing more can be sent.
-                        self.error.get_or_insert(e.into());
-                        return Turn::Closed;
-                    }
-                }
-            }
-        }
-        Turn::More
-    }
-
-    /// One action; returns the octets it moved. An error means the socket
-    /// failed; protocol and TLS errors only set CLOSING, so that their
-    /// GOAWAY or alert still goes out.
-    fn perform(&mut self, action: Name, writes: &AtomicU64) -> io::Result<usize> {
-        let outcome = match action {
-            Name::ReadSocket => return self.read_socket(),
-            Name::WriteSocket => return self.write_socket(writes),
-            Name::Handshake | Name::Decrypt => self.decrypt(),
-            Name::Engine => {
-                let ran = self.pipeline.run_engine();
-                if self.pipeline.progressed() {
-                    self.last_progress = Instant::now();
-                }
-                ran
-            }
-            Name::Encrypt => self.pipeline.encrypt(),
-            Name::MoveEncrypted => {
-                self.compact_output();
-                self.pipeline.move_encrypted(&mut self.output)
-            }
-            Name::Close | Name::Accept | Name::Refuse | Name::PollWait => Ok(0),
-        };
-        let moved = match outcome {
-            Ok(n) => n,
-            Err(e) => {
-                self.error.get_or_insert(e.into());
-                self.flags.set(Flags::CLOSING, true);
-                0
-            }
-        };
-        if self.pipeline.is_closed() {
-            self.flags.set(Flags::CLOSING, true);
-        }
-        if self.flags.contains(Flags::CLOSING) {
-            // GOAWAY, EOF or an error: what is left to read is not worth it.
-            self.in_start = self.in_end;
-        }
-        Ok(moved)
-    }
-
-    fn decrypt(&mut self) -> Result<usize, crate::server::conn::PipelineError> {
-        let input = self.input.as_deref().expect("lent for the turn");
-        let used = self.pipeline.feed(&input[self.in_start..self.in_end])?;
-        self.in_start += used;
-        Ok(used)
-    }
-
-    fn read_socket(&mut self) -> io::Result<usize> {
-        self.in_start = 0;
-        self.in_end = 0;
-        let input = self.input.as_deref_mut().expect("lent for the turn");
-        match self.sock.read(input) {
-            Ok(0) => {
-                self.flags.set(Flags::CAN_READ, false);
-                if let Err(e) = self.pipeline.handle_eof() {
-                    self.error.get_or_insert(e.into());
-                }
-                self.flags.set(Flags::CLOSING, true);
-            }
-            Ok(n) => self.in_end = n,
-            Err(e) if would_block(&e) => self.flags.set(Flags::CAN_READ, false),
-            Err(e) if interrupted(&e) => {}
-            Err(e) => return Err(e),
-        }
-        Ok(self.in_end)
-    }
-
-    fn write_socket(&mut self, writes: &AtomicU64) -> io::Result<usize> {
-        match self.sock.write(&self.output[self.out_start..]) {
-            Ok(n) => {
-                writes.fetch_add(1, Ordering::Relaxed);
-                self.out_start += n;
-                if self.out_start == self.output.len() {
-                    self.output.clear();
-                    self.out_start = 0;
-                } else {
-                    // A short write: the socket buffer is full.
-                    self.flags.set(Flags::CAN_WRITE, false);
-                }
-                Ok(n)
-            }
-            Err(e) if would_block(&e) => {
-                self.flags.set(Flags::CAN_WRITE, false);
-                Ok(0)
-            }
-            Err(e) if interrupted(&e) => Ok(0),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Drops what was written, so the buffer is reused instead of growing.
-    fn compact_output(&mut self) {
-        if self.out_start > 0 {
-            self.output.drain(..self.out_start);
-            self.out_start = 0;
-        }
-    }
-}
-
-/// The run-queue delay of the loop's thread (`/proc/thread-self/schedstat`,
-/// read with one system call), so that its wait slice tells idle time from
-/// time it was ready but not running.
-struct RunQueue {
-    file: std::fs::File,
-    last: u64,
-    read_at: Instant,
-}
-
-impl RunQueue {
-    /// A wait at least this long slept (returning at once takes ~1 µs).
-    const SLEPT: Duration = Duration::from_micros(20);
-    /// Readings at most this often.
-    const EVERY: Duration = Duration::from_millis(1);
-
-    fn open() -> Option<Self> {
-        let file = std::fs::File::open("/proc/thread-self/schedstat").ok()?;
-        let mut rq = RunQueue {
-            file,
-            last: 0,
-            read_at: Instant::now(),
-        };
-        rq.last = rq.read()?;
-        Some(rq)
-    }
-
-    fn read(&mut self) -> Option<u64> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = [0u8; 96];
-        let n = self.file.read_at(&mut buf, 0).ok()?;
-        let text = std::str::from_utf8(&buf[..n]).ok()?;
-        // "time on CPU, time waiting on a run queue, timeslices" in ns.
-        text.split_whitespace().nth(1)?.parse().ok()
-    }
-
-    /// Whether the interval since the last reading has passed by `now`.
-    fn due(&self, now: Instant) -> bool {
-        now - self.read_at >= Self::EVERY
-    }
-
-    /// Nanoseconds spent runnable but not running since the last call
-    /// (made at `now`).
-    fn delay(&mut self, now: Instant) -> Option<u64> {
-        self.read_at = now;
-        let waited = self.read()?;
-        let delay = waited.saturating_sub(self.last);
-        self.last = waited;
-        Some(delay)
-    }
 }
 
 /// The loop's own state.
