@@ -361,117 +361,169 @@ impl<T: Copy> ClientConnection<T> {
             }
         }
         match head.kind {
-            FrameType::SETTINGS if !head.has(flags::ACK) => {
-                if !self.established {
-                    self.established = true;
-                    self.max_streams = u32::MAX;
-                }
-                self.apply_settings(payload)?;
-                encode_frame(out, FrameType::SETTINGS, flags::ACK, 0, &[]);
-            }
+            FrameType::SETTINGS if !head.has(flags::ACK) => self.on_settings(payload, out),
             FrameType::PING if !head.has(flags::ACK) => {
                 encode_frame(out, FrameType::PING, flags::ACK, 0, payload);
+                Ok(())
             }
             FrameType::HEADERS | FrameType::CONTINUATION => {
-                let fragment = match head.kind {
-                    FrameType::HEADERS => {
-                        let block = header_fragment(head, payload)?;
-                        self.headers = Some((head.stream, head.has(flags::END_STREAM), Vec::new()));
-                        block
-                    }
-                    _ if self.headers.is_none() => {
-                        return Err(ClientError::Protocol("CONTINUATION without HEADERS"))
-                    }
-                    _ => payload,
-                };
-                self.received.headers += u64::from(head.length);
-                let (_, _, block) = self.headers.as_mut().expect("set above");
-                if block.len() + fragment.len() > MAX_HEADER_BLOCK {
-                    return Err(ClientError::HeaderBlockTooLarge);
-                }
-                block.extend_from_slice(fragment);
-                if head.has(flags::END_HEADERS) {
-                    let (stream, end, block) = self.headers.take().expect("set above");
-                    self.on_header_block(stream, end, &block, out, done);
-                }
+                self.on_header_fragment(head, payload, out, done)
             }
             FrameType::DATA => {
-                self.received.data += u64::from(head.length);
-                self.unacked = self.unacked.saturating_add(head.length);
-                if self.unacked >= WINDOW / 2 {
-                    encode_window_update(out, 0, self.unacked);
-                    self.unacked = 0;
-                }
-                if head.has(flags::END_STREAM) {
-                    self.finish(head.stream, out, done);
-                } else if let Some(s) = self.open.get_mut(&head.stream) {
-                    s.unacked = s.unacked.saturating_add(head.length);
-                    if s.unacked >= WINDOW / 2 {
-                        encode_window_update(out, head.stream, s.unacked);
-                        s.unacked = 0;
-                    }
-                }
+                self.on_data(head, out, done);
+                Ok(())
             }
-            FrameType::RST_STREAM => {
-                let code = payload
-                    .get(..4)
-                    .map(|c| Reason(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
-                    .ok_or(ClientError::Protocol("short RST_STREAM"))?;
-                if let Some(s) = self.open.remove(&head.stream) {
-                    let outcome = match code {
-                        Reason::REFUSED_STREAM => Outcome::Refused,
-                        code => Outcome::Reset(code),
-                    };
-                    done(Finished {
-                        stream: head.stream,
-                        outcome,
-                        tag: s.tag,
-                    });
-                }
-            }
-            FrameType::GOAWAY => {
-                let (last_stream, reason) =
-                    parse_goaway(payload).ok_or(ClientError::Protocol("short GOAWAY"))?;
-                self.state = State::GoingAway {
-                    last_stream,
-                    reason,
-                };
-                let lost: Vec<u32> = self
-                    .open
-                    .keys()
-                    .copied()
-                    .filter(|s| *s > last_stream)
-                    .collect();
-                for stream in lost {
-                    if let Some(s) = self.open.remove(&stream) {
-                        done(Finished {
-                            stream,
-                            outcome: Outcome::Unprocessed,
-                            tag: s.tag,
-                        });
-                    }
-                }
-            }
-            FrameType::WINDOW_UPDATE => {
-                let inc = payload
-                    .get(..4)
-                    .map(|c| i64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]) & 0x7fff_ffff))
-                    .ok_or(ClientError::Protocol("short WINDOW_UPDATE"))?;
-                let window = match head.stream {
-                    0 => Some(&mut self.send_window),
-                    id => self.open.get_mut(&id).map(|s| &mut s.send_window),
-                };
-                if let Some(w) = window {
-                    *w += inc;
-                    if *w > i64::from(MAX_WINDOW_SIZE) {
-                        return Err(ClientError::FlowControl);
-                    }
-                }
-            }
+            FrameType::RST_STREAM => self.on_rst_stream(head, payload, done),
+            FrameType::GOAWAY => self.on_goaway(payload, done),
+            FrameType::WINDOW_UPDATE => self.on_window_update(head, payload),
             FrameType::PUSH_PROMISE => {
-                return Err(ClientError::Protocol("PUSH_PROMISE with push disabled"))
+                Err(ClientError::Protocol("PUSH_PROMISE with push disabled"))
             }
-            _ => {} // PRIORITY, unknown
+            _ => Ok(()), // PRIORITY, unknown
+        }
+    }
+
+    /// The server's SETTINGS (the first establishes the connection): applied
+    /// and acknowledged.
+    fn on_settings(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), ClientError> {
+        if !self.established {
+            self.established = true;
+            self.max_streams = u32::MAX;
+        }
+        self.apply_settings(payload)?;
+        encode_frame(out, FrameType::SETTINGS, flags::ACK, 0, &[]);
+        Ok(())
+    }
+
+    /// A HEADERS or CONTINUATION: its fragment joins the open block; a
+    /// whole block is a response's head.
+    fn on_header_fragment(
+        &mut self,
+        head: FrameHeader,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        done: &mut impl FnMut(Finished<T>),
+    ) -> Result<(), ClientError> {
+        let fragment = match head.kind {
+            FrameType::HEADERS => {
+                let block = header_fragment(head, payload)?;
+                self.headers = Some((head.stream, head.has(flags::END_STREAM), Vec::new()));
+                block
+            }
+            _ if self.headers.is_none() => {
+                return Err(ClientError::Protocol("CONTINUATION without HEADERS"))
+            }
+            _ => payload,
+        };
+        self.received.headers += u64::from(head.length);
+        let (_, _, block) = self.headers.as_mut().expect("set above");
+        if block.len() + fragment.len() > MAX_HEADER_BLOCK {
+            return Err(ClientError::HeaderBlockTooLarge);
+        }
+        block.extend_from_slice(fragment);
+        if head.has(flags::END_HEADERS) {
+            let (stream, end, block) = self.headers.take().expect("set above");
+            self.on_header_block(stream, end, &block, out, done);
+        }
+        Ok(())
+    }
+
+    /// A DATA frame: counted, its window given back at half, and its
+    /// stream finished at END_STREAM.
+    fn on_data(
+        &mut self,
+        head: FrameHeader,
+        out: &mut Vec<u8>,
+        done: &mut impl FnMut(Finished<T>),
+    ) {
+        self.received.data += u64::from(head.length);
+        self.unacked = self.unacked.saturating_add(head.length);
+        if self.unacked >= WINDOW / 2 {
+            encode_window_update(out, 0, self.unacked);
+            self.unacked = 0;
+        }
+        if head.has(flags::END_STREAM) {
+            self.finish(head.stream, out, done);
+        } else if let Some(s) = self.open.get_mut(&head.stream) {
+            s.unacked = s.unacked.saturating_add(head.length);
+            if s.unacked >= WINDOW / 2 {
+                encode_window_update(out, head.stream, s.unacked);
+                s.unacked = 0;
+            }
+        }
+    }
+
+    /// A reset stream ends as refused (REFUSED_STREAM) or reset.
+    fn on_rst_stream(
+        &mut self,
+        head: FrameHeader,
+        payload: &[u8],
+        done: &mut impl FnMut(Finished<T>),
+    ) -> Result<(), ClientError> {
+        let code = payload
+            .get(..4)
+            .map(|c| Reason(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+            .ok_or(ClientError::Protocol("short RST_STREAM"))?;
+        if let Some(s) = self.open.remove(&head.stream) {
+            let outcome = match code {
+                Reason::REFUSED_STREAM => Outcome::Refused,
+                code => Outcome::Reset(code),
+            };
+            done(Finished {
+                stream: head.stream,
+                outcome,
+                tag: s.tag,
+            });
+        }
+        Ok(())
+    }
+
+    /// GOAWAY: the connection goes away; the streams past its last one
+    /// were not processed.
+    fn on_goaway(
+        &mut self,
+        payload: &[u8],
+        done: &mut impl FnMut(Finished<T>),
+    ) -> Result<(), ClientError> {
+        let (last_stream, reason) =
+            parse_goaway(payload).ok_or(ClientError::Protocol("short GOAWAY"))?;
+        self.state = State::GoingAway {
+            last_stream,
+            reason,
+        };
+        let lost: Vec<u32> = self
+            .open
+            .keys()
+            .copied()
+            .filter(|s| *s > last_stream)
+            .collect();
+        for stream in lost {
+            if let Some(s) = self.open.remove(&stream) {
+                done(Finished {
+                    stream,
+                    outcome: Outcome::Unprocessed,
+                    tag: s.tag,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// WINDOW_UPDATE: room for our request bodies, never past 2^31-1.
+    fn on_window_update(&mut self, head: FrameHeader, payload: &[u8]) -> Result<(), ClientError> {
+        let inc = payload
+            .get(..4)
+            .map(|c| i64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]) & 0x7fff_ffff))
+            .ok_or(ClientError::Protocol("short WINDOW_UPDATE"))?;
+        let window = match head.stream {
+            0 => Some(&mut self.send_window),
+            id => self.open.get_mut(&id).map(|s| &mut s.send_window),
+        };
+        if let Some(w) = window {
+            *w += inc;
+            if *w > i64::from(MAX_WINDOW_SIZE) {
+                return Err(ClientError::FlowControl);
+            }
         }
         Ok(())
     }
