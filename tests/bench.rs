@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use h2lab::bench::row::{Row, RowKind, CSV_HEADER};
 use h2lab::bench::LoadClient;
@@ -17,6 +17,18 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `h2lab bench` with `args`.
+fn bench_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_h2lab"));
+    cmd.arg("bench").args(args);
+    cmd
+}
+
+/// `h2lab bench` with `args`, run to its end (within the helpers' limit).
+fn bench(args: &[&str]) -> Output {
+    run(&mut bench_command(args))
 }
 
 /// The rows of a bench CSV, read as `h2lab report` reads them.
@@ -62,32 +74,30 @@ fn tiny_matrix_with_both_clients() {
     for client in ["builtin", "h2load"] {
         let csv = dir.join(format!("{client}.csv"));
         let json = dir.join(format!("{client}.json"));
-        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-            .args([
-                "bench",
-                "--dispatch",
-                "poll,thread",
-                "--engine",
-                "mini,h2",
-                "--tls",
-                "none,rustls",
-            ])
-            .args([
-                "--clients",
-                "2",
-                "--pipeline",
-                "10",
-                "--duration",
-                "0.3",
-                "--warm-up",
-                "0.1",
-                "--repeat",
-                "2",
-            ])
-            .args(["--client", client, "--out"])
-            .arg(&csv)
-            .arg("--json")
-            .arg(&json));
+        let out = bench(&[
+            "--dispatch",
+            "poll,thread",
+            "--engine",
+            "mini,h2",
+            "--tls",
+            "none,rustls",
+            "--clients",
+            "2",
+            "--pipeline",
+            "10",
+            "--duration",
+            "0.3",
+            "--warm-up",
+            "0.1",
+            "--repeat",
+            "2",
+            "--client",
+            client,
+            "--out",
+            csv.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{client}: {err}");
         assert!(
@@ -161,20 +171,24 @@ fn tiny_matrix_with_both_clients() {
 #[test]
 fn a_starved_client_is_recorded_alike_with_and_without_tls() {
     let _serial = serial();
-    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-        .args([
-            "bench",
-            "--dispatch",
-            "single",
-            "--tls",
-            "none,rustls",
-            "--clients",
-            "2",
-            "--pipeline",
-            "2",
-        ])
-        .args(["--duration", "0.3", "--warm-up", "0.1", "--repeat", "1"])
-        .args(["--timeout", "0.5"]));
+    let out = bench(&[
+        "--dispatch",
+        "single",
+        "--tls",
+        "none,rustls",
+        "--clients",
+        "2",
+        "--pipeline",
+        "2",
+        "--duration",
+        "0.3",
+        "--warm-up",
+        "0.1",
+        "--repeat",
+        "1",
+        "--timeout",
+        "0.5",
+    ]);
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     for tls in ["none", "rustls"] {
@@ -193,36 +207,36 @@ fn a_starved_client_is_recorded_alike_with_and_without_tls() {
 fn pinned_runs_serve_and_report_their_cpus() {
     let _serial = serial();
     for client in ["builtin", "h2load"] {
-        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-            .args([
-                "bench",
-                "--dispatch",
-                "poll",
-                "--tls",
-                "none",
-                "--peers",
-                "h2o",
-                "--require-peers",
-            ])
-            .args([
-                "--clients",
-                "1",
-                "--pipeline",
-                "10",
-                "--duration",
-                "0.2",
-                "--repeat",
-                "1",
-            ])
-            .args(["--pin-server", "0", "--pin-client", "1", "--client", client]));
+        let out = bench(&[
+            "--dispatch",
+            "poll",
+            "--tls",
+            "none",
+            "--peers",
+            "h2o",
+            "--require-peers",
+            "--clients",
+            "1",
+            "--pipeline",
+            "10",
+            "--duration",
+            "0.2",
+            "--repeat",
+            "1",
+            "--pin-server",
+            "0",
+            "--pin-client",
+            "1",
+            "--client",
+            client,
+        ]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{client}: {err}");
         assert!(err.contains("servers on CPUs 0, load on CPUs 1"), "{err}");
         let table = String::from_utf8_lossy(&out.stdout);
         assert_eq!(table_lines(&table), 3, "{table}");
     }
-    let out =
-        run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args(["bench", "--pin-server", "zero"]));
+    let out = bench(&["--pin-server", "zero"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a CPU list"));
 }
@@ -242,13 +256,7 @@ fn report_of_a_bad_file_is_a_clear_error() {
 #[test]
 fn an_empty_matrix_is_an_error() {
     let _serial = serial();
-    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args([
-        "bench",
-        "--dispatch",
-        "poll",
-        "--engine",
-        "h2",
-    ]));
+    let out = bench(&["--dispatch", "poll", "--engine", "h2"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no supported setup in the matrix"));
 }
@@ -269,29 +277,25 @@ fn peers_are_started_measured_and_stopped() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
     std::fs::create_dir_all(&dir).unwrap();
     let csv = dir.join("peers.csv");
-    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-        .args([
-            "bench",
-            "--dispatch",
-            "poll",
-            "--tls",
-            "none,rustls",
-            "--peers",
-            "nginx,h2o,nghttpd",
-        ])
-        .args([
-            "--require-peers",
-            "--clients",
-            "2",
-            "--pipeline",
-            "10",
-            "--duration",
-            "0.3",
-            "--repeat",
-            "1",
-            "--out",
-        ])
-        .arg(&csv));
+    let out = bench(&[
+        "--dispatch",
+        "poll",
+        "--tls",
+        "none,rustls",
+        "--peers",
+        "nginx,h2o,nghttpd",
+        "--require-peers",
+        "--clients",
+        "2",
+        "--pipeline",
+        "10",
+        "--duration",
+        "0.3",
+        "--repeat",
+        "1",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let rows = rows(&csv);
@@ -370,18 +374,29 @@ fn the_threads_axis_reaches_every_server() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
     std::fs::create_dir_all(&dir).unwrap();
     let csv = dir.join("threads.csv");
-    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-        .args(["bench", "--dispatch", "single,tokio,poll", "--tls", "none"])
-        .args([
-            "--peers",
-            "nginx,h2o,nghttpd",
-            "--require-peers",
-            "--threads",
-            "2",
-        ])
-        .args(["--clients", "4", "--pipeline", "10", "--duration", "0.3"])
-        .args(["--repeat", "1", "--client", "h2load", "--out"])
-        .arg(&csv));
+    let out = bench(&[
+        "--dispatch",
+        "single,tokio,poll",
+        "--tls",
+        "none",
+        "--peers",
+        "nginx,h2o,nghttpd",
+        "--require-peers",
+        "--threads",
+        "2",
+        "--clients",
+        "4",
+        "--pipeline",
+        "10",
+        "--duration",
+        "0.3",
+        "--repeat",
+        "1",
+        "--client",
+        "h2load",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -420,13 +435,26 @@ fn results_carry_the_machine_that_ran_them() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-machine");
     std::fs::create_dir_all(&dir).unwrap();
     let (csv, json) = (dir.join("m.csv"), dir.join("m.json"));
-    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-        .args(["bench", "--dispatch", "poll", "--tls", "none"])
-        .args(["--clients", "1", "--pipeline", "1", "--duration", "0.2"])
-        .args(["--warm-up", "0.2", "--repeat", "1", "--out"])
-        .arg(&csv)
-        .arg("--json")
-        .arg(&json));
+    let out = bench(&[
+        "--dispatch",
+        "poll",
+        "--tls",
+        "none",
+        "--clients",
+        "1",
+        "--pipeline",
+        "1",
+        "--duration",
+        "0.2",
+        "--warm-up",
+        "0.2",
+        "--repeat",
+        "1",
+        "--out",
+        csv.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -454,19 +482,26 @@ fn results_carry_the_machine_that_ran_them() {
     assert!(md.contains("The machine: the machine's own pace"), "{md}");
 
     // `--pace 0`: not timed, said so, and no pace in the rows or footer.
-    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-        .args([
-            "bench",
-            "--dispatch",
-            "poll",
-            "--tls",
-            "none",
-            "--pace",
-            "0",
-        ])
-        .args(["--clients", "1", "--pipeline", "1", "--duration", "0.2"])
-        .args(["--warm-up", "0.2", "--repeat", "1", "--out"])
-        .arg(&csv));
+    let out = bench(&[
+        "--dispatch",
+        "poll",
+        "--tls",
+        "none",
+        "--pace",
+        "0",
+        "--clients",
+        "1",
+        "--pipeline",
+        "1",
+        "--duration",
+        "0.2",
+        "--warm-up",
+        "0.2",
+        "--repeat",
+        "1",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && !table.contains("pace"), "{table}");
     let text = std::fs::read_to_string(&csv).unwrap();
@@ -479,9 +514,14 @@ fn results_carry_the_machine_that_ran_them() {
 fn an_unwritable_output_is_refused_up_front() {
     let _serial = serial();
     let started = std::time::Instant::now();
-    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-        .args(["bench", "--dispatch", "poll", "--tls", "none"])
-        .args(["--out", "/nonexistent-dir/results.csv"]));
+    let out = bench(&[
+        "--dispatch",
+        "poll",
+        "--tls",
+        "none",
+        "--out",
+        "/nonexistent-dir/results.csv",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -505,26 +545,33 @@ fn an_interrupted_bench_keeps_its_runs_and_leaves_nothing() {
     // Not an earlier run's rows.
     let _ = std::fs::remove_file(&csv);
     let _ = std::fs::remove_file(&json);
-    let bench = Command::new(env!("CARGO_BIN_EXE_h2lab"))
-        .args([
-            "bench",
-            "--dispatch",
-            "poll",
-            "--tls",
-            "none",
-            "--peers",
-            "nginx",
-        ])
-        .args(["--require-peers", "--clients", "1", "--pipeline", "10"])
-        .args(["--duration", "0.3", "--warm-up", "0.1", "--repeat", "50"])
-        .arg("--out")
-        .arg(&csv)
-        .arg("--json")
-        .arg(&json)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let bench = bench_command(&[
+        "--dispatch",
+        "poll",
+        "--tls",
+        "none",
+        "--peers",
+        "nginx",
+        "--require-peers",
+        "--clients",
+        "1",
+        "--pipeline",
+        "10",
+        "--duration",
+        "0.3",
+        "--warm-up",
+        "0.1",
+        "--repeat",
+        "50",
+        "--out",
+        csv.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let pid = bench.id();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let run_rows = || {
@@ -634,20 +681,31 @@ fn both_load_clients_measure_the_same_server_cost() {
         for (i, client) in ["builtin", "h2load"].into_iter().enumerate() {
             let csv = dir.join(format!("{client}.csv"));
             // `poll` has no h2 engine: only the peer is measured.
-            let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-                .args([
-                    "bench",
-                    "--dispatch",
-                    "poll",
-                    "--engine",
-                    "h2",
-                    "--tls",
-                    "none",
-                ])
-                .args(["--peers", "h2o", "--require-peers", "--client", client])
-                .args(["--clients", "5", "--pipeline", "100", "--duration", "1"])
-                .args(["--warm-up", "0.3", "--repeat", "1", "--out"])
-                .arg(&csv));
+            let out = bench(&[
+                "--dispatch",
+                "poll",
+                "--engine",
+                "h2",
+                "--tls",
+                "none",
+                "--peers",
+                "h2o",
+                "--require-peers",
+                "--client",
+                client,
+                "--clients",
+                "5",
+                "--pipeline",
+                "100",
+                "--duration",
+                "1",
+                "--warm-up",
+                "0.3",
+                "--repeat",
+                "1",
+                "--out",
+                csv.to_str().unwrap(),
+            ]);
             assert!(
                 out.status.success(),
                 "{}",

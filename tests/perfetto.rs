@@ -9,55 +9,9 @@ use std::process::Command;
 
 use h2lab::trace::TraceConfig;
 use h2lab::{Dispatch, Setup, TlsProvider};
-use support::{config, run, serve_command, tool};
+use support::{config, one_row, run, serve_command, tool};
 
 setup_tests!(perfetto_loads_the_trace_with_everything_in_place);
-
-/// The trace processor from `shared/tools`. Missing is a failure.
-fn trace_processor() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/trace_processor_shell");
-    assert!(
-        path.is_file(),
-        "{} missing (it ships in shared/tools; it needs the Debian packages libprotobuf32 libsqlite3-0)",
-        path.display()
-    );
-    path
-}
-
-/// Runs one SQL query on `trace`; returns the result's rows as strings,
-/// header first.
-fn query(trace: &Path, sql: &str) -> Vec<Vec<String>> {
-    let out = run(Command::new(trace_processor())
-        .arg("query")
-        .arg(trace)
-        .arg(sql));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "trace_processor_shell failed on {}: {}{}",
-        trace.display(),
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(stdout.as_bytes());
-    reader
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_string).collect())
-        .collect()
-}
-
-/// One row of named columns.
-fn one_row(trace: &Path, sql: &str) -> std::collections::BTreeMap<String, String> {
-    let rows = query(trace, sql);
-    assert_eq!(rows.len(), 2, "{sql}: {rows:?}");
-    rows[0]
-        .iter()
-        .cloned()
-        .zip(rows[1].iter().cloned())
-        .collect()
-}
 
 /// Serves `requests` with h2load (`-c clients -m 5`) on a traced server;
 /// returns the JSON's path and the server's final counters.

@@ -8,12 +8,11 @@ mod support;
 
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use h2lab::trace::TraceConfig;
 use h2lab::{Dispatch, ServerConfig, Spread, TlsProvider};
-use support::{run, serve, tool};
+use support::{run, serve, tool, trace_query};
 
 fn reactors(threads: usize, spread: Spread) -> ServerConfig {
     ServerConfig {
@@ -203,7 +202,7 @@ fn each_reactor_traces_on_its_own_track_group() {
         let stats = server.stop();
         let summary = stats.trace.unwrap().unwrap();
         assert_eq!((summary.dropped, summary.unrecorded), (0, 0));
-        let rows = query(
+        let rows = trace_query(
             &trace.json_path(),
             "select p.name as process, \
                     sum(t.name like 'poll loop %') as loops, \
@@ -226,7 +225,7 @@ fn each_reactor_traces_on_its_own_track_group() {
             clients += row[2].parse::<u32>().unwrap();
         }
         assert_eq!(clients, 8, "{spread:?}: {rows:?}");
-        let answered = query(
+        let answered = trace_query(
             &trace.json_path(),
             "select count(*) from slice join args using(arg_set_id) \
              where slice.name = 'DATA out' and args.key = 'args.flags' \
@@ -234,22 +233,4 @@ fn each_reactor_traces_on_its_own_track_group() {
         );
         assert_eq!(answered[1][0], "800", "{spread:?}");
     }
-}
-
-fn query(trace: &Path, sql: &str) -> Vec<Vec<String>> {
-    let tp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/trace_processor_shell");
-    assert!(tp.is_file(), "{} missing", tp.display());
-    let out = run(Command::new(tp).arg("query").arg(trace).arg(sql));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(text.as_bytes())
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_string).collect())
-        .collect()
 }

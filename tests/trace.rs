@@ -7,13 +7,15 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use h2lab::trace::TraceConfig;
+use h2lab::trace::{CsvRow as Row, Kind, TraceConfig};
 use h2lab::{Dispatch, Setup, TlsProvider};
 use serde_json::Value;
 use support::{config, run, serve, tool};
 
 setup_tests!(trace_records_every_client_action_and_response);
 
+/// The columns, in their order, as the README documents them (the file
+/// must start with exactly this line).
 const CSV_HEADER: &str = "ts_ns,dur_ns,client,kind,name,stream,bytes,state";
 
 fn prefix(name: &str) -> PathBuf {
@@ -22,32 +24,10 @@ fn prefix(name: &str) -> PathBuf {
         .join(name)
 }
 
-struct Row {
-    dur_ns: u64,
-    client: u64,
-    kind: String,
-    name: String,
-    state: String,
-}
-
+/// The action log, read as `compare` reads it: through the schema's
+/// `CsvRow` and the header it writes.
 fn read_csv(path: &Path) -> Vec<Row> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some(CSV_HEADER));
-    lines
-        .map(|line| {
-            let cols: Vec<&str> = line.split(',').collect();
-            assert_eq!(cols.len(), 8, "{line}");
-            cols[0].parse::<u64>().expect("ts_ns");
-            Row {
-                dur_ns: cols[1].parse().expect("dur_ns"),
-                client: cols[2].parse().expect("client"),
-                kind: cols[3].into(),
-                name: cols[4].into(),
-                state: cols[7].into(),
-            }
-        })
-        .collect()
+    h2lab::csv_file::read(path, CSV_HEADER, "an action log").unwrap()
 }
 
 /// Parses the JSON and checks its tracks: one named track per client, and
@@ -142,7 +122,7 @@ fn check_trace(cfg: h2lab::ServerConfig, name: &str) {
     assert_eq!(rows.len() as u64, summary.written, "{setup}");
     let clients: BTreeSet<u64> = rows
         .iter()
-        .filter(|r| r.kind != "loop")
+        .filter(|r| r.kind != Kind::Loop)
         .map(|r| r.client)
         .collect();
     assert_eq!(
@@ -152,7 +132,7 @@ fn check_trace(cfg: h2lab::ServerConfig, name: &str) {
     );
     let responses = rows
         .iter()
-        .filter(|r| r.kind == "frame-out" && r.name == "DATA" && r.state.contains("END_STREAM"))
+        .filter(|r| r.kind == Kind::FrameOut && r.name == "DATA" && r.state.contains("END_STREAM"))
         .count();
     assert_eq!(
         responses, 60,
@@ -160,10 +140,12 @@ fn check_trace(cfg: h2lab::ServerConfig, name: &str) {
     );
     let requests = rows
         .iter()
-        .filter(|r| r.kind == "frame-in" && r.name == "HEADERS" && r.state.contains("END_STREAM"))
+        .filter(|r| {
+            r.kind == Kind::FrameIn && r.name == "HEADERS" && r.state.contains("END_STREAM")
+        })
         .count();
     assert_eq!(requests, 60, "{setup}");
-    let actions: Vec<&Row> = rows.iter().filter(|r| r.kind == "action").collect();
+    let actions: Vec<&Row> = rows.iter().filter(|r| r.kind == Kind::Action).collect();
     for expected in ["read_socket", "engine", "write_socket"] {
         assert!(
             actions.iter().any(|r| r.name == expected),
@@ -181,14 +163,14 @@ fn check_trace(cfg: h2lab::ServerConfig, name: &str) {
     for conn in ["accept", "close"] {
         let n = rows
             .iter()
-            .filter(|r| r.kind == "conn" && r.name == conn)
+            .filter(|r| r.kind == Kind::Conn && r.name == conn)
             .count();
         assert_eq!(n, 3, "{setup}: {conn} per client");
     }
     if setup.dispatch == Dispatch::Poll {
         // The loop's own wait, on its own track (client 0), with the time
         // it was ready to run but not running (read after some waits).
-        let waits: Vec<&Row> = rows.iter().filter(|r| r.kind == "loop").collect();
+        let waits: Vec<&Row> = rows.iter().filter(|r| r.kind == Kind::Loop).collect();
         assert!(!waits.is_empty(), "{setup}: no poll_wait");
         for w in &waits {
             assert_eq!((w.client, w.name.as_str()), (0, "poll_wait"), "{setup}");
@@ -244,7 +226,7 @@ fn a_full_speed_run_loses_nothing() {
     assert_eq!(rows.len() as u64, summary.written);
     let responses = rows
         .iter()
-        .filter(|r| r.kind == "frame-out" && r.name == "DATA" && r.state.contains("END_STREAM"))
+        .filter(|r| r.kind == Kind::FrameOut && r.name == "DATA" && r.state.contains("END_STREAM"))
         .count() as u64;
     assert_eq!(responses, stats.responses);
     assert_eq!(responses, 100_000);
@@ -292,7 +274,7 @@ fn the_cost_measurement_leaves_nothing_in_the_trace() {
     );
     let ends = rows
         .iter()
-        .filter(|r| r.kind == "frame-out" && r.name == "DATA" && r.state.contains("END_STREAM"))
+        .filter(|r| r.kind == Kind::FrameOut && r.name == "DATA" && r.state.contains("END_STREAM"))
         .count();
     assert_eq!(ends, 10);
     assert!(rows.len() < 200, "{} records for 10 requests", rows.len());
@@ -307,7 +289,7 @@ fn a_full_queue_drops_and_counts_and_the_files_stay_valid() {
     assert_eq!(rows.len() as u64, summary.written);
     let clients: BTreeSet<u64> = rows
         .iter()
-        .filter(|r| r.kind != "loop")
+        .filter(|r| r.kind != Kind::Loop)
         .map(|r| r.client)
         .collect();
     let other = check_json(&trace.json_path(), &clients);
@@ -351,7 +333,7 @@ fn trace_limit_counts_what_it_leaves_out() {
     assert_eq!(rows.len(), 50);
     let clients: BTreeSet<u64> = rows
         .iter()
-        .filter(|r| r.kind != "loop")
+        .filter(|r| r.kind != Kind::Loop)
         .map(|r| r.client)
         .collect();
     let other = check_json(&PathBuf::from(format!("{}.json", p.display())), &clients);
