@@ -209,11 +209,14 @@ fn stop_is_prompt_at_the_fd_limit(args: &[&str]) {
             .args(args),
     );
     let addr = serving.addr();
+    let pid = serving.child.id();
+    let fds = open_fds(pid);
     let clients = forty_clients(addr);
     drop(clients);
-    // Served: the dispatch took it from the queue by itself.
+    // Served: the dispatch took them from the queue by itself and closed
+    // them, and takes the next.
     let setup = support::setup(Dispatch::Single, h2lab::TlsProvider::None);
-    assert_get_on_open(admitted_again(addr, args), setup);
+    assert_get_on_open(admitted_again(addr, pid, fds, args), setup);
     // At the limit again, then the stop.
     let clients = forty_clients(addr);
     let stopping = Instant::now();
@@ -259,36 +262,60 @@ fn poll_stops_at_the_fd_limit() {
     stop_is_prompt_at_the_fd_limit(&["--dispatch", "poll"]);
 }
 
-/// 40 clients that sent their hello, given 300 ms to reach the server
-/// (past a limit of 32 descriptors, some wait in its accept queue).
-/// Once the forty have left, a new client is admitted: past its preface,
-/// the server's first frame read whole. A try may first be refused (closed
-/// with nothing said) while the last connection threads still hold their
-/// descriptors (`thread/h2` takes five a client), so it tries again, as a
-/// client would, for up to 5 s.
-fn admitted_again(addr: std::net::SocketAddr, args: &[&str]) -> RawConn {
-    let started = Instant::now();
-    for tries in 1.. {
-        let late = TcpStream::connect(addr).unwrap();
-        late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut conn = RawConn::Plain(late);
-        let mut header = [0u8; HEADER_LEN];
-        let first = conn
-            .write_all(&client_hello())
-            .and_then(|()| conn.read_exact(&mut header))
-            .and_then(|()| {
-                let head = FrameHeader::parse(&header).expect("a whole frame header");
-                conn.read_exact(&mut vec![0; head.length as usize])
-            });
-        match first {
-            Ok(()) => return conn,
-            Err(e) if started.elapsed() > Duration::from_secs(5) => {
-                panic!("{args:?}: not admitted again within 5 s ({tries} tries, the last: {e})")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
+/// Once the forty have left and the server has caught up (every queued
+/// connection accepted and every descriptor of theirs closed: `thread/h2`
+/// takes five a client, and its last connection threads hold theirs for a
+/// moment), a new client is admitted at the first try: past its preface,
+/// the server's first frame read whole. The wait is for a state, not a
+/// time: 30 s is only there so that a server that never catches up fails.
+fn admitted_again(addr: std::net::SocketAddr, pid: u32, fds: usize, args: &[&str]) -> RawConn {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_fds(pid) > fds || accept_queue(addr.port()) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{args:?}: {} descriptors open ({fds} before the clients), {} connections queued",
+            open_fds(pid),
+            accept_queue(addr.port())
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
-    unreachable!("the tries end in a return or a panic")
+    let late = TcpStream::connect(addr).unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut conn = RawConn::Plain(late);
+    let mut header = [0u8; HEADER_LEN];
+    conn.write_all(&client_hello())
+        .and_then(|()| conn.read_exact(&mut header))
+        .and_then(|()| {
+            let head = FrameHeader::parse(&header).expect("a whole frame header");
+            conn.read_exact(&mut vec![0; head.length as usize])
+        })
+        .unwrap_or_else(|e| panic!("{args:?}: not admitted once the server caught up: {e}"));
+    conn
+}
+
+/// Descriptors the process `pid` holds open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Connections waiting in the accept queue of the listener on `port`
+/// (the receive queue of a listening socket in /proc/net/tcp is its
+/// accept queue).
+fn accept_queue(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(cols[1].rsplit_once(':')?.1, 16).ok()?;
+            let listening = cols[3] == "0A";
+            let rx = u64::from_str_radix(cols[4].split_once(':')?.1, 16).ok()?;
+            (listening && local_port == port).then_some(rx)
+        })
+        .sum()
 }
 
 fn forty_clients(addr: std::net::SocketAddr) -> Vec<TcpStream> {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use h2lab::trace::TraceConfig;
-use h2lab::{Dispatch, Setup, TlsProvider};
-use support::{config, one_row, run, serve_command, tool};
+use h2lab::{Setup, TlsProvider};
+use support::{config, one_row, run, tool};
 
 setup_tests!(perfetto_loads_the_trace_with_everything_in_place);
 
@@ -125,35 +125,6 @@ fn perfetto_loads_the_trace_with_everything_in_place(setup: Setup) {
     }
 }
 
-/// `decrypt` is the same work for both providers: the time per request in
-/// decrypt slices of rustls and of OpenSSL, under the same load, within 3×
-/// of each other (OpenSSL's SSL_read used to run inside `engine`, which
-/// made its decrypt look 4× cheaper than rustls's).
-#[test]
-fn decrypt_means_the_same_work_for_both_providers() {
-    let per_request = |tls| {
-        let setup = Setup {
-            dispatch: Dispatch::Poll,
-            engine: h2lab::Engine::Mini,
-            tls,
-        };
-        let (json, _) = traced_run(setup, &format!("decrypt-{tls}"), 2000, 1);
-        let row = one_row(
-            &json,
-            "select sum(dur) as ns, (select count(*) from slice where name = 'DATA out') as requests \
-             from slice where name = 'decrypt'",
-        );
-        row["ns"].parse::<f64>().unwrap() / row["requests"].parse::<f64>().unwrap()
-    };
-    let rustls = per_request(TlsProvider::Rustls);
-    let openssl = per_request(TlsProvider::Openssl);
-    let ratio = rustls.max(openssl) / rustls.min(openssl);
-    assert!(
-        ratio < 3.0,
-        "decrypt ns/request: rustls {rustls:.0}, openssl {openssl:.0}"
-    );
-}
-
 /// A server killed with SIGKILL leaves traces Perfetto loads: with
 /// `--trace-live` the JSON as it was written (the array form, which loads
 /// however it is cut); in the default mode what was spooled (everything the
@@ -221,60 +192,4 @@ fn a_killed_server_leaves_traces_perfetto_loads() {
         let rows = std::fs::read_to_string(trace.csv_path()).unwrap();
         assert!(rows.lines().count() > 1, "{name}");
     }
-}
-
-/// The tracer's work stays out of the `engine` slices: what an engine
-/// slice lasts per frame it handles, from the slope between runs at 1 and
-/// at 10 requests in flight (3 and 30 frames per slice), is under 100 ns.
-/// That includes the engine's own work per frame; frames used to be
-/// reported from inside the slice, at about 315 ns each. Timed on the
-/// release binary (`cargo build --release`, which `.ci/run` does first):
-/// a debug build's engine alone takes longer than that.
-#[test]
-fn engine_slices_hold_the_engines_work_not_the_tracers() {
-    let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/h2lab");
-    assert!(
-        exe.is_file(),
-        "{} missing: run `cargo build --release` first (.ci/run does)",
-        exe.display()
-    );
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("perfetto");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut points = Vec::new();
-    for inflight in ["1", "10"] {
-        let prefix = dir.join(format!("engine-m{inflight}"));
-        let serving = serve_command(
-            Command::new(&exe)
-                .args(["serve", "--dispatch", "poll", "--trace"])
-                .arg(&prefix),
-        );
-        let out = run(tool("h2load")
-            .args(["-n", "20000", "-c", "1", "-m", inflight])
-            .arg(&serving.url));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("20000 succeeded"));
-        assert!(serving.stop_with("TERM").status.success());
-        // Frames in are stamped in the read that brought them (no decrypt on
-        // h2c), frames out in the engine slice that wrote them.
-        let row = one_row(
-            &TraceConfig::new(&prefix).json_path(),
-            "select (select avg(dur) from slice where name = 'engine') as dur, \
-                    (select count(*) from slice where name like '% in' or name like '% out') * 1.0 \
-                    / (select count(*) from slice where name = 'engine') as frames",
-        );
-        points.push((
-            row["frames"].parse::<f64>().unwrap(),
-            row["dur"].parse::<f64>().unwrap(),
-        ));
-    }
-    let ((f1, d1), (f10, d10)) = (points[0], points[1]);
-    assert!(
-        f10 > f1 + 10.0,
-        "frames per engine slice: {f1:.1} and {f10:.1}"
-    );
-    let per_frame = (d10 - d1) / (f10 - f1);
-    println!("engine slices: {d1:.0} ns at {f1:.1} frames, {d10:.0} ns at {f10:.1}: {per_frame:.1} ns per frame");
-    assert!(
-        per_frame < 100.0,
-        "{per_frame:.1} ns per frame in engine slices"
-    );
 }
