@@ -116,7 +116,15 @@ fn stalled_client_does_not_block_others(setup: Setup) {
     let mut half = client_hello();
     half.extend_from_slice(&support::GET_1[..6]);
     stalled.write_all(&half).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // Stalled: the server has accepted it and read its half frame (the
+    // client's octets are acknowledged, the server's socket has none left
+    // to read).
+    let (client, server_addr) = (stalled.local_addr(), server.local_addr());
+    support::wait_until(&format!("{setup}: the half frame read"), || {
+        server.stats().accepted == 1
+            && support::tcp_queues(client, server_addr).is_some_and(|(unacked, _)| unacked == 0)
+            && support::tcp_queues(server_addr, client).is_some_and(|(_, unread)| unread == 0)
+    });
 
     let out = run(tool("h2load")
         .args(["-n", "2000", "-c", "5", "-m", "10", "-T", "10", "-N", "10"])
@@ -298,18 +306,15 @@ fn tokio_multi_thread_runtime_serves_under_load() {
     assert_eq!(s.stop_with("INT").status.code(), Some(0));
 }
 
-setup_tests!(for [
-    single_mini_none, single_mini_rustls, single_h2_none, single_h2_rustls,
-    thread_mini_none, thread_mini_rustls, thread_h2_none, thread_h2_rustls,
-    tokio_mini_none, tokio_mini_rustls, tokio_h2_none, tokio_h2_rustls,
-    poll_mini_none, poll_mini_rustls,
-] pipelined_answers_are_coalesced_into_few_writes);
+setup_tests!(pipelined_answers_are_coalesced_into_few_writes);
 
-/// With 100 requests in flight per client, the answers to many requests
-/// share one socket write on every dispatch and with both engines (the
+/// With 100 requests in flight per client, the answers to a batch share
+/// one socket write on every setup: dispatch, engine and TLS provider (the
 /// seed's coalescing point; for `h2`, our `Coalesce` stream under the
-/// crate, which alone flushes once per response). OpenSSL runs the same
-/// drivers as rustls: left out to keep the suite short.
+/// crate, which alone flushes once per response). 5000 responses come in
+/// 50 batches of 100: measured 51 writes on h2c and 52 with TLS (one more
+/// for the handshake) on all 21 setups; the bound, 100, leaves room for
+/// each batch to arrive in two reads on a busy machine, and no more.
 fn pipelined_answers_are_coalesced_into_few_writes(setup: Setup) {
     let server = support::start(setup);
     let out = run(tool("h2load")
@@ -324,7 +329,7 @@ fn pipelined_answers_are_coalesced_into_few_writes(setup: Setup) {
         stats.writes, stats.responses
     );
     assert!(
-        stats.writes * 5 < stats.responses,
+        stats.writes <= 100,
         "{setup}: {} writes for {} responses",
         stats.writes,
         stats.responses

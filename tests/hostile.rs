@@ -1,6 +1,8 @@
 //! Hostile clients against every setup: ten clients that never read —
 //! pipelining GETs, flooding PINGs or SETTINGS, or opening streams with a
-//! zero flow-control window — while an ordinary client is served. The
+//! zero flow-control window — while an ordinary client is served (on
+//! `single`, one hostile client and no ordinary one: it serves one client
+//! at a time, so there only the memory budget and the stop are checked). The
 //! server's memory stays within a budget above idle, the ordinary client
 //! gets every answer, and SIGTERM still ends the server within 2 s with
 //! the hostile clients connected. The server is a child process, so that

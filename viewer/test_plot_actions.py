@@ -70,13 +70,25 @@ def test_svg_with_a_client_subset_and_time_window(recorded_log, tmp_path):
     # The middle of client 2's own rows: the window has some of them.
     own = sorted(log.ts_ns[log.client == 2].tolist())
     mid = own[len(own) // 2] / 1000
+    lo, hi = mid - 500, mid + 500
     out = tmp_path / "actions.svg"
     code = plot_actions.main([str(recorded_log), "-o", str(out), "--clients", "2-3",
-                              "--start-us", str(mid - 500), "--end-us", str(mid + 500)])
+                              "--start-us", str(lo), "--end-us", str(hi)])
     assert code == 0
     svg = out.read_text()
     assert "client 2" in svg or "client 3" in svg
     assert "client 1" not in svg
+    # What the picture holds: the bars of clients 2 and 3 that overlap the
+    # window, counted here row by row, and fewer than all of theirs.
+    bars = {"action", "conn", "loop"}
+    rows = [(int(c), plot_actions.Log.KINDS[k], t / 1000, (t + d) / 1000)
+            for c, k, t, d in zip(log.client.tolist(), log.kind.tolist(),
+                                  log.ts_ns.tolist(), log.dur_ns.tolist())]
+    theirs = [r for r in rows if r[0] in (2, 3) and r[1] in bars]
+    inside = [r for r in theirs if r[3] >= lo and r[2] <= hi]
+    drawn, _ = plot_actions.plot(log, tmp_path / "again.svg", clients={2, 3},
+                                 start_us=lo, end_us=hi)
+    assert drawn == len(inside) and 0 < drawn < len(theirs), (drawn, len(theirs))
 
 
 def test_bad_input_is_a_clear_error(tmp_path, capsys):

@@ -85,7 +85,7 @@ def test_grid_log_scale_and_marks(bench_csv, tmp_path):
     assert len(plot_bench.read_medians(older)) == len(rows)
 
 
-def test_threads_chart_from_a_scaling_run(tmp_path):
+def test_threads_chart_from_a_scaling_run(tmp_path, capsys):
     """`bench --threads 1,2` against tokio and poll: every cell has its
     threads in the CSV, and the scaling chart draws a line per server."""
     csv_path = tmp_path / "threads.csv"
@@ -105,6 +105,12 @@ def test_threads_chart_from_a_scaling_run(tmp_path):
     out = svg.read_text()
     assert "server threads" in out and "server CPU µs/request" in out
     assert "poll/mini" in out and "tokio/mini" in out
-    # The pipeline chart keeps the thread counts apart.
+    # The pipeline chart keeps the thread counts apart: one panel (4
+    # clients, h2c), a line for each of poll ×1, poll ×2, tokio ×1, tokio ×2
+    # and single.
     png = tmp_path / "pipeline.png"
+    capsys.readouterr()
     assert plot_bench.main([str(csv_path), "-o", str(png)]) == 0
+    assert capsys.readouterr().out == f"wrote {png}: 5 lines\n"
+    assert len({plot_bench.label(r) for r in rows}) == 5
+    assert len(distinct_colours(png)) > 5

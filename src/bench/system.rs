@@ -224,10 +224,30 @@ mod tests {
         assert_eq!(args, ["-c", "1", "h2load"]);
     }
 
+    /// 0.2 s of CPU burnt on this thread (counted by the thread's own CPU
+    /// clock, so a busy machine makes it take longer, not count less) shows
+    /// in the process's CPU seconds, less at most two clock ticks of
+    /// rounding.
     #[test]
     fn this_process_has_cpu_time_and_the_test_runner_as_parent() {
+        use rustix::time::{clock_gettime, ClockId};
+        let thread_cpu = || {
+            let t = clock_gettime(ClockId::ThreadCPUTime);
+            t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+        };
         let me = std::process::id();
-        assert!(cpu_seconds(me, clock_ticks()).unwrap() >= 0.0);
+        let ticks = clock_ticks();
+        let before = cpu_seconds(me, ticks).unwrap();
+        let started = thread_cpu();
+        let mut x = 0u64;
+        while thread_cpu() - started < 0.2 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let burnt = cpu_seconds(me, ticks).unwrap() - before;
+        assert!(
+            burnt >= 0.2 - 2.0 / ticks,
+            "{burnt} s counted for 0.2 s burnt"
+        );
         let parent = stat_fields(me).unwrap()[1].parse::<u32>().unwrap();
         assert!(children_of(parent).contains(&me));
     }
