@@ -1,8 +1,8 @@
 //! The trace's vocabulary, in one place: action names, record kinds, the
 //! client flags of the `poll` state machine and their letters, the record
-//! every action and frame event becomes, and the CSV columns (DESIGN.md
-//! "Instrumentation"). Dispatches, the writer and `compare` all take their
-//! names from here.
+//! every action and frame event becomes, and the CSV columns
+//! (docs/DESIGN.md, "The trace: vocabulary and rules"). Dispatches, the
+//! writer and `compare` all take their names from here.
 
 use std::fmt;
 
@@ -437,7 +437,7 @@ impl Packed {
 
 const _: () = assert!(std::mem::size_of::<Packed>() == Packed::SIZE);
 
-/// The CSV header: the columns of DESIGN.md, in order.
+/// The CSV header: the columns of docs/DESIGN.md, in order.
 pub const CSV_HEADER: &str = "ts_ns,dur_ns,client,kind,name,stream,bytes,state";
 
 /// One row of the CSV action log as a reader sees it (the writer formats

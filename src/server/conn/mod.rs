@@ -1,6 +1,6 @@
-//! One connection's stack, the same under every dispatch (DESIGN.md "Data
-//! flow"): [`Pipeline`] (TLS session + mini engine, sans-IO, one step at a
-//! time or in bulk), [`TlsStream`] (the async adapter that puts our TLS
+//! One connection's stack, the same under every dispatch (docs/DESIGN.md,
+//! "One connection's data flow"): [`Pipeline`] (TLS session + mini engine,
+//! sans-IO, one step at a time or in bulk), [`TlsStream`] (the async adapter that puts our TLS
 //! sessions under the `h2` crate), and [`h2`] (the driver of the `h2`
 //! engine). Here too: the `feed` step every stack shares (ciphertext in,
 //! plaintext out, with its trace name and stall check), frame events, and

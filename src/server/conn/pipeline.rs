@@ -1,5 +1,6 @@
 //! One connection's protocol stack, sans-IO: a TLS session and the mini
-//! engine, with the plaintext buffers between them (DESIGN.md "Data flow"):
+//! engine, with the plaintext buffers between them (docs/DESIGN.md,
+//! "One connection's data flow"):
 //!
 //! ```text
 //! [in buf] ──feed (handshake/decrypt)──▶ ③ ──engine──▶ ⓤ ──encrypt──▶ TLS ──move_encrypted──▶ [out buf]

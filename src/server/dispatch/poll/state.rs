@@ -1,7 +1,7 @@
 //! The `poll` dispatch's client state machine, made explicit (the seed's
 //! client STATE and SELECT-NEXT-ACTION). Each client carries readiness
 //! flags; [`select_next_action`], a pure function, picks the next step until
-//! none is possible. Numbers are those of the data-flow diagram in DESIGN.md:
+//! none is possible. Numbers are those of the data-flow diagram in docs/DESIGN.md:
 //!
 //! ```text
 //! socket ─①read─▶ [in buf] ─②decrypt─▶ TLS ─③─▶ engine ─▶ ⓤ ─④encrypt─▶ TLS ─⑤move─▶ [out buf] Ⓔ ─⑥write─▶ socket
