@@ -13,6 +13,7 @@ mod report;
 pub mod request;
 mod tally;
 mod timer;
+mod timetable;
 mod tls;
 mod url;
 mod worker;

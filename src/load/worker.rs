@@ -14,6 +14,7 @@ use super::client::{Finished, Outcome, State};
 use super::conn::{Broken, Conn, InFlight};
 use super::tally::{Problem, Tally};
 use super::timer::Timer;
+use super::timetable::Timetable;
 use super::{Control, Plan};
 
 /// Times a request refused with REFUSED_STREAM is sent again.
@@ -28,8 +29,8 @@ struct Slot {
     retry: Vec<InFlight>,
     /// Which of the run's requests goes next (`-i` takes them in turn).
     next_request: usize,
-    /// `--rps`: when the next request is due.
-    next_due: Instant,
+    /// `--rps`: when its requests are due.
+    timetable: Option<Timetable>,
     /// Responses on the current connection: a new connection is opened
     /// only after one that served something.
     served: u64,
@@ -74,18 +75,16 @@ impl<'a> Worker<'a> {
             ended: Vec::new(),
         };
         for &(client, quota) in clients {
-            // `--rps`: each client's schedule starts a fraction of its
-            // interval after the previous client's, so that the load is even.
-            let offset = plan.interval.map_or(Duration::ZERO, |i| {
-                i.mul_f64(client as f64 / plan.clients as f64)
-            });
+            let timetable = plan
+                .interval
+                .map(|i| Timetable::new(plan.start, i, client, plan.clients));
             w.slots.push(Slot {
                 conn: None,
                 quota,
                 retry: Vec::new(),
                 // Every client takes the URLs in order from the first (h2load's rule).
                 next_request: 0,
-                next_due: plan.start + offset,
+                timetable,
                 served: 0,
             });
             w.connect(w.slots.len() - 1, Instant::now());
@@ -205,13 +204,11 @@ impl<'a> Worker<'a> {
             c.h2.send_request(&plan.requests[r.request], r, &mut c.plain);
         }
         while s.quota > 0 && room(c) {
-            let started = match plan.interval {
-                Some(interval) => {
-                    if s.next_due > now || !issuing {
+            let started = match &mut s.timetable {
+                Some(timetable) => {
+                    let Some(due) = issuing.then(|| timetable.take(now)).flatten() else {
                         break;
-                    }
-                    let due = s.next_due;
-                    s.next_due += interval;
+                    };
                     if due >= plan.measure_from {
                         self.tally.schedule.sent += 1;
                         self.tally.lag(now - due);
@@ -257,15 +254,14 @@ impl<'a> Worker<'a> {
     /// slot at its `-m` limit waits for a response (an event), not for the
     /// clock: a late schedule must not spin the loop.
     fn next_due(&self, now: Instant) -> Option<Instant> {
-        self.plan.interval?;
         let can_send = |c: &Conn| {
             c.handshake_done() && c.h2.in_flight() < self.plan.streams && c.h2.can_send()
         };
         self.slots
             .iter()
             .filter(|s| s.quota > 0 && s.conn.as_ref().is_some_and(can_send))
-            .filter(|s| self.issuing(s.next_due.max(now)))
-            .map(|s| s.next_due)
+            .filter_map(|s| s.timetable.map(|t| t.next_due()))
+            .filter(|&due| self.issuing(due.max(now)))
             .min()
     }
 
@@ -431,15 +427,13 @@ impl<'a> Worker<'a> {
         let horizon = self.plan.due.map_or(end, |d| d.min(end));
         for i in 0..self.slots.len() {
             // `--rps`: requests due but never sent.
-            if let Some(interval) = self.plan.interval {
-                let s = &self.slots[i];
-                if s.quota > 0 && s.next_due < horizon {
-                    let from = s.next_due.max(self.plan.measure_from);
-                    let behind = horizon.saturating_duration_since(from);
-                    let backlog = (behind.as_nanos() / interval.as_nanos().max(1)) as u64;
-                    self.tally.schedule.unsent += backlog;
-                    self.tally.lag(horizon - s.next_due);
-                }
+            let s = &self.slots[i];
+            if let Some(t) = s
+                .timetable
+                .filter(|t| s.quota > 0 && t.next_due() < horizon)
+            {
+                self.tally.schedule.unsent += t.missed(self.plan.measure_from, horizon);
+                self.tally.lag(horizon - t.next_due());
             }
             let Some(c) = self.slots[i].conn.as_mut() else {
                 continue;

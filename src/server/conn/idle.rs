@@ -52,15 +52,27 @@ impl Default for Progress {
 impl Progress {
     /// A connection accepted now: progress counts from here.
     pub fn new() -> Self {
+        Self::accepted_at(Instant::now())
+    }
+
+    /// A connection accepted at `accepted` (time is an argument: the rules
+    /// below are tested on a clock of the test's own).
+    pub fn accepted_at(accepted: Instant) -> Self {
         Self {
-            accepted: Instant::now(),
+            accepted,
             last_ns: AtomicU64::new(0),
         }
     }
 
     /// The client made progress now.
     pub fn note(&self) {
-        let ns = u64::try_from(self.accepted.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.note_at(Instant::now());
+    }
+
+    /// The client made progress at `now` (never before its accept).
+    pub fn note_at(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.accepted);
+        let ns = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
         self.last_ns.store(ns, Ordering::Relaxed);
     }
 
@@ -125,7 +137,8 @@ where
     let mut fut = std::pin::pin!(fut);
     loop {
         let at = progress.last() + t;
-        if Instant::now() >= at {
+        // tokio's clock: the real one, or a test's paused one.
+        if tokio::time::Instant::now().into_std() >= at {
             return Err(ConnError::IdleTimeout(t));
         }
         tokio::select! {
@@ -187,36 +200,103 @@ mod tests {
         assert_eq!(p.next_deadline(Limits::default(), false), None);
     }
 
+    /// Time is the test's own: an instant, and offsets from it.
+    fn clock() -> impl Fn(u64) -> Instant {
+        let t0 = Instant::now();
+        move |ms| t0 + Duration::from_millis(ms)
+    }
+
     #[test]
     fn progress_moves_the_idle_deadline() {
-        let p = Progress::new();
+        let at = clock();
+        let p = Progress::accepted_at(at(0));
         let limits = Limits {
             handshake: None,
             idle: Some(Duration::from_millis(100)),
         };
-        let (first, _) = p.next_deadline(limits, true).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        p.note();
-        let (second, _) = p.next_deadline(limits, true).unwrap();
-        assert!(second >= first + Duration::from_millis(5));
+        assert_eq!(p.next_deadline(limits, true).unwrap().0, at(100));
+        p.note_at(at(5));
+        assert_eq!(p.next_deadline(limits, true).unwrap().0, at(105));
+        // The handshake deadline counts from the accept, whatever comes.
+        let both = Limits {
+            handshake: Some(Duration::from_millis(300)),
+            idle: Some(Duration::from_millis(400)),
+        };
+        p.note_at(at(250));
+        assert_eq!(
+            p.next_deadline(both, false),
+            Some((at(300), Limit::Handshake(Duration::from_millis(300))))
+        );
+        assert_eq!(
+            p.next_deadline(both, true),
+            Some((at(650), Limit::Idle(Duration::from_millis(400))))
+        );
     }
 
-    #[tokio::test]
+    /// The rule the idle timeout and the header-read deadline share, fed
+    /// octets at the test's own times: trickled octets move no deadline, nor
+    /// do CONTINUATIONs of a block that never ends; a whole frame outside a
+    /// block does, to the time it was completed.
+    #[test]
+    fn only_whole_frames_outside_a_header_block_are_progress() {
+        use crate::frame::CLIENT_PREFACE;
+        let at = clock();
+        let p = std::sync::Arc::new(Progress::accepted_at(at(0)));
+        let limits = Limits {
+            handshake: None,
+            idle: Some(Duration::from_millis(400)),
+        };
+        let deadline = || p.next_deadline(limits, true).unwrap().0;
+        let mut frames = super::super::Frames::new(1);
+        frames.watch(p.clone());
+        // The preface, then SETTINGS one octet every 10 ms: whole at 90 ms.
+        frames.seen_in_at(CLIENT_PREFACE, at(0));
+        let settings = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+        for (i, octet) in settings.iter().enumerate() {
+            assert_eq!(deadline(), at(400), "octet {i}: no progress yet");
+            frames.seen_in_at(&[*octet], at(10 * (i as u64 + 1)));
+        }
+        assert_eq!(deadline(), at(490), "SETTINGS whole at 90 ms");
+        // HEADERS without END_HEADERS, then empty CONTINUATIONs: no progress.
+        frames.seen_in_at(&[0, 0, 1, 1, 0, 0, 0, 0, 1, 0x82], at(100));
+        for t in [150, 300, 450] {
+            frames.seen_in_at(&[0, 0, 0, 9, 0, 0, 0, 0, 1], at(t));
+            assert_eq!(deadline(), at(490), "CONTINUATION at {t} ms");
+        }
+        // The block ends: progress at once.
+        frames.seen_in_at(&[0, 0, 0, 9, 4, 0, 0, 0, 1], at(480));
+        assert_eq!(deadline(), at(880));
+        // A PING split in two: progress when its second half comes.
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        frames.seen_in_at(&ping[..5], at(500));
+        assert_eq!(deadline(), at(880));
+        frames.seen_in_at(&ping[5..], at(600));
+        assert_eq!(deadline(), at(1000));
+    }
+
+    /// The watchdog on tokio's paused clock: progress at 40 ms moves the end
+    /// from 60 ms to exactly 100 ms; a future that ends in time is its own
+    /// result.
+    #[tokio::test(start_paused = true)]
     async fn the_watchdog_ends_a_connection_without_progress_not_before() {
-        let p = Progress::new();
+        let now = || tokio::time::Instant::now().into_std();
+        let start = now();
+        let p = Progress::accepted_at(start);
         let t = Duration::from_millis(60);
-        // Progress after 40 ms moves the end to 100 ms.
         let noted = async {
             tokio::time::sleep(Duration::from_millis(40)).await;
-            p.note();
+            p.note_at(now());
             std::future::pending::<Result<(), ConnError>>().await
         };
         let ended = watch(noted, t, &p).await;
-        let after = p.accepted.elapsed();
         assert!(matches!(ended, Err(ConnError::IdleTimeout(d)) if d == t));
-        assert!(after >= Duration::from_millis(100), "{after:?}");
-        // A future that ends in time is its own result.
+        assert_eq!(now() - start, Duration::from_millis(100));
         let quick = async { Ok::<_, ConnError>(7) };
-        assert_eq!(watch(quick, t, &Progress::new()).await.unwrap(), 7);
+        assert_eq!(
+            watch(quick, t, &Progress::accepted_at(now()))
+                .await
+                .unwrap(),
+            7
+        );
     }
 }

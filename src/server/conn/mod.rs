@@ -150,10 +150,29 @@ impl Frames {
 
     /// Plaintext from the client (its preface first).
     pub fn seen_in(&mut self, data: &[u8]) {
+        if let Some(progress) = self.scan_in(data) {
+            progress.note();
+        }
+    }
+
+    /// [`Frames::seen_in`] at `now` (time as an argument, for tests).
+    #[cfg(test)]
+    pub fn seen_in_at(&mut self, data: &[u8], now: std::time::Instant) {
+        if let Some(progress) = self.scan_in(data) {
+            progress.note_at(now);
+        }
+    }
+
+    /// Reports the frames in `data`; the progress to note, if the client
+    /// made some (a whole frame that left no header block open).
+    fn scan_in(&mut self, data: &[u8]) -> Option<&idle::Progress> {
         let (client, enabled) = (self.client, self.enabled);
         match &mut self.progress {
-            None if enabled => self.inbound.scan(data, |h| trace::frame(client, false, h)),
-            None => {}
+            None if enabled => {
+                self.inbound.scan(data, |h| trace::frame(client, false, h));
+                None
+            }
+            None => None,
             Some((progress, open)) => {
                 let mut moved = false;
                 self.inbound.scan(data, |h| {
@@ -163,9 +182,7 @@ impl Frames {
                     *open = idle::header_block_open(*open, &h);
                     moved |= !*open;
                 });
-                if moved {
-                    progress.note();
-                }
+                moved.then_some(&**progress)
             }
         }
     }
