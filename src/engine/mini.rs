@@ -547,4 +547,6 @@ fn check_padding(head: FrameHeader, payload: &[u8], fixed: usize) -> Result<()> 
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

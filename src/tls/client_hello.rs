@@ -348,4 +348,89 @@ mod tests {
             let _ = parse(&bytes);
         }
     }
+
+    mod props {
+        use std::sync::Arc;
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// The first flight of a real rustls client: its ClientHello, in
+        /// one record.
+        fn rustls_hello(name: &str, alpn: &[Vec<u8>]) -> Vec<u8> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            config.alpn_protocols = alpn.to_vec();
+            let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+            let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+            let mut out = Vec::new();
+            conn.write_tls(&mut out).unwrap();
+            out
+        }
+
+        /// The handshake message of `record`, sent again in records cut at
+        /// `cuts`.
+        fn resplit(record: &[u8], cuts: &[usize]) -> Vec<u8> {
+            let message = &record[5..];
+            let mut at: Vec<usize> = cuts.iter().map(|c| c % message.len()).collect();
+            at.push(0);
+            at.push(message.len());
+            at.sort_unstable();
+            at.dedup();
+            at.windows(2)
+                .flat_map(|w| {
+                    let part = &message[w[0]..w[1]];
+                    let len = (part.len() as u16).to_be_bytes();
+                    [&[HANDSHAKE, 3, 1, len[0], len[1]][..], part].concat()
+                })
+                .collect()
+        }
+
+        proptest! {
+            /// What a real client says is read back exactly, however its
+            /// message is spread over records, and every prefix asks for
+            /// more.
+            #[test]
+            fn a_real_hello_reads_back_however_it_is_split(
+                name in "[a-z][a-z0-9]{0,15}(\\.[a-z][a-z0-9]{0,9}){0,3}",
+                alpn in proptest::collection::vec("[a-z0-9/.]{1,12}", 0..4),
+                cuts in proptest::collection::vec(any::<usize>(), 0..6),
+            ) {
+                let alpn: Vec<Vec<u8>> = alpn.into_iter().map(String::into_bytes).collect();
+                let record = rustls_hello(&name, &alpn);
+                let expected = Parsed::Hello(ClientHello {
+                    server_name: Some(name.clone()),
+                    alpn: alpn.clone(),
+                });
+                let split = resplit(&record, &cuts);
+                prop_assert_eq!(parse(&record), expected);
+                let hello = parse(&split);
+                prop_assert_eq!(&hello, &parse(&record));
+                for cut in [0, 1, 4, 5, split.len() / 2, split.len() - 1] {
+                    prop_assert_eq!(parse(&split[..cut]), Parsed::Partial, "cut at {}", cut);
+                }
+            }
+
+            /// Any octets, or a real hello with octets changed: an answer,
+            /// never a panic.
+            #[test]
+            fn arbitrary_octets_never_panic(
+                junk in proptest::collection::vec(any::<u8>(), 0..2048),
+                flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            ) {
+                let _ = parse(&junk);
+                let mut hello = rustls_hello("localhost", &[b"h2".to_vec()]);
+                for (at, x) in flips {
+                    let i = 5 + at % (hello.len() - 5);
+                    hello[i] ^= x;
+                }
+                let _ = parse(&hello);
+            }
+        }
+    }
 }

@@ -181,4 +181,211 @@ mod tests {
             Some(Name::Close)
         );
     }
+
+    /// Sequences: a model client (octets in each buffer of the data flow,
+    /// a socket with a send room, a handshake of a few steps) driven by
+    /// `select_next_action` through turns, between which the peer sends,
+    /// reads or closes, in any order. From every state it reaches: each
+    /// chosen action is possible and changes something (the loop never
+    /// spins), a turn ends within a bound set by what it had to do, what is held
+    /// stays under the high-water mark plus one read's worth, `Close` comes
+    /// only with nothing due, and a peer that reads gets everything.
+    mod sequences {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const READ: u32 = 16;
+        const HIGH_WATER: u32 = 64;
+        /// A request's response is larger than the request.
+        const GROWTH: u32 = 3;
+
+        #[derive(Clone, Copy, Debug, Default, PartialEq)]
+        struct Model {
+            socket_in: u32,
+            eof: bool,
+            input: u32,
+            decrypted: u32,
+            plaintext: u32,
+            ciphertext: u32,
+            output: u32,
+            room: u32,
+            handshake_left: u32,
+            can_read: bool,
+            can_write: bool,
+            closing: bool,
+            closed: bool,
+        }
+
+        impl Model {
+            fn flags(&self) -> Flags {
+                let mut f = Flags::empty();
+                let mut set = |flag: Flags, on: bool| {
+                    if on {
+                        f = f.with(flag);
+                    }
+                };
+                set(Flags::CAN_READ, self.can_read);
+                set(Flags::HAS_INPUT, self.input > 0);
+                set(Flags::HAS_DECRYPTED, self.decrypted > 0);
+                set(Flags::HAS_PLAINTEXT, self.plaintext > 0);
+                set(Flags::TLS_READY, self.handshake_left == 0);
+                set(Flags::HAS_CIPHERTEXT, self.ciphertext > 0);
+                set(Flags::HAS_OUTPUT, self.output > 0);
+                set(Flags::CAN_WRITE, self.can_write);
+                set(Flags::BACKLOG, self.output + self.plaintext > HIGH_WATER);
+                set(Flags::CLOSING, self.closing);
+                f
+            }
+
+            fn held(&self) -> u32 {
+                self.input + self.decrypted + self.plaintext + self.ciphertext + self.output
+            }
+
+            fn perform(&mut self, action: Name) {
+                match action {
+                    Name::ReadSocket if self.socket_in > 0 => {
+                        let n = self.socket_in.min(READ);
+                        self.socket_in -= n;
+                        self.input += n;
+                    }
+                    Name::ReadSocket if self.eof => {
+                        self.closing = true;
+                        self.can_read = false;
+                    }
+                    Name::ReadSocket => self.can_read = false,
+                    Name::Handshake => {
+                        self.input = 0;
+                        self.handshake_left -= 1;
+                        self.ciphertext += 5;
+                    }
+                    Name::Decrypt => {
+                        self.decrypted += self.input;
+                        self.input = 0;
+                    }
+                    Name::Engine => {
+                        self.plaintext += GROWTH * self.decrypted;
+                        self.decrypted = 0;
+                    }
+                    Name::Encrypt => {
+                        self.ciphertext += self.plaintext;
+                        self.plaintext = 0;
+                    }
+                    Name::MoveEncrypted => {
+                        self.output += self.ciphertext;
+                        self.ciphertext = 0;
+                    }
+                    Name::WriteSocket => {
+                        let n = self.output.min(self.room);
+                        if n == 0 {
+                            self.can_write = false;
+                        }
+                        self.output -= n;
+                        self.room -= n;
+                    }
+                    Name::Close => self.closed = true,
+                    other => panic!("{other} is no step of a client"),
+                }
+            }
+
+            /// One turn; the actions it took. It ends within a bound set by
+            /// what there is to do: each read brings at most `READ` octets
+            /// and starts at most 8 steps, and so does each handshake step.
+            fn turn(&mut self) -> Result<usize, TestCaseError> {
+                let bound = 8 * (self.socket_in / READ + self.handshake_left + 3) as usize;
+                for taken in 0..bound {
+                    let f = self.flags();
+                    let Some(action) = select_next_action(f) else {
+                        return Ok(taken);
+                    };
+                    prop_assert!(is_possible(action, f), "{f}: {action}");
+                    if action == Name::Close {
+                        prop_assert_eq!(self.output + self.ciphertext, 0, "{}", f);
+                    }
+                    let before = *self;
+                    self.perform(action);
+                    prop_assert_ne!(before, *self, "{} changed nothing from {}", action, f);
+                    prop_assert!(
+                        self.held() <= HIGH_WATER + (GROWTH + 2) * READ + 5,
+                        "{} octets held after {} from {}",
+                        self.held(),
+                        action,
+                        f
+                    );
+                    if self.closed {
+                        return Ok(taken + 1);
+                    }
+                }
+                Err(TestCaseError::fail(format!(
+                    "a turn of {bound} actions: {self:?}"
+                )))
+            }
+        }
+
+        #[derive(Clone, Copy, Debug)]
+        enum Event {
+            Sends(u32),
+            Reads(u32),
+            Closes,
+        }
+
+        fn event() -> impl Strategy<Value = Event> {
+            prop_oneof![
+                4 => (1u32..100).prop_map(Event::Sends),
+                4 => (1u32..200).prop_map(Event::Reads),
+                1 => Just(Event::Closes),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn no_reachable_state_spins_or_overfills(
+                handshake in 0u32..4,
+                events in proptest::collection::vec(event(), 0..60),
+            ) {
+                let mut m = Model {
+                    handshake_left: handshake,
+                    can_write: true,
+                    room: 100,
+                    ..Model::default()
+                };
+                for e in events {
+                    match e {
+                        Event::Sends(n) if !m.eof => {
+                            m.socket_in += n;
+                            m.can_read = true;
+                        }
+                        Event::Sends(_) => {}
+                        Event::Reads(n) => {
+                            m.room += n;
+                            m.can_write = true;
+                        }
+                        Event::Closes => {
+                            m.eof = true;
+                            m.can_read = true;
+                        }
+                    }
+                    m.turn()?;
+                    if m.closed {
+                        return Ok(());
+                    }
+                }
+                // The peer stops sending and reads everything: all that
+                // was due goes out, and all it sent is read.
+                for _ in 0..1000 {
+                    m.room += 1000;
+                    m.can_write = true;
+                    if m.socket_in > 0 || m.eof {
+                        m.can_read = true;
+                    }
+                    if m.turn()? == 0 || m.closed {
+                        break;
+                    }
+                }
+                prop_assert_eq!(m.plaintext, 0, "{:?}", m);
+                prop_assert_eq!(m.output + m.ciphertext, 0, "{:?}", m);
+                prop_assert!(m.socket_in == 0 || m.closed, "{:?}", m);
+            }
+        }
+    }
 }
