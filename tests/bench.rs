@@ -19,16 +19,17 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `h2lab bench` with `args`.
-fn bench_command(args: &[&str]) -> Command {
+/// `h2lab bench` with `flags` (split on white space, as a shell would
+/// split them) and then `values`, which may hold anything (file paths).
+fn bench_command(flags: &str, values: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_h2lab"));
-    cmd.arg("bench").args(args);
+    cmd.arg("bench").args(flags.split_whitespace()).args(values);
     cmd
 }
 
-/// `h2lab bench` with `args`, run to its end (within the helpers' limit).
-fn bench(args: &[&str]) -> Output {
-    run(&mut bench_command(args))
+/// [`bench_command`], run to its end (within the helpers' limit).
+fn bench(flags: &str, values: &[&str]) -> Output {
+    run(&mut bench_command(flags, values))
 }
 
 /// The rows of a bench CSV, read as `h2lab report` reads them.
@@ -74,30 +75,18 @@ fn tiny_matrix_with_both_clients() {
     for client in ["builtin", "h2load"] {
         let csv = dir.join(format!("{client}.csv"));
         let json = dir.join(format!("{client}.json"));
-        let out = bench(&[
-            "--dispatch",
-            "poll,thread",
-            "--engine",
-            "mini,h2",
-            "--tls",
-            "none,rustls",
-            "--clients",
-            "2",
-            "--pipeline",
-            "10",
-            "--duration",
-            "0.3",
-            "--warm-up",
-            "0.1",
-            "--repeat",
-            "2",
-            "--client",
-            client,
-            "--out",
-            csv.to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-        ]);
+        let out = bench(
+            "--dispatch poll,thread --engine mini,h2 --tls none,rustls \
+             --clients 2 --pipeline 10 --duration 0.3 --warm-up 0.1 --repeat 2",
+            &[
+                "--client",
+                client,
+                "--out",
+                csv.to_str().unwrap(),
+                "--json",
+                json.to_str().unwrap(),
+            ],
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{client}: {err}");
         assert!(
@@ -171,24 +160,11 @@ fn tiny_matrix_with_both_clients() {
 #[test]
 fn a_starved_client_is_recorded_alike_with_and_without_tls() {
     let _serial = serial();
-    let out = bench(&[
-        "--dispatch",
-        "single",
-        "--tls",
-        "none,rustls",
-        "--clients",
-        "2",
-        "--pipeline",
-        "2",
-        "--duration",
-        "0.3",
-        "--warm-up",
-        "0.1",
-        "--repeat",
-        "1",
-        "--timeout",
-        "0.5",
-    ]);
+    let out = bench(
+        "--dispatch single --tls none,rustls --clients 2 --pipeline 2 \
+         --duration 0.3 --warm-up 0.1 --repeat 1 --timeout 0.5",
+        &[],
+    );
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     for tls in ["none", "rustls"] {
@@ -207,36 +183,19 @@ fn a_starved_client_is_recorded_alike_with_and_without_tls() {
 fn pinned_runs_serve_and_report_their_cpus() {
     let _serial = serial();
     for client in ["builtin", "h2load"] {
-        let out = bench(&[
-            "--dispatch",
-            "poll",
-            "--tls",
-            "none",
-            "--peers",
-            "h2o",
-            "--require-peers",
-            "--clients",
-            "1",
-            "--pipeline",
-            "10",
-            "--duration",
-            "0.2",
-            "--repeat",
-            "1",
-            "--pin-server",
-            "0",
-            "--pin-client",
-            "1",
-            "--client",
-            client,
-        ]);
+        let out = bench(
+            "--dispatch poll --tls none --peers h2o --require-peers --clients 1 \
+             --pipeline 10 --duration 0.2 --repeat 1 --pin-server 0 \
+             --pin-client 1",
+            &["--client", client],
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{client}: {err}");
         assert!(err.contains("servers on CPUs 0, load on CPUs 1"), "{err}");
         let table = String::from_utf8_lossy(&out.stdout);
         assert_eq!(table_lines(&table), 3, "{table}");
     }
-    let out = bench(&["--pin-server", "zero"]);
+    let out = bench("--pin-server zero", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a CPU list"));
 }
@@ -256,7 +215,7 @@ fn report_of_a_bad_file_is_a_clear_error() {
 #[test]
 fn an_empty_matrix_is_an_error() {
     let _serial = serial();
-    let out = bench(&["--dispatch", "poll", "--engine", "h2"]);
+    let out = bench("--dispatch poll --engine h2", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no supported setup in the matrix"));
 }
@@ -277,25 +236,12 @@ fn peers_are_started_measured_and_stopped() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
     std::fs::create_dir_all(&dir).unwrap();
     let csv = dir.join("peers.csv");
-    let out = bench(&[
-        "--dispatch",
-        "poll",
-        "--tls",
-        "none,rustls",
-        "--peers",
-        "nginx,h2o,nghttpd",
-        "--require-peers",
-        "--clients",
-        "2",
-        "--pipeline",
-        "10",
-        "--duration",
-        "0.3",
-        "--repeat",
-        "1",
-        "--out",
-        csv.to_str().unwrap(),
-    ]);
+    let out = bench(
+        "--dispatch poll --tls none,rustls --peers nginx,h2o,nghttpd \
+         --require-peers --clients 2 --pipeline 10 --duration 0.3 \
+         --repeat 1",
+        &["--out", csv.to_str().unwrap()],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let rows = rows(&csv);
@@ -374,29 +320,12 @@ fn the_threads_axis_reaches_every_server() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
     std::fs::create_dir_all(&dir).unwrap();
     let csv = dir.join("threads.csv");
-    let out = bench(&[
-        "--dispatch",
-        "single,tokio,poll",
-        "--tls",
-        "none",
-        "--peers",
-        "nginx,h2o,nghttpd",
-        "--require-peers",
-        "--threads",
-        "2",
-        "--clients",
-        "4",
-        "--pipeline",
-        "10",
-        "--duration",
-        "0.3",
-        "--repeat",
-        "1",
-        "--client",
-        "h2load",
-        "--out",
-        csv.to_str().unwrap(),
-    ]);
+    let out = bench(
+        "--dispatch single,tokio,poll --tls none --peers nginx,h2o,nghttpd \
+         --require-peers --threads 2 --clients 4 --pipeline 10 \
+         --duration 0.3 --repeat 1 --client h2load",
+        &["--out", csv.to_str().unwrap()],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -435,26 +364,16 @@ fn results_carry_the_machine_that_ran_them() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-machine");
     std::fs::create_dir_all(&dir).unwrap();
     let (csv, json) = (dir.join("m.csv"), dir.join("m.json"));
-    let out = bench(&[
-        "--dispatch",
-        "poll",
-        "--tls",
-        "none",
-        "--clients",
-        "1",
-        "--pipeline",
-        "1",
-        "--duration",
-        "0.2",
-        "--warm-up",
-        "0.2",
-        "--repeat",
-        "1",
-        "--out",
-        csv.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    let out = bench(
+        "--dispatch poll --tls none --clients 1 --pipeline 1 --duration 0.2 \
+         --warm-up 0.2 --repeat 1",
+        &[
+            "--out",
+            csv.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -482,26 +401,11 @@ fn results_carry_the_machine_that_ran_them() {
     assert!(md.contains("The machine: the machine's own pace"), "{md}");
 
     // `--pace 0`: not timed, said so, and no pace in the rows or footer.
-    let out = bench(&[
-        "--dispatch",
-        "poll",
-        "--tls",
-        "none",
-        "--pace",
-        "0",
-        "--clients",
-        "1",
-        "--pipeline",
-        "1",
-        "--duration",
-        "0.2",
-        "--warm-up",
-        "0.2",
-        "--repeat",
-        "1",
-        "--out",
-        csv.to_str().unwrap(),
-    ]);
+    let out = bench(
+        "--dispatch poll --tls none --pace 0 --clients 1 --pipeline 1 \
+         --duration 0.2 --warm-up 0.2 --repeat 1",
+        &["--out", csv.to_str().unwrap()],
+    );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && !table.contains("pace"), "{table}");
     let text = std::fs::read_to_string(&csv).unwrap();
@@ -514,14 +418,10 @@ fn results_carry_the_machine_that_ran_them() {
 fn an_unwritable_output_is_refused_up_front() {
     let _serial = serial();
     let started = std::time::Instant::now();
-    let out = bench(&[
-        "--dispatch",
-        "poll",
-        "--tls",
-        "none",
-        "--out",
-        "/nonexistent-dir/results.csv",
-    ]);
+    let out = bench(
+        "--dispatch poll --tls none --out /nonexistent-dir/results.csv",
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -545,29 +445,16 @@ fn an_interrupted_bench_keeps_its_runs_and_leaves_nothing() {
     // Not an earlier run's rows.
     let _ = std::fs::remove_file(&csv);
     let _ = std::fs::remove_file(&json);
-    let bench = bench_command(&[
-        "--dispatch",
-        "poll",
-        "--tls",
-        "none",
-        "--peers",
-        "nginx",
-        "--require-peers",
-        "--clients",
-        "1",
-        "--pipeline",
-        "10",
-        "--duration",
-        "0.3",
-        "--warm-up",
-        "0.1",
-        "--repeat",
-        "50",
-        "--out",
-        csv.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-    ])
+    let bench = bench_command(
+        "--dispatch poll --tls none --peers nginx --require-peers \
+         --clients 1 --pipeline 10 --duration 0.3 --warm-up 0.1 --repeat 50",
+        &[
+            "--out",
+            csv.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    )
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::piped())
     .spawn()
