@@ -3,9 +3,12 @@
 //! (dispatch × engine × TLS), each driving the same sans-IO engine and TLS
 //! sessions.
 //!
-//! The core: [`frame`], [`engine`], [`tls`], [`server`] and [`trace`]. The
-//! tools around it, each a subcommand: [`serve`], [`certs`], [`compare`],
-//! [`load`], [`bench`] (with `report`); [`cli`] only dispatches to them.
+//! The core: [`frame`], [`engine`], [`tls`], [`server`] and [`trace`], on
+//! the ground modules [`buffers`], [`identity`], [`wall_clock`] and
+//! [`csv_file`]. The tools around it, each a subcommand: [`serve`],
+//! [`certs`], [`compare`], [`load`], [`bench`] (with `report`); [`cli`] is
+//! their shared plumbing and [`app`] dispatches to them. The layers, and
+//! which module may import which: docs/DESIGN.md.
 // `deny`, not `forbid`: two calls have no safe binding, glibc's
 // `malloc_trim` (`server::trim`) and OpenSSL's `SSL_CTX_ctrl` for the
 // record size (`tls::openssl_session`); they are the only `unsafe` in the

@@ -267,18 +267,11 @@ fn poll_stops_at_the_fd_limit() {
 /// takes five a client, and its last connection threads hold theirs for a
 /// moment), a new client is admitted at the first try: past its preface,
 /// the server's first frame read whole. The wait is for a state, not a
-/// time: 30 s is only there so that a server that never catches up fails.
+/// time.
 fn admitted_again(addr: std::net::SocketAddr, pid: u32, fds: usize, args: &[&str]) -> RawConn {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while open_fds(pid) > fds || accept_queue(addr.port()) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "{args:?}: {} descriptors open ({fds} before the clients), {} connections queued",
-            open_fds(pid),
-            accept_queue(addr.port())
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::wait_until(&format!("{args:?}: caught up ({fds} descriptors)"), || {
+        open_fds(pid) <= fds && accept_queue(addr.port()) == 0
+    });
     let late = TcpStream::connect(addr).unwrap();
     late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut conn = RawConn::Plain(late);
