@@ -67,9 +67,10 @@ def test_plots_every_client_lane_to_png(recorded_log, tmp_path):
 
 def test_svg_with_a_client_subset_and_time_window(recorded_log, tmp_path):
     log = plot_actions.read_log(recorded_log)
+    origin = log.origin_ns()
     # The middle of client 2's own rows: the window has some of them.
     own = sorted(log.ts_ns[log.client == 2].tolist())
-    mid = own[len(own) // 2] / 1000
+    mid = (own[len(own) // 2] - origin) / 1000
     lo, hi = mid - 500, mid + 500
     out = tmp_path / "actions.svg"
     code = plot_actions.main([str(recorded_log), "-o", str(out), "--clients", "2-3",
@@ -81,14 +82,38 @@ def test_svg_with_a_client_subset_and_time_window(recorded_log, tmp_path):
     # What the picture holds: the bars of clients 2 and 3 that overlap the
     # window, counted here row by row, and fewer than all of theirs.
     bars = {"action", "conn", "loop"}
-    rows = [(int(c), plot_actions.Log.KINDS[k], t / 1000, (t + d) / 1000)
+    rows = [(int(c), plot_actions.Log.KINDS[k], (t - origin) / 1000, (t + d - origin) / 1000)
             for c, k, t, d in zip(log.client.tolist(), log.kind.tolist(),
                                   log.ts_ns.tolist(), log.dur_ns.tolist())]
     theirs = [r for r in rows if r[0] in (2, 3) and r[1] in bars]
     inside = [r for r in theirs if r[3] >= lo and r[2] <= hi]
-    drawn, _ = plot_actions.plot(log, tmp_path / "again.svg", clients={2, 3},
-                                 start_us=lo, end_us=hi)
-    assert drawn == len(inside) and 0 < drawn < len(theirs), (drawn, len(theirs))
+    drawn = plot_actions.plot(log, tmp_path / "again.svg", clients={2, 3},
+                              start_us=lo, end_us=hi)
+    assert drawn.xlim == (lo, hi)
+    assert drawn.bars == len(inside) and 0 < drawn.bars < len(theirs), (drawn.bars, len(theirs))
+
+
+def test_the_default_window_is_the_clients_activity(recorded_log, tmp_path):
+    """The poll loop waits before the first client and after the last: its
+    waits are drawn as waiting, and do not set the window; time counts from
+    the first accept."""
+    log = plot_actions.read_log(recorded_log)
+    origin = log.origin_ns()
+    loop = log.kind == plot_actions.Log.KINDS.index("loop")
+    assert loop.any(), "a poll server's trace has the loop's waits"
+    first = (log.ts_ns[~loop].min() - origin) / 1000
+    last = ((log.ts_ns + log.dur_ns)[~loop].max() - origin) / 1000
+    assert first == 0, "the first client record is its accept"
+    drawn = plot_actions.plot(log, tmp_path / "default.png")
+    lo, hi = drawn.xlim
+    assert lo <= first and hi >= last
+    assert hi - lo <= 1.05 * (last - first), (drawn.xlim, first, last)
+    waits = (log.ts_ns + log.dur_ns)[loop]
+    assert ((waits - origin) / 1000 > hi).any() or ((log.ts_ns[loop] - origin) / 1000 < lo).any(), \
+        "some wait lies outside the clients' activity, and is cut"
+    assert drawn.legend[0] == "read_socket"
+    assert drawn.legend[-1] == "waiting (the loop in poll)"
+    assert "other action" not in drawn.legend
 
 
 def test_bad_input_is_a_clear_error(tmp_path, capsys):
