@@ -10,6 +10,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::{bad_input, values, CmdResult, Exit};
+use crate::engine::Work;
 use crate::server::{self, Dispatch, Engine, ServerConfig, Spread};
 use crate::tls::TlsProvider;
 use crate::trace::TraceConfig;
@@ -116,6 +117,14 @@ pub struct Args {
     #[arg(long, value_name = "MIB", requires = "trace", default_value_t = (crate::trace::DEFAULT_MEMORY >> 20) as u64,
           value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
     pub trace_memory: u64,
+    /// Work each request costs before it is answered, on the thread that
+    /// serves its connection: `cpu:DURATION` (computation until the thread
+    /// has had that much CPU time), `sleep:DURATION` (a blocking sleep, as a
+    /// synchronous database or file call: it stalls a `poll` loop or a
+    /// current-thread tokio runtime), or `none`. Traced as a `work` slice
+    /// per request. E.g. `cpu:50us`, `sleep:1ms`.
+    #[arg(long, value_name = "SPEC", default_value = "none")]
+    pub work: Work,
 }
 
 /// The deadline for a client's handshake, preface and SETTINGS.
@@ -151,6 +160,7 @@ impl Args {
                 process_wide: true,
                 ..TraceConfig::new(prefix)
             }),
+            work: self.work,
         }
     }
 }

@@ -212,6 +212,45 @@ fn report_of_a_bad_file_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an h2lab bench CSV"));
 }
 
+/// `--work` is an axis of our servers: each cell with `cpu:1ms` costs the
+/// server at least that much CPU per request (less the clock ticks'
+/// rounding), the CSV and the table name the work, and a peer, which
+/// serves a file, runs once without it.
+#[test]
+fn the_work_axis_reaches_our_servers_and_not_the_peers() {
+    let _serial = serial();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("work.csv");
+    let out = bench(
+        "--dispatch poll,tokio --engine mini,h2 --tls none --peers h2o --require-peers \
+         --clients 1 --pipeline 1 --work none,cpu:1ms --duration 0.3 --warm-up 0.1 --repeat 1",
+        &["--out", csv.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let medians: Vec<Row> = rows(&csv)
+        .into_iter()
+        .filter(|r| r.kind == RowKind::Median)
+        .collect();
+    // poll/mini, tokio/mini, tokio/h2, each without and with work; h2o once.
+    assert_eq!(medians.len(), 7, "{table}");
+    for m in &medians {
+        let label = format!("{}/{}/{}", m.dispatch, m.engine, m.tls);
+        match m.work.as_deref() {
+            Some("cpu:1ms") => {
+                assert_ne!(m.engine, "peer", "{table}");
+                assert!(m.cpu_us_per_req >= 900.0, "{label}: {m:?}");
+                assert!(table.contains(&format!("{label} cpu:1ms ")), "{table}");
+            }
+            None => assert!(m.cpu_us_per_req < 900.0, "{label}: {m:?}"),
+            other => panic!("{label}: work {other:?}"),
+        }
+    }
+    assert_eq!(medians.iter().filter(|m| m.engine == "peer").count(), 1);
+}
+
 #[test]
 fn an_empty_matrix_is_an_error() {
     let _serial = serial();

@@ -28,6 +28,7 @@ ACTION_COLOURS = {
     "encrypt": "#bcbd22",
     "move_encrypted": "#e377c2",
     "write_socket": "#2ca02c",
+    "work": "#ffbb78",
 }
 CONN_COLOUR = "#7f7f7f"
 OTHER_COLOUR = "#8c564b"

@@ -30,7 +30,7 @@ COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline",
            "cpu_us_per_req", "succeeded", "failed", "connection_errors",
            "traced", "trace_records_per_req", "trace_lost", "span_ns", "event_ns",
            "cpu_us_per_req_min", "cpu_us_per_req_max", "req_per_s_cv", "cpu_cv", "wide",
-           "threads", "pace_ns", "pace_ns_min", "pace_ns_max"]
+           "threads", "pace_ns", "pace_ns_min", "pace_ns_max", "work"]
 
 
 def read_medians(path):
@@ -39,9 +39,10 @@ def read_medians(path):
         # `# key: value` lines before the header describe the machine.
         reader = csv.reader(line for line in f if not line.startswith("#"))
         header = next(reader, None)
-        # CSVs from before the machine's pace lack its three columns; from
-        # before the threads axis, that one too.
-        if header not in (COLUMNS, COLUMNS[:-3], COLUMNS[:-4]):
+        # CSVs from before the work axis lack its column; from before the
+        # machine's pace, its three too; from before the threads axis, that
+        # one as well.
+        if header not in (COLUMNS, COLUMNS[:-1], COLUMNS[:-4], COLUMNS[:-5]):
             raise ValueError(f"{path}: not an h2lab bench CSV (header {header})")
         rows = []
         for line, cols in enumerate(reader, start=2):
@@ -58,6 +59,7 @@ def read_medians(path):
                     row[key] = float(row[key])
                 # 0: the server's default (no --threads).
                 row["threads"] = int(row.get("threads") or 0)
+                row["work"] = row.get("work") or ""
                 for key in ("p50_us", "p99_us"):
                     row[key] = int(row[key]) if row[key] else None
                 row["failed"] = int(row["failed"]) + int(row["connection_errors"])
@@ -74,10 +76,13 @@ def read_medians(path):
 def label(row, threads=True):
     """A server's line label: `poll/mini`, or `poll/mini (rustls)` over TLS, so
     that our TLS providers and the peers' OpenSSL share one panel; `×N` with
-    N server threads (`bench --threads`), unless `threads` is False."""
+    N server threads (`bench --threads`), unless `threads` is False; and each
+    request's work (`bench --work`)."""
     name = f'{row["dispatch"]}/{row["engine"]}'
     if threads and row["threads"]:
         name += f' ×{row["threads"]}'
+    if row.get("work"):
+        name += f' {row["work"]}'
     return name if row["tls"] == "none" else f'{name} ({row["tls"]})'
 
 

@@ -79,10 +79,13 @@ def test_grid_log_scale_and_marks(bench_csv, tmp_path):
     # A 2 × 2 grid: clients 1 and 2, h2c and TLS.
     for title in ("1 client, h2c", "1 client, TLS", "2 clients, h2c", "2 clients, TLS"):
         assert title in out
-    # A CSV from before the machine's pace (three columns fewer) reads too.
-    older = tmp_path / "older.csv"
-    older.write_text("\n".join(",".join(l.split(",")[:-3]) for l in lines if not l.startswith("#")) + "\n")
-    assert len(plot_bench.read_medians(older)) == len(rows)
+    # CSVs from before the work axis (one column fewer) and from before the
+    # machine's pace (three more) read too.
+    for fewer in (1, 4):
+        older = tmp_path / f"older-{fewer}.csv"
+        older.write_text("\n".join(",".join(l.split(",")[:-fewer])
+                                   for l in lines if not l.startswith("#")) + "\n")
+        assert len(plot_bench.read_medians(older)) == len(rows)
 
 
 def test_threads_chart_from_a_scaling_run(tmp_path, capsys):

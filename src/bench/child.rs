@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use super::system::{self, pinned};
 use super::{peers, BenchConfig, BenchError, Target};
+use crate::engine::Work;
 use crate::server::Setup;
 use crate::trace::TraceConfig;
 
@@ -28,15 +29,17 @@ pub enum Running {
 impl Running {
     /// Starts `target` (pinned as the bench says; ours traced to `trace`
     /// if given) and waits until it serves.
-    /// `threads`: the cell's (0: the server's default).
+    /// `threads`: the cell's (0: the server's default); `work`: each
+    /// request's (ours only).
     pub fn start(
         config: &BenchConfig,
         target: Target,
         threads: usize,
+        work: Work,
         trace: Option<&TraceConfig>,
     ) -> Result<Running, BenchError> {
         match target {
-            Target::H2lab(setup) => start_serve(config, setup, threads, trace),
+            Target::H2lab(setup) => start_serve(config, setup, threads, work, trace),
             Target::Peer { peer, tls } => {
                 peers::start(peer, tls, threads, config.pin_server.as_deref())
                     .map(Running::Peer)
@@ -91,12 +94,16 @@ fn start_serve(
     config: &BenchConfig,
     setup: Setup,
     threads: usize,
+    work: Work,
     trace: Option<&TraceConfig>,
 ) -> Result<Running, BenchError> {
     let mut serve = Command::new(&config.exe);
     serve.args(["serve", "--port", "0"]);
     if threads > 0 {
         serve.args(["--threads", &threads.to_string()]);
+    }
+    if !work.is_none() {
+        serve.args(["--work", &work.to_string()]);
     }
     if let Some(t) = trace {
         serve.arg("--trace").arg(&t.prefix);

@@ -10,6 +10,7 @@ use signal_hook::iterator::Signals;
 use super::export::{Csv, Exporter, Json, Table};
 use super::{matrix, system, BenchConfig, LoadClient, Peer, Results};
 use crate::cli::{self, values, CmdError, CmdResult, Exit};
+use crate::engine::Work;
 use crate::server::{Dispatch, Engine};
 use crate::tls::TlsProvider;
 
@@ -59,6 +60,11 @@ pub struct Args {
     /// peer worker).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Vec<u64>,
+    /// Each request's work, comma-separated: an axis, e.g.
+    /// `none,cpu:50us,sleep:1ms` (see `serve --work`). Our servers only: a
+    /// peer serves a file and runs once, without work. Default: none.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub work: Vec<Work>,
     /// Requests in flight per connection, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub pipeline: Vec<u64>,
@@ -254,6 +260,7 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         clients: args.clients.iter().map(|&c| c as usize).collect(),
         pipelines: args.pipeline.iter().map(|&m| m as usize).collect(),
         threads: args.threads.iter().map(|&n| n as usize).collect(),
+        work: args.work.clone(),
         duration: args.duration,
         warm_up: args.warm_up,
         repeat: args.repeat as usize,

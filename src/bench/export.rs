@@ -54,8 +54,17 @@ fn opt(v: Option<u64>) -> String {
 
 impl Exporter for Table {
     fn export(&self, results: &Results) -> Result<String, ExportError> {
+        // The setup column as wide as its longest cell (`--threads` and
+        // `--work` lengthen them), 22 at least.
+        let w = results
+            .medians
+            .iter()
+            .map(|m| m.cell.to_string().chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(22);
         let mut out = format!(
-            "{:<22} {:>4} {:>4} {:>12} {:>23} {:>8} {:>8} {:>9} {:>15} {:>7} {:>7} {:>9}\n",
+            "{:<w$} {:>4} {:>4} {:>12} {:>23} {:>8} {:>8} {:>9} {:>15} {:>7} {:>7} {:>9}\n",
             "setup",
             "c",
             "m",
@@ -74,7 +83,7 @@ impl Exporter for Table {
             let mark = if m.is_wide() { "!" } else { " " };
             let _ = writeln!(
                 out,
-                "{:<22} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>15} {:>6.2}{mark} {:>7} {:>9}",
+                "{:<w$} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>15} {:>6.2}{mark} {:>7} {:>9}",
                 m.cell.to_string(),
                 m.cell.clients,
                 m.cell.pipeline,
@@ -140,6 +149,7 @@ fn trace_costs(medians: &[Median]) -> String {
                 && m.cell.clients == traced.cell.clients
                 && m.cell.pipeline == traced.cell.pipeline
                 && m.cell.threads == traced.cell.threads
+                && m.cell.work == traced.cell.work
         });
         let Some(untraced) = untraced else { continue };
         if out.is_empty() {
@@ -296,6 +306,7 @@ mod tests {
                 pipeline: 10,
                 threads: 0,
                 traced: false,
+                work: crate::engine::Work::None,
             },
             runs: 3,
             req_per_s: rps,

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::peers::Peer;
 use super::BenchConfig;
+use crate::engine::Work;
 use crate::server::{Dispatch, Engine, Setup};
 use crate::tls::TlsProvider;
 
@@ -93,14 +94,20 @@ pub struct Cell {
     pub threads: usize,
     /// The server records a trace (`bench --trace-cost`; ours only).
     pub traced: bool,
+    /// `bench --work`: each request's work (ours only).
+    pub work: Work,
 }
 
 impl fmt::Display for Cell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let traced = if self.traced { " +trace" } else { "" };
         match self.threads {
-            0 => write!(f, "{}{traced}", self.target),
-            n => write!(f, "{} ×{n}{traced}", self.target),
+            0 => write!(f, "{}{traced}", self.target)?,
+            n => write!(f, "{} ×{n}{traced}", self.target)?,
+        }
+        match self.work {
+            Work::None => Ok(()),
+            work => write!(f, " {work}"),
         }
     }
 }
@@ -115,6 +122,7 @@ struct CellColumns {
     pipeline: usize,
     threads: usize,
     traced: bool,
+    work: String,
 }
 
 impl From<Cell> for CellColumns {
@@ -128,14 +136,17 @@ impl From<Cell> for CellColumns {
             pipeline: c.pipeline,
             threads: c.threads,
             traced: c.traced,
+            work: c.work.to_string(),
         }
     }
 }
 
 impl BenchConfig {
-    /// Every target × threads × clients × pipeline, targets in the order
-    /// given; threads only where a server has them (tokio, poll, peers);
-    /// with `trace_cost`, each of our setups untraced and then traced.
+    /// Every target × threads × work × clients × pipeline, targets in the
+    /// order given; threads only where a server has them (tokio, poll,
+    /// peers), work only on ours (a peer serves a file: its cells run once,
+    /// without work); with `trace_cost`, each of our setups untraced and
+    /// then traced.
     pub fn cells(&self) -> Vec<Cell> {
         let targets = self.setups.iter().map(|&s| Target::H2lab(s)).chain(
             self.peers
@@ -153,17 +164,24 @@ impl BenchConfig {
                 Target::H2lab(s) if !matches!(s.dispatch, Dispatch::Tokio | Dispatch::Poll) => &[0],
                 _ => &self.threads,
             };
+            let work: &[Work] = match target {
+                Target::H2lab(_) if !self.work.is_empty() => &self.work,
+                _ => &[Work::None],
+            };
             for &threads in threads {
-                for &clients in &self.clients {
-                    for &pipeline in &self.pipelines {
-                        for &traced in tracing {
-                            cells.push(Cell {
-                                target,
-                                clients,
-                                pipeline,
-                                threads,
-                                traced,
-                            });
+                for &work in work {
+                    for &clients in &self.clients {
+                        for &pipeline in &self.pipelines {
+                            for &traced in tracing {
+                                cells.push(Cell {
+                                    target,
+                                    clients,
+                                    pipeline,
+                                    threads,
+                                    traced,
+                                    work,
+                                });
+                            }
                         }
                     }
                 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Work;
 use crate::load::{self, LoadConfig, Stop};
 use crate::server::Setup;
 pub use machine::Machine;
@@ -63,6 +64,8 @@ pub struct BenchConfig {
     pub pipelines: Vec<usize>,
     /// `--threads`: server threads per cell (empty: each server's default).
     pub threads: Vec<usize>,
+    /// `--work`: each request's work per cell, ours only (empty: none).
+    pub work: Vec<Work>,
     pub duration: Duration,
     /// Load before each measured run, counted neither in requests nor CPU.
     pub warm_up: Duration,
@@ -195,12 +198,13 @@ pub fn run(
 fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<Run, BenchError> {
     let trace = cell.traced.then(|| {
         let name = format!(
-            "{}-c{}-m{}-rep{rep}",
-            cell.target, cell.clients, cell.pipeline
+            "{}-c{}-m{}-{}-rep{rep}",
+            cell.target, cell.clients, cell.pipeline, cell.work
         );
         crate::trace::TraceConfig::new(config.trace_dir.join(name.replace('/', "-")))
     });
-    let server = child::Running::start(config, cell.target, cell.threads, trace.as_ref())?;
+    let server =
+        child::Running::start(config, cell.target, cell.threads, cell.work, trace.as_ref())?;
     // nginx's worker exists before the load starts: the set is stable.
     let pids = server.pids();
     let cpu = || system::cpu_of(&pids, ticks).map_err(BenchError::Proc);

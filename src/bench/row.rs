@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::stats::PaceRange;
 use super::{Cell, LoadClient, Median, Results, Run, Target, TraceCost};
 use crate::csv_file::{self, CsvFileError};
+use crate::engine::Work;
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,6 +74,10 @@ pub struct Row {
     pub pace_ns_min: Option<f64>,
     #[serde(default)]
     pub pace_ns_max: Option<f64>,
+    /// `bench --work`: each request's work (`cpu:50µs`); empty: none (and
+    /// in CSVs from before the axis).
+    #[serde(default)]
+    pub work: Option<String>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -116,6 +121,7 @@ impl Row {
             pace_ns: None,
             pace_ns_min: None,
             pace_ns_max: None,
+            work: (!cell.work.is_none()).then(|| cell.work.to_string()),
         }
     }
 
@@ -179,6 +185,10 @@ impl Row {
             pipeline: self.pipeline,
             threads: self.threads.unwrap_or(0),
             traced: self.traced,
+            work: match &self.work {
+                Some(spec) => spec.parse()?,
+                None => Work::None,
+            },
         })
     }
 
@@ -280,6 +290,7 @@ mod tests {
             pipeline: 100,
             threads: 2,
             traced: false,
+            work: Work::Cpu(std::time::Duration::from_micros(50)),
         };
         let median = Median {
             cell,
@@ -310,16 +321,16 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs")
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);
         assert_eq!(back.req_per_s, 1234.6);
         assert_eq!(back.pace_ns.map(|p| p.spread()), Some(3100.0 / 1500.0));
-        // A CSV from before the threads axis (and the pace): the server's
-        // default, no pace.
+        // A CSV from before the threads axis (and the pace, and the work):
+        // the server's default, no pace, no work.
         let header = CSV_HEADER
-            .strip_suffix(",threads,pace_ns,pace_ns_min,pace_ns_max")
+            .strip_suffix(",threads,pace_ns,pace_ns_min,pace_ns_max,work")
             .unwrap();
         let old = format!(
             "{header}\nmedian,builtin,poll,mini,rustls,5,100,,1.0,,,,,0.1,9,0,0,false,,,,,,,,,\n"
@@ -331,5 +342,6 @@ mod tests {
         let median = &results.unwrap().medians[0];
         assert_eq!(median.cell.threads, 0);
         assert_eq!(median.pace_ns, None);
+        assert_eq!(median.cell.work, Work::None);
     }
 }

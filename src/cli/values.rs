@@ -4,32 +4,35 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 /// A duration: a number of seconds (fractions allowed) or a number with a
-/// unit, `ms`, `s`, `m` or `h` (`500ms`, `1s`, `2m`); more than 0, at most
-/// a day.
+/// unit, `ns`, `us` (or `µs`), `ms`, `s`, `m` or `h` (`50us`, `500ms`,
+/// `1s`, `2m`); more than 0, at most a day.
 pub fn secs(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let (number, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+    let (number, unit) = match t.find(|c: char| c.is_alphabetic()) {
         Some(i) => t.split_at(i),
         None => (t, "s"),
     };
     let scale = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
         "ms" => 0.001,
         "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
         _ => {
             return Err(format!(
-                "'{s}' is not a duration (seconds, or a number with ms, s, m or h)"
+                "'{s}' is not a duration (seconds, or a number with ns, us, ms, s, m or h)"
             ))
         }
     };
     let secs = number.parse::<f64>().map(|n| n * scale).map_err(|_| {
-        format!("'{s}' is not a duration (seconds, or a number with ms, s, m or h)")
+        format!("'{s}' is not a duration (seconds, or a number with ns, us, ms, s, m or h)")
     })?;
     if !(secs > 0.0 && secs <= 86_400.0) {
         return Err(format!("'{s}' is not between 0 and 86400 seconds"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    // To the nearest nanosecond (50us is 50,000 ns, not 49,999).
+    Ok(Duration::from_nanos((secs * 1e9).round() as u64))
 }
 
 /// Seconds, where 0 means none (a warm-up).
@@ -72,6 +75,9 @@ mod tests {
         assert_eq!(secs("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(secs("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(secs("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(secs("50us"), Ok(Duration::from_micros(50)));
+        assert_eq!(secs("50µs"), Ok(Duration::from_micros(50)));
+        assert_eq!(secs("400ns"), Ok(Duration::from_nanos(400)));
         assert_eq!(secs_or_zero("0s"), Ok(Duration::ZERO));
         for bad in [
             "0", "-1", "nan", "inf", "1e9", "soon", "5x", "ms", "2d", "0ms", "25h",

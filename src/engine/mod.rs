@@ -4,5 +4,7 @@
 
 pub mod h2;
 pub mod mini;
+pub mod work;
 
 pub use mini::{EngineError, MiniConnection, Status, RESPONSE_BODY};
+pub use work::Work;

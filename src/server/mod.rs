@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::engine::Work;
 use crate::identity::{CertError, Identity};
 use crate::tls::{ClientHelloHook, TlsAcceptor, TlsError, TlsProvider};
 use crate::trace::{TraceConfig, TraceError, TraceMeta, TraceSummary, Tracer};
@@ -205,6 +206,8 @@ pub struct ServerConfig {
     pub client_hello: Option<ClientHelloHook>,
     /// Record every action and frame to `PREFIX.json` and `PREFIX.csv`.
     pub trace: Option<TraceConfig>,
+    /// Each request's work before it is answered (`--work`).
+    pub work: Work,
 }
 
 impl Default for ServerConfig {
@@ -226,6 +229,7 @@ impl Default for ServerConfig {
             pin: Vec::new(),
             client_hello: None,
             trace: None,
+            work: Work::None,
         }
     }
 }
@@ -353,6 +357,7 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
             handshake: config.handshake_timeout,
             idle: config.idle_timeout,
         },
+        config.work,
     ));
     let (wake, threads) = dispatch::spawn(config, listeners, shared.clone())?;
     Ok(Server {

@@ -12,6 +12,7 @@ use super::conn::{self, ConnError};
 use super::errlog::ClientErrors;
 use super::trim::Trim;
 use super::Engine;
+use crate::engine::Work;
 use crate::tls::{TlsAcceptor, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
 
@@ -36,6 +37,8 @@ pub struct Shared {
     /// The handshake deadline and the idle timeout (`poll` keeps its own
     /// copy of these in its options).
     pub limits: Limits,
+    /// Each request's work (`--work`), done where it is answered.
+    pub work: Work,
     pub stopping: AtomicBool,
     /// A clone of every open connection's socket (blocking dispatches), so
     /// that `stop` can shut them down and unblock their threads.
@@ -54,6 +57,7 @@ impl Shared {
         engine: Engine,
         nodelay: bool,
         limits: Limits,
+        work: Work,
     ) -> Self {
         Self {
             dispatch,
@@ -61,6 +65,7 @@ impl Shared {
             engine,
             nodelay,
             limits,
+            work,
             stopping: AtomicBool::new(false),
             open: Mutex::new(Vec::new()),
             counters: Counters::default(),

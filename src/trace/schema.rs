@@ -80,10 +80,13 @@ pub enum Name {
     WriteSocket,
     /// The poll loop waits for events (its own track, client 0).
     PollWait,
+    /// A request's work (`serve --work`), inside the `engine` slice that
+    /// answers it.
+    Work,
 }
 
 impl Name {
-    pub const ALL: [Name; 11] = [
+    pub const ALL: [Name; 12] = [
         Name::Accept,
         Name::Close,
         Name::Refuse,
@@ -95,6 +98,7 @@ impl Name {
         Name::MoveEncrypted,
         Name::WriteSocket,
         Name::PollWait,
+        Name::Work,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +114,7 @@ impl Name {
             Name::MoveEncrypted => "move_encrypted",
             Name::WriteSocket => "write_socket",
             Name::PollWait => "poll_wait",
+            Name::Work => "work",
         }
     }
 

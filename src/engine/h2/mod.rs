@@ -47,14 +47,19 @@ where
 }
 
 /// Serves one connection until the client goes; `responses` counts the
-/// responses sent, also when the connection ends in an error. Each request
+/// responses sent, also when the connection ends in an error. `work` is
+/// called once before each answer (the request's `--work`). Each request
 /// is read to its end before it is answered (its body, released to flow
 /// control as it comes and dropped, then its trailers), so that uploads of
 /// any size complete and the crate checks content-length and trailers.
 /// What the crate writes is gathered per wake-up ([`Coalesce`]): every
 /// request that has arrived is accepted and answered before one write
 /// carries all the answers.
-pub async fn serve<T>(handshaken: Handshaken<T>, responses: &mut u64) -> Result<(), h2::Error>
+pub async fn serve<T>(
+    handshaken: Handshaken<T>,
+    responses: &mut u64,
+    work: &mut impl FnMut(),
+) -> Result<(), h2::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
@@ -68,7 +73,10 @@ where
                 Poll::Ready(Some(Ok((request, respond)))) => {
                     let body = request.into_body();
                     match body.is_end_stream() {
-                        true => *responses += u64::from(answer(respond)),
+                        true => {
+                            work();
+                            *responses += u64::from(answer(respond));
+                        }
                         false => uploads.push(Upload { body, respond }),
                     }
                     true
@@ -89,6 +97,7 @@ where
                             Poll::Ready(read) => {
                                 let upload = uploads.swap_remove(i);
                                 if read.is_ok() {
+                                    work();
                                     *responses += u64::from(answer(upload.respond));
                                 }
                             }

@@ -75,7 +75,9 @@ where
     };
     let handshaken = idle::within(deadline, async { Ok(handshaken.await?) }).await?;
     shared.trim.note();
-    let serve = async { Ok(engine_slices(client, engine::serve(handshaken, responses)).await?) };
+    let mut work = || super::do_work(client, &shared.work);
+    let serve =
+        async { Ok(engine_slices(client, engine::serve(handshaken, responses, &mut work)).await?) };
     match (progress, limits.idle) {
         (Some(p), Some(t)) => idle::watch(serve, t, &p).await,
         _ => serve.await,

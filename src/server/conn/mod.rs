@@ -111,6 +111,17 @@ pub enum FeedError {
     Stalled,
 }
 
+/// One request's work (`--work`), in a `work` slice of its own: the one
+/// place both engines do it (the mini engine's pipeline, and the `h2`
+/// service before each answer).
+pub fn do_work(client: u64, work: &crate::engine::Work) {
+    if work.is_none() {
+        return;
+    }
+    let _span = trace::action(client, Name::Work, NO_STATE);
+    work.run();
+}
+
 /// Frame events of one connection: the frame boundaries of its plaintext
 /// each way, reported as they are seen. Scans only while tracing is on, or
 /// inbound when it watches the client's progress for the idle timeout.

@@ -13,7 +13,7 @@
 
 use super::{feed, feed_traced, FeedError, Frames};
 use crate::buffers::READ_BUF;
-use crate::engine::{EngineError, MiniConnection};
+use crate::engine::{EngineError, MiniConnection, Work};
 use crate::tls::{TlsError, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
 
@@ -55,11 +55,13 @@ pub struct Pipeline {
     out_seen: usize,
     /// The engine's frame count at the last [`Pipeline::progressed`].
     progress_frames: u64,
+    /// Each request's work, done as the engine answers it.
+    work: Work,
 }
 
 impl Pipeline {
     /// A new connection; the engine's SETTINGS wait in ⓤ.
-    pub fn new(tls: Box<dyn TlsSession>, client: u64) -> Self {
+    pub fn new(tls: Box<dyn TlsSession>, client: u64, work: Work) -> Self {
         let mut plain_out = Vec::with_capacity(4096);
         let engine = MiniConnection::accept(&mut plain_out);
         Self {
@@ -74,6 +76,7 @@ impl Pipeline {
             in_seen: 0,
             out_seen: 0,
             progress_frames: 0,
+            work,
         }
     }
 
@@ -184,11 +187,19 @@ impl Pipeline {
         if n == 0 {
             return Ok(0);
         }
+        let answered = self.engine.responses();
         let result = self
             .engine
             .handle_input(&self.plain_in, &mut self.plain_out);
         self.plain_in.clear();
         self.in_seen = 0;
+        // Each request answered in this step has its work done here, inside
+        // the caller's engine slice, before the answers can be sent.
+        if !self.work.is_none() {
+            for _ in answered..self.engine.responses() {
+                super::do_work(self.client, &self.work);
+            }
+        }
         // Status::Closed shows as `is_closed()`.
         let _status = result?;
         Ok(n)
@@ -283,9 +294,9 @@ pub struct MiniConn {
 }
 
 impl MiniConn {
-    pub fn new(tls: Box<dyn TlsSession>, client: u64) -> Self {
+    pub fn new(tls: Box<dyn TlsSession>, client: u64, work: Work) -> Self {
         Self {
-            pipeline: Pipeline::new(tls, client),
+            pipeline: Pipeline::new(tls, client, work),
             read: None,
             wire: Vec::new(),
             eof: false,

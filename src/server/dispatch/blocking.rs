@@ -132,7 +132,7 @@ fn handle(id: u64, sock: TcpStream, shared: &Shared) {
                     sock,
                     trace: SocketTrace::new(id, writes, false),
                 };
-                let conn = MiniConn::new(tls, id);
+                let conn = MiniConn::new(tls, id, shared.work);
                 serve_mini(sock, conn, shared.limits, &mut responses)
             }
             Engine::H2 => conn::h2::serve_blocking(id, sock, tls, shared, &mut responses),

@@ -110,7 +110,7 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
                     sock,
                     trace: SocketTrace::new(id, writes, false),
                 };
-                let conn = MiniConn::new(tls, id);
+                let conn = MiniConn::new(tls, id, shared.work);
                 serve_mini(sock, conn, &shared, &mut responses, stop).await
             }
             Engine::H2 => {

@@ -143,7 +143,7 @@ impl Client {
                 self.compact_output();
                 self.pipeline.move_encrypted(&mut self.output)
             }
-            Name::Close | Name::Accept | Name::Refuse | Name::PollWait => Ok(0),
+            Name::Close | Name::Accept | Name::Refuse | Name::PollWait | Name::Work => Ok(0),
         };
         let moved = match outcome {
             Ok(n) => n,

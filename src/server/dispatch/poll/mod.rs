@@ -301,7 +301,7 @@ impl PollLoop {
         entry.insert(Client {
             id,
             sock,
-            pipeline: Pipeline::new(tls, id),
+            pipeline: Pipeline::new(tls, id, self.shared.work),
             flags: Flags::empty(),
             input: None,
             in_start: 0,

@@ -35,7 +35,7 @@ pub fn is_possible(action: Name, f: Flags) -> bool {
             let unsent = f.contains(Flags::HAS_OUTPUT) || f.contains(Flags::HAS_CIPHERTEXT);
             f.contains(Flags::CLOSING) && !unsent && !encryptable
         }
-        Name::Accept | Name::Refuse | Name::PollWait => false,
+        Name::Accept | Name::Refuse | Name::PollWait | Name::Work => false,
     }
 }
 

@@ -1,0 +1,169 @@
+//! `serve --work`: each request's work, done on the serving thread by both
+//! engines, charged to the server and traced as a `work` slice inside the
+//! engine slice that answers it. Verdicts without the clock: CPU time the
+//! work must produce, slices counted, and which slices overlap.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use h2lab::trace::{CsvRow, Kind, TraceConfig};
+use support::{run, serve, tool};
+
+/// `h2load -n N -c C -m 1` against `url`, every request answered.
+fn load(url: &str, requests: u32, clients: u32) {
+    let out = run(tool("h2load")
+        .args([
+            "-n",
+            &requests.to_string(),
+            "-c",
+            &clients.to_string(),
+            "-m",
+            "1",
+        ])
+        .arg(url));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{requests} succeeded, 0 failed")),
+        "{url}: {text}"
+    );
+}
+
+fn trace_prefix(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("work")
+        .join(name)
+}
+
+fn rows(prefix: &Path) -> Vec<CsvRow> {
+    let csv = TraceConfig::new(prefix).csv_path();
+    h2lab::csv_file::read(&csv, h2lab::trace::CSV_HEADER, "an action log").unwrap()
+}
+
+/// 80 requests of `cpu:2ms` cost the server at least 160 ms of CPU time,
+/// 16 clock ticks, on each engine and every kind of dispatch. The kernel
+/// rounds each of user and system time down to a tick, at both readings:
+/// at least 12 ticks must show.
+#[test]
+fn cpu_work_is_charged_to_the_server() {
+    for setup in [
+        ["single", "mini", "none"],
+        ["thread", "h2", "rustls"],
+        ["tokio", "mini", "openssl"],
+        ["tokio", "h2", "none"],
+        ["poll", "mini", "rustls"],
+    ] {
+        let [dispatch, engine, tls] = setup;
+        let s = serve(&[
+            "--dispatch",
+            dispatch,
+            "--engine",
+            engine,
+            "--tls",
+            tls,
+            "--work",
+            "cpu:2ms",
+        ]);
+        let before = support::cpu_ticks(s.child.id());
+        load(&s.url, 80, 1);
+        let ticks = support::cpu_ticks(s.child.id()) - before;
+        assert!(
+            ticks >= 12,
+            "{setup:?}: {ticks} ticks for 80 × 2 ms of work"
+        );
+        assert!(s.stop_with("TERM").status.success(), "{setup:?}");
+    }
+}
+
+/// A traced run: one `work` slice per response, each at least as long as
+/// the work's CPU time, inside an `engine` slice of the same client, on
+/// both engines.
+#[test]
+fn every_request_has_a_work_slice_inside_its_engine_slice() {
+    for (engine, tls) in [("mini", "rustls"), ("h2", "none")] {
+        let prefix = trace_prefix(&format!("slices-{engine}"));
+        let s = serve(&[
+            "--dispatch",
+            "tokio",
+            "--engine",
+            engine,
+            "--tls",
+            tls,
+            "--work",
+            "cpu:200us",
+            "--trace",
+            prefix.to_str().unwrap(),
+        ]);
+        load(&s.url, 30, 3);
+        assert!(s.stop_with("TERM").status.success());
+        let rows = rows(&prefix);
+        let work: Vec<&CsvRow> = rows
+            .iter()
+            .filter(|r| r.kind == Kind::Action && r.name == "work")
+            .collect();
+        let answered = rows.iter().filter(|r| r.is_response()).count();
+        assert_eq!((work.len(), answered), (30, 30), "{engine}");
+        for w in &work {
+            assert!(w.dur_ns >= 200_000, "{engine}: {w:?}");
+            let inside = rows.iter().any(|e| {
+                e.kind == Kind::Action
+                    && e.name == "engine"
+                    && e.client == w.client
+                    && e.ts_ns <= w.ts_ns
+                    && w.ts_ns + w.dur_ns <= e.ts_ns + e.dur_ns
+            });
+            assert!(inside, "{engine}: {w:?} outside every engine slice");
+        }
+    }
+}
+
+/// A blocking handler stalls a loop that serves every client, and not a
+/// thread per connection. Read off the trace, not the clock: with four
+/// clients at once, the `work` slices of `poll` never overlap (one thread
+/// does them all, one after another), while those of `thread` do.
+#[test]
+fn a_sleeping_handler_holds_the_poll_loop_and_not_the_threads() {
+    let overlaps = |dispatch: &str| {
+        let prefix = trace_prefix(&format!("sleep-{dispatch}"));
+        let s = serve(&[
+            "--dispatch",
+            dispatch,
+            "--work",
+            "sleep:5ms",
+            "--trace",
+            prefix.to_str().unwrap(),
+        ]);
+        load(&s.url, 40, 4);
+        assert!(s.stop_with("TERM").status.success());
+        let mut work: Vec<(u64, u64)> = rows(&prefix)
+            .iter()
+            .filter(|r| r.name == "work")
+            .map(|r| (r.ts_ns, r.ts_ns + r.dur_ns))
+            .collect();
+        assert_eq!(work.len(), 40, "{dispatch}");
+        work.sort_unstable();
+        work.windows(2).filter(|w| w[1].0 < w[0].1).count()
+    };
+    assert_eq!(overlaps("poll"), 0, "poll's work slices overlap");
+    assert!(overlaps("thread") > 0, "thread's work slices never overlap");
+}
+
+/// A spec that is not one is a usage error: one line, exit 2.
+#[test]
+fn a_bad_work_spec_is_refused() {
+    for (spec, says) in [
+        ("cpu", "is not a work spec"),
+        ("nap:1ms", "is not a kind of work"),
+        ("cpu:soon", "is not a duration"),
+        ("sleep:0ms", "is not between 0 and 60 seconds"),
+    ] {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args(["serve", "--work", spec]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {err}");
+        assert!(
+            err.contains(says) && err.lines().count() == 1,
+            "{spec}: {err}"
+        );
+    }
+}
