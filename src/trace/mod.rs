@@ -24,6 +24,15 @@ use crate::frame::{FrameHeader, HEADER_LEN};
 
 pub use meta::TraceMeta;
 pub use recorder::recording_threads;
+
+/// Sends this thread's last records to the writer now, as the thread's end
+/// would (its thread-local state is dropped only after the thread's
+/// function has returned). For a thread that others wait for by other
+/// means than a join, such as a detached `thread` connection: once this
+/// returns, its records are with the writer.
+pub fn flush_this_thread() {
+    recorder::flush_all();
+}
 pub use schema::{CsvRow, Flags, FrameFlags, Kind, Name, Packed, Record, CSV_HEADER, NO_STATE};
 pub use tracer::Tracer;
 

@@ -235,6 +235,12 @@ thread_local! {
     static LOCALS: RefCell<Vec<Local>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Sends this thread's last batch of every trace now, as its end would,
+/// and forgets its states.
+pub(super) fn flush_all() {
+    let _ = LOCALS.try_with(|l| l.borrow_mut().clear());
+}
+
 /// Sends this thread's batch of `sink` now and forgets its state (the
 /// tracer's own thread, before the trace is finished).
 pub(super) fn flush_thread(sink: &Arc<Sink>) {

@@ -68,7 +68,13 @@ pub fn accept_loop(listener: Arc<TcpListener>, threaded: bool, shared: Arc<Share
         let spawned = std::thread::Builder::new()
             .name(format!("h2lab-conn-{id}"))
             .spawn(move || {
-                conn_shared.traced(|| handle(id, sock, &conn_shared));
+                conn_shared.traced(|| {
+                    handle(id, sock, &conn_shared);
+                    // Before `running` says this thread is done: its
+                    // thread-local records would otherwise go only as the
+                    // thread ends, after a stop may have finished the trace.
+                    trace::flush_this_thread();
+                });
                 drop(running);
             });
         // Not kept: a finished thread goes at once (its stack with it),

@@ -38,6 +38,10 @@ pub fn runtime(
                     std::mem::forget(tracing::dispatcher::set_default(d));
                 }
             })
+            // The runtime's shutdown returns once its threads say they are
+            // done, which may come before their thread-local records go:
+            // they are sent here first, so a stop's trace has them all.
+            .on_thread_stop(crate::trace::flush_this_thread)
             .enable_all()
             .build(),
     }
