@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use h2lab::trace::{CsvRow, Kind, TraceConfig};
@@ -30,14 +30,18 @@ fn load(url: &str, requests: u32, clients: u32) {
     );
 }
 
-fn trace_prefix(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
+/// A traced server with `args`, `requests` from `clients` clients (one in
+/// flight each), stopped cleanly: the rows of its action log.
+fn traced_run(name: &str, args: &[&str], requests: u32, clients: u32) -> Vec<CsvRow> {
+    let prefix = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("work")
-        .join(name)
-}
-
-fn rows(prefix: &Path) -> Vec<CsvRow> {
-    let csv = TraceConfig::new(prefix).csv_path();
+        .join(name);
+    let mut args = args.to_vec();
+    args.extend(["--trace", prefix.to_str().unwrap()]);
+    let s = serve(&args);
+    load(&s.url, requests, clients);
+    assert!(s.stop_with("TERM").status.success(), "{name}");
+    let csv = TraceConfig::new(&prefix).csv_path();
     h2lab::csv_file::read(&csv, h2lab::trace::CSV_HEADER, "an action log").unwrap()
 }
 
@@ -82,22 +86,21 @@ fn cpu_work_is_charged_to_the_server() {
 #[test]
 fn every_request_has_a_work_slice_inside_its_engine_slice() {
     for (engine, tls) in [("mini", "rustls"), ("h2", "none")] {
-        let prefix = trace_prefix(&format!("slices-{engine}"));
-        let s = serve(&[
-            "--dispatch",
-            "tokio",
-            "--engine",
-            engine,
-            "--tls",
-            tls,
-            "--work",
-            "cpu:200us",
-            "--trace",
-            prefix.to_str().unwrap(),
-        ]);
-        load(&s.url, 30, 3);
-        assert!(s.stop_with("TERM").status.success());
-        let rows = rows(&prefix);
+        let rows = traced_run(
+            &format!("slices-{engine}"),
+            &[
+                "--dispatch",
+                "tokio",
+                "--engine",
+                engine,
+                "--tls",
+                tls,
+                "--work",
+                "cpu:200us",
+            ],
+            30,
+            3,
+        );
         let work: Vec<&CsvRow> = rows
             .iter()
             .filter(|r| r.kind == Kind::Action && r.name == "work")
@@ -125,18 +128,13 @@ fn every_request_has_a_work_slice_inside_its_engine_slice() {
 #[test]
 fn a_sleeping_handler_holds_the_poll_loop_and_not_the_threads() {
     let overlaps = |dispatch: &str| {
-        let prefix = trace_prefix(&format!("sleep-{dispatch}"));
-        let s = serve(&[
-            "--dispatch",
-            dispatch,
-            "--work",
-            "sleep:5ms",
-            "--trace",
-            prefix.to_str().unwrap(),
-        ]);
-        load(&s.url, 40, 4);
-        assert!(s.stop_with("TERM").status.success());
-        let mut work: Vec<(u64, u64)> = rows(&prefix)
+        let rows = traced_run(
+            &format!("sleep-{dispatch}"),
+            &["--dispatch", dispatch, "--work", "sleep:5ms"],
+            40,
+            4,
+        );
+        let mut work: Vec<(u64, u64)> = rows
             .iter()
             .filter(|r| r.name == "work")
             .map(|r| (r.ts_ns, r.ts_ns + r.dur_ns))

@@ -4,8 +4,8 @@
 //! bad arguments, unreadable files), the output helper, and the value
 //! parsers of the options. The commands import it; the library under them
 //! (frame, engine, tls, server, and trace but for its `trace-convert`
-//! command) never does, and it imports nothing of the crate. The command enum that ties the commands together is
-//! [`crate::app`], above them all.
+//! command) never does, and it imports nothing of the crate. The command
+//! enum that ties the commands together is [`crate::app`], above them all.
 
 pub mod values;
 
