@@ -15,6 +15,8 @@ pub const CLIENT_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16_384;
 /// The largest SETTINGS_MAX_FRAME_SIZE allowed (RFC 9113 §6.5.2).
 pub const MAX_MAX_FRAME_SIZE: u32 = (1 << 24) - 1;
+/// Every flow-control window's initial size (RFC 9113 §6.9.2).
+pub const DEFAULT_WINDOW_SIZE: u32 = 65_535;
 /// The largest flow-control window (RFC 9113 §6.9.1).
 pub const MAX_WINDOW_SIZE: u32 = (1 << 31) - 1;
 

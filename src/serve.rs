@@ -10,7 +10,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::{bad_input, values, CmdResult, Exit};
-use crate::engine::Work;
+use crate::engine::{Body, Work};
 use crate::server::{self, Dispatch, Engine, ServerConfig, Spread};
 use crate::tls::TlsProvider;
 use crate::trace::TraceConfig;
@@ -121,10 +121,25 @@ pub struct Args {
     /// serves its connection: `cpu:DURATION` (computation until the thread
     /// has had that much CPU time), `sleep:DURATION` (a blocking sleep, as a
     /// synchronous database or file call: it stalls a `poll` loop or a
-    /// current-thread tokio runtime), or `none`. Traced as a `work` slice
-    /// per request. E.g. `cpu:50us`, `sleep:1ms`.
+    /// current-thread tokio runtime), `delay:DURATION` (the answer is due
+    /// that much later without holding the thread, as an asynchronous call
+    /// to another service), or `none`. Traced as a `work` slice per request
+    /// (cpu, sleep). E.g. `cpu:50us`, `sleep:1ms`, `delay:1ms`.
     #[arg(long, value_name = "SPEC", default_value = "none")]
     pub work: Work,
+    /// Each response's body: SIZE octets of `Hello World\n` repeated (so
+    /// `12`, the default, is the seed's answer, and any body can be
+    /// checked: `h2lab load --expect-body SIZE`). 0 to 64MiB, with B, KiB
+    /// or MiB (`1MiB`). Bodies larger than the client's windows go out as
+    /// it opens them, the streams taking turns frame by frame.
+    #[arg(long, value_name = "SIZE", default_value = "12")]
+    pub body: Body,
+    /// `poll` and `tokio`: do the `cpu:` and `sleep:` work on N worker
+    /// threads instead of the serving thread; the answer goes back to the
+    /// connection's loop (`poll`: through the loop's inbox and waker;
+    /// `tokio`: its blocking pool, N threads at most).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub offload: Option<u64>,
 }
 
 /// The deadline for a client's handshake, preface and SETTINGS.
@@ -161,6 +176,8 @@ impl Args {
                 ..TraceConfig::new(prefix)
             }),
             work: self.work,
+            body: self.body,
+            offload: self.offload.unwrap_or(0) as usize,
         }
     }
 }

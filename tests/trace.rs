@@ -187,7 +187,7 @@ fn check_trace(cfg: h2lab::ServerConfig, name: &str) {
         for r in &actions {
             assert_eq!(
                 r.state.len(),
-                10,
+                h2lab::trace::Flags::COUNT,
                 "{setup}: flags before {}: {:?}",
                 r.name,
                 r.state

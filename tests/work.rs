@@ -155,6 +155,7 @@ fn a_bad_work_spec_is_refused() {
         ("nap:1ms", "is not a kind of work"),
         ("cpu:soon", "is not a duration"),
         ("sleep:0ms", "is not between 0 and 60 seconds"),
+        ("delay:2m", "is not a duration"),
     ] {
         let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args(["serve", "--work", spec]));
         let err = String::from_utf8_lossy(&out.stderr);
@@ -162,6 +163,152 @@ fn a_bad_work_spec_is_refused() {
         assert!(
             err.contains(says) && err.lines().count() == 1,
             "{spec}: {err}"
+        );
+    }
+}
+
+/// Each request's wait from its HEADERS in to the frame that ended its
+/// answer, per (client, stream), off the trace: (start, end) in ns.
+fn waits(rows: &[CsvRow]) -> Vec<(u64, u64)> {
+    let mut asked = std::collections::HashMap::new();
+    let mut waits = Vec::new();
+    for r in rows {
+        if r.kind == Kind::FrameIn && r.name == "HEADERS" {
+            asked.insert((r.client, r.stream), r.ts_ns);
+        } else if r.is_response() {
+            if let Some(t) = asked.remove(&(r.client, r.stream)) {
+                waits.push((t, r.ts_ns));
+            }
+        }
+    }
+    waits.sort_unstable();
+    waits
+}
+
+/// How many intervals begin before the previous one (in start order) ends.
+fn overlapping(intervals: &[(u64, u64)]) -> usize {
+    intervals.windows(2).filter(|w| w[1].0 < w[0].1).count()
+}
+
+/// `delay:` makes each answer due that much later without holding the
+/// thread: on one `poll` loop, and on a current-thread tokio runtime with
+/// the `h2` engine, every answer comes at least 20 ms after its request,
+/// and the waits of four clients overlap (a held thread would serve them
+/// one after another). On `thread` and `single` the delay holds too.
+#[test]
+fn a_delay_holds_the_answer_and_not_the_thread() {
+    for (name, args, overlap) in [
+        ("poll", &["--dispatch", "poll", "--tls", "rustls"][..], true),
+        (
+            "tokio-h2",
+            &["--dispatch", "tokio", "--engine", "h2"][..],
+            true,
+        ),
+        (
+            "tokio-mini",
+            &["--dispatch", "tokio", "--tls", "openssl"][..],
+            true,
+        ),
+        ("thread", &["--dispatch", "thread"][..], true),
+        (
+            "single-h2",
+            &["--dispatch", "single", "--engine", "h2"][..],
+            false,
+        ),
+    ] {
+        let clients = if overlap { 4 } else { 1 };
+        let mut args = args.to_vec();
+        args.extend(["--work", "delay:20ms"]);
+        let rows = traced_run(&format!("delay-{name}"), &args, 24, clients);
+        let waits = waits(&rows);
+        assert_eq!(waits.len(), 24, "{name}");
+        for (start, end) in &waits {
+            assert!(
+                end - start >= 20_000_000,
+                "{name}: answered after {} ns",
+                end - start
+            );
+        }
+        if overlap {
+            assert!(overlapping(&waits) > 0, "{name}: the waits never overlap");
+        }
+        assert!(
+            !rows.iter().any(|r| r.name == "work"),
+            "{name}: a delay is no work"
+        );
+    }
+}
+
+/// `--offload N` moves `sleep:` work off the loop: on `poll` and on a
+/// current-thread tokio runtime (both engines), the `work` slices of four
+/// clients overlap, which one loop thread doing them cannot (see
+/// `a_sleeping_handler_holds_the_poll_loop_and_not_the_threads`); and the
+/// server runs its N workers.
+#[test]
+fn offloaded_work_runs_beside_the_loop() {
+    for (name, args) in [
+        ("poll", &["--dispatch", "poll", "--tls", "rustls"][..]),
+        ("tokio-mini", &["--dispatch", "tokio"][..]),
+        (
+            "tokio-h2",
+            &["--dispatch", "tokio", "--engine", "h2", "--tls", "openssl"][..],
+        ),
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--work", "sleep:5ms", "--offload", "4"]);
+        let rows = traced_run(&format!("offload-{name}"), &args, 40, 4);
+        let mut work: Vec<(u64, u64)> = rows
+            .iter()
+            .filter(|r| r.name == "work")
+            .map(|r| (r.ts_ns, r.ts_ns + r.dur_ns))
+            .collect();
+        assert_eq!(work.len(), 40, "{name}");
+        work.sort_unstable();
+        assert!(
+            overlapping(&work) > 0,
+            "{name}: the work slices never overlap"
+        );
+        assert_eq!(waits(&rows).len(), 40, "{name}: every request answered");
+    }
+    let s = serve(&["--dispatch", "poll", "--work", "cpu:1ms", "--offload", "3"]);
+    let workers = std::fs::read_dir(format!("/proc/{}/task", s.child.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|name| name.starts_with("h2lab-work-"))
+        .count();
+    assert_eq!(workers, 3);
+    assert!(s.stop_with("TERM").status.success());
+}
+
+/// `--offload` where it means nothing is refused with one line, exit 2.
+#[test]
+fn offload_is_refused_where_it_means_nothing() {
+    for (args, says) in [
+        (
+            &["--dispatch", "single", "--work", "cpu:1ms"][..],
+            "only for --dispatch poll and tokio",
+        ),
+        (
+            &["--dispatch", "thread", "--work", "sleep:1ms"][..],
+            "only for --dispatch poll and tokio",
+        ),
+        (
+            &["--dispatch", "poll"][..],
+            "needs work that holds a thread",
+        ),
+        (
+            &["--dispatch", "tokio", "--work", "delay:1ms"][..],
+            "needs work that holds a thread",
+        ),
+    ] {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .args(["serve", "--offload", "2"])
+            .args(args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(says) && err.lines().count() == 1,
+            "{args:?}: {err}"
         );
     }
 }

@@ -30,7 +30,8 @@ COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline",
            "cpu_us_per_req", "succeeded", "failed", "connection_errors",
            "traced", "trace_records_per_req", "trace_lost", "span_ns", "event_ns",
            "cpu_us_per_req_min", "cpu_us_per_req_max", "req_per_s_cv", "cpu_cv", "wide",
-           "threads", "pace_ns", "pace_ns_min", "pace_ns_max", "work"]
+           "threads", "pace_ns", "pace_ns_min", "pace_ns_max", "work",
+           "body", "goodput_mib_per_s", "offload"]
 
 
 def read_medians(path):
@@ -39,10 +40,11 @@ def read_medians(path):
         # `# key: value` lines before the header describe the machine.
         reader = csv.reader(line for line in f if not line.startswith("#"))
         header = next(reader, None)
-        # CSVs from before the work axis lack its column; from before the
-        # machine's pace, its three too; from before the threads axis, that
+        # CSVs from before the body and offload axes lack their three
+        # columns; from before the work axis, its column too; from before
+        # the machine's pace, its three; from before the threads axis, that
         # one as well.
-        if header not in (COLUMNS, COLUMNS[:-1], COLUMNS[:-4], COLUMNS[:-5]):
+        if header not in (COLUMNS, COLUMNS[:-3], COLUMNS[:-4], COLUMNS[:-7], COLUMNS[:-8]):
             raise ValueError(f"{path}: not an h2lab bench CSV (header {header})")
         rows = []
         for line, cols in enumerate(reader, start=2):
@@ -60,6 +62,8 @@ def read_medians(path):
                 # 0: the server's default (no --threads).
                 row["threads"] = int(row.get("threads") or 0)
                 row["work"] = row.get("work") or ""
+                row["body"] = row.get("body") or ""
+                row["offload"] = int(row.get("offload") or 0)
                 for key in ("p50_us", "p99_us"):
                     row[key] = int(row[key]) if row[key] else None
                 row["failed"] = int(row["failed"]) + int(row["connection_errors"])
@@ -77,12 +81,17 @@ def label(row, threads=True):
     """A server's line label: `poll/mini`, or `poll/mini (rustls)` over TLS, so
     that our TLS providers and the peers' OpenSSL share one panel; `×N` with
     N server threads (`bench --threads`), unless `threads` is False; and each
-    request's work (`bench --work`)."""
+    request's work (`bench --work`), its workers (`--offload`) and the
+    body (`--body`)."""
     name = f'{row["dispatch"]}/{row["engine"]}'
     if threads and row["threads"]:
         name += f' ×{row["threads"]}'
+    if row.get("body"):
+        name += f' body={row["body"]}'
     if row.get("work"):
         name += f' {row["work"]}'
+    if row.get("offload"):
+        name += f' offload={row["offload"]}'
     return name if row["tls"] == "none" else f'{name} ({row["tls"]})'
 
 

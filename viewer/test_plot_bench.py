@@ -79,9 +79,9 @@ def test_grid_log_scale_and_marks(bench_csv, tmp_path):
     # A 2 × 2 grid: clients 1 and 2, h2c and TLS.
     for title in ("1 client, h2c", "1 client, TLS", "2 clients, h2c", "2 clients, TLS"):
         assert title in out
-    # CSVs from before the work axis (one column fewer) and from before the
-    # machine's pace (three more) read too.
-    for fewer in (1, 4):
+    # CSVs from before the body and offload axes (three columns fewer),
+    # the work axis (one more) and the machine's pace (three more) read too.
+    for fewer in (3, 4, 7):
         older = tmp_path / f"older-{fewer}.csv"
         older.write_text("\n".join(",".join(l.split(",")[:-fewer])
                                    for l in lines if not l.startswith("#")) + "\n")

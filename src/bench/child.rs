@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use super::system::{self, pinned};
 use super::{peers, BenchConfig, BenchError, Target};
-use crate::engine::Work;
+use crate::engine::{Body, Handler};
 use crate::server::Setup;
 use crate::trace::TraceConfig;
 
@@ -29,22 +29,28 @@ pub enum Running {
 impl Running {
     /// Starts `target` (pinned as the bench says; ours traced to `trace`
     /// if given) and waits until it serves.
-    /// `threads`: the cell's (0: the server's default); `work`: each
-    /// request's (ours only).
+    /// `threads`: the cell's (0: the server's default); `handler`: each
+    /// request's work (ours only) and body (a peer serves it as a file);
+    /// `offload`: workers for the work (ours only; 0: none).
     pub fn start(
         config: &BenchConfig,
         target: Target,
         threads: usize,
-        work: Work,
+        handler: Handler,
+        offload: usize,
         trace: Option<&TraceConfig>,
     ) -> Result<Running, BenchError> {
         match target {
-            Target::H2lab(setup) => start_serve(config, setup, threads, work, trace),
-            Target::Peer { peer, tls } => {
-                peers::start(peer, tls, threads, config.pin_server.as_deref())
-                    .map(Running::Peer)
-                    .map_err(|reason| BenchError::Serve { target, reason })
-            }
+            Target::H2lab(setup) => start_serve(config, setup, threads, handler, offload, trace),
+            Target::Peer { peer, tls } => peers::start(
+                peer,
+                tls,
+                threads,
+                config.pin_server.as_deref(),
+                handler.body,
+            )
+            .map(Running::Peer)
+            .map_err(|reason| BenchError::Serve { target, reason }),
         }
     }
 
@@ -94,16 +100,23 @@ fn start_serve(
     config: &BenchConfig,
     setup: Setup,
     threads: usize,
-    work: Work,
+    handler: Handler,
+    offload: usize,
     trace: Option<&TraceConfig>,
 ) -> Result<Running, BenchError> {
     let mut serve = Command::new(&config.exe);
     serve.args(["serve", "--port", "0"]);
+    if offload > 0 {
+        serve.args(["--offload", &offload.to_string()]);
+    }
     if threads > 0 {
         serve.args(["--threads", &threads.to_string()]);
     }
-    if !work.is_none() {
-        serve.args(["--work", &work.to_string()]);
+    if !handler.work.is_none() {
+        serve.args(["--work", &handler.work.to_string()]);
+    }
+    if handler.body != Body::default() {
+        serve.args(["--body", &handler.body.to_string()]);
     }
     if let Some(t) = trace {
         serve.arg("--trace").arg(&t.prefix);

@@ -10,7 +10,7 @@ use signal_hook::iterator::Signals;
 use super::export::{Csv, Exporter, Json, Table};
 use super::{matrix, system, BenchConfig, LoadClient, Peer, Results};
 use crate::cli::{self, values, CmdError, CmdResult, Exit};
-use crate::engine::Work;
+use crate::engine::{Body, Work};
 use crate::server::{Dispatch, Engine};
 use crate::tls::TlsProvider;
 
@@ -65,6 +65,24 @@ pub struct Args {
     /// peer serves a file and runs once, without work. Default: none.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub work: Vec<Work>,
+    /// Each response's body, comma-separated: an axis, e.g. `12,64KiB,1MiB`
+    /// (see `serve --body`); peers serve it as a file. The load client
+    /// checks every body; the table shows goodput (MiB/s of DATA) when a
+    /// body is not the default 12 octets.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub body: Vec<Body>,
+    /// Worker threads for each request's work, comma-separated: an axis
+    /// (`0,8` compares doing the work on the serving thread with 8
+    /// workers; see `serve --offload`). Only poll and tokio cells whose
+    /// work is `cpu:` or `sleep:`; the others run once, without.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(0..=1024))]
+    pub offload: Vec<u64>,
+    /// The load client's connection and stream receive windows, e.g.
+    /// `64KiB` or `16MiB` (see `load --window`); with h2load, -w and -W of
+    /// the power of two at or above it. Default: the built-in client's
+    /// 1 GiB, h2load's own.
+    #[arg(long, value_name = "SIZE", value_parser = values::window)]
+    pub window: Option<u32>,
     /// Requests in flight per connection, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub pipeline: Vec<u64>,
@@ -261,6 +279,9 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         pipelines: args.pipeline.iter().map(|&m| m as usize).collect(),
         threads: args.threads.iter().map(|&n| n as usize).collect(),
         work: args.work.clone(),
+        bodies: args.body.clone(),
+        offload: args.offload.iter().map(|&n| n as usize).collect(),
+        window: args.window,
         duration: args.duration,
         warm_up: args.warm_up,
         repeat: args.repeat as usize,

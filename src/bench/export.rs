@@ -63,8 +63,13 @@ impl Exporter for Table {
             .max()
             .unwrap_or(0)
             .max(22);
+        // Goodput only where a body is not the seed's 12 octets.
+        let goodput = results
+            .medians
+            .iter()
+            .any(|m| m.cell.body != crate::engine::Body::default());
         let mut out = format!(
-            "{:<w$} {:>4} {:>4} {:>12} {:>23} {:>8} {:>8} {:>9} {:>15} {:>7} {:>7} {:>9}\n",
+            "{:<w$} {:>4} {:>4} {:>12} {:>23} {:>8} {:>8} {:>9} {:>15} {:>7} {:>7} {:>9}{}\n",
             "setup",
             "c",
             "m",
@@ -76,14 +81,15 @@ impl Exporter for Table {
             "(min – max)",
             "spread",
             "failed",
-            "conn err"
+            "conn err",
+            if goodput { "     MiB/s" } else { "" }
         );
         for m in &results.medians {
             let (rps, cpu) = m.spreads();
             let mark = if m.is_wide() { "!" } else { " " };
             let _ = writeln!(
                 out,
-                "{:<w$} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>15} {:>6.2}{mark} {:>7} {:>9}",
+                "{:<w$} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>15} {:>6.2}{mark} {:>7} {:>9}{}",
                 m.cell.to_string(),
                 m.cell.clients,
                 m.cell.pipeline,
@@ -95,7 +101,11 @@ impl Exporter for Table {
                 format!("({:.2} – {:.2})", m.cpu_us_per_req_min, m.cpu_us_per_req_max),
                 rps.max(cpu),
                 m.failed,
-                m.connection_errors
+                m.connection_errors,
+                match goodput {
+                    true => format!(" {:>9.1}", m.goodput_mib_per_s),
+                    false => String::new(),
+                }
             );
         }
         let wide = results.medians.iter().filter(|m| m.is_wide()).count();
@@ -150,6 +160,8 @@ fn trace_costs(medians: &[Median]) -> String {
                 && m.cell.pipeline == traced.cell.pipeline
                 && m.cell.threads == traced.cell.threads
                 && m.cell.work == traced.cell.work
+                && m.cell.body == traced.cell.body
+                && m.cell.offload == traced.cell.offload
         });
         let Some(untraced) = untraced else { continue };
         if out.is_empty() {
@@ -223,11 +235,12 @@ impl Markdown<'_> {
 impl Exporter for Markdown<'_> {
     fn export(&self, results: &Results) -> Result<String, ExportError> {
         let base = self.baseline(&results.medians)?;
-        let mut groups: BTreeMap<(usize, usize, bool), Vec<&Median>> = BTreeMap::new();
+        type Group = (crate::engine::Body, usize, usize, bool);
+        let mut groups: BTreeMap<Group, Vec<&Median>> = BTreeMap::new();
         for m in &results.medians {
             let c = &m.cell;
             groups
-                .entry((c.clients, c.pipeline, c.target.is_tls()))
+                .entry((c.body, c.clients, c.pipeline, c.target.is_tls()))
                 .or_default()
                 .push(m);
         }
@@ -242,7 +255,8 @@ impl Exporter for Markdown<'_> {
         if let Some(note) = pace_note(&results.medians) {
             let _ = writeln!(out, "The machine: {note}.\n");
         }
-        for ((clients, pipeline, tls), mut group) in groups {
+        for ((body, clients, pipeline, tls), mut group) in groups {
+            let seed = body == crate::engine::Body::default();
             group.sort_by(|a, b| b.req_per_s.total_cmp(&a.req_per_s));
             let base_rps = group
                 .iter()
@@ -250,15 +264,23 @@ impl Exporter for Markdown<'_> {
                 .map(|m| m.req_per_s);
             let _ = writeln!(
                 out,
-                "## {clients} client{}, {pipeline} in flight, {}\n",
+                "## {clients} client{}, {pipeline} in flight, {}{}\n",
                 if clients == 1 { "" } else { "s" },
-                if tls { "TLS" } else { "h2c" }
+                if tls { "TLS" } else { "h2c" },
+                match seed {
+                    true => String::new(),
+                    false => format!(", {body} bodies"),
+                }
             );
+            let (head, rule, goodput) = match seed {
+                true => ("", "", ""),
+                false => (" MiB/s |", "---:|", "|"),
+            };
             let _ = writeln!(
                 out,
-                "| server | req/s | CPU µs/req | ratio to {base} | spread (max/min) | failed |"
+                "| server | req/s | CPU µs/req | ratio to {base} | spread (max/min) | failed |{head}"
             );
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|{rule}");
             for m in group {
                 let ratio = match base_rps {
                     Some(b) if b > 0.0 => format!("{:.2}", m.req_per_s / b),
@@ -268,12 +290,16 @@ impl Exporter for Markdown<'_> {
                 let mark = if m.is_wide() { " ⚠" } else { "" };
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} | {:.2} | {ratio} | {:.2}×{mark} | {} |",
+                    "| {} | {:.0} | {:.2} | {ratio} | {:.2}×{mark} | {} |{}",
                     m.cell,
                     m.req_per_s,
                     m.cpu_us_per_req,
                     rps.max(cpu),
-                    m.failed
+                    m.failed,
+                    match goodput {
+                        "" => String::new(),
+                        _ => format!(" {:.1} |", m.goodput_mib_per_s),
+                    }
                 );
             }
             let _ = writeln!(out);
@@ -307,6 +333,8 @@ mod tests {
                 threads: 0,
                 traced: false,
                 work: crate::engine::Work::None,
+                body: crate::engine::Body::default(),
+                offload: 0,
             },
             runs: 3,
             req_per_s: rps,
@@ -322,6 +350,7 @@ mod tests {
             succeeded: 100,
             failed: 0,
             connection_errors: 0,
+            goodput_mib_per_s: 0.0,
             trace: None,
             pace_ns: None,
         }

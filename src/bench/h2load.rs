@@ -22,6 +22,7 @@ pub fn run(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         // As many threads as the server has, at most one per connection.
         .args(["-t", &cell.threads.clamp(1, cell.clients).to_string()])
         .args(["-T", &secs, "-N", &secs])
+        .args(window_bits(config.window))
         .arg(url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -42,17 +43,41 @@ pub fn run(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         .ok_or_else(|| BenchError::H2load(format!("unexpected output: {}", text.trim())))
 }
 
+/// `--window SIZE` as h2load's -w and -W: windows of 2^N-1 octets, N the
+/// least with 2^N-1 at or above SIZE.
+fn window_bits(window: Option<u32>) -> Vec<String> {
+    let Some(w) = window else {
+        return Vec::new();
+    };
+    let bits = (u64::from(w) + 1)
+        .next_power_of_two()
+        .trailing_zeros()
+        .min(30);
+    vec!["-w".into(), bits.to_string(), "-W".into(), bits.to_string()]
+}
+
 /// Reads h2load's summary: req/s, the request counts and the mean time
 /// for a request (it prints no percentiles).
 fn parse(text: &str, elapsed: f64) -> Option<Measured> {
     let number = |s: &str| s.trim().parse::<f64>().ok();
     let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix));
-    let req_per_s = line("finished in")?
+    let finished = line("finished in")?;
+    let req_per_s = finished
         .split(',')
         .nth(1)?
         .trim()
         .strip_suffix("req/s")
         .and_then(number)?;
+    // Goodput: the `traffic:` line's DATA octets over the measured time.
+    let measured = finished
+        .strip_prefix("finished in")?
+        .split(',')
+        .next()
+        .map(|s| micros(s.trim()) / 1e6)?;
+    let data = line("traffic:")
+        .and_then(|l| l.split(',').find(|p| p.trim_end().ends_with(" data")))
+        .and_then(|p| p.split_once('(')?.1.split_once(')')?.0.parse::<f64>().ok())
+        .unwrap_or(0.0);
     let requests = line("requests:")?;
     let count = |what: &str| -> Option<u64> {
         requests
@@ -79,6 +104,7 @@ fn parse(text: &str, elapsed: f64) -> Option<Measured> {
         failed,
         connection_errors: 0, // nor a per-connection outcome
         seconds: elapsed,
+        goodput_bytes_per_s: if measured > 0.0 { data / measured } else { 0.0 },
     })
 }
 
@@ -104,6 +130,7 @@ mod tests {
     fn h2load_summary_is_read() {
         let text = "finished in 1.00s, 12345.67 req/s, 1.2MB/s\n\
                     requests: 12400 total, 12400 started, 12346 done, 12340 succeeded, 6 failed, 2 errored, 1 timeout\n\
+                    traffic: 1.34MB (1404858) total, 39.11KB (40050) headers (space savings 90.16%), 1.29MB (1350000) data\n\
                     time for request:      120us      8.05ms       812us       455us    70.12%\n";
         let m = parse(text, 1.0).unwrap();
         assert_eq!(
@@ -111,7 +138,15 @@ mod tests {
             (12345.67, None, 12340, 9)
         );
         assert_eq!(m.mean_us, 812.0);
+        assert_eq!(m.goodput_bytes_per_s, 1_350_000.0);
         assert!(parse("nonsense", 1.0).is_none());
+    }
+
+    #[test]
+    fn windows_become_h2loads_bits() {
+        assert_eq!(window_bits(Some(65_535)), ["-w", "16", "-W", "16"]);
+        assert_eq!(window_bits(Some(16 << 20)), ["-w", "25", "-W", "25"]);
+        assert!(window_bits(None).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::peers::Peer;
 use super::BenchConfig;
-use crate::engine::Work;
+use crate::engine::{Body, Handler, Work};
 use crate::server::{Dispatch, Engine, Setup};
 use crate::tls::TlsProvider;
 
@@ -96,6 +96,21 @@ pub struct Cell {
     pub traced: bool,
     /// `bench --work`: each request's work (ours only).
     pub work: Work,
+    /// `bench --body`: each response's body (a peer serves it as a file).
+    pub body: Body,
+    /// `bench --offload`: worker threads for the work (poll and tokio
+    /// with `cpu:` or `sleep:` work only; 0: none).
+    pub offload: usize,
+}
+
+impl Cell {
+    /// What the cell's server does for each request.
+    pub fn handler(&self) -> Handler {
+        Handler {
+            work: self.work,
+            body: self.body,
+        }
+    }
 }
 
 impl fmt::Display for Cell {
@@ -105,9 +120,16 @@ impl fmt::Display for Cell {
             0 => write!(f, "{}{traced}", self.target)?,
             n => write!(f, "{} ×{n}{traced}", self.target)?,
         }
+        if self.body != Body::default() {
+            write!(f, " body={}", self.body)?;
+        }
         match self.work {
-            Work::None => Ok(()),
-            work => write!(f, " {work}"),
+            Work::None => {}
+            work => write!(f, " {work}")?,
+        }
+        match self.offload {
+            0 => Ok(()),
+            n => write!(f, " offload={n}"),
         }
     }
 }
@@ -123,6 +145,8 @@ struct CellColumns {
     threads: usize,
     traced: bool,
     work: String,
+    body: String,
+    offload: usize,
 }
 
 impl From<Cell> for CellColumns {
@@ -137,16 +161,19 @@ impl From<Cell> for CellColumns {
             threads: c.threads,
             traced: c.traced,
             work: c.work.to_string(),
+            body: c.body.to_string(),
+            offload: c.offload,
         }
     }
 }
 
 impl BenchConfig {
-    /// Every target × threads × work × clients × pipeline, targets in the
-    /// order given; threads only where a server has them (tokio, poll,
-    /// peers), work only on ours (a peer serves a file: its cells run once,
-    /// without work); with `trace_cost`, each of our setups untraced and
-    /// then traced.
+    /// Every target × body × threads × work × offload × clients ×
+    /// pipeline, targets in the order given; offload only on poll and
+    /// tokio with `cpu:` or `sleep:` work (`--offload 0,8` compares); threads only where a server has them (tokio,
+    /// poll, peers), work only on ours (a peer serves a file: its cells run
+    /// once, without work); with `trace_cost`, each of our setups untraced
+    /// and then traced.
     pub fn cells(&self) -> Vec<Cell> {
         let targets = self.setups.iter().map(|&s| Target::H2lab(s)).chain(
             self.peers
@@ -168,19 +195,29 @@ impl BenchConfig {
                 Target::H2lab(_) if !self.work.is_empty() => &self.work,
                 _ => &[Work::None],
             };
-            for &threads in threads {
-                for &work in work {
-                    for &clients in &self.clients {
-                        for &pipeline in &self.pipelines {
-                            for &traced in tracing {
-                                cells.push(Cell {
-                                    target,
-                                    clients,
-                                    pipeline,
-                                    threads,
-                                    traced,
-                                    work,
-                                });
+            let bodies: &[Body] = match self.bodies.is_empty() {
+                true => &[Body::SEED],
+                false => &self.bodies,
+            };
+            for &body in bodies {
+                for &threads in threads {
+                    for &work in work {
+                        for offload in self.offloads(target, work) {
+                            for &clients in &self.clients {
+                                for &pipeline in &self.pipelines {
+                                    for &traced in tracing {
+                                        cells.push(Cell {
+                                            target,
+                                            clients,
+                                            pipeline,
+                                            threads,
+                                            traced,
+                                            work,
+                                            body,
+                                            offload,
+                                        });
+                                    }
+                                }
                             }
                         }
                     }
@@ -188,6 +225,21 @@ impl BenchConfig {
             }
         }
         cells
+    }
+
+    /// `--offload` where it means something: poll and tokio, with work that
+    /// holds a thread; elsewhere the cell runs once, without.
+    fn offloads(&self, target: Target, work: Work) -> Vec<usize> {
+        match target {
+            Target::H2lab(s)
+                if matches!(s.dispatch, Dispatch::Tokio | Dispatch::Poll)
+                    && work.holds_a_thread()
+                    && !self.offload.is_empty() =>
+            {
+                self.offload.clone()
+            }
+            _ => vec![0],
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Work;
+use crate::engine::{Body, Work};
 use crate::load::{self, LoadConfig, Stop};
 use crate::server::Setup;
 pub use machine::Machine;
@@ -66,6 +66,13 @@ pub struct BenchConfig {
     pub threads: Vec<usize>,
     /// `--work`: each request's work per cell, ours only (empty: none).
     pub work: Vec<Work>,
+    /// `--body`: each response's body per cell (empty: the seed's).
+    pub bodies: Vec<Body>,
+    /// `--offload`: worker threads per cell, where it applies (empty: none).
+    pub offload: Vec<usize>,
+    /// `--window`: the load client's receive windows (`None`: its default,
+    /// 1 GiB for the built-in client, h2load's own).
+    pub window: Option<u32>,
     pub duration: Duration,
     /// Load before each measured run, counted neither in requests nor CPU.
     pub warm_up: Duration,
@@ -115,6 +122,8 @@ pub struct Run {
     /// h2load does not report them).
     pub connection_errors: u64,
     pub seconds: f64,
+    /// DATA octets of the measured responses per second, in MiB.
+    pub goodput_mib_per_s: f64,
     pub trace: Option<TraceCost>,
     /// The machine's pace around the run: the mean of the time its fixed
     /// work took (ns a block, see [`pace`]) just before and just after it.
@@ -203,8 +212,14 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
         );
         crate::trace::TraceConfig::new(config.trace_dir.join(name.replace('/', "-")))
     });
-    let server =
-        child::Running::start(config, cell.target, cell.threads, cell.work, trace.as_ref())?;
+    let server = child::Running::start(
+        config,
+        cell.target,
+        cell.threads,
+        cell.handler(),
+        cell.offload,
+        trace.as_ref(),
+    )?;
     // nginx's worker exists before the load starts: the set is stable.
     let pids = server.pids();
     let cpu = || system::cpu_of(&pids, ticks).map_err(BenchError::Proc);
@@ -246,6 +261,7 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
         failed: m.failed,
         connection_errors: m.connection_errors,
         seconds: m.seconds,
+        goodput_mib_per_s: m.goodput_bytes_per_s / (1 << 20) as f64,
         trace,
         pace_ns: None,
     })
@@ -290,6 +306,7 @@ struct Measured {
     failed: u64,
     connection_errors: u64,
     seconds: f64,
+    goodput_bytes_per_s: f64,
 }
 
 fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
@@ -304,6 +321,9 @@ fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         warm_up: config.warm_up,
         insecure: true,
         timeout: config.timeout,
+        // Every answer checked: a wrong body is a failed request.
+        expect_body: Some(cell.body),
+        window: config.window.unwrap_or(crate::load::client::WINDOW),
         ..LoadConfig::default()
     })?;
     let l = report.latency_us.unwrap_or_default();
@@ -316,5 +336,6 @@ fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         failed: report.failed,
         connection_errors: report.connection_errors,
         seconds: report.seconds,
+        goodput_bytes_per_s: report.goodput_bytes_per_s,
     })
 }

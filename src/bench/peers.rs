@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::system::{children_of, pinned};
-use crate::engine::RESPONSE_BODY;
+use crate::engine::Body;
 use crate::identity::Identity;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -89,12 +89,14 @@ fn free_port() -> std::io::Result<u16> {
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Starts `peer` with TLS or h2c and `threads` workers (0: one; under
-/// `taskset -c PIN` if given) and waits until it accepts connections.
+/// `taskset -c PIN` if given), serving `body`, and waits until it accepts
+/// connections.
 pub fn start(
     peer: Peer,
     tls: bool,
     threads: usize,
     pin: Option<&str>,
+    body: Body,
 ) -> Result<RunningPeer, String> {
     let binary = peer.find().ok_or_else(|| {
         format!(
@@ -113,11 +115,13 @@ pub fn start(
         std::fs::write(dir.join("cert.pem"), &id.cert_pem)?;
         std::fs::write(dir.join("key.pem"), &id.key_pem)?;
         set_mode(&dir.join("key.pem"), 0o644)?;
-        std::fs::write(dir.join("index.html"), RESPONSE_BODY)?;
+        let mut content = Vec::with_capacity(body.len() as usize);
+        Body::append(0, body.len() as usize, &mut content);
+        std::fs::write(dir.join("index.html"), content)?;
         set_mode(&dir.join("index.html"), 0o644)?;
         let port = free_port()?;
         Ok((
-            command(peer, &binary, &dir, port, tls, threads.max(1))?,
+            command(peer, &binary, &dir, port, tls, threads.max(1), body)?,
             port,
         ))
     };
@@ -176,11 +180,18 @@ fn command(
     port: u16,
     tls: bool,
     threads: usize,
+    body: Body,
 ) -> std::io::Result<Command> {
     let d = dir.display();
     let mut cmd = Command::new(binary);
     match peer {
         Peer::Nginx => {
+            // The seed's answer from memory, its best; any other body from
+            // the file, as h2o and nghttpd serve it.
+            let answer = match body == Body::default() {
+                true => "default_type text/html; return 200 \"Hello World\\n\";".to_string(),
+                false => format!("default_type text/html; root {d}; try_files /index.html =404;"),
+            };
             let listen = if tls { "ssl http2" } else { "http2" };
             // keepalive_requests: the default (1000) sends GOAWAY mid-run.
             let conf = format!(
@@ -191,7 +202,7 @@ fn command(
                  fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n\
                  server {{\n    listen 127.0.0.1:{port} {listen};\n\
                  ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
-                 location / {{ default_type text/html; return 200 \"Hello World\\n\"; }}\n  }}\n}}\n"
+                 location / {{ {answer} }}\n  }}\n}}\n"
             );
             std::fs::write(dir.join("nginx.conf"), conf)?;
             cmd.arg("-p").arg(dir).arg("-c").arg(dir.join("nginx.conf"));

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::stats::PaceRange;
 use super::{Cell, LoadClient, Median, Results, Run, Target, TraceCost};
 use crate::csv_file::{self, CsvFileError};
-use crate::engine::Work;
+use crate::engine::{Body, Work};
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,6 +78,18 @@ pub struct Row {
     /// in CSVs from before the axis).
     #[serde(default)]
     pub work: Option<String>,
+    /// `bench --body`: each response's body (`1MiB`); empty: the seed's
+    /// 12 octets (and in CSVs from before the axis).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// DATA octets of the responses per second, in MiB (empty in CSVs from
+    /// before it was measured).
+    #[serde(default)]
+    pub goodput_mib_per_s: Option<f64>,
+    /// `bench --offload`: the workers; empty: none (and in CSVs from
+    /// before the axis).
+    #[serde(default)]
+    pub offload: Option<usize>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -122,6 +134,9 @@ impl Row {
             pace_ns_min: None,
             pace_ns_max: None,
             work: (!cell.work.is_none()).then(|| cell.work.to_string()),
+            body: (cell.body != Body::default()).then(|| cell.body.to_string()),
+            goodput_mib_per_s: None,
+            offload: (cell.offload > 0).then_some(cell.offload),
         }
     }
 
@@ -149,6 +164,7 @@ impl Row {
             failed: r.failed,
             connection_errors: r.connection_errors,
             pace_ns: r.pace_ns.map(|p| round(p, 1)),
+            goodput_mib_per_s: Some(round(r.goodput_mib_per_s, 3)),
             ..Row::new(RowKind::Run, client, &r.cell)
         }
         .with_trace(r.trace.as_ref())
@@ -173,6 +189,7 @@ impl Row {
             pace_ns: m.pace_ns.map(|p| round(p.median, 1)),
             pace_ns_min: m.pace_ns.map(|p| round(p.min, 1)),
             pace_ns_max: m.pace_ns.map(|p| round(p.max, 1)),
+            goodput_mib_per_s: Some(round(m.goodput_mib_per_s, 3)),
             ..Row::new(RowKind::Median, client, &m.cell)
         }
         .with_trace(m.trace.as_ref())
@@ -189,6 +206,11 @@ impl Row {
                 Some(spec) => spec.parse()?,
                 None => Work::None,
             },
+            body: match &self.body {
+                Some(size) => size.parse()?,
+                None => Body::default(),
+            },
+            offload: self.offload.unwrap_or(0),
         })
     }
 
@@ -210,6 +232,7 @@ impl Row {
             succeeded: self.succeeded,
             failed: self.failed,
             connection_errors: self.connection_errors,
+            goodput_mib_per_s: self.goodput_mib_per_s.unwrap_or(0.0),
             trace: match (self.trace_records_per_req, self.span_ns, self.event_ns) {
                 (Some(records_per_req), Some(span_ns), Some(event_ns)) => Some(TraceCost {
                     records_per_req,
@@ -291,6 +314,8 @@ mod tests {
             threads: 2,
             traced: false,
             work: Work::Cpu(std::time::Duration::from_micros(50)),
+            body: "1MiB".parse().unwrap(),
+            offload: 4,
         };
         let median = Median {
             cell,
@@ -308,6 +333,7 @@ mod tests {
             succeeded: 9,
             failed: 0,
             connection_errors: 0,
+            goodput_mib_per_s: 12.3456,
             trace: None,
             pace_ns: Some(PaceRange {
                 median: 2000.04,
@@ -321,16 +347,18 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4")
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);
         assert_eq!(back.req_per_s, 1234.6);
         assert_eq!(back.pace_ns.map(|p| p.spread()), Some(3100.0 / 1500.0));
-        // A CSV from before the threads axis (and the pace, and the work):
-        // the server's default, no pace, no work.
+        // A CSV from before the threads axis (and the pace, the work, the
+        // body): the server's default, no pace, no work, the seed's body.
         let header = CSV_HEADER
-            .strip_suffix(",threads,pace_ns,pace_ns_min,pace_ns_max,work")
+            .strip_suffix(
+                ",threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload",
+            )
             .unwrap();
         let old = format!(
             "{header}\nmedian,builtin,poll,mini,rustls,5,100,,1.0,,,,,0.1,9,0,0,false,,,,,,,,,\n"
@@ -343,5 +371,7 @@ mod tests {
         assert_eq!(median.cell.threads, 0);
         assert_eq!(median.pace_ns, None);
         assert_eq!(median.cell.work, Work::None);
+        assert_eq!(median.cell.body, Body::default());
+        assert_eq!(median.cell.offload, 0);
     }
 }

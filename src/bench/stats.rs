@@ -23,6 +23,8 @@ pub struct Median {
     pub succeeded: u64,
     pub failed: u64,
     pub connection_errors: u64,
+    /// DATA octets of the responses per second, in MiB: the runs' median.
+    pub goodput_mib_per_s: f64,
     /// Traced cells: medians of the runs' trace figures, losses summed.
     pub trace: Option<TraceCost>,
     /// The machine's pace around the runs (ns per block of its fixed
@@ -127,6 +129,7 @@ pub fn medians(cells: &[Cell], runs: &[Run]) -> Vec<Median> {
                 succeeded: mine.iter().map(|r| r.succeeded).sum(),
                 failed: mine.iter().map(|r| r.failed).sum(),
                 connection_errors: mine.iter().map(|r| r.connection_errors).sum(),
+                goodput_mib_per_s: median(mine.iter().map(|r| r.goodput_mib_per_s).collect()),
                 trace: trace_median(&mine),
                 pace_ns: pace(&mine),
             }

@@ -63,9 +63,47 @@ pub fn pct(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A flow-control window: octets, or a number with B, KiB or MiB (`64KiB`,
+/// `16MiB`), from 65,535 (HTTP/2's initial window) to 2^31-1.
+pub fn window(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        _ => {
+            return Err(format!(
+                "'{s}' is not a window size (octets, or a number with B, KiB or MiB)"
+            ))
+        }
+    };
+    match number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+    {
+        Some(n) if (65_535..=(1 << 31) - 1).contains(&n) => Ok(n as u32),
+        _ => Err(format!(
+            "'{s}' is not a window size from 65535 (64KiB) to 2^31-1"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_take_units_and_stay_in_range() {
+        assert_eq!(window("64KiB"), Ok(65_536));
+        assert_eq!(window("65535"), Ok(65_535));
+        assert_eq!(window("16MiB"), Ok(16 << 20));
+        for bad in ["1000", "4096MiB", "x", "1GiB", ""] {
+            assert!(window(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn seconds_accept_fractions_and_refuse_nonsense() {

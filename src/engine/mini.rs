@@ -9,18 +9,33 @@
 //! (it queues the server SETTINGS), then [`MiniConnection::handle_input`] for
 //! every chunk of plaintext received and [`MiniConnection::handle_eof`] when
 //! the peer stops sending; after each call, send what was appended to `out`.
+//! Responses are not written by `handle_input`: it queues them, and the
+//! driver pulls their frames with [`MiniConnection::poll_transmit`] as it
+//! has room (quinn-proto's `poll_transmit`), for as long as
+//! [`MiniConnection::wants_transmit`] says. So a connection's output is
+//! bounded by the driver's room whatever the body size and the number of
+//! streams.
 //!
-//! Simplifications, on purpose: no HPACK decoding, the client's flow-control
-//! windows for our (tiny) responses are not tracked, and frame errors that
-//! RFC 9113 allows to be stream errors are treated as connection errors.
+//! A sender within HTTP/2 flow control: the client's connection and stream
+//! windows are tracked (SETTINGS_INITIAL_WINDOW_SIZE changes apply to open
+//! streams and may make windows negative, §6.9.2), DATA is split at
+//! SETTINGS_MAX_FRAME_SIZE, and the streams being answered take turns one
+//! frame each (round-robin), so that one large response does not starve
+//! the others.
+//!
+//! Simplifications, on purpose: no HPACK decoding (every request gets the
+//! same response), and most frame errors that RFC 9113 allows to be stream
+//! errors are treated as connection errors (a stream window past 2^31-1
+//! resets that stream only).
 
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::body::Body;
 use crate::frame::{
     self, encode_frame, encode_goaway, encode_window_update, flags, setting, FrameHeader,
-    FrameType, Reason, CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN,
+    FrameType, Reason, CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN, MAX_WINDOW_SIZE,
 };
-
-/// The response body, as the seed's `*DATA-FRAME*`.
-pub const RESPONSE_BODY: &[u8; 12] = b"Hello World\n";
 
 /// Requests whose header block arrived without END_STREAM (uploads) that may
 /// be open at once; past it the client gets ENHANCE_YOUR_CALM. It bounds the
@@ -35,18 +50,26 @@ pub const MAX_OPEN_STREAMS: usize = 256;
 pub const MAX_CONTINUATIONS: u32 = 64;
 pub const MAX_HEADER_BLOCK: usize = 64 * 1024;
 
-/// HEADERS (`:status 200`, `content-type: text/html`, HPACK static table
-/// and Huffman literal, no dynamic table entry) and DATA with END_STREAM,
-/// stream ids zero: the seed's `*HEADER-FRAME*` and `*DATA-FRAME*`.
-const RESPONSE: [u8; 41] = [
-    // HEADERS, length 11, END_HEADERS, stream 0 (patched)
-    0, 0, 11, 1, 4, 0, 0, 0, 0, //
-    0x88, 0x0f, 0x10, 0x87, 0x49, 0x7c, 0xa5, 0x89, 0xd3, 0x4d, 0x1f, //
-    // DATA, length 12, END_STREAM, stream 0 (patched)
-    0, 0, 12, 0, 1, 0, 0, 0, 0, //
-    b'H', b'e', b'l', b'l', b'o', b' ', b'W', b'o', b'r', b'l', b'd', b'\n',
+/// Responses queued and not yet wholly sent, at most; a request past it
+/// is refused (RST_STREAM REFUSED_STREAM, which a client may retry). It
+/// bounds the memory of a client that sends requests and never opens its
+/// windows.
+pub const MAX_QUEUED_RESPONSES: usize = 4096;
+
+/// What the responses begun before a connection error may still send.
+const FAIL_FLUSH: usize = 64 * 1024;
+
+/// The largest DATA frame sent, whatever SETTINGS_MAX_FRAME_SIZE allows.
+pub const MAX_DATA_FRAME: usize = 64 * 1024;
+
+/// The response's header block (`:status 200`, `content-type: text/html`,
+/// HPACK static table and Huffman literal, no dynamic table entry): the
+/// seed's `*HEADER-FRAME*`.
+const RESPONSE_HEADERS: [u8; 11] = [
+    0x88, 0x0f, 0x10, 0x87, 0x49, 0x7c, 0xa5, 0x89, 0xd3, 0x4d, 0x1f,
 ];
-const RESPONSE_STREAM_OFFSETS: [usize; 2] = [5, 20 + 5];
+/// A HEADERS frame with that block.
+const HEADERS_FRAME_LEN: usize = HEADER_LEN + RESPONSE_HEADERS.len();
 
 /// The server's SETTINGS: empty, every parameter at its initial value.
 const SERVER_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
@@ -105,6 +128,47 @@ struct HeaderBlock {
     octets: usize,
 }
 
+/// When the engine may answer a request whose request has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hold {
+    /// At once (the seed's engine).
+    #[default]
+    Never,
+    /// This long after the request ended (`--work delay:`): the engine
+    /// keeps the due time and tells it by [`MiniConnection::poll_timeout`];
+    /// the driver gives it the time by [`MiniConnection::handle_timeout`].
+    Delay(Duration),
+    /// When the driver says its work is done (`--offload`): it takes the
+    /// held requests by [`MiniConnection::take_held`] and gives each back
+    /// by [`MiniConnection::release`].
+    Release,
+}
+
+/// Whether a queued response may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Now,
+    /// Delayed, waiting for the driver's next `handle_timeout` to learn
+    /// the time its request ended.
+    Unstamped,
+    At(Instant),
+    /// Waiting for its release; `true` once handed to the driver.
+    Held(bool),
+}
+
+/// A response on its way out: its HEADERS, then its body in DATA frames
+/// as the windows allow.
+#[derive(Debug, Clone, Copy)]
+struct Outgoing {
+    stream: u32,
+    due: Due,
+    headers_sent: bool,
+    /// Body octets sent so far.
+    sent: u64,
+    /// What the client's stream window lets us send (may be negative).
+    window: i64,
+}
+
 /// One server-side connection of the mini engine.
 #[derive(Debug)]
 pub struct MiniConnection {
@@ -114,12 +178,24 @@ pub struct MiniConnection {
     pending: Vec<u8>,
     /// The highest stream id the client has opened.
     last_stream: u32,
-    /// Streams whose request has not ended yet (at most [`MAX_OPEN_STREAMS`]).
-    open: Vec<u32>,
+    /// Streams whose request has not ended yet (at most
+    /// [`MAX_OPEN_STREAMS`]), with the WINDOW_UPDATE credit the client gave
+    /// each meanwhile.
+    open: Vec<(u32, i64)>,
     header_block: Option<HeaderBlock>,
     responses: u64,
     /// Whole frames handled: progress, which single octets are not.
     frames: u64,
+    /// Every response's body.
+    body: Body,
+    /// Responses being sent, in turn (at most [`MAX_QUEUED_RESPONSES`]).
+    sending: VecDeque<Outgoing>,
+    /// The client's SETTINGS_INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE.
+    initial_window: i64,
+    max_frame: u32,
+    /// What the client's connection window lets us send.
+    conn_window: i64,
+    hold: Hold,
 }
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -132,6 +208,11 @@ impl MiniConnection {
     /// A new connection; queues the server's SETTINGS frame into `out`
     /// (the server may speak first, RFC 9113 §3.4).
     pub fn accept(out: &mut Vec<u8>) -> Self {
+        Self::with_body(out, Body::default())
+    }
+
+    /// [`MiniConnection::accept`], answering every request with `body`.
+    pub fn with_body(out: &mut Vec<u8>, body: Body) -> Self {
         out.extend_from_slice(&SERVER_SETTINGS);
         Self {
             state: State::Preface(0),
@@ -141,10 +222,79 @@ impl MiniConnection {
             header_block: None,
             responses: 0,
             frames: 0,
+            body,
+            sending: VecDeque::new(),
+            initial_window: i64::from(frame::DEFAULT_WINDOW_SIZE),
+            max_frame: DEFAULT_MAX_FRAME_SIZE,
+            conn_window: i64::from(frame::DEFAULT_WINDOW_SIZE),
+            hold: Hold::Never,
         }
     }
 
-    /// Responses queued so far (one per request).
+    /// Answers requests when `hold` says (at once by default).
+    pub fn hold(mut self, hold: Hold) -> Self {
+        self.hold = hold;
+        self
+    }
+
+    /// The time: delayed responses whose request ended since the last
+    /// call are due `delay` from `now`; those due by `now` may go.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Hold::Delay(delay) = self.hold else {
+            return;
+        };
+        for s in &mut self.sending {
+            match s.due {
+                Due::Unstamped => s.due = Due::At(now + delay),
+                Due::At(t) if t <= now => s.due = Due::Now,
+                _ => {}
+            }
+        }
+    }
+
+    /// When the next delayed response is due: the driver should call
+    /// [`MiniConnection::handle_timeout`] then (or at once, if a request
+    /// ended since its last call).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !matches!(self.hold, Hold::Delay(_)) {
+            return None;
+        }
+        self.sending
+            .iter()
+            .filter_map(|s| match s.due {
+                Due::At(t) => Some(t),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Some answer waits for its time or its release: a connection whose
+    /// client stopped sending is not done yet.
+    pub fn awaits_answers(&self) -> bool {
+        self.hold != Hold::Never && self.sending.iter().any(|s| s.due != Due::Now)
+    }
+
+    /// The requests held for the driver's work ([`Hold::Release`]) that it
+    /// has not taken yet, in order.
+    pub fn take_held(&mut self, mut each: impl FnMut(u32)) {
+        for s in &mut self.sending {
+            if s.due == Due::Held(false) {
+                s.due = Due::Held(true);
+                each(s.stream);
+            }
+        }
+    }
+
+    /// The driver's work for `stream` is done: its response may go. A
+    /// stream the client has reset meanwhile is no longer there.
+    pub fn release(&mut self, stream: u32) {
+        if let Some(s) = self.sending.iter_mut().find(|s| s.stream == stream) {
+            s.due = Due::Now;
+        }
+    }
+
+    /// Responses begun so far (one per request; their frames go out
+    /// through [`MiniConnection::poll_transmit`]).
     pub fn responses(&self) -> u64 {
         self.responses
     }
@@ -226,11 +376,125 @@ impl MiniConnection {
         Ok(())
     }
 
+    /// Ends the connection in error: what the responses begun before it
+    /// can send at once (up to [`FAIL_FLUSH`] octets) goes first, then the
+    /// GOAWAY, the last frame; the rest of their bodies is dropped.
     fn fail(&mut self, err: EngineError, out: &mut Vec<u8>) -> EngineError {
+        self.poll_transmit(out, FAIL_FLUSH);
         encode_goaway(out, self.last_stream, err.reason());
         self.state = State::Closed;
         self.pending = Vec::new();
+        self.sending = VecDeque::new();
         err
+    }
+
+    /// Some response can send a frame now: its HEADERS, or DATA within
+    /// both windows. The driver should call [`MiniConnection::poll_transmit`]
+    /// as it has room.
+    pub fn wants_transmit(&self) -> bool {
+        !self.sending.is_empty()
+            && self.sending.iter().any(|s| {
+                s.due == Due::Now && (!s.headers_sent || (s.window > 0 && self.conn_window > 0))
+            })
+    }
+
+    /// Responses begun and not yet wholly sent.
+    pub fn queued_responses(&self) -> usize {
+        self.sending.len()
+    }
+
+    /// Appends frames of the queued responses to `out`, at most `room`
+    /// octets of them: each response in turn gets one frame (its HEADERS,
+    /// with its first DATA if that fits), within the client's windows and
+    /// frame size. Returns the octets appended; 0 when nothing can go.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>, room: usize) -> usize {
+        let start = out.len();
+        // Responses in a row that could send nothing: a whole round of them
+        // ends the pull.
+        let mut stuck = 0;
+        while stuck < self.sending.len() {
+            let left = room.saturating_sub(out.len() - start);
+            let Some(mut s) = self.sending.pop_front() else {
+                break;
+            };
+            let sent = self.send_frames(&mut s, out, left);
+            if s.headers_sent && s.sent == self.body.len() {
+                stuck = 0;
+                continue;
+            }
+            self.sending.push_back(s);
+            stuck = if sent { 0 } else { stuck + 1 };
+        }
+        if self.sending.is_empty() && self.sending.capacity() > 64 {
+            // A burst is over: an idle connection keeps no big queue.
+            self.sending = VecDeque::new();
+        }
+        out.len() - start
+    }
+
+    /// One turn of response `s`: its HEADERS if they have not gone, and one
+    /// DATA frame if the windows, the frame size and `left` allow one that
+    /// is not needlessly small. Returns whether anything was appended.
+    fn send_frames(&mut self, s: &mut Outgoing, out: &mut Vec<u8>, mut left: usize) -> bool {
+        if s.due != Due::Now {
+            return false;
+        }
+        let len = self.body.len();
+        let mut sent = false;
+        if !s.headers_sent {
+            if left < HEADERS_FRAME_LEN {
+                return false;
+            }
+            let end = if len == 0 { flags::END_STREAM } else { 0 };
+            encode_frame(
+                out,
+                FrameType::HEADERS,
+                flags::END_HEADERS | end,
+                s.stream,
+                &RESPONSE_HEADERS,
+            );
+            s.headers_sent = true;
+            left -= HEADERS_FRAME_LEN;
+            sent = true;
+        }
+        let remaining = len - s.sent;
+        if remaining == 0 {
+            return sent;
+        }
+        let allowed = s
+            .window
+            .min(self.conn_window)
+            .min(i64::from(self.max_frame))
+            .min(MAX_DATA_FRAME as i64)
+            .min(remaining as i64);
+        if allowed <= 0 {
+            return sent;
+        }
+        let allowed = allowed as usize;
+        // The frame is cut by `left` only if a fair share still fits: the
+        // rest waits for the next pull rather than going as a sliver.
+        let fits = left.saturating_sub(HEADER_LEN);
+        if fits < allowed.min(1024) {
+            return sent;
+        }
+        let n = allowed.min(fits);
+        let end = if s.sent + n as u64 == len {
+            flags::END_STREAM
+        } else {
+            0
+        };
+        FrameHeader {
+            length: n as u32,
+            kind: FrameType::DATA,
+            flags: end,
+            stream: s.stream,
+        }
+        .encode(out);
+        Body::append(s.sent, n, out);
+        s.sent += n as u64;
+        s.window -= n as i64;
+        self.conn_window -= n as i64;
+        true
     }
 
     /// Handles every whole frame at the start of `data`; returns the octets used.
@@ -290,7 +554,7 @@ impl MiniConnection {
                 need_length(head, 5, "PRIORITY length not 5")
             }
             FrameType::RST_STREAM => self.on_rst_stream(head),
-            FrameType::SETTINGS => on_settings(head, payload, out),
+            FrameType::SETTINGS => self.on_settings(head, payload, out),
             FrameType::PUSH_PROMISE => Err(violation(
                 Reason::PROTOCOL_ERROR,
                 "a client cannot send PUSH_PROMISE",
@@ -304,17 +568,7 @@ impl MiniConnection {
                 self.state = State::Closed;
                 Ok(())
             }
-            FrameType::WINDOW_UPDATE => {
-                need_length(head, 4, "WINDOW_UPDATE length not 4")?;
-                let inc = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
-                if inc & 0x7fff_ffff == 0 {
-                    return Err(violation(
-                        Reason::PROTOCOL_ERROR,
-                        "WINDOW_UPDATE with an increment of 0",
-                    ));
-                }
-                Ok(()) // our responses are tiny: windows are not tracked
-            }
+            FrameType::WINDOW_UPDATE => self.on_window_update(head, payload, out),
             _ => Ok(()), // "Implementations MUST ignore ... unknown ... types" (§5.5)
         }
     }
@@ -322,8 +576,7 @@ impl MiniConnection {
     fn on_data(&mut self, head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
         need_stream(head, "DATA on stream 0")?;
         check_padding(head, payload, 0)?;
-        let open = self.open.contains(&head.stream);
-        if !open {
+        if !self.is_open(head.stream) {
             return Err(if head.stream > self.last_stream {
                 violation(Reason::PROTOCOL_ERROR, "DATA on an idle stream")
             } else {
@@ -358,7 +611,7 @@ impl MiniConnection {
                 ));
             }
             self.last_stream = stream;
-        } else if !self.open.contains(&stream) {
+        } else if !self.is_open(stream) {
             return Err(violation(
                 Reason::STREAM_CLOSED,
                 "HEADERS on a closed stream",
@@ -411,14 +664,14 @@ impl MiniConnection {
     fn end_header_block(&mut self, block: HeaderBlock, out: &mut Vec<u8>) -> Result<()> {
         if block.end_stream {
             self.respond(block.stream, out);
-        } else if !self.open.contains(&block.stream) {
+        } else if !self.is_open(block.stream) {
             if self.open.len() >= MAX_OPEN_STREAMS {
                 return Err(violation(
                     Reason::ENHANCE_YOUR_CALM,
                     "too many requests with an unfinished body",
                 ));
             }
-            self.open.push(block.stream);
+            self.open.push((block.stream, 0));
         }
         Ok(())
     }
@@ -432,27 +685,137 @@ impl MiniConnection {
                 "RST_STREAM on an idle stream",
             ));
         }
-        self.open.retain(|&s| s != head.stream);
+        self.open.retain(|&(s, _)| s != head.stream);
+        self.sending.retain(|s| s.stream != head.stream);
         Ok(())
     }
 
+    fn is_open(&self, stream: u32) -> bool {
+        self.open.iter().any(|&(s, _)| s == stream)
+    }
+
+    /// The request on `stream` is whole: its response joins the queue
+    /// (or the client is refused the stream when the queue is full).
     fn respond(&mut self, stream: u32, out: &mut Vec<u8>) {
-        self.open.retain(|&s| s != stream);
-        let start = out.len();
-        out.extend_from_slice(&RESPONSE);
-        let id = stream.to_be_bytes();
-        for offset in RESPONSE_STREAM_OFFSETS {
-            out[start + offset..start + offset + 4].copy_from_slice(&id);
+        let credit = match self.open.iter().position(|&(s, _)| s == stream) {
+            Some(i) => self.open.swap_remove(i).1,
+            None => 0,
+        };
+        if self.sending.len() >= MAX_QUEUED_RESPONSES {
+            let code = Reason::REFUSED_STREAM.0.to_be_bytes();
+            encode_frame(out, FrameType::RST_STREAM, 0, stream, &code);
+            return;
         }
+        let due = match self.hold {
+            Hold::Never => Due::Now,
+            Hold::Delay(_) => Due::Unstamped,
+            Hold::Release => Due::Held(false),
+        };
+        self.sending.push_back(Outgoing {
+            stream,
+            due,
+            headers_sent: false,
+            sent: 0,
+            window: self.initial_window + credit,
+        });
         self.responses += 1;
+    }
+
+    /// WINDOW_UPDATE: more room on the connection or on one stream. Past
+    /// 2^31-1 the connection fails, or the stream is reset (§6.9.1).
+    fn on_window_update(
+        &mut self,
+        head: FrameHeader,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        need_length(head, 4, "WINDOW_UPDATE length not 4")?;
+        let inc =
+            u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff;
+        if inc == 0 {
+            return Err(violation(
+                Reason::PROTOCOL_ERROR,
+                "WINDOW_UPDATE with an increment of 0",
+            ));
+        }
+        let inc = i64::from(inc);
+        let max = i64::from(MAX_WINDOW_SIZE);
+        if head.stream == 0 {
+            self.conn_window += inc;
+            if self.conn_window > max {
+                return Err(violation(
+                    Reason::FLOW_CONTROL_ERROR,
+                    "connection window above 2^31-1",
+                ));
+            }
+            return Ok(());
+        }
+        if head.stream > self.last_stream {
+            return Err(violation(
+                Reason::PROTOCOL_ERROR,
+                "WINDOW_UPDATE on an idle stream",
+            ));
+        }
+        let initial = self.initial_window;
+        let window = if let Some(s) = self.sending.iter_mut().find(|s| s.stream == head.stream) {
+            s.window += inc;
+            s.window
+        } else if let Some((_, credit)) = self.open.iter_mut().find(|(s, _)| *s == head.stream) {
+            *credit += inc;
+            initial + *credit
+        } else {
+            return Ok(()); // a closed stream: nothing to send on it
+        };
+        if window > max {
+            let code = Reason::FLOW_CONTROL_ERROR.0.to_be_bytes();
+            encode_frame(out, FrameType::RST_STREAM, 0, head.stream, &code);
+            self.sending.retain(|s| s.stream != head.stream);
+            self.open.retain(|&(s, _)| s != head.stream);
+        }
+        Ok(())
+    }
+
+    /// The client's SETTINGS: its window for new streams (the change
+    /// applies to the open ones too, §6.9.2) and its largest frame;
+    /// acknowledged.
+    fn on_settings(&mut self, head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let Some(settings) = check_settings(head, payload)? else {
+            return Ok(()); // an ACK
+        };
+        if let Some(window) = settings.initial_window {
+            let delta = i64::from(window) - self.initial_window;
+            self.initial_window = i64::from(window);
+            let max = i64::from(MAX_WINDOW_SIZE);
+            for s in &mut self.sending {
+                s.window += delta;
+                if s.window > max {
+                    return Err(violation(
+                        Reason::FLOW_CONTROL_ERROR,
+                        "INITIAL_WINDOW_SIZE made a stream window above 2^31-1",
+                    ));
+                }
+            }
+        }
+        if let Some(size) = settings.max_frame {
+            self.max_frame = size;
+        }
+        encode_frame(out, FrameType::SETTINGS, flags::ACK, 0, &[]);
+        Ok(())
     }
 }
 
-fn on_settings(head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
+/// What a client's SETTINGS change for us.
+struct Settings {
+    initial_window: Option<u32>,
+    max_frame: Option<u32>,
+}
+
+/// Checks a SETTINGS frame; `None` for an ACK.
+fn check_settings(head: FrameHeader, payload: &[u8]) -> Result<Option<Settings>> {
     need_connection(head, "SETTINGS on a stream other than 0")?;
     if head.has(flags::ACK) {
         return match head.length {
-            0 => Ok(()),
+            0 => Ok(None),
             _ => Err(violation(
                 Reason::FRAME_SIZE_ERROR,
                 "SETTINGS ACK with a payload",
@@ -465,6 +828,10 @@ fn on_settings(head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<(
             "SETTINGS length not a multiple of 6",
         ));
     }
+    let mut settings = Settings {
+        initial_window: None,
+        max_frame: None,
+    };
     for param in payload.chunks_exact(6) {
         let id = u16::from_be_bytes([param[0], param[1]]);
         let value = u32::from_be_bytes([param[2], param[3], param[4], param[5]]);
@@ -486,11 +853,12 @@ fn on_settings(head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<(
                     "MAX_FRAME_SIZE out of range",
                 ))
             }
+            setting::INITIAL_WINDOW_SIZE => settings.initial_window = Some(value),
+            setting::MAX_FRAME_SIZE => settings.max_frame = Some(value),
             _ => {} // unknown settings MUST be ignored (§6.5.2)
         }
     }
-    encode_frame(out, FrameType::SETTINGS, flags::ACK, 0, &[]);
-    Ok(())
+    Ok(Some(settings))
 }
 
 fn on_ping(head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {

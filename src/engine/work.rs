@@ -1,7 +1,9 @@
 //! Per-request work (`serve --work SPEC`): what a handler does before it
-//! answers, done on the serving thread, in one place for both engines (the
-//! mini engine's pipeline and the `h2` service call [`Work::run`] once per
-//! request, inside a `work` slice of the trace).
+//! answers, done on the serving thread (or with `--offload`, on a worker),
+//! in one place for both engines (the mini engine's pipeline and the `h2`
+//! service call [`Work::run`] once per request, inside a `work` slice of
+//! the trace). `delay:` is not done by anyone: the answer becomes due that
+//! much later, which the engines keep as a due time.
 //!
 //! This is the one part of an engine that touches the clock and the
 //! thread, on purpose: the point of `sleep` is that it blocks the thread
@@ -23,12 +25,16 @@ pub enum Work {
     /// A blocking sleep on the serving thread: it stalls a `poll` loop or a
     /// current-thread tokio runtime, which is the point.
     Sleep(Duration),
+    /// The answer is due this much later, without holding the thread (a
+    /// wait for a remote service, done asynchronously).
+    Delay(Duration),
 }
 
 impl std::str::FromStr for Work {
     type Err = String;
 
-    /// `cpu:DURATION`, `sleep:DURATION` or `none`; a duration is a number
+    /// `cpu:DURATION`, `sleep:DURATION`, `delay:DURATION` or `none`; a
+    /// duration is a number
     /// with a unit, `ns`, `us` (or `µs`), `ms` or `s` (`50us`, `1.5ms`): the
     /// form [`Work`]'s `Display` writes, so that a bench CSV reads back.
     fn from_str(spec: &str) -> Result<Self, String> {
@@ -36,14 +42,17 @@ impl std::str::FromStr for Work {
             return Ok(Work::None);
         }
         let (kind, value) = spec.split_once(':').ok_or_else(|| {
-            format!("'{spec}' is not a work spec (cpu:DURATION, sleep:DURATION or none)")
+            format!(
+                "'{spec}' is not a work spec (cpu:DURATION, sleep:DURATION, delay:DURATION or none)"
+            )
         })?;
         let d = duration(value)?;
         match kind.trim() {
             "cpu" => Ok(Work::Cpu(d)),
             "sleep" => Ok(Work::Sleep(d)),
+            "delay" => Ok(Work::Delay(d)),
             other => Err(format!(
-                "'{other}' is not a kind of work (cpu, sleep; or none)"
+                "'{other}' is not a kind of work (cpu, sleep, delay; or none)"
             )),
         }
     }
@@ -81,10 +90,25 @@ impl Work {
         *self == Work::None
     }
 
-    /// Does the work of one request on this thread.
+    /// Work a thread does (`cpu:`, `sleep:`): what `--offload` moves to
+    /// workers. `none` and `delay:` hold no thread.
+    pub fn holds_a_thread(&self) -> bool {
+        matches!(self, Work::Cpu(_) | Work::Sleep(_))
+    }
+
+    /// `delay:`: how much later each answer is due.
+    pub fn delay(&self) -> Option<Duration> {
+        match *self {
+            Work::Delay(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Does the work of one request on this thread (nothing for `delay:`,
+    /// which the engine keeps as a due time).
     pub fn run(&self) {
         match *self {
-            Work::None => {}
+            Work::None | Work::Delay(_) => {}
             Work::Cpu(d) => burn(d),
             Work::Sleep(d) => std::thread::sleep(d),
         }
@@ -97,6 +121,7 @@ impl std::fmt::Display for Work {
             Work::None => f.write_str("none"),
             Work::Cpu(d) => write!(f, "cpu:{d:?}"),
             Work::Sleep(d) => write!(f, "sleep:{d:?}"),
+            Work::Delay(d) => write!(f, "delay:{d:?}"),
         }
     }
 }
@@ -146,6 +171,7 @@ mod tests {
             Work::Cpu(Duration::from_micros(50)),
             Work::Sleep(Duration::from_micros(1500)),
             Work::Sleep(Duration::from_secs(2)),
+            Work::Delay(Duration::from_millis(5)),
         ] {
             assert_eq!(work.to_string().parse(), Ok(work), "{work}");
         }

@@ -22,13 +22,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::request::Request;
+use crate::engine::Body;
 use crate::frame::{
     encode_frame, encode_window_update, flags, parse_goaway, setting, FrameHeader, FrameType,
     Reason, CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN, MAX_WINDOW_SIZE,
 };
 
-/// Our receive windows: big, and topped up long before they run out.
-const WINDOW: u32 = 1 << 30;
+/// Our receive windows by default: big, and topped up long before they
+/// run out.
+pub const WINDOW: u32 = 1 << 30;
 /// Headers of one response, at most (CONTINUATION included).
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
 /// Requests open before the server's SETTINGS say how many it takes: the
@@ -62,6 +64,10 @@ pub enum Outcome {
     Unprocessed,
     /// The connection ended first.
     Lost,
+    /// A whole response whose body was not the one expected (`load
+    /// --expect-body`): this many DATA octets, or the right number with
+    /// other content.
+    WrongBody { octets: u64 },
 }
 
 /// A request that ended, with the tag the driver gave it.
@@ -70,6 +76,8 @@ pub struct Finished<T> {
     pub stream: u32,
     pub outcome: Outcome,
     pub tag: T,
+    /// DATA octets the response carried (goodput).
+    pub body: u64,
 }
 
 impl<T> Finished<T> {
@@ -102,6 +110,10 @@ struct Stream<T> {
     send_window: i64,
     /// The request body not yet sent, from this offset.
     body: Option<(Arc<[u8]>, usize)>,
+    /// DATA octets of the response so far, and whether they were all the
+    /// expected body's (with `--expect-body`).
+    received: u64,
+    intact: bool,
 }
 
 /// Octets the server sent, by kind (h2load's "traffic" line).
@@ -158,25 +170,38 @@ pub struct ClientConnection<T> {
     /// The server's first SETTINGS arrived: the connection is being served.
     established: bool,
     pub received: Received,
+    /// Every response's body must be this one (`--expect-body`).
+    expect: Option<Body>,
+    /// Our connection and stream windows, given back at half.
+    window: u32,
 }
 
 impl<T: Copy> ClientConnection<T> {
     /// A new connection; queues the preface, our SETTINGS and a connection
     /// window of 1 GiB into `out`.
     pub fn new(out: &mut Vec<u8>) -> Self {
+        Self::with_window(out, WINDOW)
+    }
+
+    /// [`ClientConnection::new`] with connection and stream windows of
+    /// `window` octets (at least 65,535, at most 2^31-1).
+    pub fn with_window(out: &mut Vec<u8>, window: u32) -> Self {
+        let window = window.clamp(65_535, MAX_WINDOW_SIZE);
         out.extend_from_slice(CLIENT_PREFACE);
         let mut settings = Vec::with_capacity(12);
         let settings_list = [
             (setting::HEADER_TABLE_SIZE, 0),
             (setting::ENABLE_PUSH, 0),
-            (setting::INITIAL_WINDOW_SIZE, WINDOW),
+            (setting::INITIAL_WINDOW_SIZE, window),
         ];
         for (id, value) in settings_list {
             settings.extend_from_slice(&id.to_be_bytes());
             settings.extend_from_slice(&value.to_be_bytes());
         }
         encode_frame(out, FrameType::SETTINGS, 0, 0, &settings);
-        encode_window_update(out, 0, WINDOW - 65_535);
+        if window > 65_535 {
+            encode_window_update(out, 0, window - 65_535);
+        }
         Self {
             next_stream: 1,
             open: StreamMap::default(),
@@ -191,7 +216,15 @@ impl<T: Copy> ClientConnection<T> {
             state: State::Open,
             established: false,
             received: Received::default(),
+            expect: None,
+            window,
         }
+    }
+
+    /// Every response's body must be `body`, octet for octet; one that is
+    /// not ends as [`Outcome::WrongBody`].
+    pub fn expect_body(&mut self, body: Option<Body>) {
+        self.expect = body;
     }
 
     pub fn in_flight(&self) -> usize {
@@ -246,6 +279,8 @@ impl<T: Copy> ClientConnection<T> {
                 unacked: 0,
                 send_window: self.initial_window,
                 body,
+                received: 0,
+                intact: true,
             },
         );
         if has_body {
@@ -339,6 +374,7 @@ impl<T: Copy> ClientConnection<T> {
                 stream,
                 outcome: Outcome::Lost,
                 tag: s.tag,
+                body: s.received,
             });
         }
     }
@@ -369,10 +405,7 @@ impl<T: Copy> ClientConnection<T> {
             FrameType::HEADERS | FrameType::CONTINUATION => {
                 self.on_header_fragment(head, payload, out, done)
             }
-            FrameType::DATA => {
-                self.on_data(head, out, done);
-                Ok(())
-            }
+            FrameType::DATA => self.on_data(head, payload, out, done),
             FrameType::RST_STREAM => self.on_rst_stream(head, payload, done),
             FrameType::GOAWAY => self.on_goaway(payload, done),
             FrameType::WINDOW_UPDATE => self.on_window_update(head, payload),
@@ -428,17 +461,25 @@ impl<T: Copy> ClientConnection<T> {
         Ok(())
     }
 
-    /// A DATA frame: counted, its window given back at half, and its
-    /// stream finished at END_STREAM.
+    /// A DATA frame: counted (and checked, with `--expect-body`), its
+    /// window given back at half, and its stream finished at END_STREAM.
     fn on_data(
         &mut self,
         head: FrameHeader,
+        payload: &[u8],
         out: &mut Vec<u8>,
         done: &mut impl FnMut(Finished<T>),
-    ) {
+    ) -> Result<(), ClientError> {
         self.received.data += u64::from(head.length);
+        let data = data_of(head, payload)?;
+        if let Some(s) = self.open.get_mut(&head.stream) {
+            if self.expect.is_some() && s.intact {
+                s.intact = Body::matches(s.received, data);
+            }
+            s.received += data.len() as u64;
+        }
         self.unacked = self.unacked.saturating_add(head.length);
-        if self.unacked >= WINDOW / 2 {
+        if self.unacked >= self.window / 2 {
             encode_window_update(out, 0, self.unacked);
             self.unacked = 0;
         }
@@ -446,11 +487,12 @@ impl<T: Copy> ClientConnection<T> {
             self.finish(head.stream, out, done);
         } else if let Some(s) = self.open.get_mut(&head.stream) {
             s.unacked = s.unacked.saturating_add(head.length);
-            if s.unacked >= WINDOW / 2 {
+            if s.unacked >= self.window / 2 {
                 encode_window_update(out, head.stream, s.unacked);
                 s.unacked = 0;
             }
         }
+        Ok(())
     }
 
     /// A reset stream ends as refused (REFUSED_STREAM) or reset.
@@ -473,6 +515,7 @@ impl<T: Copy> ClientConnection<T> {
                 stream: head.stream,
                 outcome,
                 tag: s.tag,
+                body: s.received,
             });
         }
         Ok(())
@@ -503,6 +546,7 @@ impl<T: Copy> ClientConnection<T> {
                     stream,
                     outcome: Outcome::Unprocessed,
                     tag: s.tag,
+                    body: s.received,
                 });
             }
         }
@@ -593,7 +637,12 @@ impl<T: Copy> ClientConnection<T> {
             }
             // A response without a status is not one: the stream was reset
             // in all but name.
+            let wrong = match self.expect {
+                Some(body) => !s.intact || s.received != body.len(),
+                None => false,
+            };
             let outcome = match s.status {
+                Some(_) if wrong => Outcome::WrongBody { octets: s.received },
                 Some(st) => Outcome::Status(st),
                 None => Outcome::Reset(Reason::PROTOCOL_ERROR),
             };
@@ -601,9 +650,28 @@ impl<T: Copy> ClientConnection<T> {
                 stream,
                 outcome,
                 tag: s.tag,
+                body: s.received,
             });
         }
     }
+}
+
+/// A DATA frame's data, without its padding (RFC 9113 §6.1).
+fn data_of(head: FrameHeader, payload: &[u8]) -> Result<&[u8], ClientError> {
+    if !head.has(flags::PADDED) {
+        return Ok(payload);
+    }
+    let pad = usize::from(
+        *payload
+            .first()
+            .ok_or(ClientError::Protocol("empty padded DATA"))?,
+    );
+    payload
+        .get(1..payload.len().saturating_sub(pad))
+        .filter(|_| pad < payload.len())
+        .ok_or(ClientError::Protocol(
+            "DATA padding longer than its payload",
+        ))
 }
 
 /// What a server sends first must be a SETTINGS frame (RFC 9113 §3.4); if
@@ -817,6 +885,7 @@ mod tests {
         let mut finished = Vec::new();
         for _ in 0..4 {
             let _ = server.handle_input(&to_server, &mut to_client).unwrap();
+            server.poll_transmit(&mut to_client, usize::MAX);
             to_server.clear();
             client
                 .handle_input(&to_client, &mut to_server, |f| finished.push(f))
@@ -863,6 +932,7 @@ mod tests {
             stream,
             outcome: Outcome::Status(404),
             tag: (),
+            body: 0,
         };
         assert_eq!(results, [want]);
         assert!(!want.ok());
@@ -956,7 +1026,8 @@ mod tests {
             [Finished {
                 stream: 299,
                 outcome: Outcome::Refused,
-                tag: ()
+                tag: (),
+                body: 0,
             }]
         );
         assert!(!client.can_send());

@@ -84,6 +84,17 @@ pub struct Args {
     /// after the last progress (-n), fail as timed out.
     #[arg(long, value_name = "DURATION", default_value = "10", value_parser = values::secs)]
     pub timeout: Duration,
+    /// Check every response's body: SIZE octets of `Hello World\n`
+    /// repeated, what `h2lab serve --body SIZE` sends (12: the default
+    /// answer). A response with any other body fails as `wrong body`.
+    #[arg(long, value_name = "SIZE")]
+    pub expect_body: Option<crate::engine::Body>,
+    /// Our connection and stream receive windows (SETTINGS_INITIAL_WINDOW_SIZE
+    /// and the connection's WINDOW_UPDATE), given back at half: from 64KiB
+    /// (HTTP/2's initial 65535) to 2^31-1; `64KiB`, `16MiB`. Default 1 GiB,
+    /// so that the server's sending is never held by our windows.
+    #[arg(long, value_name = "SIZE", value_parser = values::window)]
+    pub window: Option<u32>,
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub json: bool,
@@ -147,6 +158,8 @@ pub fn run(args: Args) -> CmdResult {
         headers: args.headers,
         body,
         rps: args.rps,
+        expect_body: args.expect_body,
+        window: args.window.unwrap_or(super::client::WINDOW),
     };
     let control = Control::default();
     // Ctrl-C (or SIGTERM) ends the run with a report; a second one exits

@@ -73,9 +73,15 @@ impl From<io::Error> for Broken {
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, tls: Option<rustls::ClientConnection>, opened: Instant) -> Self {
+    /// A connection whose receive windows are `window` octets.
+    pub fn new(
+        sock: TcpStream,
+        tls: Option<rustls::ClientConnection>,
+        opened: Instant,
+        window: u32,
+    ) -> Self {
         let mut plain = Vec::new();
-        let h2 = ClientConnection::new(&mut plain);
+        let h2 = ClientConnection::with_window(&mut plain, window);
         Conn {
             sock,
             tls,

@@ -18,6 +18,7 @@ mod tls;
 mod url;
 mod worker;
 
+use crate::engine::Body;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -64,6 +65,10 @@ pub struct LoadConfig {
     /// Requests per second in all (open loop); `None`: as fast as the
     /// server answers (closed loop).
     pub rps: Option<f64>,
+    /// Every response's body must be this `h2lab serve --body` one.
+    pub expect_body: Option<Body>,
+    /// Our connection and stream receive windows (`--window`).
+    pub window: u32,
 }
 
 impl Default for LoadConfig {
@@ -83,6 +88,8 @@ impl Default for LoadConfig {
             headers: Vec::new(),
             body: None,
             rps: None,
+            expect_body: None,
+            window: client::WINDOW,
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct Plan {
     pub timeout: Duration,
     /// `--rps`: the time between two requests of one client.
     pub interval: Option<Duration>,
+    pub expect_body: Option<Body>,
+    pub window: u32,
 }
 
 impl LoadConfig {
@@ -205,6 +214,8 @@ impl LoadConfig {
             due,
             timeout: self.timeout,
             interval,
+            expect_body: self.expect_body,
+            window: self.window,
         })
     }
 }

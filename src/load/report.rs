@@ -29,6 +29,9 @@ pub struct LoadReport {
     pub connection_errors: u64,
     pub seconds: f64,
     pub req_per_s: f64,
+    /// Goodput: DATA octets of the counted responses that succeeded, per
+    /// second (the traffic line counts everything, warm-up included).
+    pub goodput_bytes_per_s: f64,
     /// Latency of succeeded requests, in µs (from the scheduled send time
     /// with `--rps`).
     pub latency_us: Option<Latency>,
@@ -236,6 +239,11 @@ pub(super) fn build(
         } else {
             0.0
         },
+        goodput_bytes_per_s: if seconds > 0.0 {
+            t.body_in as f64 / seconds
+        } else {
+            0.0
+        },
         latency_us,
         status_codes,
         errors: t
@@ -312,10 +320,11 @@ impl fmt::Display for LoadReport {
         )?;
         writeln!(
             f,
-            "finished in {:.3} s, {:.0} req/s, {}/s in",
+            "finished in {:.3} s, {:.0} req/s, {}/s in, goodput {}/s",
             self.seconds,
             self.req_per_s,
-            bytes((self.traffic.bytes_in as f64 / self.seconds.max(1e-9)) as u64)
+            bytes((self.traffic.bytes_in as f64 / self.seconds.max(1e-9)) as u64),
+            bytes(self.goodput_bytes_per_s as u64)
         )?;
         let s = &self.status_codes;
         let codes: Vec<String> = s.codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();

@@ -57,6 +57,10 @@ impl Problem {
                 "stream refused",
                 "REFUSED_STREAM, and refused again on every retry",
             )),
+            Outcome::WrongBody { octets } => Some(Self::new(
+                "wrong body",
+                format!("a response's body was not the one expected ({octets} octets)"),
+            )),
             Outcome::Status(_) | Outcome::Unprocessed | Outcome::Lost => None,
         }
     }
@@ -140,6 +144,8 @@ pub struct Tally {
     pub bytes_out: u64,
     pub headers_in: u64,
     pub data_in: u64,
+    /// DATA octets of the counted responses that succeeded (goodput).
+    pub body_in: u64,
     /// Requests sent again (REFUSED_STREAM, or unprocessed by a GOAWAY).
     pub retried: u64,
     /// New connections opened after a GOAWAY or used-up stream ids.
@@ -169,6 +175,7 @@ impl Tally {
             bytes_out: 0,
             headers_in: 0,
             data_in: 0,
+            body_in: 0,
             retried: 0,
             reconnects: 0,
             per_client: vec![0; slots],
@@ -179,8 +186,16 @@ impl Tally {
         }
     }
 
-    /// A request of client `slot` ended (started at `started`).
-    pub fn record(&mut self, slot: usize, started: Instant, outcome: Outcome, now: Instant) {
+    /// A request of client `slot` ended (started at `started`), its
+    /// response carrying `body` DATA octets.
+    pub fn record(
+        &mut self,
+        slot: usize,
+        started: Instant,
+        outcome: Outcome,
+        body: u64,
+        now: Instant,
+    ) {
         if started < self.from {
             return;
         }
@@ -190,6 +205,7 @@ impl Tally {
         }
         if matches!(outcome, Outcome::Status(s) if (200..400).contains(&s)) {
             self.succeeded += 1;
+            self.body_in += body;
             if let Some(n) = self.per_client.get_mut(slot) {
                 *n += 1;
             }
@@ -249,6 +265,7 @@ impl Tally {
         self.bytes_out += o.bytes_out;
         self.headers_in += o.headers_in;
         self.data_in += o.data_in;
+        self.body_in += o.body_in;
         self.retried += o.retried;
         self.reconnects += o.reconnects;
         self.per_client.extend(o.per_client);
@@ -270,12 +287,18 @@ mod tests {
     fn outcomes_are_counted_by_status_and_reason() {
         let t0 = Instant::now();
         let mut t = Tally::new(t0, 2);
-        t.record(0, t0, Outcome::Status(200), t0 + Duration::from_millis(1));
-        t.record(1, t0, Outcome::Status(404), t0);
-        t.record(1, t0, Outcome::Reset(Reason::CANCEL), t0);
-        t.record(1, t0, Outcome::Reset(Reason::CANCEL), t0);
+        t.record(
+            0,
+            t0,
+            Outcome::Status(200),
+            0,
+            t0 + Duration::from_millis(1),
+        );
+        t.record(1, t0, Outcome::Status(404), 0, t0);
+        t.record(1, t0, Outcome::Reset(Reason::CANCEL), 0, t0);
+        t.record(1, t0, Outcome::Reset(Reason::CANCEL), 0, t0);
         let mut other = Tally::new(t0, 1);
-        other.record(0, t0, Outcome::Status(200), t0);
+        other.record(0, t0, Outcome::Status(200), 0, t0);
         other.connection_error(Problem::new("connect refused", "refused"));
         t.merge(other);
         assert_eq!((t.succeeded, t.failed, t.connection_errors), (2, 3, 1));
@@ -286,7 +309,7 @@ mod tests {
         assert_eq!(t.hist.len(), 2);
         // Before the warm-up ended: not counted at all.
         let mut late = Tally::new(t0 + Duration::from_secs(1), 1);
-        late.record(0, t0, Outcome::Status(500), t0);
+        late.record(0, t0, Outcome::Status(500), 0, t0);
         assert_eq!((late.failed, late.status_counts().len()), (0, 0));
     }
 

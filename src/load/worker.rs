@@ -151,7 +151,9 @@ impl<'a> Worker<'a> {
                     rustls::ClientConnection::new(cfg.clone(), name.clone())
                         .expect("a client config with a valid server name")
                 });
-                self.slots[i].conn = Some(Conn::new(sock, tls, now));
+                let mut conn = Conn::new(sock, tls, now, plan.window);
+                conn.h2.expect_body(plan.expect_body);
+                self.slots[i].conn = Some(conn);
                 self.slots[i].served = 0;
             }
             Err(e) => self.give_up(i, Some(Problem::connect(&e)), now),
@@ -361,7 +363,7 @@ impl<'a> Worker<'a> {
                     if matches!(outcome, Outcome::Status(_)) {
                         s.served += 1;
                     }
-                    self.tally.record(i, r.started, outcome, now);
+                    self.tally.record(i, r.started, outcome, f.body, now);
                 }
             }
         }
@@ -381,7 +383,7 @@ impl<'a> Worker<'a> {
         self.tally.headers_in += c.h2.received.headers;
         self.tally.data_in += c.h2.received.data;
         let tally = &mut self.tally;
-        c.h2.fail_all(|f| tally.record(i, f.tag.started, f.outcome, now));
+        c.h2.fail_all(|f| tally.record(i, f.tag.started, f.outcome, f.body, now));
         let s = &self.slots[i];
         let work = !s.retry.is_empty() || (s.quota > 0 && self.issuing(now));
         if problem.is_none() && work && s.served > 0 {
@@ -413,7 +415,7 @@ impl<'a> Worker<'a> {
         let retry = std::mem::take(&mut s.retry);
         let quota = std::mem::take(&mut s.quota);
         for r in retry {
-            self.tally.record(i, r.started, Outcome::Lost, now);
+            self.tally.record(i, r.started, Outcome::Lost, 0, now);
         }
         if counted {
             self.tally.fail_unsent(quota);

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::engine::Work;
+use crate::engine::{Body, Handler, Work};
 use crate::identity::{CertError, Identity};
 use crate::tls::{ClientHelloHook, TlsAcceptor, TlsError, TlsProvider};
 use crate::trace::{TraceConfig, TraceError, TraceMeta, TraceSummary, Tracer};
@@ -152,6 +152,10 @@ pub enum ServerError {
     },
     #[error("--threads is only for --dispatch tokio and poll")]
     ThreadsNotForDispatch,
+    #[error("--offload is only for --dispatch poll and tokio: `single` and `thread` already do each request's work on the connection's own thread, with nothing else to keep serving")]
+    OffloadNotForDispatch,
+    #[error("--offload needs work that holds a thread to move (--work cpu:DURATION or sleep:DURATION), not `{0}`")]
+    OffloadWithoutWork(Work),
 
     #[error("cannot start the server: {0}")]
     Spawn(std::io::Error),
@@ -208,6 +212,12 @@ pub struct ServerConfig {
     pub trace: Option<TraceConfig>,
     /// Each request's work before it is answered (`--work`).
     pub work: Work,
+    /// Each response's body (`--body`).
+    pub body: Body,
+    /// `poll` and `tokio`: N worker threads do the requests' `cpu:` and
+    /// `sleep:` work, the answers going back to the connection's loop
+    /// (0: the serving thread does it).
+    pub offload: usize,
 }
 
 impl Default for ServerConfig {
@@ -230,6 +240,8 @@ impl Default for ServerConfig {
             client_hello: None,
             trace: None,
             work: Work::None,
+            body: Body::default(),
+            offload: 0,
         }
     }
 }
@@ -279,6 +291,14 @@ impl ServerConfig {
         only(self.max_clients.is_some(), "--max-clients", Dispatch::Poll)?;
         if self.threads > 0 && !matches!(self.dispatch, Dispatch::Tokio | Dispatch::Poll) {
             return Err(ServerError::ThreadsNotForDispatch);
+        }
+        if self.offload > 0 {
+            if !matches!(self.dispatch, Dispatch::Tokio | Dispatch::Poll) {
+                return Err(ServerError::OffloadNotForDispatch);
+            }
+            if !self.work.holds_a_thread() {
+                return Err(ServerError::OffloadWithoutWork(self.work));
+            }
         }
         only(!self.pin.is_empty(), "--pin", Dispatch::Poll)
     }
@@ -357,7 +377,11 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
             handshake: config.handshake_timeout,
             idle: config.idle_timeout,
         },
-        config.work,
+        Handler {
+            work: config.work,
+            body: config.body,
+        },
+        config.offload,
     ));
     let (wake, threads) = dispatch::spawn(config, listeners, shared.clone())?;
     Ok(Server {

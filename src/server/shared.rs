@@ -12,7 +12,7 @@ use super::conn::{self, ConnError};
 use super::errlog::ClientErrors;
 use super::trim::Trim;
 use super::Engine;
-use crate::engine::Work;
+use crate::engine::Handler;
 use crate::tls::{TlsAcceptor, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
 
@@ -37,8 +37,10 @@ pub struct Shared {
     /// The handshake deadline and the idle timeout (`poll` keeps its own
     /// copy of these in its options).
     pub limits: Limits,
-    /// Each request's work (`--work`), done where it is answered.
-    pub work: Work,
+    /// Each request's work and response (`--work`, `--body`).
+    pub handler: Handler,
+    /// `--offload N`: the work goes to N workers (0: none).
+    pub offload: usize,
     pub stopping: AtomicBool,
     /// A clone of every open connection's socket (blocking dispatches), so
     /// that `stop` can shut them down and unblock their threads.
@@ -57,7 +59,8 @@ impl Shared {
         engine: Engine,
         nodelay: bool,
         limits: Limits,
-        work: Work,
+        handler: Handler,
+        offload: usize,
     ) -> Self {
         Self {
             dispatch,
@@ -65,7 +68,8 @@ impl Shared {
             engine,
             nodelay,
             limits,
-            work,
+            handler,
+            offload,
             stopping: AtomicBool::new(false),
             open: Mutex::new(Vec::new()),
             counters: Counters::default(),

@@ -70,6 +70,7 @@ impl Pair {
                 rest = &rest[n..];
                 self.server.poll_plaintext(&mut plain)?;
                 let _ = self.engine.handle_input(&plain, &mut answer);
+                self.engine.poll_transmit(&mut answer, usize::MAX);
                 plain.clear();
             }
             self.server.handle_plaintext(&answer)?;

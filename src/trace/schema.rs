@@ -164,11 +164,15 @@ impl Flags {
     pub const BACKLOG: Self = Self(1 << 8);
     /// Nothing more will be read (EOF, GOAWAY, error): flush, then close.
     pub const CLOSING: Self = Self(1 << 9);
+    /// The engine has response frames it may send now (within the client's
+    /// windows), waiting for room in the buffers: a large body.
+    pub const SENDING: Self = Self(1 << 10);
 
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// One character per flag, in bit order, for traces and debugging;
     /// a clear flag shows as `-`.
-    pub const LETTERS: [char; Self::COUNT] = ['r', 'i', 'd', 'u', 't', 'c', 'o', 'w', 'b', 'x'];
+    pub const LETTERS: [char; Self::COUNT] =
+        ['r', 'i', 'd', 'u', 't', 'c', 'o', 'w', 'b', 'x', 's'];
 
     pub const fn empty() -> Self {
         Self(0)
@@ -599,10 +603,10 @@ mod tests {
 
     #[test]
     fn flags_print_in_fixed_order() {
-        assert_eq!(Flags::empty().to_string(), "----------");
+        assert_eq!(Flags::empty().to_string(), "-----------");
         let f = Flags::CAN_READ.with(Flags::TLS_READY).with(Flags::CLOSING);
-        assert_eq!(f.to_string(), "r---t----x");
-        assert_eq!(Flags::from_bits(u16::MAX).to_string(), "ridutcowbx");
+        assert_eq!(f.to_string(), "r---t----x-");
+        assert_eq!(Flags::from_bits(u16::MAX).to_string(), "ridutcowbxs");
     }
 
     #[test]

@@ -11,12 +11,18 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use h2::server::SendResponse;
-use h2::RecvStream;
+use h2::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use coalesce::{Coalesce, Gate, HOLD_AT_MOST};
 
-use super::RESPONSE_BODY;
+use super::body::{self, Body};
+
+/// A body up to this size goes with one `send_data` (the crate holds it
+/// until the windows let it go); a larger one through the crate's
+/// capacity API, a frame's worth at a time, so that what the crate holds
+/// per stream stays bounded whatever the size.
+const SMALL_BODY: u64 = 16 * 1024;
 
 /// A connection past its handshake (our SETTINGS sent, the client's
 /// preface read), ready for [`serve`].
@@ -35,8 +41,9 @@ where
     // The mini engine's limits, advertised: a client past the stream limit
     // is refused streams instead of growing the server without bound, and
     // a header list past the mini engine's header-block cap is refused
-    // (the crate's default is 16 MiB per request). Our responses are 12
-    // octets: 64 KiB of send buffer per stream is plenty (default 400 KiB).
+    // (the crate's default is 16 MiB per request). Bodies larger than
+    // SMALL_BODY go out through the capacity API, at most 64 KiB held per
+    // stream (default 400 KiB).
     let conn = h2::server::Builder::new()
         .max_concurrent_streams(super::mini::MAX_OPEN_STREAMS as u32)
         .max_header_list_size(super::mini::MAX_HEADER_BLOCK as u32)
@@ -47,8 +54,11 @@ where
 }
 
 /// Serves one connection until the client goes; `responses` counts the
-/// responses sent, also when the connection ends in an error. `work` is
-/// called once before each answer (the request's `--work`). Each request
+/// responses begun, also when the connection ends in an error. `work` is
+/// called once per request (its `--work`): it does the work and returns
+/// `None`, or returns what the answer must wait for; each answer
+/// carries `body`, large ones sent as the client's windows open, the
+/// streams served in turn. Each request
 /// is read to its end before it is answered (its body, released to flow
 /// control as it comes and dropped, then its trailers), so that uploads of
 /// any size complete and the crate checks content-length and trailers.
@@ -58,13 +68,23 @@ where
 pub async fn serve<T>(
     handshaken: Handshaken<T>,
     responses: &mut u64,
-    work: &mut impl FnMut(),
+    work: &mut impl FnMut() -> Option<Wait>,
+    body: Body,
 ) -> Result<(), h2::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let Handshaken { mut conn, gate } = handshaken;
     let mut uploads: Vec<Upload> = Vec::new();
+    let mut sending: Vec<Sending> = Vec::new();
+    // Requests whose answer waits (`delay:`, offloaded work).
+    let mut waiting: Vec<(Wait, SendResponse<Bytes>)> = Vec::new();
+    let mut answered = |respond, sending: &mut Vec<Sending>| {
+        if let Some(s) = answer(respond, body) {
+            sending.push(s);
+        }
+        *responses += 1;
+    };
     poll_fn(|cx| {
         gate.hold();
         let mut opened = false;
@@ -73,10 +93,10 @@ where
                 Poll::Ready(Some(Ok((request, respond)))) => {
                     let body = request.into_body();
                     match body.is_end_stream() {
-                        true => {
-                            work();
-                            *responses += u64::from(answer(respond));
-                        }
+                        true => match work() {
+                            None => answered(respond, &mut sending),
+                            Some(wait) => waiting.push((wait, respond)),
+                        },
                         false => uploads.push(Upload { body, respond }),
                     }
                     true
@@ -88,7 +108,19 @@ where
                 // Nothing new: bodies that have come to their end are
                 // answered (the connection is then polled again to send).
                 Poll::Pending => {
-                    let before = uploads.len();
+                    let before = uploads.len() + sending.len() + waiting.len();
+                    // Large bodies go on as the crate gives capacity.
+                    sending.retain_mut(|s| s.poll_send(cx).is_pending());
+                    let mut i = 0;
+                    while i < waiting.len() {
+                        match waiting[i].0.as_mut().poll(cx) {
+                            Poll::Pending => i += 1,
+                            Poll::Ready(()) => {
+                                let (_, respond) = waiting.swap_remove(i);
+                                answered(respond, &mut sending);
+                            }
+                        }
+                    }
                     let mut i = 0;
                     while i < uploads.len() {
                         match uploads[i].poll_read(cx) {
@@ -97,13 +129,15 @@ where
                             Poll::Ready(read) => {
                                 let upload = uploads.swap_remove(i);
                                 if read.is_ok() {
-                                    work();
-                                    *responses += u64::from(answer(upload.respond));
+                                    match work() {
+                                        None => answered(upload.respond, &mut sending),
+                                        Some(wait) => waiting.push((wait, upload.respond)),
+                                    }
                                 }
                             }
                         }
                     }
-                    uploads.len() < before
+                    uploads.len() + sending.len() + waiting.len() < before
                 }
             };
             match progress {
@@ -121,6 +155,10 @@ where
     })
     .await
 }
+
+/// What a request's answer waits for: a timer (`delay:`), or work done
+/// elsewhere (`--offload`).
+pub type Wait = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// A request whose body is still coming.
 struct Upload {
@@ -141,19 +179,64 @@ impl Upload {
     }
 }
 
-/// Sends the response; false if the stream is gone (the client reset it),
-/// which ends that stream only.
-fn answer(mut respond: SendResponse<Bytes>) -> bool {
+/// Sends the response's head, and its body if it is small; a large body
+/// comes back to be sent as capacity comes. A stream the client reset
+/// ends there (that stream only).
+fn answer(mut respond: SendResponse<Bytes>, body: Body) -> Option<Sending> {
     // Built from constants: no header name or value to parse per request.
     let mut response = http::Response::new(());
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/html"),
     );
-    match respond.send_response(response, false) {
-        Ok(mut body) => body
-            .send_data(Bytes::from_static(RESPONSE_BODY), true)
-            .is_ok(),
-        Err(_) => false,
+    let mut stream = respond.send_response(response, body.is_empty()).ok()?;
+    if body.is_empty() {
+        return None;
+    }
+    if body.len() <= SMALL_BODY {
+        let _ = stream.send_data(piece(0, body.len() as usize), true);
+        return None;
+    }
+    Some(Sending {
+        stream,
+        sent: 0,
+        len: body.len(),
+    })
+}
+
+/// The body's octets `offset..offset + n` (n at most 64 KiB), without a copy.
+fn piece(offset: u64, n: usize) -> Bytes {
+    let all = body::repeated();
+    let start = (offset % body::PATTERN.len() as u64) as usize;
+    Bytes::from_static(all).slice(start..start + n)
+}
+
+/// A large body being sent.
+struct Sending {
+    stream: SendStream<Bytes>,
+    sent: u64,
+    len: u64,
+}
+
+impl Sending {
+    /// Sends as much as the crate gives capacity for; ready when the body
+    /// is all sent or the stream is gone.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while self.sent < self.len {
+            let left = self.len - self.sent;
+            self.stream.reserve_capacity(left.min(64 * 1024) as usize);
+            let n = match ready!(self.stream.poll_capacity(cx)) {
+                Some(Ok(n)) if n > 0 => n.min(left as usize),
+                Some(Ok(_)) => continue,
+                // Reset by the client, or the connection is going.
+                Some(Err(_)) | None => return Poll::Ready(()),
+            };
+            let end = self.sent + n as u64 == self.len;
+            if self.stream.send_data(piece(self.sent, n), end).is_err() {
+                return Poll::Ready(());
+            }
+            self.sent += n as u64;
+        }
+        Poll::Ready(())
     }
 }

@@ -34,6 +34,7 @@ enum Violation {
     PingLength,
     SettingsLength,
     WindowUpdateZero,
+    WindowOverflow,
     ContinuationAlone,
     DataOnStreamZero,
     PushPromise,
@@ -45,6 +46,7 @@ impl Violation {
         match self {
             Self::Oversized | Self::PingLength | Self::SettingsLength => Reason::FRAME_SIZE_ERROR,
             Self::StreamGoingBack => Reason::STREAM_CLOSED,
+            Self::WindowOverflow => Reason::FLOW_CONTROL_ERROR,
             _ => Reason::PROTOCOL_ERROR,
         }
     }
@@ -57,7 +59,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (1u16..3000).prop_map(Step::Upload),
         1 => Just(Step::Ping),
         1 => Just(Step::Settings),
-        1 => (1u32..=0x7fff_ffff).prop_map(Step::WindowUpdate),
+        // Well-behaved: the connection window never passes 2^31-1.
+        1 => (1u32..=1 << 20).prop_map(Step::WindowUpdate),
         1 => Just(Step::Priority),
         1 => (0u16..200).prop_map(Step::Unknown),
     ]
@@ -71,6 +74,7 @@ fn violation_strategy() -> impl Strategy<Value = Violation> {
         Just(Violation::PingLength),
         Just(Violation::SettingsLength),
         Just(Violation::WindowUpdateZero),
+        Just(Violation::WindowOverflow),
         Just(Violation::ContinuationAlone),
         Just(Violation::DataOnStreamZero),
         Just(Violation::PushPromise),
@@ -179,6 +183,10 @@ fn encode_violation(wire: &mut Vec<u8>, v: Violation, next: u32) {
         Violation::WindowUpdateZero => {
             encode_frame(wire, FrameType::WINDOW_UPDATE, 0, 0, &[0, 0, 0, 0]);
         }
+        Violation::WindowOverflow => {
+            let inc = 0x7fff_ffffu32.to_be_bytes();
+            encode_frame(wire, FrameType::WINDOW_UPDATE, 0, 0, &inc);
+        }
         Violation::ContinuationAlone => {
             encode_frame(
                 wire,
@@ -227,6 +235,7 @@ fn feed(pieces: &[&[u8]]) -> (Vec<u8>, Option<EngineError>, MiniConnection) {
         if let Err(e) = conn.handle_input(piece, &mut out) {
             first.get_or_insert(e);
         }
+        conn.poll_transmit(&mut out, usize::MAX);
         assert!(
             conn.pending.len() < MAX_PENDING,
             "{} pending",

@@ -1,10 +1,18 @@
 use super::*;
+use crate::frame::encode_window_update;
 use crate::frame::parse_goaway;
 
 const SETTINGS_EMPTY: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
 const SETTINGS_ACK: [u8; 9] = [0, 0, 0, 4, 1, 0, 0, 0, 0];
 /// HEADERS, END_STREAM | END_HEADERS, stream 1: `:method GET`, `:scheme http`, `:path /`.
 const GET_1: [u8; 12] = [0, 0, 3, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84];
+
+/// Hands `input` to the engine and pulls every response it can send.
+fn step(conn: &mut MiniConnection, input: &[u8], out: &mut Vec<u8>) -> Result<Status> {
+    let status = conn.handle_input(input, out);
+    conn.poll_transmit(out, usize::MAX);
+    status
+}
 
 fn connected() -> (MiniConnection, Vec<u8>) {
     let mut out = Vec::new();
@@ -13,7 +21,7 @@ fn connected() -> (MiniConnection, Vec<u8>) {
     out.clear();
     let mut hello = CLIENT_PREFACE.to_vec();
     hello.extend_from_slice(&SETTINGS_EMPTY);
-    assert_eq!(conn.handle_input(&hello, &mut out), Ok(Status::Open));
+    assert_eq!(step(&mut conn, &hello, &mut out), Ok(Status::Open));
     assert_eq!(out, SETTINGS_ACK);
     out.clear();
     (conn, out)
@@ -40,7 +48,7 @@ fn expect_goaway(out: &[u8], reason: Reason) {
 #[test]
 fn get_gets_the_seed_response_with_stream_patched() {
     let (mut conn, mut out) = connected();
-    assert_eq!(conn.handle_input(&GET_1, &mut out), Ok(Status::Open));
+    assert_eq!(step(&mut conn, &GET_1, &mut out), Ok(Status::Open));
     let expected: Vec<u8> = [
         &[0, 0, 11, 1, 4, 0, 0, 0, 1][..],
         &[
@@ -66,7 +74,7 @@ fn pipelined_requests_split_at_every_octet() {
     let mut out = Vec::new();
     for byte in &input {
         assert_eq!(
-            conn.handle_input(std::slice::from_ref(byte), &mut out),
+            step(&mut conn, std::slice::from_ref(byte), &mut out),
             Ok(Status::Open)
         );
     }
@@ -85,12 +93,9 @@ fn preface_split_anywhere_is_accepted() {
         let mut conn = MiniConnection::accept(&mut out);
         out.clear();
         let (a, b) = CLIENT_PREFACE.split_at(cut);
-        assert_eq!(conn.handle_input(a, &mut out), Ok(Status::Open));
-        assert_eq!(conn.handle_input(b, &mut out), Ok(Status::Open));
-        assert_eq!(
-            conn.handle_input(&SETTINGS_EMPTY, &mut out),
-            Ok(Status::Open)
-        );
+        assert_eq!(step(&mut conn, a, &mut out), Ok(Status::Open));
+        assert_eq!(step(&mut conn, b, &mut out), Ok(Status::Open));
+        assert_eq!(step(&mut conn, &SETTINGS_EMPTY, &mut out), Ok(Status::Open));
         assert_eq!(out, SETTINGS_ACK, "cut at {cut}");
     }
 }
@@ -107,7 +112,7 @@ fn wrong_preface_is_a_protocol_error_with_goaway() {
     expect_goaway(&out, Reason::PROTOCOL_ERROR);
     assert!(conn.is_closed());
     out.clear();
-    assert_eq!(conn.handle_input(&GET_1, &mut out), Ok(Status::Closed));
+    assert_eq!(step(&mut conn, &GET_1, &mut out), Ok(Status::Closed));
     assert!(out.is_empty(), "nothing more after the GOAWAY");
 }
 
@@ -115,11 +120,11 @@ fn wrong_preface_is_a_protocol_error_with_goaway() {
 fn ping_is_echoed_with_ack() {
     let (mut conn, mut out) = connected();
     let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
-    assert_eq!(conn.handle_input(&ping, &mut out), Ok(Status::Open));
+    assert_eq!(step(&mut conn, &ping, &mut out), Ok(Status::Open));
     assert_eq!(out, [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
     out.clear();
     let ack = [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
-    assert_eq!(conn.handle_input(&ack, &mut out), Ok(Status::Open));
+    assert_eq!(step(&mut conn, &ack, &mut out), Ok(Status::Open));
     assert!(out.is_empty(), "a PING ACK is not answered");
 }
 
@@ -133,7 +138,7 @@ fn ignored_frames_send_nothing() {
         &SETTINGS_ACK,
     ]
     .concat();
-    assert_eq!(conn.handle_input(&input, &mut out), Ok(Status::Open));
+    assert_eq!(step(&mut conn, &input, &mut out), Ok(Status::Open));
     assert!(out.is_empty());
 }
 
@@ -141,7 +146,7 @@ fn ignored_frames_send_nothing() {
 fn goaway_from_client_closes() {
     let (mut conn, mut out) = connected();
     let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    assert_eq!(conn.handle_input(&goaway, &mut out), Ok(Status::Closed));
+    assert_eq!(step(&mut conn, &goaway, &mut out), Ok(Status::Closed));
     assert!(conn.is_closed());
     assert_eq!(conn.handle_eof(&mut out), Ok(()));
     assert!(out.is_empty());
@@ -157,7 +162,7 @@ fn headers_continuation_then_data_ends_request() {
         &[0, 0, 0, 0, 1, 0, 0, 0, 1],           // DATA END_STREAM
     ]
     .concat();
-    assert_eq!(conn.handle_input(&input, &mut out), Ok(Status::Open));
+    assert_eq!(step(&mut conn, &input, &mut out), Ok(Status::Open));
     let kinds: Vec<(FrameType, u32)> = frames(&out)
         .iter()
         .map(|(h, _)| (h.kind, h.stream))
@@ -304,7 +309,7 @@ fn protocol_violations_get_the_rfc_error_code() {
     ];
     for (name, input, reason) in cases {
         let (mut conn, mut out) = connected();
-        let err = conn.handle_input(input, &mut out).expect_err(name);
+        let err = step(&mut conn, input, &mut out).expect_err(name);
         assert_eq!(err.reason(), *reason, "{name}: {err}");
         expect_goaway(&out, *reason);
         assert!(conn.is_closed(), "{name}");
@@ -317,14 +322,14 @@ fn first_frame_must_be_settings() {
     let mut conn = MiniConnection::accept(&mut out);
     let mut input = CLIENT_PREFACE.to_vec();
     input.extend_from_slice(&GET_1);
-    let err = conn.handle_input(&input, &mut out).unwrap_err();
+    let err = step(&mut conn, &input, &mut out).unwrap_err();
     assert_eq!(err.reason(), Reason::PROTOCOL_ERROR);
 }
 
 #[test]
 fn eof_mid_frame_is_truncation() {
     let (mut conn, mut out) = connected();
-    assert_eq!(conn.handle_input(&GET_1[..7], &mut out), Ok(Status::Open));
+    assert_eq!(step(&mut conn, &GET_1[..7], &mut out), Ok(Status::Open));
     assert!(out.is_empty());
     assert_eq!(
         conn.handle_eof(&mut out),
@@ -338,7 +343,7 @@ fn eof_mid_preface_is_truncation_and_clean_eof_is_not() {
     let mut out = Vec::new();
     let mut conn = MiniConnection::accept(&mut out);
     assert_eq!(
-        conn.handle_input(&CLIENT_PREFACE[..10], &mut out),
+        step(&mut conn, &CLIENT_PREFACE[..10], &mut out),
         Ok(Status::Open)
     );
     assert_eq!(
@@ -361,7 +366,7 @@ fn too_many_open_uploads_is_enhance_your_calm() {
         input.extend_from_slice(&(2 * i + 1).to_be_bytes());
         input.push(0x83);
     }
-    let err = conn.handle_input(&input, &mut out).unwrap_err();
+    let err = step(&mut conn, &input, &mut out).unwrap_err();
     assert_eq!(err.reason(), Reason::ENHANCE_YOUR_CALM);
 }
 
@@ -377,9 +382,9 @@ fn endless_header_blocks_are_enhance_your_calm() {
     for _ in 0..MAX_CONTINUATIONS {
         input.extend_from_slice(&empty);
     }
-    assert_eq!(conn.handle_input(&input, &mut out), Ok(Status::Open));
+    assert_eq!(step(&mut conn, &input, &mut out), Ok(Status::Open));
     assert!(conn.in_header_block());
-    let err = conn.handle_input(&empty, &mut out).unwrap_err();
+    let err = step(&mut conn, &empty, &mut out).unwrap_err();
     assert_eq!(err.reason(), Reason::ENHANCE_YOUR_CALM);
 
     let (mut conn, mut out) = connected();
@@ -388,14 +393,14 @@ fn endless_header_blocks_are_enhance_your_calm() {
         input.extend_from_slice(&[0, 0x40, 0, 9, 0, 0, 0, 0, 1]); // 16 KiB
         input.extend_from_slice(&[0x20; 16 * 1024]);
     }
-    let err = conn.handle_input(&input, &mut out).unwrap_err();
+    let err = step(&mut conn, &input, &mut out).unwrap_err();
     assert_eq!(err.reason(), Reason::ENHANCE_YOUR_CALM);
 
     let (mut conn, mut out) = connected();
     let mut input = headers.to_vec();
     input.extend_from_slice(&empty);
     input.extend_from_slice(&[0, 0, 1, 9, 4, 0, 0, 0, 1, 0x84]); // END_HEADERS
-    assert_eq!(conn.handle_input(&input, &mut out), Ok(Status::Open));
+    assert_eq!(step(&mut conn, &input, &mut out), Ok(Status::Open));
     assert!(!conn.in_header_block());
 }
 
@@ -421,7 +426,7 @@ fn random_input_never_panics_and_stays_bounded() {
                 chunk[1] = 0;
                 chunk[2] %= 16;
             }
-            if conn.handle_input(&chunk, &mut out).is_err() {
+            if step(&mut conn, &chunk, &mut out).is_err() {
                 break;
             }
             assert!(conn.pending.len() < HEADER_LEN + DEFAULT_MAX_FRAME_SIZE as usize);
@@ -429,4 +434,362 @@ fn random_input_never_panics_and_stays_bounded() {
         let _ = conn.handle_eof(&mut out);
         frames(&out); // what we send is always whole frames
     }
+}
+
+// Flow control and the pull: large bodies.
+
+/// A GET on `stream`.
+fn get(stream: u32) -> Vec<u8> {
+    let mut get = GET_1.to_vec();
+    get[5..9].copy_from_slice(&stream.to_be_bytes());
+    get
+}
+
+fn window_update(stream: u32, inc: u32) -> Vec<u8> {
+    let mut f = Vec::new();
+    encode_window_update(&mut f, stream, inc);
+    f
+}
+
+fn settings(params: &[(u16, u32)]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for (id, value) in params {
+        payload.extend_from_slice(&id.to_be_bytes());
+        payload.extend_from_slice(&value.to_be_bytes());
+    }
+    let mut f = Vec::new();
+    encode_frame(&mut f, FrameType::SETTINGS, 0, 0, &payload);
+    f
+}
+
+/// A connection that answers with a `len`-octet body, past its hello.
+fn serving(len: u64) -> MiniConnection {
+    let mut out = Vec::new();
+    let mut conn = MiniConnection::with_body(&mut out, Body::new(len).unwrap());
+    let mut hello = CLIENT_PREFACE.to_vec();
+    hello.extend_from_slice(&SETTINGS_EMPTY);
+    assert_eq!(conn.handle_input(&hello, &mut out), Ok(Status::Open));
+    conn
+}
+
+/// DATA octets per stream in `out`, checked against the body pattern as
+/// they come; and the streams whose DATA ended.
+fn data_of(out: &[u8], got: &mut std::collections::BTreeMap<u32, u64>) -> Vec<u32> {
+    let mut ended = Vec::new();
+    for (h, payload) in frames(out) {
+        if h.kind == FrameType::DATA {
+            let at = got.entry(h.stream).or_default();
+            assert!(Body::matches(*at, &payload), "stream {} at {at}", h.stream);
+            *at += payload.len() as u64;
+            if h.has(flags::END_STREAM) {
+                ended.push(h.stream);
+            }
+        }
+    }
+    ended
+}
+
+#[test]
+fn a_large_body_goes_as_the_windows_open_in_frames_of_the_allowed_size() {
+    let mut conn = serving(100_000);
+    let mut out = Vec::new();
+    assert_eq!(conn.handle_input(&get(1), &mut out), Ok(Status::Open));
+    assert!(out.is_empty(), "responses wait for the pull");
+    assert!(conn.wants_transmit());
+    conn.poll_transmit(&mut out, usize::MAX);
+    let sizes: Vec<(FrameType, u32)> = frames(&out)
+        .iter()
+        .map(|(h, _)| (h.kind, h.length))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            (FrameType::HEADERS, 11),
+            (FrameType::DATA, 16_384),
+            (FrameType::DATA, 16_384),
+            (FrameType::DATA, 16_384),
+            (FrameType::DATA, 16_383)
+        ],
+        "the default windows: 65,535 octets"
+    );
+    assert!(!conn.wants_transmit(), "blocked by the windows");
+    let mut got = Default::default();
+    assert!(data_of(&out, &mut got).is_empty());
+    // The stream's window alone does not open the connection's.
+    out.clear();
+    assert_eq!(
+        step(&mut conn, &window_update(1, 50_000), &mut out),
+        Ok(Status::Open)
+    );
+    assert!(out.is_empty());
+    assert_eq!(
+        step(&mut conn, &window_update(0, 20_000), &mut out),
+        Ok(Status::Open)
+    );
+    assert_eq!(
+        frames(&out).iter().map(|(h, _)| h.length).sum::<u32>(),
+        20_000
+    );
+    assert!(data_of(&out, &mut got).is_empty());
+    out.clear();
+    assert_eq!(
+        step(&mut conn, &window_update(0, 50_000), &mut out),
+        Ok(Status::Open)
+    );
+    let ended = data_of(&out, &mut got);
+    assert_eq!(ended, [1]);
+    assert_eq!(got[&1], 100_000);
+    assert!(!conn.wants_transmit());
+    assert_eq!(conn.queued_responses(), 0);
+}
+
+#[test]
+fn streams_take_turns_a_frame_each() {
+    let mut conn = serving(50_000);
+    let mut out = Vec::new();
+    let big = [(setting::INITIAL_WINDOW_SIZE, 1 << 20)];
+    assert_eq!(step(&mut conn, &settings(&big), &mut out), Ok(Status::Open));
+    assert_eq!(
+        step(&mut conn, &window_update(0, 1 << 20), &mut out),
+        Ok(Status::Open)
+    );
+    out.clear();
+    let mut gets = get(1);
+    gets.extend(get(3));
+    gets.extend(get(5));
+    assert_eq!(step(&mut conn, &gets, &mut out), Ok(Status::Open));
+    let order: Vec<u32> = frames(&out)
+        .iter()
+        .filter(|(h, _)| h.kind == FrameType::DATA)
+        .map(|(h, _)| h.stream)
+        .collect();
+    assert_eq!(order, [1, 3, 5, 1, 3, 5, 1, 3, 5, 1, 3, 5]);
+    let mut got = Default::default();
+    assert_eq!(data_of(&out, &mut got), [1, 3, 5]);
+    assert!(got.values().all(|&n| n == 50_000));
+}
+
+#[test]
+fn output_never_passes_the_room_given_whatever_the_body() {
+    let mut conn = serving(64 << 20);
+    let mut out = Vec::new();
+    let big = [
+        (setting::INITIAL_WINDOW_SIZE, frame::MAX_WINDOW_SIZE),
+        (setting::MAX_FRAME_SIZE, frame::MAX_MAX_FRAME_SIZE),
+    ];
+    assert_eq!(step(&mut conn, &settings(&big), &mut out), Ok(Status::Open));
+    let more = window_update(0, frame::MAX_WINDOW_SIZE - 65_535);
+    assert_eq!(conn.handle_input(&more, &mut out), Ok(Status::Open));
+    let mut gets = Vec::new();
+    for stream in (1..200).step_by(2) {
+        gets.extend(get(stream));
+    }
+    out.clear();
+    assert_eq!(conn.handle_input(&gets, &mut out), Ok(Status::Open));
+    assert!(out.is_empty());
+    let mut got = Default::default();
+    let mut pulls = 0;
+    for room in [100_000usize, 256 * 1024, 20_000].iter().cycle().take(300) {
+        out.clear();
+        let n = conn.poll_transmit(&mut out, *room);
+        assert!(n <= *room, "{n} > {room}");
+        assert!(frames(&out)
+            .iter()
+            .all(|(h, _)| h.length as usize <= MAX_DATA_FRAME));
+        data_of(&out, &mut got);
+        pulls += 1;
+    }
+    assert_eq!(pulls, 300);
+    assert_eq!(got.len(), 100, "every stream has had its turn");
+}
+
+#[test]
+fn a_new_initial_window_applies_to_open_streams_and_may_go_negative() {
+    let mut conn = serving(200_000);
+    let mut out = Vec::new();
+    assert_eq!(
+        step(&mut conn, &window_update(0, 1 << 20), &mut out),
+        Ok(Status::Open)
+    );
+    assert_eq!(step(&mut conn, &get(1), &mut out), Ok(Status::Open));
+    out.clear();
+    // 65,535 sent; the window shrinks to 1,000: it is now -64,535.
+    assert_eq!(
+        step(
+            &mut conn,
+            &settings(&[(setting::INITIAL_WINDOW_SIZE, 1000)]),
+            &mut out
+        ),
+        Ok(Status::Open)
+    );
+    assert_eq!(frames(&out).len(), 1, "the ACK only");
+    out.clear();
+    assert_eq!(
+        step(&mut conn, &window_update(1, 64_535), &mut out),
+        Ok(Status::Open)
+    );
+    assert!(out.is_empty(), "window back to 0");
+    assert_eq!(
+        step(&mut conn, &window_update(1, 1_500), &mut out),
+        Ok(Status::Open)
+    );
+    assert_eq!(
+        frames(&out).iter().map(|(h, _)| h.length).sum::<u32>(),
+        1_500
+    );
+    // A stream opened now starts at 1,000.
+    out.clear();
+    assert_eq!(step(&mut conn, &get(3), &mut out), Ok(Status::Open));
+    let on3: u32 = frames(&out)
+        .iter()
+        .filter(|(h, _)| h.kind == FrameType::DATA && h.stream == 3)
+        .map(|(h, _)| h.length)
+        .sum();
+    assert_eq!(on3, 1000);
+}
+
+#[test]
+fn window_overflow_fails_the_connection_or_resets_the_stream() {
+    let mut conn = serving(100_000);
+    let mut out = Vec::new();
+    let err = step(
+        &mut conn,
+        &window_update(0, frame::MAX_WINDOW_SIZE),
+        &mut out,
+    )
+    .unwrap_err();
+    assert_eq!(err.reason(), Reason::FLOW_CONTROL_ERROR);
+    expect_goaway(&out, Reason::FLOW_CONTROL_ERROR);
+
+    let mut conn = serving(100_000);
+    let mut out = Vec::new();
+    let mut gets = get(1);
+    gets.extend(get(3));
+    assert_eq!(step(&mut conn, &gets, &mut out), Ok(Status::Open));
+    out.clear();
+    assert_eq!(
+        step(
+            &mut conn,
+            &window_update(1, frame::MAX_WINDOW_SIZE),
+            &mut out
+        ),
+        Ok(Status::Open)
+    );
+    let f = frames(&out);
+    assert_eq!((f[0].0.kind, f[0].0.stream), (FrameType::RST_STREAM, 1));
+    assert_eq!(f[0].1, Reason::FLOW_CONTROL_ERROR.0.to_be_bytes());
+    assert_eq!(conn.queued_responses(), 1, "stream 3 goes on");
+    // On an idle stream it is a connection error.
+    let err = step(&mut conn, &window_update(9, 1), &mut out).unwrap_err();
+    assert_eq!(err.reason(), Reason::PROTOCOL_ERROR);
+}
+
+#[test]
+fn an_empty_body_is_headers_with_end_stream() {
+    let mut conn = serving(0);
+    let mut out = Vec::new();
+    assert_eq!(step(&mut conn, &get(1), &mut out), Ok(Status::Open));
+    let f = frames(&out);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].0.kind, FrameType::HEADERS);
+    assert_eq!(f[0].0.flags, flags::END_HEADERS | flags::END_STREAM);
+    assert_eq!(conn.queued_responses(), 0);
+}
+
+/// A client that never opens its windows cannot queue responses without
+/// bound: past the cap, requests are refused (and may be retried).
+#[test]
+fn the_response_queue_is_bounded_by_refusals() {
+    let mut conn = serving(100);
+    let mut out = Vec::new();
+    assert_eq!(
+        step(
+            &mut conn,
+            &settings(&[(setting::INITIAL_WINDOW_SIZE, 0)]),
+            &mut out
+        ),
+        Ok(Status::Open)
+    );
+    let mut gets = Vec::new();
+    let n = MAX_QUEUED_RESPONSES as u32 + 10;
+    for i in 0..n {
+        gets.extend(get(2 * i + 1));
+    }
+    out.clear();
+    assert_eq!(step(&mut conn, &gets, &mut out), Ok(Status::Open));
+    assert_eq!(conn.queued_responses(), MAX_QUEUED_RESPONSES);
+    let refused = frames(&out)
+        .iter()
+        .filter(|(h, p)| {
+            h.kind == FrameType::RST_STREAM && p[..] == Reason::REFUSED_STREAM.0.to_be_bytes()
+        })
+        .count();
+    assert_eq!(refused, 10);
+    assert!(
+        !conn.wants_transmit(),
+        "every HEADERS went; no window for DATA"
+    );
+}
+
+// Answers held for a time (`delay:`) or for the driver's work (`--offload`).
+
+#[test]
+fn a_delayed_answer_goes_when_its_time_has_come() {
+    let d = std::time::Duration::from_millis(5);
+    let mut conn = serving(12).hold(Hold::Delay(d));
+    let mut out = Vec::new();
+    assert_eq!(step(&mut conn, &get(1), &mut out), Ok(Status::Open));
+    assert!(out.is_empty(), "nothing before its time");
+    assert!(conn.awaits_answers());
+    assert_eq!(
+        conn.poll_timeout(),
+        None,
+        "not stamped before the time is given"
+    );
+    let t0 = std::time::Instant::now();
+    conn.handle_timeout(t0);
+    assert_eq!(conn.poll_timeout(), Some(t0 + d));
+    conn.handle_timeout(t0 + d / 2);
+    assert!(!conn.wants_transmit());
+    conn.handle_timeout(t0 + d);
+    assert!(conn.wants_transmit());
+    conn.poll_transmit(&mut out, usize::MAX);
+    let mut got = Default::default();
+    assert_eq!(data_of(&out, &mut got), [1]);
+    assert!(!conn.awaits_answers());
+    assert_eq!(conn.poll_timeout(), None);
+}
+
+#[test]
+fn held_answers_go_when_released_in_any_order() {
+    let mut conn = serving(12).hold(Hold::Release);
+    let mut out = Vec::new();
+    let mut gets = get(1);
+    gets.extend(get(3));
+    gets.extend(get(5));
+    assert_eq!(step(&mut conn, &gets, &mut out), Ok(Status::Open));
+    assert!(out.is_empty());
+    let mut held = Vec::new();
+    conn.take_held(|s| held.push(s));
+    assert_eq!(held, [1, 3, 5]);
+    conn.take_held(|s| held.push(s));
+    assert_eq!(held.len(), 3, "each is taken once");
+    let mut got = Default::default();
+    conn.release(5);
+    conn.poll_transmit(&mut out, usize::MAX);
+    assert_eq!(data_of(&out, &mut got), [5]);
+    out.clear();
+    conn.release(1);
+    conn.poll_transmit(&mut out, usize::MAX);
+    assert_eq!(data_of(&out, &mut got), [1]);
+    assert!(conn.awaits_answers(), "3 still works");
+    // Reset by the client meanwhile: its release finds nothing.
+    let mut rst = Vec::new();
+    encode_frame(&mut rst, FrameType::RST_STREAM, 0, 3, &[0, 0, 0, 8]);
+    out.clear();
+    assert_eq!(step(&mut conn, &rst, &mut out), Ok(Status::Open));
+    conn.release(3);
+    conn.poll_transmit(&mut out, usize::MAX);
+    assert!(out.is_empty());
+    assert!(!conn.awaits_answers());
 }

@@ -75,9 +75,27 @@ where
     };
     let handshaken = idle::within(deadline, async { Ok(handshaken.await?) }).await?;
     shared.trim.note();
-    let mut work = || super::do_work(client, &shared.work);
-    let serve =
-        async { Ok(engine_slices(client, engine::serve(handshaken, responses, &mut work)).await?) };
+    let handler = shared.handler;
+    let offload = shared.offload > 0 && handler.work.holds_a_thread();
+    // Each request's work: done here, or waited for (a timer for `delay:`,
+    // the runtime's blocking pool with `--offload`).
+    let mut work = move || -> Option<engine::Wait> {
+        if let Some(d) = handler.work.delay() {
+            return Some(Box::pin(tokio::time::sleep(d)));
+        }
+        if offload {
+            let task = tokio::task::spawn_blocking(move || super::do_work(client, &handler.work));
+            return Some(Box::pin(async {
+                let _ = task.await;
+            }));
+        }
+        super::do_work(client, &handler.work);
+        None
+    };
+    let serve = async {
+        let served = engine::serve(handshaken, responses, &mut work, handler.body);
+        Ok(engine_slices(client, served).await?)
+    };
     match (progress, limits.idle) {
         (Some(p), Some(t)) => idle::watch(serve, t, &p).await,
         _ => serve.await,

@@ -12,8 +12,10 @@
 //! which runs the steps for each chunk read and hands back what to write.
 
 use super::{feed, feed_traced, FeedError, Frames};
-use crate::buffers::READ_BUF;
-use crate::engine::{EngineError, MiniConnection, Work};
+use crate::buffers::{HIGH_WATER, READ_BUF};
+use std::time::Instant;
+
+use crate::engine::{EngineError, Handler, Hold, MiniConnection, Work};
 use crate::tls::{TlsError, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
 
@@ -55,15 +57,25 @@ pub struct Pipeline {
     out_seen: usize,
     /// The engine's frame count at the last [`Pipeline::progressed`].
     progress_frames: u64,
-    /// Each request's work, done as the engine answers it.
+    /// Each request's work, done as the engine answers it (none when it is
+    /// offloaded or a delay, which the engine holds the answers for).
     work: Work,
+    /// `delay:`: the engine wants the time after each request.
+    delayed: bool,
 }
 
 impl Pipeline {
-    /// A new connection; the engine's SETTINGS wait in ⓤ.
-    pub fn new(tls: Box<dyn TlsSession>, client: u64, work: Work) -> Self {
+    /// A new connection; the engine's SETTINGS wait in ⓤ. `offloaded`:
+    /// `cpu:` and `sleep:` work is done by the driver's workers, the
+    /// engine holding each answer until [`Pipeline::release`].
+    pub fn new(tls: Box<dyn TlsSession>, client: u64, handler: Handler, offloaded: bool) -> Self {
         let mut plain_out = Vec::with_capacity(4096);
-        let engine = MiniConnection::accept(&mut plain_out);
+        let hold = match handler.work {
+            Work::Delay(d) => Hold::Delay(d),
+            w if offloaded && w.holds_a_thread() => Hold::Release,
+            _ => Hold::Never,
+        };
+        let engine = MiniConnection::with_body(&mut plain_out, handler.body).hold(hold);
         Self {
             client,
             plain: tls.is_plain(),
@@ -76,7 +88,11 @@ impl Pipeline {
             in_seen: 0,
             out_seen: 0,
             progress_frames: 0,
-            work,
+            work: match hold {
+                Hold::Never => handler.work,
+                _ => Work::None,
+            },
+            delayed: matches!(hold, Hold::Delay(_)),
         }
     }
 
@@ -156,6 +172,39 @@ impl Pipeline {
         !self.plain_in.is_empty()
     }
 
+    /// The engine has response frames it can send now (the client's
+    /// windows allow them): [`Pipeline::run_engine`] pulls them as there
+    /// is room. Not after a TLS failure, when nothing more is sent.
+    pub fn wants_transmit(&self) -> bool {
+        !self.broken && self.engine.wants_transmit()
+    }
+
+    /// `delay:`: when the next held answer is due (then call
+    /// [`Pipeline::handle_timeout`]).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.engine.poll_timeout()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.engine.handle_timeout(now);
+    }
+
+    /// Some answer waits for its time or its work: the connection is not
+    /// done even if the client has stopped sending.
+    pub fn awaits_answers(&self) -> bool {
+        !self.broken && self.engine.awaits_answers()
+    }
+
+    /// Offloaded: the requests whose work the driver has not started yet.
+    pub fn take_held(&mut self, each: impl FnMut(u32)) {
+        self.engine.take_held(each);
+    }
+
+    /// Offloaded: the work for `stream` is done; its answer may go.
+    pub fn release(&mut self, stream: u32) {
+        self.engine.release(stream);
+    }
+
     /// ⓤ is not empty.
     pub fn has_plaintext_out(&self) -> bool {
         !self.plain_out.is_empty()
@@ -164,6 +213,11 @@ impl Pipeline {
     /// Octets queued on the way out (ⓤ, not counting TLS's own buffer).
     pub fn plaintext_out_len(&self) -> usize {
         self.plain_out.len()
+    }
+
+    /// What the bulk drivers let the engine add to ⓤ: up to [`HIGH_WATER`].
+    fn room(&self) -> usize {
+        HIGH_WATER.saturating_sub(self.plain_out.len())
     }
 
     fn tls_failed(&mut self, err: impl Into<PipelineError>) -> PipelineError {
@@ -180,29 +234,38 @@ impl Pipeline {
         feed(self.tls.as_mut(), input, &mut self.plain_in).map_err(|e| self.tls_failed(e))
     }
 
-    /// ③ Runs the engine on the decrypted plaintext; returns its length
-    /// (0: there was none).
-    pub fn run_engine(&mut self) -> Result<usize, PipelineError> {
+    /// ③ Runs the engine on the decrypted plaintext, then pulls into ⓤ
+    /// the responses' frames, up to `room` octets more than ⓤ holds.
+    /// Returns the plaintext length taken, or when there was none, the
+    /// octets of responses pulled.
+    pub fn run_engine(&mut self, room: usize) -> Result<usize, PipelineError> {
         let n = self.plain_in.len();
-        if n == 0 {
-            return Ok(0);
-        }
-        let answered = self.engine.responses();
-        let result = self
-            .engine
-            .handle_input(&self.plain_in, &mut self.plain_out);
-        self.plain_in.clear();
-        self.in_seen = 0;
-        // Each request answered in this step has its work done here, inside
-        // the caller's engine slice, before the answers can be sent.
-        if !self.work.is_none() {
-            for _ in answered..self.engine.responses() {
-                super::do_work(self.client, &self.work);
+        if n > 0 {
+            let answered = self.engine.responses();
+            let result = self
+                .engine
+                .handle_input(&self.plain_in, &mut self.plain_out);
+            self.plain_in.clear();
+            self.in_seen = 0;
+            // Each request answered in this step has its work done here,
+            // inside the caller's engine slice, before the answers go.
+            if !self.work.is_none() {
+                for _ in answered..self.engine.responses() {
+                    super::do_work(self.client, &self.work);
+                }
             }
+            // A delayed answer is due from now.
+            if self.delayed {
+                self.engine.handle_timeout(Instant::now());
+            }
+            // Status::Closed shows as `is_closed()`.
+            let _status = result?;
         }
-        // Status::Closed shows as `is_closed()`.
-        let _status = result?;
-        Ok(n)
+        if self.broken {
+            return Ok(n);
+        }
+        let pulled = self.engine.poll_transmit(&mut self.plain_out, room);
+        Ok(if n > 0 { n } else { pulled })
     }
 
     /// ④ Hands ⓤ to the TLS session; returns its length.
@@ -247,7 +310,7 @@ impl Pipeline {
             self.trace_frames();
             if self.has_decrypted() {
                 let span = trace::action(self.client, Name::Engine, NO_STATE);
-                span.bytes(self.run_engine()?);
+                span.bytes(self.run_engine(self.room())?);
                 drop(span);
                 self.trace_frames();
             }
@@ -256,8 +319,13 @@ impl Pipeline {
     }
 
     /// Encrypts ⓤ and appends everything ready to send to `out`, one traced
-    /// action per step.
+    /// action per step; when ⓤ is empty and the engine has more of its
+    /// responses to send, pulls up to [`HIGH_WATER`] octets of them first.
     pub fn poll_output(&mut self, out: &mut Vec<u8>) -> Result<usize, PipelineError> {
+        if !self.has_plaintext_out() && self.wants_transmit() {
+            let span = trace::action(self.client, Name::Engine, NO_STATE);
+            span.bytes(self.run_engine(self.room())?);
+        }
         self.trace_frames();
         let traced = !self.is_plain();
         if self.has_plaintext_out() && !self.broken {
@@ -294,18 +362,21 @@ pub struct MiniConn {
 }
 
 impl MiniConn {
-    pub fn new(tls: Box<dyn TlsSession>, client: u64, work: Work) -> Self {
+    pub fn new(tls: Box<dyn TlsSession>, client: u64, handler: Handler, offloaded: bool) -> Self {
         Self {
-            pipeline: Pipeline::new(tls, client, work),
+            pipeline: Pipeline::new(tls, client, handler, offloaded),
             read: None,
             wire: Vec::new(),
             eof: false,
         }
     }
 
-    /// Everything due to the client now (its answers to all that was read,
-    /// encrypted): one write however many responses it holds. Call
-    /// [`MiniConn::written`] once it is written.
+    /// What is due to the client now (its answers to all that was read,
+    /// encrypted; of large responses, up to [`HIGH_WATER`] octets more):
+    /// one write however many responses it holds. Call
+    /// [`MiniConn::written`] once it is written, and ask again until it is
+    /// empty: then the engine waits for the client (its windows, or more
+    /// requests).
     pub fn output(&mut self) -> Result<&[u8], PipelineError> {
         self.pipeline.poll_output(&mut self.wire)?;
         Ok(&self.wire)
@@ -315,8 +386,15 @@ impl MiniConn {
         self.wire.clear();
     }
 
-    /// Input ended or the connection is closing: write the output, then end.
+    /// Input ended or the connection is closing, and no answer waits for
+    /// its time or its work: write the output, then end.
     pub fn is_done(&self) -> bool {
+        (self.eof || self.pipeline.is_closed()) && !self.pipeline.awaits_answers()
+    }
+
+    /// Nothing more will be read (input ended, or the engine is closed),
+    /// but answers are still due: wait for them instead of reading.
+    pub fn reads_no_more(&self) -> bool {
         self.eof || self.pipeline.is_closed()
     }
 
@@ -365,5 +443,10 @@ impl MiniConn {
     /// See [`Pipeline::progressed`].
     pub fn progressed(&mut self) -> bool {
         self.pipeline.progressed()
+    }
+
+    /// The pipeline, for its timers and held requests.
+    pub fn pipeline(&mut self) -> &mut Pipeline {
+        &mut self.pipeline
     }
 }

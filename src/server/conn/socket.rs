@@ -33,6 +33,11 @@ impl<'a> SocketTrace<'a> {
         }
     }
 
+    /// The connection's client id.
+    pub fn client(&self) -> u64 {
+        self.client
+    }
+
     /// Notes the client's progress (whole frames) in `progress`: for the
     /// idle timeout where the socket carries the frames themselves.
     pub fn watch(&mut self, progress: std::sync::Arc<idle::Progress>) {

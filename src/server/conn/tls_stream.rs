@@ -54,18 +54,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         self.frames.watch(progress);
     }
 
-    /// Writes out all ciphertext the session has.
+    /// Writes out all ciphertext the session has. What the session has is
+    /// moved to `wire` first, even behind unsent octets, so that `wire`
+    /// holds everything unsent and [`HIGH_WATER`] bounds it: a session
+    /// left to gather ciphertext behind a full socket grew without bound
+    /// (a client not reading 64 MiB bodies: 650 MB).
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            if self.wire_pos == self.wire.len() {
-                self.wire.clear();
-                self.wire_pos = 0;
-                if !self.tls.wants_write() {
-                    return Poll::Ready(Ok(()));
+            if self.tls.wants_write() {
+                if self.wire_pos > 0 {
+                    self.wire.drain(..self.wire_pos);
+                    self.wire_pos = 0;
                 }
                 let span = trace::action(self.client, Name::MoveEncrypted, NO_STATE);
                 let n = self.tls.poll_ciphertext(&mut self.wire).map_err(io_error)?;
                 span.bytes(n);
+            }
+            if self.wire_pos == self.wire.len() {
+                self.wire.clear();
+                self.wire_pos = 0;
+                return Poll::Ready(Ok(()));
             }
             let n = ready!(Pin::new(&mut self.sock).poll_write(cx, &self.wire[self.wire_pos..]))?;
             if n == 0 {

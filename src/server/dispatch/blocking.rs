@@ -5,7 +5,7 @@
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::server::conn::idle::{Limit, Limits, Progress};
 use crate::server::conn::socket::{SocketTrace, StdSocket};
@@ -138,7 +138,7 @@ fn handle(id: u64, sock: TcpStream, shared: &Shared) {
                     sock,
                     trace: SocketTrace::new(id, writes, false),
                 };
-                let conn = MiniConn::new(tls, id, shared.work);
+                let conn = MiniConn::new(tls, id, shared.handler, false);
                 serve_mini(sock, conn, shared.limits, &mut responses)
             }
             Engine::H2 => conn::h2::serve_blocking(id, sock, tls, shared, &mut responses),
@@ -194,6 +194,25 @@ fn run_mini(
         if conn.is_done() {
             return Ok(());
         }
+        // `delay:`: an answer comes due before any deadline. Wait for it,
+        // reading meanwhile if the client can still send. The wait is a
+        // poll(2) with the exact time left: a socket timeout would round
+        // it up to the kernel's tick (4 ms here).
+        let timer = conn.pipeline().poll_timeout();
+        if let Some(at) = timer.filter(|&at| due.is_none_or(|(d, _)| at < d)) {
+            let left = at.saturating_duration_since(Instant::now());
+            if conn.reads_no_more() {
+                std::thread::sleep(left);
+            } else if readable_within(&sock.sock, left)? {
+                let n = sock.read(conn.read_buf())?;
+                conn.handle_read(n)?;
+                if conn.progressed() {
+                    progress.note();
+                }
+            }
+            conn.pipeline().handle_timeout(Instant::now());
+            continue;
+        }
         let n = sock
             .read(conn.read_buf())
             .map_err(|e| missed(e.into(), due))?;
@@ -201,6 +220,21 @@ fn run_mini(
         if conn.progressed() {
             progress.note();
         }
+    }
+}
+
+/// Waits at most `left` for `sock` to have input (or an error, or EOF).
+fn readable_within(sock: &TcpStream, left: Duration) -> std::io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let timeout = Timespec {
+        tv_sec: left.as_secs() as i64,
+        tv_nsec: i64::from(left.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(sock, PollFlags::IN)];
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -232,12 +266,15 @@ fn missed(e: ConnError, due: Option<(Instant, Limit)>) -> ConnError {
 }
 
 /// Writes everything due: one write per chunk read, however many
-/// responses it holds.
+/// responses it holds, and for large responses one write per pull of the
+/// engine, until it waits for the client.
 fn flush(sock: &mut StdSocket, conn: &mut MiniConn) -> Result<(), ConnError> {
-    let out = conn.output()?;
-    if !out.is_empty() {
+    loop {
+        let out = conn.output()?;
+        if out.is_empty() {
+            return Ok(());
+        }
         sock.write_all(out)?;
+        conn.written();
     }
-    conn.written();
-    Ok(())
 }

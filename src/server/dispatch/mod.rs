@@ -68,7 +68,7 @@ pub fn spawn(
             (wake, thread.spawn(run))
         }
         Dispatch::Tokio => {
-            let runtime = tokio::runtime(config.threads, shared.dispatch.clone())
+            let runtime = tokio::runtime(config.threads, config.offload, shared.dispatch.clone())
                 .map_err(ServerError::Spawn)?;
             listener.set_nonblocking(true).map_err(ServerError::Spawn)?;
             let (tx, rx) = ::tokio::sync::watch::channel(false);

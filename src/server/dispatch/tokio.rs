@@ -19,32 +19,40 @@ use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE};
 use crate::server::shared::Shared;
 use crate::server::Engine;
 
-/// A runtime for the dispatch: current-thread for `threads == 0`. Worker
-/// threads get the trace dispatcher, if any.
+/// A runtime for the dispatch: current-thread for `threads == 0`; with
+/// `offload > 0`, a blocking pool of that many threads at most (the
+/// offloaded work's). The threads it starts get the trace dispatcher, if
+/// any.
 pub fn runtime(
     threads: usize,
+    offload: usize,
     dispatch: Option<tracing::Dispatch>,
 ) -> io::Result<tokio::runtime::Runtime> {
-    match threads {
-        0 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .thread_name("h2lab-tokio")
-            .on_thread_start(move || {
-                if let Some(d) = &dispatch {
-                    // Kept for the thread's life: the guard is never dropped.
-                    std::mem::forget(tracing::dispatcher::set_default(d));
-                }
-            })
-            // The runtime's shutdown returns once its threads say they are
-            // done, which may come before their thread-local records go:
-            // they are sent here first, so a stop's trace has them all.
-            .on_thread_stop(crate::trace::flush_this_thread)
-            .enable_all()
-            .build(),
+    let mut builder = match threads {
+        0 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    if offload > 0 {
+        builder.max_blocking_threads(offload);
     }
+    builder
+        .thread_name("h2lab-tokio")
+        .on_thread_start(move || {
+            if let Some(d) = &dispatch {
+                // Kept for the thread's life: the guard is never dropped.
+                std::mem::forget(tracing::dispatcher::set_default(d));
+            }
+        })
+        // The runtime's shutdown returns once its threads say they are
+        // done, which may come before their thread-local records go: they
+        // are sent here first, so a stop's trace has them all.
+        .on_thread_stop(crate::trace::flush_this_thread)
+        .enable_all()
+        .build()
 }
 
 /// Accepts until `stop` changes, then lets every connection end and returns.
@@ -114,7 +122,7 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
                     sock,
                     trace: SocketTrace::new(id, writes, false),
                 };
-                let conn = MiniConn::new(tls, id, shared.work);
+                let conn = MiniConn::new(tls, id, shared.handler, shared.offload > 0);
                 serve_mini(sock, conn, &shared, &mut responses, stop).await
             }
             Engine::H2 => {
@@ -153,12 +161,25 @@ async fn serve_mini(
     let limits = shared.limits;
     let progress = Progress::new();
     let mut established = false;
+    // `--offload`: each request's work on the blocking pool; its stream
+    // comes back here when done.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
     let serve = async {
         loop {
             let deadline = progress.next_deadline(limits, established);
             within(deadline, flush(&mut sock, &mut conn)).await?;
             if conn.is_done() {
                 return Ok(());
+            }
+            if shared.offload > 0 {
+                let (id, work) = (sock.trace.client(), shared.handler.work);
+                conn.pipeline().take_held(|stream| {
+                    let done = done_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        conn::do_work(id, &work);
+                        let _ = done.send(stream);
+                    });
+                });
             }
             // Waiting holds no buffer: an idle connection costs its task,
             // its session and its socket only.
@@ -168,12 +189,32 @@ async fn serve_mini(
                 shared.trim.note();
             }
             let deadline = progress.next_deadline(limits, established);
-            within(deadline, async { Ok(sock.sock.readable().await?) }).await?;
+            // Whichever comes first: input, the next `delay:` answer due,
+            // or offloaded work done.
+            let timer = conn.pipeline().poll_timeout();
+            let reads = !conn.reads_no_more();
+            let event = within(deadline, async {
+                tokio::select! {
+                    r = sock.sock.readable(), if reads => match r {
+                        Ok(()) => Ok(Wake::Readable),
+                        Err(e) => Err(ConnError::from(e)),
+                    },
+                    _ = sleep_until(timer), if timer.is_some() => Ok(Wake::Timer),
+                    Some(stream) = done_rx.recv() => Ok(Wake::Done(stream)),
+                    // Nothing to wait for: cannot be (done, returned above).
+                    else => Ok(Wake::Timer),
+                }
+            })
+            .await?;
             POOL.with_borrow_mut(|pool| conn.borrow_buffers(pool));
-            match sock.try_read(conn.read_buf()) {
-                Ok(n) => conn.handle_read(n)?,
-                Err(e) if would_block(&e) => {}
-                Err(e) => return Err(e.into()),
+            match event {
+                Wake::Timer => conn.pipeline().handle_timeout(std::time::Instant::now()),
+                Wake::Done(stream) => conn.pipeline().release(stream),
+                Wake::Readable => match sock.try_read(conn.read_buf()) {
+                    Ok(n) => conn.handle_read(n)?,
+                    Err(e) if would_block(&e) => {}
+                    Err(e) => return Err(e.into()),
+                },
             }
             if conn.progressed() {
                 progress.note();
@@ -199,13 +240,33 @@ async fn serve_mini(
     result
 }
 
-/// Writes everything due: one write per chunk read, however many
-/// responses it holds.
-async fn flush(sock: &mut TokioSocket<'_>, conn: &mut MiniConn) -> Result<(), ConnError> {
-    let out = conn.output()?;
-    if !out.is_empty() {
-        sock.write_all(out).await?;
+/// What ended a mini connection's wait.
+enum Wake {
+    Readable,
+    /// A `delay:` answer is due.
+    Timer,
+    /// Offloaded work for this stream is done.
+    Done(u32),
+}
+
+/// Sleeps until `at` (forever without one: the branch is off then).
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
-    conn.written();
-    Ok(())
+}
+
+/// Writes everything due: one write per chunk read, however many
+/// responses it holds, and for large responses one write per pull of the
+/// engine, until it waits for the client.
+async fn flush(sock: &mut TokioSocket<'_>, conn: &mut MiniConn) -> Result<(), ConnError> {
+    loop {
+        let out = conn.output()?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        sock.write_all(out).await?;
+        conn.written();
+    }
 }

@@ -71,7 +71,7 @@ fn numbers_format_like_display() {
 fn csv_rows_have_the_eight_columns() {
     assert_eq!(
         csv(&action()),
-        "1234567,2500,3,action,read_socket,,42,r---t-----\n"
+        "1234567,2500,3,action,read_socket,,42,r---t------\n"
     );
     assert_eq!(
         csv(&frame()),
@@ -98,7 +98,7 @@ fn csv_rows_read_back_through_the_schema() {
         (rows[0].name.as_str(), rows[0].stream, rows[0].bytes),
         ("read_socket", None, 42)
     );
-    assert_eq!(rows[0].state, "r---t-----");
+    assert_eq!(rows[0].state, "r---t------");
     assert_eq!((rows[1].kind, rows[1].stream), (Kind::FrameOut, Some(5)));
     assert!(rows[1].is_response());
     assert!(!rows[0].is_response());
@@ -114,7 +114,7 @@ fn json_events_are_complete_slices_and_named_instants_in_micros() {
         text.contains("\"ph\":\"X\",\"pid\":1000000000,\"tid\":3,\"ts\":1234.567,\"dur\":2.500"),
         "{text}"
     );
-    assert!(text.contains("\"state\":\"r---t-----\""), "{text}");
+    assert!(text.contains("\"state\":\"r---t------\""), "{text}");
     assert!(text.contains("\"thread\":\"h2lab-poll\""), "{text}");
     assert!(
         text.contains("\"name\":\"DATA out\",\"cat\":\"frame-out\",\"ph\":\"i\""),

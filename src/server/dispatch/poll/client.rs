@@ -16,6 +16,9 @@ use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::{interrupted, would_block};
 use crate::trace::{self, Flags, Name};
 
+/// The least room an engine step is given: a full frame of the default size.
+const MIN_PULL: usize = 16 * 1024 + 64;
+
 pub(super) struct Client {
     pub(super) id: u64,
     pub(super) sock: TcpStream,
@@ -68,6 +71,7 @@ impl Client {
         f.set(Flags::HAS_CIPHERTEXT, tls.wants_write());
         f.set(Flags::HAS_OUTPUT, self.out_start < self.output.len());
         f.set(Flags::BACKLOG, pending_out > HIGH_WATER);
+        f.set(Flags::SENDING, self.pipeline.wants_transmit());
         f
     }
 
@@ -132,7 +136,7 @@ impl Client {
             Name::WriteSocket => return self.write_socket(writes),
             Name::Handshake | Name::Decrypt => self.decrypt(),
             Name::Engine => {
-                let ran = self.pipeline.run_engine();
+                let ran = self.pipeline.run_engine(self.room());
                 if self.pipeline.progressed() {
                     self.last_progress = Instant::now();
                 }
@@ -153,7 +157,7 @@ impl Client {
                 0
             }
         };
-        if self.pipeline.is_closed() {
+        if self.pipeline.is_closed() && !self.pipeline.awaits_answers() {
             self.flags.set(Flags::CLOSING, true);
         }
         if self.flags.contains(Flags::CLOSING) {
@@ -161,6 +165,14 @@ impl Client {
             self.in_start = self.in_end;
         }
         Ok(moved)
+    }
+
+    /// What the engine may add to the output: up to [`HIGH_WATER`]
+    /// octets pending, and at least [`MIN_PULL`], so that a pull it is
+    /// chosen for always makes progress.
+    fn room(&self) -> usize {
+        let pending = self.output.len() - self.out_start + self.pipeline.plaintext_out_len();
+        HIGH_WATER.saturating_sub(pending).max(MIN_PULL)
     }
 
     fn decrypt(&mut self) -> Result<usize, crate::server::conn::PipelineError> {
@@ -180,7 +192,10 @@ impl Client {
                 if let Err(e) = self.pipeline.handle_eof() {
                     self.error.get_or_insert(e.into());
                 }
-                self.flags.set(Flags::CLOSING, true);
+                // Answers still due (delay:, offloaded work) go out first.
+                if !self.pipeline.awaits_answers() {
+                    self.flags.set(Flags::CLOSING, true);
+                }
             }
             Ok(n) => self.in_end = n,
             Err(e) if would_block(&e) => self.flags.set(Flags::CAN_READ, false),

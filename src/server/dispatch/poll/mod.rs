@@ -5,11 +5,12 @@
 //! With `--threads N`, N such loops ([`reactors`]).
 
 mod client;
+mod offload;
 mod reactors;
 mod run_queue;
 pub mod state;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct Options {
     pub max_clients: Option<usize>,
     pub idle_timeout: Option<Duration>,
     pub handshake_timeout: Option<Duration>,
+    /// `--offload N`: the workers that do the requests' work.
+    pub offload: Option<offload::Pool>,
 }
 
 /// The loop's own state.
@@ -62,6 +65,9 @@ pub struct PollLoop {
     accept_failing: bool,
     clients: Slab<Client>,
     ready: VecDeque<usize>,
+    /// `delay:`: when a client's engine wants the time (its next held
+    /// answer is due), with the client's key and id.
+    timers: BTreeSet<(Instant, usize, u64)>,
     pool: BufPool,
     shared: Arc<Shared>,
     options: Options,
@@ -96,6 +102,7 @@ impl PollLoop {
             reactor,
             clients: Slab::new(),
             ready: VecDeque::new(),
+            timers: BTreeSet::new(),
             pool: BufPool::default(),
             shared,
             options,
@@ -117,11 +124,16 @@ impl PollLoop {
         // Traced only: how long the loop was runnable but not running.
         let mut run_queue = trace::frames_enabled().then(RunQueue::open).flatten();
         while !self.shared.is_stopping() {
-            // The next sweep, or the next accept after an accept error.
-            let wake_at = match (next_sweep, self.accept_again_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            // The next sweep, the next accept after an accept error, or the
+            // next answer due.
+            let wake_at = [
+                next_sweep,
+                self.accept_again_at,
+                self.timers.first().map(|t| t.0),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let mut timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
             // After a burst of connections, a quiet spell gives the freed
             // heap back (see `trim`).
@@ -160,8 +172,12 @@ impl PollLoop {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    // A stop (checked by the loop) or connections handed over.
-                    WAKER => self.take_handed(),
+                    // A stop (checked by the loop), connections handed over,
+                    // or offloaded work done.
+                    WAKER => {
+                        self.take_handed();
+                        self.take_finished();
+                    }
                     Token(t) => {
                         let key = t - FIRST_CLIENT;
                         // A stale event for a closed client is harmless.
@@ -181,6 +197,7 @@ impl PollLoop {
             if self.accept_again_at.is_some_and(|at| Instant::now() >= at) {
                 self.accept_all();
             }
+            self.fire_timers(Instant::now());
             self.run_ready();
             if let (Some(every), Some(at)) = (sweep_every, next_sweep) {
                 if Instant::now() >= at {
@@ -207,6 +224,54 @@ impl PollLoop {
         }
     }
 
+    /// Offloaded work done: those answers may go.
+    fn take_finished(&mut self) {
+        for (key, id, stream) in self.reactor.inbox.take_finished() {
+            // A client gone meanwhile, its key maybe reused: not its answer.
+            if let Some(c) = self.clients.get_mut(key).filter(|c| c.id == id) {
+                c.pipeline.release(stream);
+                self.enqueue(key);
+            }
+        }
+    }
+
+    /// Clients whose held answers are due by `now` get the time and a turn.
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&(at, key, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(c) = self.clients.get_mut(key).filter(|c| c.id == id) {
+                c.pipeline.handle_timeout(now);
+                self.enqueue(key);
+            }
+        }
+    }
+
+    /// After a client's turn: its engine's next due time, and the work of
+    /// its new requests to the workers.
+    fn after_turn(&mut self, key: usize) {
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        if let Some(at) = c.pipeline.poll_timeout() {
+            self.timers.insert((at, key, c.id));
+        }
+        if let Some(pool) = &self.options.offload {
+            let (id, work, inbox) = (c.id, self.shared.handler.work, &self.reactor.inbox);
+            c.pipeline.take_held(|stream| {
+                pool.submit(offload::Job {
+                    inbox: inbox.clone(),
+                    key,
+                    client: id,
+                    stream,
+                    work,
+                })
+            });
+        }
+    }
+
     fn enqueue(&mut self, key: usize) {
         let c = &mut self.clients[key];
         if !c.queued {
@@ -222,8 +287,11 @@ impl PollLoop {
             };
             c.queued = false;
             match c.take_turn(&self.shared.counters.writes, &mut self.pool) {
-                Turn::Idle => {}
-                Turn::More => self.enqueue(key),
+                Turn::Idle => self.after_turn(key),
+                Turn::More => {
+                    self.after_turn(key);
+                    self.enqueue(key);
+                }
                 Turn::Closed => self.close(key),
             }
         }
@@ -301,7 +369,7 @@ impl PollLoop {
         entry.insert(Client {
             id,
             sock,
-            pipeline: Pipeline::new(tls, id, self.shared.work),
+            pipeline: Pipeline::new(tls, id, self.shared.handler, self.options.offload.is_some()),
             flags: Flags::empty(),
             input: None,
             in_start: 0,

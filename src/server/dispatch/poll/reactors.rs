@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use mio::net::TcpStream;
 
-use super::{Options, PollLoop, WAKER};
+use super::{offload, Options, PollLoop, WAKER};
 use crate::server::dispatch::Wake;
 use crate::server::shared::Shared;
 use crate::server::{ServerConfig, ServerError, Spread};
@@ -49,10 +49,12 @@ impl Common {
     }
 }
 
-/// Connections handed to a reactor, and its waker (also how a stop reaches
-/// it).
+/// Connections handed to a reactor, requests whose offloaded work is done,
+/// and its waker (also how a stop reaches it).
 pub struct Inbox {
     queue: Mutex<Vec<(u64, TcpStream)>>,
+    /// `--offload`: (client key, client id, stream) of finished work.
+    done: Mutex<Vec<(usize, u64, u32)>>,
     waker: mio::Waker,
 }
 
@@ -60,6 +62,7 @@ impl Inbox {
     pub fn new(registry: &mio::Registry) -> std::io::Result<Self> {
         Ok(Self {
             queue: Mutex::new(Vec::new()),
+            done: Mutex::new(Vec::new()),
             waker: mio::Waker::new(registry, WAKER)?,
         })
     }
@@ -79,6 +82,19 @@ impl Inbox {
 
     pub fn take(&self) -> Vec<(u64, TcpStream)> {
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A worker finished the work of `stream` of client `key` (`id`).
+    pub fn finished(&self, key: usize, id: u64, stream: u32) {
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((key, id, stream));
+        self.wake();
+    }
+
+    pub fn take_finished(&self) -> Vec<(usize, u64, u32)> {
+        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -100,6 +116,16 @@ pub fn spawn(
         ));
         polls.push(poll);
     }
+    // `--offload N`: one pool of workers for every reactor. Their threads
+    // come after the loops' in the list the stop joins: the workers end
+    // when the loops, which hold the queue, have.
+    let (pool, workers) = match config.offload {
+        0 => (None, Vec::new()),
+        n => {
+            let (pool, workers) = offload::Pool::start(n, &shared).map_err(ServerError::Spawn)?;
+            (Some(pool), workers)
+        }
+    };
     let mut listeners = listeners.into_iter();
     let mut loops = Vec::with_capacity(n);
     for (i, poll) in polls.into_iter().enumerate() {
@@ -112,6 +138,7 @@ pub fn spawn(
             max_clients: config.max_clients,
             idle_timeout: config.idle_timeout,
             handshake_timeout: config.handshake_timeout,
+            offload: pool.clone(),
         };
         let reactor = Reactor {
             index: i,
@@ -151,6 +178,8 @@ pub fn spawn(
             }
         }
     }
+    drop(pool);
+    threads.extend(workers);
     Ok((Wake::Poll(inboxes), threads))
 }
 

@@ -26,13 +26,23 @@ pub fn is_possible(action: Name, f: Flags) -> bool {
         }
         Name::Handshake => f.contains(Flags::HAS_INPUT) && !tls_ready,
         Name::Decrypt => f.contains(Flags::HAS_INPUT) && tls_ready,
-        Name::Engine => f.contains(Flags::HAS_DECRYPTED),
+        // A large response is pulled only while there is room for it, and
+        // (as for reading) not while the TLS session holds output, which
+        // BACKLOG does not count.
+        Name::Engine => {
+            f.contains(Flags::HAS_DECRYPTED)
+                || (f.contains(Flags::SENDING)
+                    && !f.contains(Flags::BACKLOG)
+                    && !f.contains(Flags::HAS_CIPHERTEXT))
+        }
         Name::Encrypt => f.contains(Flags::HAS_PLAINTEXT) && tls_ready,
         Name::MoveEncrypted => f.contains(Flags::HAS_CIPHERTEXT),
         Name::WriteSocket => f.contains(Flags::HAS_OUTPUT) && f.contains(Flags::CAN_WRITE),
         Name::Close => {
             let encryptable = f.contains(Flags::HAS_PLAINTEXT) && tls_ready;
-            let unsent = f.contains(Flags::HAS_OUTPUT) || f.contains(Flags::HAS_CIPHERTEXT);
+            let unsent = f.contains(Flags::HAS_OUTPUT)
+                || f.contains(Flags::HAS_CIPHERTEXT)
+                || f.contains(Flags::SENDING);
             f.contains(Flags::CLOSING) && !unsent && !encryptable
         }
         Name::Accept | Name::Refuse | Name::PollWait | Name::Work => false,
