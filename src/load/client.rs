@@ -116,6 +116,17 @@ struct Stream<T> {
     intact: bool,
 }
 
+impl<T> Stream<T> {
+    /// DATA of the response: counted, and checked against the expected
+    /// body if `check`.
+    fn take(&mut self, data: &[u8], check: bool) {
+        if check && self.intact {
+            self.intact = Body::matches(self.received, data);
+        }
+        self.received += data.len() as u64;
+    }
+}
+
 /// Octets the server sent, by kind (h2load's "traffic" line).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
@@ -472,20 +483,16 @@ impl<T: Copy> ClientConnection<T> {
     ) -> Result<(), ClientError> {
         self.received.data += u64::from(head.length);
         let data = data_of(head, payload)?;
-        if let Some(s) = self.open.get_mut(&head.stream) {
-            if self.expect.is_some() && s.intact {
-                s.intact = Body::matches(s.received, data);
-            }
-            s.received += data.len() as u64;
-        }
         self.unacked = self.unacked.saturating_add(head.length);
         if self.unacked >= self.window / 2 {
             encode_window_update(out, 0, self.unacked);
             self.unacked = 0;
         }
         if head.has(flags::END_STREAM) {
-            self.finish(head.stream, out, done);
+            // One lookup per response: the last DATA is taken in `finish`.
+            self.finish(head.stream, data, out, done);
         } else if let Some(s) = self.open.get_mut(&head.stream) {
+            s.take(data, self.expect.is_some());
             s.unacked = s.unacked.saturating_add(head.length);
             if s.unacked >= self.window / 2 {
                 encode_window_update(out, head.stream, s.unacked);
@@ -623,12 +630,21 @@ impl<T: Copy> ClientConnection<T> {
             }
         }
         if end_stream {
-            self.finish(stream, out, done);
+            self.finish(stream, &[], out, done);
         }
     }
 
-    fn finish(&mut self, stream: u32, out: &mut Vec<u8>, done: &mut impl FnMut(Finished<T>)) {
-        if let Some(s) = self.open.remove(&stream) {
+    /// Stream `stream` ended, with `last` its last DATA (empty when a
+    /// HEADERS frame ended it).
+    fn finish(
+        &mut self,
+        stream: u32,
+        last: &[u8],
+        out: &mut Vec<u8>,
+        done: &mut impl FnMut(Finished<T>),
+    ) {
+        if let Some(mut s) = self.open.remove(&stream) {
+            s.take(last, self.expect.is_some());
             if s.body.is_some() {
                 // Answered before its body was all sent (RFC 9113 §8.1):
                 // the rest is not wanted.

@@ -793,3 +793,24 @@ fn held_answers_go_when_released_in_any_order() {
     assert!(out.is_empty());
     assert!(!conn.awaits_answers());
 }
+
+/// Small answers go at once while the room given lasts, the rest queue
+/// behind them: in order, and never more than the room at once.
+#[test]
+fn small_answers_go_at_once_within_the_room_and_queue_in_order() {
+    let mut conn = serving(12);
+    let mut gets = Vec::new();
+    for i in 0..100u32 {
+        gets.extend(get(2 * i + 1));
+    }
+    let mut out = Vec::new();
+    let room = 41 * 10 + 20;
+    let status = conn.handle_input_within(&gets, &mut out, room);
+    assert_eq!(status, Ok(Status::Open));
+    assert_eq!(out.len(), 41 * 10, "ten whole answers fit");
+    assert_eq!(conn.queued_responses(), 90);
+    conn.poll_transmit(&mut out, usize::MAX);
+    let mut got = Default::default();
+    let ended = data_of(&out, &mut got);
+    assert_eq!(ended, (0..100u32).map(|i| 2 * i + 1).collect::<Vec<_>>());
+}

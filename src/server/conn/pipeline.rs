@@ -240,11 +240,12 @@ impl Pipeline {
     /// octets of responses pulled.
     pub fn run_engine(&mut self, room: usize) -> Result<usize, PipelineError> {
         let n = self.plain_in.len();
+        let before = self.plain_out.len();
         if n > 0 {
             let answered = self.engine.responses();
             let result = self
                 .engine
-                .handle_input(&self.plain_in, &mut self.plain_out);
+                .handle_input_within(&self.plain_in, &mut self.plain_out, room);
             self.plain_in.clear();
             self.in_seen = 0;
             // Each request answered in this step has its work done here,
@@ -264,7 +265,9 @@ impl Pipeline {
         if self.broken {
             return Ok(n);
         }
-        let pulled = self.engine.poll_transmit(&mut self.plain_out, room);
+        // What the small answers took of the room, the queued ones do not.
+        let left = room.saturating_sub(self.plain_out.len() - before);
+        let pulled = self.engine.poll_transmit(&mut self.plain_out, left);
         Ok(if n > 0 { n } else { pulled })
     }
 
