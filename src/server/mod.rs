@@ -346,6 +346,7 @@ pub struct Server {
 /// Binds, builds the TLS configuration and starts accepting.
 pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
     config.validate()?;
+    trim::keep_heap_top();
     let identity = match config.tls {
         TlsProvider::None => Identity::development(), // unused
         _ => Identity::load(config.cert.as_deref(), config.key.as_deref())?,

@@ -48,6 +48,30 @@ impl Trim {
     }
 }
 
+/// glibc shrinks its heap whenever the free memory at its top passes a
+/// threshold, and grows it again at the next allocation: with rustls at
+/// 1 MiB answers on `poll` that was 128 page faults per answer and half
+/// the throughput (1,250 against 2,900 answers/s). Freed memory is given
+/// back here, by [`Trim::release`] when the dispatch is quiet, so the
+/// automatic shrinking is raised out of the way (32 MiB). Once per process.
+pub fn keep_heap_top() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(set_trim_threshold);
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[expect(unsafe_code, reason = "glibc's mallopt has no safe binding")]
+fn set_trim_threshold() {
+    // SAFETY: mallopt takes two integers and changes a tunable of the
+    // allocator under its own lock; it touches no allocation.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_trim_threshold() {}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[expect(unsafe_code, reason = "glibc's malloc_trim has no safe binding")]
 fn malloc_trim() {
