@@ -8,7 +8,6 @@ mod support;
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use h2lab::engine::Body;
@@ -111,18 +110,7 @@ fn greedy_hello() -> Vec<u8> {
 /// stays within a budget far below one body (64 MiB), and it stops within
 /// 2 s with them connected.
 fn clients_that_never_read_large_bodies_hold_bounded_memory(setup: Setup) {
-    // Under a 4 GiB address-space limit: memory that runs away fails fast.
-    let serving = support::serve_command(
-        Command::new("prlimit")
-            .arg(format!("--as={}", 4u64 << 30))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_h2lab"))
-            .arg("serve")
-            .args(["--dispatch", &setup.dispatch.to_string()])
-            .args(["--engine", &setup.engine.to_string()])
-            .args(["--tls", &setup.tls.to_string()])
-            .args(["--body", "64MiB"]),
-    );
+    let serving = support::serve_capped(setup, &["--body", "64MiB"]);
     let pid = serving.child.id();
     let idle = rss_kib(pid);
     let count = match setup.dispatch {

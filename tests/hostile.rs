@@ -112,18 +112,7 @@ fn h2lab_load(url: &str, args: &[&str]) -> Value {
 }
 
 fn hostile_clients_are_bounded_and_stop_ends_them(setup: Setup) {
-    // Under a 4 GiB address-space limit: a server whose memory runs away
-    // fails this test at once instead of taking the machine's memory.
-    let serving = support::serve_command(
-        Command::new("prlimit")
-            .arg(format!("--as={}", 4u64 << 30))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_h2lab"))
-            .arg("serve")
-            .args(["--dispatch", &setup.dispatch.to_string()])
-            .args(["--engine", &setup.engine.to_string()])
-            .args(["--tls", &setup.tls.to_string()]),
-    );
+    let serving = support::serve_capped(setup, &[]);
     let pid = serving.child.id();
     let addr = serving.addr();
     let url = serving.url.clone();

@@ -573,6 +573,23 @@ pub fn serve(args: &[&str]) -> Serving {
     )
 }
 
+/// `h2lab serve` for `setup` with `args`, under a 4 GiB address-space
+/// limit: a server whose memory runs away fails its test at once instead
+/// of taking the machine's memory.
+pub fn serve_capped(setup: Setup, args: &[&str]) -> Serving {
+    serve_command(
+        Command::new("prlimit")
+            .arg(format!("--as={}", 4u64 << 30))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_h2lab"))
+            .arg("serve")
+            .args(["--dispatch", &setup.dispatch.to_string()])
+            .args(["--engine", &setup.engine.to_string()])
+            .args(["--tls", &setup.tls.to_string()])
+            .args(args),
+    )
+}
+
 /// Starts `cmd`, an `h2lab serve` command line (under a wrapper such as
 /// `prlimit`, or another binary), and waits for its `listening on` line.
 pub fn serve_command(cmd: &mut Command) -> Serving {
