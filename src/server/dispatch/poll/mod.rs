@@ -5,6 +5,7 @@
 //! With `--threads N`, N such loops ([`reactors`]).
 
 mod client;
+mod inbox;
 mod offload;
 mod reactors;
 mod run_queue;
@@ -27,8 +28,9 @@ use crate::server::shared::Shared;
 use crate::server::trim;
 use crate::trace::{self, Flags, Name, NO_STATE};
 use client::{Client, Turn};
+pub use inbox::Inbox;
+pub use reactors::spawn;
 use reactors::Reactor;
-pub use reactors::{spawn, Inbox};
 use run_queue::RunQueue;
 
 pub const LISTENER: Token = Token(0);

@@ -8,7 +8,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::reactors::Inbox;
+use super::inbox::Inbox;
 use crate::engine::Work;
 use crate::server::conn::do_work;
 use crate::server::shared::Shared;

@@ -8,12 +8,11 @@
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use mio::net::TcpStream;
-
-use super::{offload, Options, PollLoop, WAKER};
+use super::inbox::Inbox;
+use super::{offload, Options, PollLoop};
 use crate::server::dispatch::Wake;
 use crate::server::shared::Shared;
 use crate::server::{ServerConfig, ServerError, Spread};
@@ -46,55 +45,6 @@ impl Common {
 
     pub fn closed(&self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Connections handed to a reactor, requests whose offloaded work is done,
-/// and its waker (also how a stop reaches it).
-pub struct Inbox {
-    queue: Mutex<Vec<(u64, TcpStream)>>,
-    /// `--offload`: (client key, client id, stream) of finished work.
-    done: Mutex<Vec<(usize, u64, u32)>>,
-    waker: mio::Waker,
-}
-
-impl Inbox {
-    pub fn new(registry: &mio::Registry) -> std::io::Result<Self> {
-        Ok(Self {
-            queue: Mutex::new(Vec::new()),
-            done: Mutex::new(Vec::new()),
-            waker: mio::Waker::new(registry, WAKER)?,
-        })
-    }
-
-    pub fn wake(&self) {
-        let _ = self.waker.wake();
-    }
-
-    /// Hands a connection over and wakes the reactor.
-    pub fn push(&self, id: u64, sock: TcpStream) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((id, sock));
-        self.wake();
-    }
-
-    pub fn take(&self) -> Vec<(u64, TcpStream)> {
-        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// A worker finished the work of `stream` of client `key` (`id`).
-    pub fn finished(&self, key: usize, id: u64, stream: u32) {
-        self.done
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((key, id, stream));
-        self.wake();
-    }
-
-    pub fn take_finished(&self) -> Vec<(usize, u64, u32)> {
-        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

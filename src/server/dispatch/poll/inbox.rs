@@ -1,0 +1,59 @@
+//! A reactor's inbox: what reaches its loop from other threads (the
+//! connections another reactor hands over, the requests whose offloaded
+//! work a worker has done), and the waker that tells it so (also how a
+//! stop reaches it).
+
+use std::sync::Mutex;
+
+use mio::net::TcpStream;
+
+use super::WAKER;
+
+/// Connections handed to a reactor, requests whose offloaded work is done,
+/// and its waker (also how a stop reaches it).
+pub struct Inbox {
+    queue: Mutex<Vec<(u64, TcpStream)>>,
+    /// `--offload`: (client key, client id, stream) of finished work.
+    done: Mutex<Vec<(usize, u64, u32)>>,
+    waker: mio::Waker,
+}
+
+impl Inbox {
+    pub fn new(registry: &mio::Registry) -> std::io::Result<Self> {
+        Ok(Self {
+            queue: Mutex::new(Vec::new()),
+            done: Mutex::new(Vec::new()),
+            waker: mio::Waker::new(registry, WAKER)?,
+        })
+    }
+
+    pub fn wake(&self) {
+        let _ = self.waker.wake();
+    }
+
+    /// Hands a connection over and wakes the reactor.
+    pub fn push(&self, id: u64, sock: TcpStream) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, sock));
+        self.wake();
+    }
+
+    pub fn take(&self) -> Vec<(u64, TcpStream)> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A worker finished the work of `stream` of client `key` (`id`).
+    pub fn finished(&self, key: usize, id: u64, stream: u32) {
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((key, id, stream));
+        self.wake();
+    }
+
+    pub fn take_finished(&self) -> Vec<(usize, u64, u32)> {
+        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
