@@ -187,3 +187,106 @@ fn a_dispatch_imports_no_other_and_below_it_none_imports_a_dispatch() {
         "server/io.rs imports nothing of the crate"
     );
 }
+
+/// Inside every folder of `src`, the files (and subfolders) other than
+/// `mod.rs`, the folder's face, import one another without a circle: the
+/// arrows `super::NAME` and `crate::…::FOLDER::NAME` between siblings form
+/// no cycle. (A circle between two files of one folder once slipped past
+/// the module-level check: `poll/offload.rs` and `poll/reactors.rs`.)
+#[test]
+fn no_two_files_of_a_folder_import_each_other_in_a_circle() {
+    let src = root().join("src");
+    let mut folders = vec![src.clone()];
+    let mut circles = Vec::new();
+    while let Some(dir) = folders.pop() {
+        // Siblings: `name.rs` files and `name/` folders, not `mod.rs`.
+        let mut siblings: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            if path.is_dir() {
+                folders.push(path.clone());
+                siblings.insert(name, files(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") && name != "mod" {
+                siblings.insert(name, vec![path]);
+            }
+        }
+        let folder = dir
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('/', "::");
+        let full = |name: &str| match folder.is_empty() {
+            true => format!("crate::{name}"),
+            false => format!("crate::{folder}::{name}"),
+        };
+        let arrows: BTreeMap<&String, BTreeSet<&String>> = siblings
+            .iter()
+            .map(|(name, paths)| {
+                let text: String = paths
+                    .iter()
+                    .map(|p| std::fs::read_to_string(p).unwrap())
+                    .collect();
+                let code: String = text
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let to = siblings
+                    .keys()
+                    .filter(|other| *other != name)
+                    .filter(|other| {
+                        let by_path = |prefix: String| {
+                            code.match_indices(&prefix).any(|(i, _)| {
+                                !code[i + prefix.len()..]
+                                    .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                            })
+                        };
+                        // A single file's `super::` is its folder; a
+                        // subfolder's own files reach siblings by `super::super::`.
+                        let up = match paths.len() == 1 && paths[0].file_name().unwrap() != "mod.rs"
+                        {
+                            true => format!("super::{other}"),
+                            false => format!("super::super::{other}"),
+                        };
+                        by_path(up) || by_path(full(other))
+                    })
+                    .collect();
+                (name, to)
+            })
+            .collect();
+        // A depth-first walk: a grey node met again closes a circle.
+        fn walk<'a>(
+            node: &'a String,
+            arrows: &BTreeMap<&'a String, BTreeSet<&'a String>>,
+            path: &mut Vec<&'a String>,
+            done: &mut BTreeSet<&'a String>,
+            circles: &mut Vec<String>,
+        ) {
+            if let Some(i) = path.iter().position(|n| *n == node) {
+                let names: Vec<&str> = path[i..].iter().map(|n| n.as_str()).collect();
+                circles.push(format!("{} -> {node}", names.join(" -> ")));
+                return;
+            }
+            if !done.insert(node) {
+                return;
+            }
+            path.push(node);
+            for next in &arrows[node] {
+                walk(next, arrows, path, done, circles);
+            }
+            path.pop();
+        }
+        let mut done = BTreeSet::new();
+        let mut found = Vec::new();
+        for node in arrows.keys() {
+            walk(node, &arrows, &mut Vec::new(), &mut done, &mut found);
+        }
+        circles.extend(found.into_iter().map(|c| format!("src/{folder}: {c}")));
+    }
+    assert!(
+        circles.is_empty(),
+        "import circles:\n{}",
+        circles.join("\n")
+    );
+}

@@ -53,6 +53,18 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// What the `h2` driver takes from the server.
+    pub fn h2_settings(&self) -> conn::h2::Settings<'_> {
+        conn::h2::Settings {
+            provider: self.acceptor.provider(),
+            limits: self.limits,
+            writes: &self.counters.writes,
+            trim: &self.trim,
+            handler: self.handler,
+            offload: self.offload > 0,
+        }
+    }
+
     pub fn new(
         dispatch: Option<tracing::Dispatch>,
         acceptor: TlsAcceptor,

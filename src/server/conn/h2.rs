@@ -14,9 +14,23 @@ use super::idle::{self, Limit, Progress};
 use super::socket::{SocketTrace, TokioSocket};
 use super::{ConnError, TlsStream};
 use crate::engine::h2 as engine;
-use crate::server::shared::Shared;
+use crate::engine::Handler;
+use crate::server::trim::Trim;
 use crate::tls::{TlsProvider, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
+
+/// What the `h2` driver takes from the server it runs in (a dispatch makes
+/// it from its `Shared`: the connection stack imports nothing above it).
+pub struct Settings<'a> {
+    pub provider: TlsProvider,
+    pub limits: idle::Limits,
+    /// The server's count of socket writes.
+    pub writes: &'a std::sync::atomic::AtomicU64,
+    pub trim: &'a Trim,
+    pub handler: Handler,
+    /// `--offload`: `cpu:` and `sleep:` work on the runtime's blocking pool.
+    pub offload: bool,
+}
 
 /// Serves one connection until the client goes; `responses` counts what
 /// was answered, also when it ends in an error.
@@ -24,17 +38,17 @@ pub async fn serve(
     client: u64,
     sock: tokio::net::TcpStream,
     tls: Box<dyn TlsSession>,
-    shared: &Shared,
+    shared: &Settings<'_>,
     responses: &mut u64,
 ) -> Result<(), ConnError> {
-    let h2c = shared.acceptor.provider() == TlsProvider::None;
+    let h2c = shared.provider == TlsProvider::None;
     // With an idle timeout, the frames the client sends are watched where
     // the plaintext passes: the socket on h2c, the TLS adapter otherwise.
     let progress = shared.limits.idle.map(|_| Arc::new(Progress::new()));
     // On h2c the socket carries the frames themselves: trace them there.
     let mut sock = TokioSocket {
         sock,
-        trace: SocketTrace::new(client, &shared.counters.writes, h2c),
+        trace: SocketTrace::new(client, shared.writes, h2c),
     };
     match h2c {
         true => {
@@ -58,7 +72,7 @@ pub async fn serve(
 async fn drive<T>(
     client: u64,
     io: T,
-    shared: &Shared,
+    shared: &Settings<'_>,
     progress: Option<Arc<Progress>>,
     responses: &mut u64,
 ) -> Result<(), ConnError>
@@ -76,7 +90,7 @@ where
     let handshaken = idle::within(deadline, async { Ok(handshaken.await?) }).await?;
     shared.trim.note();
     let handler = shared.handler;
-    let offload = shared.offload > 0 && handler.work.holds_a_thread();
+    let offload = shared.offload && handler.work.holds_a_thread();
     // Each request's work: done here, or waited for (a timer for `delay:`,
     // the runtime's blocking pool with `--offload`).
     let mut work = move || -> Option<engine::Wait> {
@@ -119,7 +133,7 @@ pub fn serve_blocking(
     client: u64,
     sock: std::net::TcpStream,
     tls: Box<dyn TlsSession>,
-    shared: &Shared,
+    shared: &Settings<'_>,
     responses: &mut u64,
 ) -> Result<(), ConnError> {
     let runtime = tokio::runtime::Builder::new_current_thread()

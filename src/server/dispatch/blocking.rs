@@ -141,7 +141,9 @@ fn handle(id: u64, sock: TcpStream, shared: &Shared) {
                 let conn = MiniConn::new(tls, id, shared.handler, false);
                 serve_mini(sock, conn, shared.limits, &mut responses)
             }
-            Engine::H2 => conn::h2::serve_blocking(id, sock, tls, shared, &mut responses),
+            Engine::H2 => {
+                conn::h2::serve_blocking(id, sock, tls, &shared.h2_settings(), &mut responses)
+            }
         });
     shared.finish(id, responses, result);
     shared.unregister(id);

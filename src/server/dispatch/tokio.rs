@@ -130,7 +130,8 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
                 // Boxed: the crate's connection is kilobytes, and a task is
                 // as large as its largest branch, so mini connections would
                 // carry its room too.
-                let serve = Box::pin(conn::h2::serve(id, sock, tls, &shared, &mut responses));
+                let settings = shared.h2_settings();
+                let serve = Box::pin(conn::h2::serve(id, sock, tls, &settings, &mut responses));
                 tokio::select! {
                     r = serve => r,
                     _ = stop.changed() => Ok(()),
