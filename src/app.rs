@@ -29,6 +29,7 @@ pub enum Command {
     Compare(crate::compare::Args),
     Load(crate::load::command::Args),
     Bench(crate::bench::command::Args),
+    Ab(crate::bench::ab::Args),
     Report(crate::bench::report::Args),
     TraceConvert(crate::trace::command::Args),
 }
@@ -53,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Compare(args) => crate::compare::run(args),
         Command::Load(args) => crate::load::command::run(args),
         Command::Bench(args) => crate::bench::command::run(args),
+        Command::Ab(args) => crate::bench::ab::run(args),
         Command::Report(args) => crate::bench::report::run(args),
         Command::TraceConvert(args) => crate::trace::command::run(args),
     };

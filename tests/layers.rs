@@ -134,6 +134,7 @@ fn only_the_commands_take_the_command_plumbing() {
         "load/command.rs",
         "bench/command.rs",
         "bench/report.rs",
+        "bench/ab.rs",
         "trace/command.rs",
     ];
     let src = root().join("src");

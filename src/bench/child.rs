@@ -2,6 +2,7 @@
 //! child, or a peer server. Stopped when dropped, also on an error path.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use super::system::{self, pinned};
@@ -17,6 +18,13 @@ impl Drop for ServerChild {
     fn drop(&mut self) {
         system::kill_group(self.0.id());
         let _ = self.0.wait();
+    }
+}
+
+impl ServerChild {
+    /// The child's process id (its group's leader).
+    pub fn id(&self) -> u32 {
+        self.0.id()
     }
 }
 
@@ -104,53 +112,103 @@ fn start_serve(
     offload: usize,
     trace: Option<&TraceConfig>,
 ) -> Result<Running, BenchError> {
-    let mut serve = Command::new(&config.exe);
-    serve.args(["serve", "--port", "0"]);
+    let mut args: Vec<String> = Vec::new();
+    let mut arg = |name: &str, value: String| args.extend([name.to_string(), value]);
     if offload > 0 {
-        serve.args(["--offload", &offload.to_string()]);
+        arg("--offload", offload.to_string());
     }
     if threads > 0 {
-        serve.args(["--threads", &threads.to_string()]);
+        arg("--threads", threads.to_string());
     }
     if !handler.work.is_none() {
-        serve.args(["--work", &handler.work.to_string()]);
+        arg("--work", handler.work.to_string());
     }
     if handler.body != Body::default() {
-        serve.args(["--body", &handler.body.to_string()]);
+        arg("--body", handler.body.to_string());
     }
     if let Some(t) = trace {
-        serve.arg("--trace").arg(&t.prefix);
+        arg("--trace", t.prefix.display().to_string());
     }
-    let mut child = system::owned(pinned(serve, config.pin_server.as_deref()))
-        .args(["--dispatch", &setup.dispatch.to_string()])
-        .args(["--engine", &setup.engine.to_string()])
-        .args(["--tls", setup.tls.name()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|source| BenchError::Spawn {
+    arg("--dispatch", setup.dispatch.to_string());
+    arg("--engine", setup.engine.to_string());
+    arg("--tls", setup.tls.name().to_string());
+    match serve_child(&config.exe, &args, config.pin_server.as_deref()) {
+        Ok((child, url)) => Ok(Running::H2lab { child, url }),
+        Err(ServeFailure::Spawn(source)) => Err(BenchError::Spawn {
             exe: config.exe.clone(),
             source,
-        })?;
+        }),
+        Err(ServeFailure::NotServing(reason)) => Err(BenchError::Serve {
+            target: Target::H2lab(setup),
+            reason,
+        }),
+    }
+}
+
+/// Why an `h2lab serve` child is not serving.
+#[derive(Debug)]
+pub enum ServeFailure {
+    /// The binary could not be run.
+    Spawn(std::io::Error),
+    /// It ran, and said no `listening on` line: what it said instead.
+    NotServing(String),
+}
+
+/// `EXE serve --port 0 ARGS…` (under `taskset -c PIN` if given), an owned
+/// process group; its one stdout line tells the URL. What the server says
+/// on stderr goes to a file of its own, and is the reason given if it
+/// does not start.
+pub fn serve_child(
+    exe: &Path,
+    args: &[String],
+    pin: Option<&str>,
+) -> Result<(ServerChild, String), ServeFailure> {
+    let mut serve = Command::new(exe);
+    serve.args(["serve", "--port", "0"]).args(args);
+    let log = tempfile().map_err(ServeFailure::Spawn)?;
+    let mut child = system::owned(pinned(serve, pin))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log.try_clone().map_err(ServeFailure::Spawn)?)
+        .spawn()
+        .map_err(ServeFailure::Spawn)?;
     system::register(child.id());
     let stdout = child.stdout.take().expect("piped");
     let child = ServerChild(child);
-    let failed = |reason: String| BenchError::Serve {
-        target: Target::H2lab(setup),
-        reason,
-    };
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| failed(e.to_string()))?;
+    let _ = BufReader::new(stdout).read_line(&mut line);
     match line.strip_prefix("listening on ") {
-        Some(url) => Ok(Running::H2lab {
-            child,
-            url: url.trim().to_string(),
-        }),
-        None => Err(failed(
-            "no `listening on` line (see `h2lab serve --help`)".into(),
-        )),
+        Some(url) => Ok((child, url.trim().to_string())),
+        None => {
+            drop(child);
+            let said = std::fs::read_to_string(log_path(&log)).unwrap_or_default();
+            let said = said.trim();
+            Err(ServeFailure::NotServing(match said.is_empty() {
+                true => "no `listening on` line (see `h2lab serve --help`)".into(),
+                false => said.lines().next().unwrap_or(said).to_string(),
+            }))
+        }
     }
+}
+
+/// An anonymous file for a child's stderr (unlinked at once: nothing is
+/// left behind).
+fn tempfile() -> std::io::Result<std::fs::File> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("h2lab-serve-{}-{n}.err", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+/// Where an open file can be read again (its `/proc/self/fd` link).
+fn log_path(file: &std::fs::File) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }

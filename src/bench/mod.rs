@@ -10,6 +10,7 @@
 //! [`row`] (the CSV record), [`export`] (table, CSV, JSON, markdown),
 //! [`command`] and [`report`] (the two subcommands).
 
+pub mod ab;
 mod child;
 pub mod command;
 pub mod export;
