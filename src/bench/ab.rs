@@ -69,8 +69,9 @@ pub struct Args {
     /// Load before each measured run, not counted.
     #[arg(long, value_name = "DURATION", default_value = "0.2", value_parser = values::secs_or_zero)]
     pub warm_up: Duration,
-    /// Pairs at most.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(2..=10_000))]
+    /// Pairs at most (3 at least: with 2, Student's t is 12.7 and any
+    /// interval is too wide to say anything).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(3..=10_000))]
     pub pairs: u64,
     /// Stop once the 95% interval of B/A's CPU per request is this narrow:
     /// ± PCT% around its estimate (after 4 pairs at least).
