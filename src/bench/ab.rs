@@ -9,9 +9,10 @@
 //!
 //! The interval is Student's t on the logarithms of the pairs' ratios
 //! (mean ± t·s/√n), not a percentile bootstrap: at the 4 to 20 pairs a
-//! run takes, the bootstrap's interval is too narrow (it covered the true
-//! mean in 88% of samples of 10 in the test below, where t covers 95%),
-//! and it said "B costs 2.0% less" of a server compared with itself.
+//! run takes, the bootstrap's interval is too narrow (over 1,000 samples
+//! of 10 from a uniform population, the 95% percentile bootstrap covered
+//! the mean 91.0% of the time and t 94.4%), and it said "B costs 2.0%
+//! less" of a server compared with itself.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
