@@ -127,6 +127,9 @@ pub struct Traffic {
     /// Octets read from and written to the sockets (TLS records included).
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Of `bytes_in`, the octets read once the measured time had begun
+    /// (after `--warm-up`): what the server wrote in it.
+    pub bytes_in_measured: u64,
     /// Of the HTTP/2 frames received: header block and DATA payloads.
     pub headers_in: u64,
     pub data_in: u64,
@@ -261,6 +264,7 @@ pub(super) fn build(
         first_byte_us: MinMeanMax::of(&t.first_byte_us),
         traffic: Traffic {
             bytes_in: t.bytes_in,
+            bytes_in_measured: t.bytes_in_measured,
             bytes_out: t.bytes_out,
             headers_in: t.headers_in,
             data_in: t.data_in,

@@ -142,6 +142,8 @@ pub struct Tally {
     pub first_byte_us: Spread,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Octets read from the sockets once the measured time had begun.
+    pub bytes_in_measured: u64,
     pub headers_in: u64,
     pub data_in: u64,
     /// DATA octets of the counted responses that succeeded (goodput).
@@ -173,6 +175,7 @@ impl Tally {
             first_byte_us: Spread::default(),
             bytes_in: 0,
             bytes_out: 0,
+            bytes_in_measured: 0,
             headers_in: 0,
             data_in: 0,
             body_in: 0,
@@ -262,6 +265,7 @@ impl Tally {
         self.connect_us.merge(&o.connect_us);
         self.first_byte_us.merge(&o.first_byte_us);
         self.bytes_in += o.bytes_in;
+        self.bytes_in_measured += o.bytes_in_measured;
         self.bytes_out += o.bytes_out;
         self.headers_in += o.headers_in;
         self.data_in += o.data_in;

@@ -306,7 +306,11 @@ impl<'a> Worker<'a> {
                 c.writable = true;
             }
             let ended = &mut self.ended;
+            let before = c.bytes_in;
             let read = c.receive(buf, plain_in, |f| ended.push(f));
+            if now >= self.plan.measure_from {
+                self.tally.bytes_in_measured += c.bytes_in - before;
+            }
             if !c.first_byte && c.bytes_in > 0 {
                 c.first_byte = true;
                 let us = now.saturating_duration_since(c.opened).as_micros() as u64;
