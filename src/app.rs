@@ -30,6 +30,7 @@ pub enum Command {
     Load(crate::load::command::Args),
     Bench(crate::bench::command::Args),
     Ab(crate::bench::ab::Args),
+    BenchCompare(crate::bench::diff::Args),
     Report(crate::bench::report::Args),
     TraceConvert(crate::trace::command::Args),
 }
@@ -55,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Load(args) => crate::load::command::run(args),
         Command::Bench(args) => crate::bench::command::run(args),
         Command::Ab(args) => crate::bench::ab::run(args),
+        Command::BenchCompare(args) => crate::bench::diff::run(args),
         Command::Report(args) => crate::bench::report::run(args),
         Command::TraceConvert(args) => crate::trace::command::run(args),
     };

@@ -1,7 +1,9 @@
 //! `h2lab ab`: paired runs of two real servers under the built-in load.
 //! Verdicts that cannot be noise: a known cost of 200 µs per request on
 //! one side (several times what a request costs this debug server) is
-//! found, with an interval far from 1, and fails a CI gate.
+//! found, with an interval far from 1, and fails a CI gate. The counts
+//! per request come from perf and /proc; Ctrl-C keeps the pairs done;
+//! bad arguments exit 2.
 
 mod support;
 
@@ -49,6 +51,33 @@ fn a_known_cost_is_found_and_fails_the_gate() {
         "{report}"
     );
     assert_eq!(report["samples"].as_array().unwrap().len(), 4);
+    assert_eq!(report["interrupted"], false);
+    // Counts from the counting runs (perf) and /proc: 1 request in flight
+    // on one connection, so the poll server reads at least once and
+    // writes once per request, and sleeps between requests.
+    assert!(report["counts_missing"].is_null(), "{report}");
+    let count = |name: &str, side: &str| -> f64 {
+        report["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["count"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {report}"))[side]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} {side}: {report}"))
+    };
+    for side in ["a", "b"] {
+        assert!(count("system calls", side) >= 2.0, "{report}");
+        assert!(count("read-like calls", side) >= 1.0, "{report}");
+        let writes = count("write-like calls", side);
+        assert!((0.9..=1.2).contains(&writes), "{report}");
+        assert!(count("context switches", side) > 0.5, "{report}");
+        // A response to a GET for `/` is a HEADERS and a DATA frame of the
+        // 12-octet body: some tens of octets.
+        let octets = count("octets per write", side);
+        assert!((20.0..200.0).contains(&octets), "{report}");
+        assert!(count("requests per read", side) <= 1.0, "{report}");
+    }
     // Without the gate, the same finding is no failure.
     let table = ab(&[
         "--a",
@@ -72,6 +101,65 @@ fn a_known_cost_is_found_and_fails_the_gate() {
         text.contains("verdict: B costs") && text.contains("95% CI"),
         "{text}"
     );
+    assert!(
+        text.contains("per request, counted:") && text.contains("\nsystem calls "),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_with_one_line() {
+    for args in [
+        &["--b", "", "--pairs", "2"][..],
+        &["--b", "", "--precision", "tight"],
+        &["--b", "", "--duration", "0"],
+        &["--a", "--dispatch poll"],
+        &["--b", "", "--pin-server", "0;1"],
+        &["--b", "", "--json", "--markdown"],
+    ] {
+        let out = ab(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// Ctrl-C between pairs or in one: the pairs done so far are the answer,
+/// said to be partial, and the exit status is 1.
+#[test]
+fn ctrl_c_keeps_the_pairs_done_and_prints_them() {
+    let child = Command::new(env!("CARGO_BIN_EXE_h2lab"))
+        .args(["ab", "--b", "--work cpu:20us", "-c", "1", "-m", "1"])
+        .args(["--pairs", "1000", "--precision", "0", "--json"])
+        .args(["--duration", "0.2", "--warm-up", "0.05"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A pair is two servers started and loaded for 0.25 s each.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let signalled = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(report["interrupted"], true, "{report}");
+    let pairs = report["pairs"].as_u64().unwrap();
+    assert!((1..1000).contains(&pairs), "{report}");
+    assert_eq!(report["samples"].as_array().unwrap().len() as u64, pairs);
+    assert!(report["verdict"].as_str().unwrap().len() > 10, "{report}");
 }
 
 #[test]

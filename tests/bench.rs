@@ -21,9 +21,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// `h2lab bench` with `flags` (split on white space, as a shell would
 /// split them) and then `values`, which may hold anything (file paths).
+/// Unless `flags` ask for a `--precision`, exactly `--repeat` runs a cell
+/// and no counting run (`--precision 0 --no-count`), so that the tests
+/// know how many runs to find.
 fn bench_command(flags: &str, values: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_h2lab"));
     cmd.arg("bench").args(flags.split_whitespace()).args(values);
+    if !flags.contains("--precision") {
+        cmd.args(["--precision", "0", "--no-count"]);
+    }
     cmd
 }
 
@@ -580,4 +586,195 @@ fn stats() -> impl Iterator<Item = (u32, u32, u32)> {
         }
         Some((pid, rest.get(1)?.parse().ok()?, rest.get(2)?.parse().ok()?))
     })
+}
+
+/// `--precision`: a cell whose interval never gets that narrow runs again
+/// until `--max-repeat`, and the table says it never settled. Then each
+/// cell's counting run: perf's system calls per request in its own row
+/// and in the cell's median, beside the context switches of every run.
+/// The machine block says what the machine adds.
+#[test]
+fn unsettled_cells_run_again_and_every_cell_is_counted() {
+    let _serial = serial();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-precision");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("p.csv");
+    let out = bench(
+        "--dispatch poll,thread --tls none --clients 1 --pipeline 1,10 --duration 0.2 \
+         --warm-up 0.1 --repeat 2 --precision 0.0001 --max-repeat 3",
+        &["--out", csv.to_str().unwrap()],
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = rows(&csv);
+    let of = |kind: RowKind| rows.iter().filter(move |r| r.kind == kind);
+    // ±0.0001% is never reached: 4 cells × 3 runs, each counted once.
+    assert_eq!(of(RowKind::Run).count(), 12, "{table}");
+    assert_eq!(of(RowKind::Count).count(), 4, "{table}");
+    assert!(
+        table.contains("! 4 of 4 cells: their 95% interval"),
+        "{table}"
+    );
+    for m in of(RowKind::Median) {
+        assert_eq!(m.settled, Some(false), "{m:?}");
+        let (low, high) = (m.cpu_ci_low.unwrap(), m.cpu_ci_high.unwrap());
+        assert!(
+            low <= m.cpu_us_per_req * 1.5 && high >= m.cpu_us_per_req / 1.5,
+            "{m:?}"
+        );
+        assert!(
+            m.req_per_s_ci_low.unwrap() < m.req_per_s_ci_high.unwrap(),
+            "{m:?}"
+        );
+        // One request per read at most, a write per response or fewer
+        // (10 in flight: answers go out together), and every figure
+        // there.
+        let sys = m.syscalls_per_req.unwrap();
+        let (reads, writes) = (m.reads_per_req.unwrap(), m.writes_per_req.unwrap());
+        assert!(
+            sys >= reads + writes && writes > 0.0 && writes <= 1.1,
+            "{m:?}"
+        );
+        assert!(m.octets_per_write.unwrap() >= 20.0, "{m:?}");
+        assert!(m.requests_per_read.unwrap() > 0.0, "{m:?}");
+        assert!(m.ctx_switches_per_req.is_some(), "{m:?}");
+        if m.pipeline == 1 {
+            // One request at a time: the server sleeps between them.
+            assert!(m.ctx_switches_per_req.unwrap() > 0.5, "{m:?}");
+            assert!((0.9..=1.1).contains(&writes), "{m:?}");
+        }
+    }
+    for r in of(RowKind::Run) {
+        assert!(
+            r.ctx_switches_per_req.is_some() && r.syscalls_per_req.is_none(),
+            "{r:?}"
+        );
+    }
+    let text = std::fs::read_to_string(&csv).unwrap();
+    for key in [
+        "virtualization",
+        "cpuidle",
+        "wake_up",
+        "syscalls",
+        "precision",
+    ] {
+        assert!(text.contains(&format!("\n# {key}: ")), "{key}: {text}");
+    }
+    assert!(text.contains("# wake_up: median "), "{text}");
+    assert!(text.contains("# syscalls: counted by perf"), "{text}");
+}
+
+/// Reads a bench CSV's lines, changes them, writes them to `to`.
+fn edited(from: &Path, to: &Path, edit: impl Fn(&str) -> Option<String>) {
+    let text = std::fs::read_to_string(from).unwrap();
+    let lines: Vec<String> = text.lines().filter_map(&edit).collect();
+    std::fs::write(to, lines.join("\n") + "\n").unwrap();
+}
+
+/// `bench-compare` against a copy of a real bench in which one cell's
+/// runs cost 1.5× the CPU, another cell is gone and the kernel differs:
+/// that cell alone is marked worse (exit 1), the missing one is listed,
+/// the machine's difference is warned of; a bench against itself marks
+/// nothing (exit 0).
+#[test]
+fn bench_compare_finds_the_one_cell_that_changed() {
+    let _serial = serial();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-compare");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (old, new) = (dir.join("old.csv"), dir.join("new.csv"));
+    let out = bench(
+        "--dispatch poll --tls none --clients 1,2 --pipeline 1,10 --duration 0.2 \
+         --warm-up 0.1 --repeat 3",
+        &["--out", old.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header: Vec<&str> = CSV_HEADER.split(',').collect();
+    let cpu = header.iter().position(|&h| h == "cpu_us_per_req").unwrap();
+    edited(&old, &new, |line| {
+        let mut fields: Vec<String> = line.split(',').map(str::to_string).collect();
+        if line.starts_with("# kernel: ") {
+            return Some("# kernel: Linux 0.0.1".into());
+        }
+        // Cell 1 × 1: 1.5× the CPU; cell 2 × 10: gone.
+        let cell = |c: &str, m: &str| {
+            fields.len() > 6 && fields[1] == "builtin" && fields[5] == c && fields[6] == m
+        };
+        if cell("2", "10") {
+            return None;
+        }
+        if fields[0] == "run" && cell("1", "1") {
+            let v: f64 = fields[cpu].parse().unwrap();
+            fields[cpu] = format!("{:.3}", v * 1.5);
+        }
+        Some(fields.join(","))
+    });
+    let compare = |a: &Path, b: &Path, extra: &[&str]| {
+        run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .arg("bench-compare")
+            .args([a, b])
+            .args(extra))
+    };
+    let out = compare(&old, &new, &["--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cells = doc["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3, "{doc}");
+    for c in cells {
+        let changed = c["clients"] == 1 && c["pipeline"] == 1;
+        let cpu = &c["cpu_us_per_req"];
+        let ratio = cpu["ratio"]["estimate"].as_f64().unwrap();
+        if changed {
+            assert_eq!(cpu["mark"], "worse", "{doc}");
+            assert!((ratio - 1.5).abs() < 0.01, "{doc}");
+        } else {
+            assert_eq!(cpu["mark"], "", "{doc}");
+            assert!((ratio - 1.0).abs() < 1e-9, "{doc}");
+        }
+        assert_eq!(c["req_per_s"]["mark"], "", "{doc}");
+    }
+    assert_eq!(
+        doc["only_old"],
+        serde_json::json!(["poll/mini/none c=2 m=10"])
+    );
+    assert_eq!(doc["only_new"], serde_json::json!([]));
+    assert_eq!(doc["machine_differs"][0][0], "kernel", "{doc}");
+    let table = compare(&old, &new, &[]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.starts_with("WARNING: the two benches did not run alike"),
+        "{text}"
+    );
+    assert!(text.contains("  kernel: Linux "), "{text}");
+    assert!(
+        text.contains("only in OLD: poll/mini/none c=2 m=10"),
+        "{text}"
+    );
+    assert!(text.contains("1 of 3 cells worse, 0 better"), "{text}");
+    let same = compare(&old, &old, &[]);
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert_eq!(same.status.code(), Some(0), "{text}");
+    assert!(
+        !text.contains("WARNING") && text.contains("0 of 4 cells worse, 0 better"),
+        "{text}"
+    );
+    // A file that is not a bench CSV: exit 2, one line.
+    let bad = compare(&old, Path::new("/nonexistent.csv"), &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr).trim().lines().count(),
+        1
+    );
 }

@@ -220,6 +220,7 @@ fn both_load_clients_measure_the_same_server_cost() {
                 .args(["--tls", "none", "--peers", "h2o", "--require-peers"])
                 .args(["--client", client, "--clients", "5", "--pipeline", "100"])
                 .args(["--duration", "1", "--warm-up", "0.3", "--repeat", "1"])
+                .args(["--precision", "0", "--no-count"])
                 .arg("--out")
                 .arg(&csv));
             assert!(

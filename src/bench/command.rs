@@ -26,8 +26,17 @@ use crate::tls::TlsProvider;
 /// machine); servers on one CPU and the load on another. A setup that is
 /// not built is skipped with a note. A cell whose server cannot serve
 /// every client (single with 5 clients) is recorded as it is, with
-/// failures. A cell whose repeats spread wider than 1.2× (max/min of
-/// req/s or of CPU per request) is marked `!`.
+/// failures.
+///
+/// Every cell gets a 95% confidence interval of its req/s and of its CPU
+/// per request (Student's t over its runs' logarithms). A cell whose
+/// interval is wider than ± --precision is run again, interleaved with the
+/// other unsettled cells, until it narrows or has --max-repeat runs; the
+/// table marks the cells that never settled `!`. Then each cell runs once
+/// more with `perf stat` counting the server's system calls (tracing them
+/// slows it, so that run's times are not kept): system calls, reads and
+/// writes per request, octets per write and requests per read go beside
+/// each cell's context switches per request (from every run).
 ///
 /// SIGINT or SIGTERM stops the bench, its servers and peers at once; the
 /// runs finished so far stay in --out and --json, which are written after
@@ -97,6 +106,19 @@ pub struct Args {
     /// Runs per cell, interleaved across cells.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub repeat: u64,
+    /// Run a cell again while the 95% interval of its req/s or of its CPU
+    /// per request is wider than ± PCT% (0: never; run --repeat times).
+    #[arg(long, value_name = "PCT", default_value = "10", value_parser = values::pct)]
+    pub precision: f64,
+    /// Runs per cell at most, --precision's runs again included.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub max_repeat: u64,
+    /// No counting run: no system calls per request (context switches are
+    /// still counted, in every run). Without a usable `perf` (Debian's
+    /// linux-perf, allowed to read the syscall tracepoints), the bench
+    /// says so and counts none.
+    #[arg(long)]
+    pub no_count: bool,
     /// Who makes the load.
     #[arg(long, value_enum, default_value_t = LoadClient::Builtin)]
     pub client: LoadClient,
@@ -158,6 +180,7 @@ pub fn run(args: Args) -> CmdResult {
         client: config.client,
         machine: None,
         runs: Vec::new(),
+        counted: Vec::new(),
         medians: Vec::new(),
     };
     for &(path, exporter) in &files {
@@ -175,13 +198,26 @@ pub fn run(args: Args) -> CmdResult {
         system::pin_self(cpus).map_err(anyhow::Error::msg)?;
     }
     eprintln!(
-        "h2lab: bench: servers on CPUs {}, load on CPUs {}; {} s warm-up, {} s measured, {} repeats",
+        "h2lab: bench: servers on CPUs {}, load on CPUs {}; {} s warm-up, {} s measured, {} repeats{}{}",
         config.pin_server.as_deref().unwrap_or("any"),
         config.pin_client.as_deref().unwrap_or("any"),
         config.warm_up.as_secs_f64(),
         config.duration.as_secs_f64(),
-        config.repeat
+        config.repeat,
+        match config.precision {
+            Some(p) => format!(", up to {} until ±{p}%", config.max_repeat),
+            None => String::new(),
+        },
+        match config.count_syscalls {
+            true => ", then a counting run per cell",
+            false => "",
+        }
     );
+    if !args.no_count {
+        if let Err(why) = super::counts::perf_usable() {
+            eprintln!("h2lab: bench: system calls not counted: {why}");
+        }
+    }
     let bar = indicatif::ProgressBar::new((config.cells().len() * config.repeat) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -190,7 +226,8 @@ pub fn run(args: Args) -> CmdResult {
         .expect("a valid template"),
     );
     let mut write_error = None;
-    let results = super::run(&config, |r, so_far| {
+    let results = super::run(&config, |r, so_far, planned| {
+        bar.set_length(planned as u64);
         bar.set_message(format!(
             "{} c={} m={}: {:.0} req/s",
             r.cell, r.cell.clients, r.cell.pipeline, r.req_per_s
@@ -285,6 +322,9 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         duration: args.duration,
         warm_up: args.warm_up,
         repeat: args.repeat as usize,
+        precision: (args.precision > 0.0).then_some(args.precision),
+        max_repeat: args.max_repeat.max(args.repeat) as usize,
+        count_syscalls: !args.no_count && super::counts::perf_usable().is_ok(),
         client: args.client,
         exe: std::env::current_exe().context("cannot find the h2lab binary")?,
         timeout: args.timeout,

@@ -69,37 +69,59 @@ impl Exporter for Table {
             .iter()
             .any(|m| m.cell.body != crate::engine::Body::default());
         let mut out = format!(
-            "{:<w$} {:>4} {:>4} {:>12} {:>23} {:>8} {:>8} {:>9} {:>15} {:>7} {:>7} {:>9}{}\n",
+            "{:<w$} {:>4} {:>4} {:>10} {:>21} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6} {:>6} {:>7} {:>7} {:>9}{}\n",
             "setup",
             "c",
             "m",
             "req/s",
-            "(min – max)",
+            "(95% CI)",
             "p50 µs",
             "p99 µs",
             "CPU µs/r",
-            "(min – max)",
-            "spread",
+            "(95% CI)",
+            "±%",
+            "cs/r",
+            "sys/r",
+            "B/write",
             "failed",
             "conn err",
             if goodput { "     MiB/s" } else { "" }
         );
+        let machine = results.machine.as_ref();
         for m in &results.medians {
-            let (rps, cpu) = m.spreads();
-            let mark = if m.is_wide() { "!" } else { " " };
+            let mark = if m.unsure() { "!" } else { " " };
+            let wake = if machine.is_some_and(|mc| mc.wake_up_dominated(m)) {
+                "w"
+            } else {
+                " "
+            };
+            let ci = |ci: Option<super::confidence::Interval>, digits: usize| match ci {
+                Some(c) => format!("({:.digits$} – {:.digits$})", c.low, c.high),
+                None => "(one run)".into(),
+            };
+            let count = |v: Option<f64>, digits: usize| match v {
+                Some(v) => format!("{v:.digits$}"),
+                None => "–".into(),
+            };
             let _ = writeln!(
                 out,
-                "{:<w$} {:>4} {:>4} {:>12.0} {:>23} {:>8} {:>8} {:>9.2} {:>15} {:>6.2}{mark} {:>7} {:>9}{}",
+                "{:<w$} {:>4} {:>4} {:>10.0} {:>21} {:>8} {:>8} {:>9.2} {:>15} {:>5}{mark} {:>5}{wake} {:>6} {:>7} {:>7} {:>9}{}",
                 m.cell.to_string(),
                 m.cell.clients,
                 m.cell.pipeline,
                 m.req_per_s,
-                format!("({:.0} – {:.0})", m.req_per_s_min, m.req_per_s_max),
+                ci(m.req_per_s_ci, 0),
                 opt(m.p50_us),
                 opt(m.p99_us),
                 m.cpu_us_per_req,
-                format!("({:.2} – {:.2})", m.cpu_us_per_req_min, m.cpu_us_per_req_max),
-                rps.max(cpu),
+                ci(m.cpu_ci, 2),
+                match m.half_width_pct() {
+                    p if p.is_finite() => format!("{p:.1}"),
+                    _ => "–".into(),
+                },
+                count(m.counts.ctx_switches_per_req, 2),
+                count(m.counts.syscalls_per_req, 2),
+                count(m.counts.octets_per_write, 0),
                 m.failed,
                 m.connection_errors,
                 match goodput {
@@ -108,15 +130,37 @@ impl Exporter for Table {
                 }
             );
         }
-        let wide = results.medians.iter().filter(|m| m.is_wide()).count();
-        if wide > 0 {
+        let unsure = results.medians.iter().filter(|m| m.unsure()).count();
+        if unsure > 0 {
+            let why = match results.medians.iter().any(|m| m.settled.is_some()) {
+                true => "their 95% interval of req/s or of CPU µs/r (±%: the wider, half its width) never came within --precision, even after --max-repeat runs".to_string(),
+                false => format!(
+                    "repeats spread wider than {}× (max/min of req/s or of CPU µs/r)",
+                    super::stats::WIDE_SPREAD
+                ),
+            };
             let _ = writeln!(
                 out,
-                "! {wide} of {} cells: repeats spread wider than {}× (max/min of req/s or of CPU µs/r); their medians are not to be trusted",
+                "! {unsure} of {} cells: {why}; their figures are not to be trusted",
                 results.medians.len(),
-                super::stats::WIDE_SPREAD
             );
         }
+        let woken = results
+            .medians
+            .iter()
+            .filter(|m| machine.is_some_and(|mc| mc.wake_up_dominated(m)))
+            .count();
+        if let (true, Some(wake)) = (woken > 0, machine.and_then(|m| m.wake_up_median_us())) {
+            let _ = writeln!(
+                out,
+                "w {woken} cells: dominated by wake-ups (a context switch every {} requests or fewer, which at {wake:.1} µs a cross-CPU wake-up here add up to half the CPU µs/r or more): their cost is mostly the machine's, not the server's",
+                super::machine::WAKE_UP_SWITCHES_PER_REQ.recip(),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "cs/r: the server's context switches per request; sys/r: its system calls per request and B/write its octets per write-like call, from a counting run of each cell (– : not counted)"
+        );
         if let Some(note) = pace_note(&results.medians) {
             let _ = writeln!(out, "~ {note}");
         }
@@ -248,7 +292,7 @@ impl Exporter for Markdown<'_> {
         let _ = writeln!(out, "# h2lab bench report\n");
         let _ = writeln!(
             out,
-            "From `{}`. Medians of the runs; ratio = req/s ÷ the baseline's (**{base}**) in the same group; spread = max/min of the repeats' req/s or CPU, whichever is wider (⚠: over {}×, not to be trusted).\n",
+            "From `{}`. Medians of the runs; its 95% CI: the interval of the runs' geometric mean of CPU per request (Student's t); ratio = req/s ÷ the baseline's (**{base}**) in the same group; spread = max/min of the repeats' req/s or CPU, whichever is wider (⚠: the cell never came within the bench's --precision, or without one spread over {}×: not to be trusted); (w): dominated by wake-ups, the machine's cost more than the server's; switches/req: the server's context switches per request; syscalls/req: its system calls per request, from a counting run of the cell.\n",
             self.source.display(),
             super::stats::WIDE_SPREAD
         );
@@ -278,23 +322,32 @@ impl Exporter for Markdown<'_> {
             };
             let _ = writeln!(
                 out,
-                "| server | req/s | CPU µs/req | ratio to {base} | spread (max/min) | failed |{head}"
+                "| server | req/s | CPU µs/req | its 95% CI | ratio to {base} | spread (max/min) | switches/req | syscalls/req | failed |{head}"
             );
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|{rule}");
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|{rule}");
             for m in group {
                 let ratio = match base_rps {
                     Some(b) if b > 0.0 => format!("{:.2}", m.req_per_s / b),
                     _ => "–".into(),
                 };
                 let (rps, cpu) = m.spreads();
-                let mark = if m.is_wide() { " ⚠" } else { "" };
+                let mark = if m.unsure() { " ⚠" } else { "" };
+                let wake = match &results.machine {
+                    Some(machine) if machine.wake_up_dominated(m) => " (w)",
+                    _ => "",
+                };
+                let count = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} | {:.2} | {ratio} | {:.2}×{mark} | {} |{}",
+                    "| {} | {:.0} | {:.2}{wake} | {} | {ratio} | {:.2}×{mark} | {} | {} | {} |{}",
                     m.cell,
                     m.req_per_s,
                     m.cpu_us_per_req,
+                    m.cpu_ci
+                        .map_or("–".into(), |c| format!("{:.2}–{:.2}", c.low, c.high)),
                     rps.max(cpu),
+                    count(m.counts.ctx_switches_per_req),
+                    count(m.counts.syscalls_per_req),
                     m.failed,
                     match goodput {
                         "" => String::new(),
@@ -353,6 +406,10 @@ mod tests {
             goodput_mib_per_s: 0.0,
             trace: None,
             pace_ns: None,
+            req_per_s_ci: None,
+            cpu_ci: None,
+            settled: None,
+            counts: Default::default(),
         }
     }
 
@@ -361,6 +418,7 @@ mod tests {
             client: LoadClient::Builtin,
             machine: None,
             runs: Vec::new(),
+            counted: Vec::new(),
             medians,
         }
     }
@@ -387,15 +445,15 @@ mod tests {
         let md = markdown(&r, None).unwrap();
         assert!(md.contains("ratio to h2o/peer |"), "{md}");
         assert!(
-            md.contains("| poll/mini/none | 300 | 1.50 | 2.00 | 1.14× | 0 |"),
+            md.contains("| poll/mini/none | 300 | 1.50 | – | 2.00 | 1.14× | – | – | 0 |"),
             "{md}"
         );
         assert!(
-            md.contains("| nginx/peer/none | 50 | 1.50 | 0.33 | 1.14× | 0 |"),
+            md.contains("| nginx/peer/none | 50 | 1.50 | – | 0.33 | 1.14× | – | – | 0 |"),
             "{md}"
         );
         assert!(
-            md.contains("| poll/mini/rustls | 200 | 1.50 | 2.00 | 1.14× | 0 |"),
+            md.contains("| poll/mini/rustls | 200 | 1.50 | – | 2.00 | 1.14× | – | – | 0 |"),
             "{md}"
         );
         assert!(md.contains("## 1 client, 10 in flight, TLS"), "{md}");
@@ -403,11 +461,11 @@ mod tests {
         wide.medians[0].cpu_us_per_req_max = 2.0;
         let md_wide = markdown(&wide, None).unwrap();
         assert!(
-            md_wide.contains("| poll/mini/none | 300 | 1.50 | 2.00 | 1.43× ⚠ | 0 |"),
+            md_wide.contains("| poll/mini/none | 300 | 1.50 | – | 2.00 | 1.43× ⚠ | – | – | 0 |"),
             "{md_wide}"
         );
         let table = Table.export(&wide).unwrap();
-        assert!(table.contains("1.43!"), "{table}");
+        assert!(table.contains("  –! "), "{table}");
         assert!(
             table.contains("! 1 of 5 cells: repeats spread wider"),
             "{table}"
@@ -416,7 +474,7 @@ mod tests {
         assert!(md.ends_with("## Machine\n"), "{md}");
         let md = markdown(&r, Some("poll/mini")).unwrap();
         assert!(
-            md.contains("| h2o/peer/none | 150 | 1.50 | 0.50 | 1.14× | 0 |"),
+            md.contains("| h2o/peer/none | 150 | 1.50 | – | 0.50 | 1.14× | – | – | 0 |"),
             "{md}"
         );
         assert!(matches!(
@@ -438,7 +496,8 @@ mod tests {
     fn table_csv_and_json_carry_every_cell() {
         let r = results(vec![median(ours(Dispatch::Poll, TlsProvider::None), 300.0)]);
         let table = Table.export(&r).unwrap();
-        assert_eq!(table.lines().count(), 2, "{table}");
+        // The header, the cell, and what the counts' columns mean.
+        assert_eq!(table.lines().count(), 3, "{table}");
         assert!(table.contains("poll/mini/none"), "{table}");
         let csv = Csv.export(&r).unwrap();
         assert!(csv.starts_with(row::CSV_HEADER), "{csv}");

@@ -105,6 +105,7 @@ fn parse(text: &str, elapsed: f64) -> Option<Measured> {
         connection_errors: 0, // nor a per-connection outcome
         seconds: elapsed,
         goodput_bytes_per_s: if measured > 0.0 { data / measured } else { 0.0 },
+        octets_in: None,
     })
 }
 

@@ -21,6 +21,17 @@ pub struct Machine {
     pub cpu: String,
     pub cores: String,
     pub kernel: String,
+    /// Whether Linux runs under a hypervisor, and which (`lscpu`).
+    pub virtualization: String,
+    /// The cpuidle driver and governor.
+    pub cpuidle: String,
+    /// The one-way wake-up latency between the servers' and the load's
+    /// first CPUs, timed at the start ([`super::wakeup`]).
+    pub wake_up: String,
+    /// How system calls were counted, or why not.
+    pub syscalls: String,
+    /// `--precision` and `--max-repeat`.
+    pub precision: String,
     pub pinning: String,
     pub warm_up: String,
     pub duration: String,
@@ -61,8 +72,39 @@ impl Machine {
                 None => "not timed".into(),
             },
             client: config.client.name().into(),
+            wake_up: wake_up(config.pin_server.as_deref(), config.pin_client.as_deref()),
+            syscalls: match (config.count_syscalls, super::counts::perf_usable()) {
+                (true, _) => "counted by perf stat (raw_syscalls and syscalls tracepoints) in one more run per cell, whose times are not kept".into(),
+                (false, Err(why)) => format!("not counted: {why}"),
+                (false, Ok(())) => "not counted (--no-count)".into(),
+            },
+            precision: match config.precision {
+                Some(p) => format!(
+                    "cells run again while a 95% interval is wider than ±{p}%, up to {} runs",
+                    config.max_repeat
+                ),
+                None => "none: every cell runs --repeat times".into(),
+            },
             ..Machine::here()
         }
+    }
+
+    /// The median one-way wake-up latency, µs, if it was timed.
+    pub fn wake_up_median_us(&self) -> Option<f64> {
+        let rest = self.wake_up.strip_prefix("median ")?;
+        rest.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Whether a cell's CPU per request is mostly wake-ups: its server
+    /// switches context at least every other request, and those switches,
+    /// at this machine's wake-up latency, add up to half its CPU per
+    /// request or more.
+    pub fn wake_up_dominated(&self, m: &super::Median) -> bool {
+        let (Some(wake), Some(cs)) = (self.wake_up_median_us(), m.counts.ctx_switches_per_req)
+        else {
+            return false;
+        };
+        cs >= WAKE_UP_SWITCHES_PER_REQ && cs * wake >= 0.5 * m.cpu_us_per_req
     }
 
     /// This machine: CPU, kernel, h2lab, TLS libraries, tools and peers
@@ -97,6 +139,8 @@ impl Machine {
             cpu,
             cores: cores.to_string(),
             kernel: format!("Linux {}", kernel.trim()),
+            virtualization: virtualization(&cpuinfo),
+            cpuidle: cpuidle(),
             tls: format!("rustls 0.23 (ring); {}", openssl::version::version()),
             h2load: installed(version_of("h2load", &["--version"])),
             nginx: peer(Peer::Nginx),
@@ -149,6 +193,68 @@ impl Machine {
     }
 }
 
+/// Context switches per request from which a cell may be dominated by
+/// wake-ups.
+pub const WAKE_UP_SWITCHES_PER_REQ: f64 = 0.5;
+
+/// Under a hypervisor (the `hypervisor` CPU flag), and which one where
+/// `lscpu` can tell.
+fn virtualization(cpuinfo: &str) -> String {
+    let flagged = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "hypervisor"));
+    if !flagged {
+        return "none (no hypervisor flag in /proc/cpuinfo)".into();
+    }
+    let lscpu = std::process::Command::new("lscpu")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let field = |name: &str| {
+        lscpu
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim_start_matches([':', ' ']).trim().to_string())
+    };
+    match (field("Hypervisor vendor"), field("Virtualization type")) {
+        (Some(vendor), Some(kind)) => format!("a virtual machine: {vendor}, {kind} virtualization"),
+        (Some(vendor), None) => format!("a virtual machine: {vendor}"),
+        _ => "a virtual machine (hypervisor not named)".into(),
+    }
+}
+
+/// The cpuidle driver and governor (`none`: the idle CPU halts, and on a
+/// virtual machine exits to the hypervisor).
+fn cpuidle() -> String {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/devices/system/cpu/cpuidle/{f}"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    };
+    format!(
+        "driver {}, governor {}",
+        read("current_driver"),
+        read("current_governor")
+    )
+}
+
+/// The wake-up latency between the first CPU of each list, as the machine
+/// block says it (or why it was not timed).
+fn wake_up(server: Option<&str>, client: Option<&str>) -> String {
+    let first = |l: Option<&str>| super::system::cpu_list(l?)?.first().copied();
+    let (Some(a), Some(b)) = (first(server), first(client)) else {
+        return "not timed (nothing pinned)".into();
+    };
+    match super::wakeup::ping_pong(a, b, 2000) {
+        Ok(w) => format!(
+            "median {:.1} µs, p99 {:.1} µs one way, CPU {a} to CPU {b} ({} pipe round trips halved)",
+            w.median_us, w.p99_us, w.rounds
+        ),
+        Err(e) => format!("not timed: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +277,33 @@ mod tests {
         let old = "# date: 2026-11-26T15:04:05Z\n# repeat: 3\nkind,client\n";
         let back = Machine::from_comments(old).unwrap();
         assert_eq!((back.repeat.as_str(), back.pace.as_str()), ("3", ""));
+        assert_eq!(back.wake_up_median_us(), None);
+    }
+
+    /// A cell is marked as the machine's when its server switches at least
+    /// every other request and those switches, at the timed wake-up
+    /// latency, are half its CPU per request or more.
+    #[test]
+    fn wake_up_dominated_cells_are_told_apart() {
+        let m = Machine {
+            wake_up: "median 4.5 µs, p99 11.1 µs one way, CPU 0 to CPU 1".into(),
+            ..Machine::default()
+        };
+        assert_eq!(m.wake_up_median_us(), Some(4.5));
+        let cell = |cpu_us_per_req: f64, cs: Option<f64>| super::super::Median {
+            cpu_us_per_req,
+            counts: super::super::Counts {
+                ctx_switches_per_req: cs,
+                ..Default::default()
+            },
+            ..super::super::Median::example()
+        };
+        assert!(m.wake_up_dominated(&cell(7.9, Some(1.0))));
+        // Few switches: the server's own work.
+        assert!(!m.wake_up_dominated(&cell(4.0, Some(0.02))));
+        // Switching every request, but at 60 µs a request the work dominates.
+        assert!(!m.wake_up_dominated(&cell(60.0, Some(1.0))));
+        assert!(!m.wake_up_dominated(&cell(7.9, None)));
+        assert!(!Machine::default().wake_up_dominated(&cell(7.9, Some(1.0))));
     }
 }

@@ -13,16 +13,21 @@
 pub mod ab;
 mod child;
 pub mod command;
+pub mod confidence;
+pub mod counts;
+pub mod diff;
 pub mod export;
 mod h2load;
 pub mod machine;
 pub mod matrix;
+mod meter;
 pub mod pace;
 pub mod peers;
 pub mod report;
 pub mod row;
 pub mod stats;
 pub mod system;
+pub mod wakeup;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Body, Work};
 use crate::load::{self, LoadConfig, Stop};
 use crate::server::Setup;
+pub use counts::Counts;
 pub use machine::Machine;
 pub use matrix::{Cell, Target};
 pub use peers::Peer;
@@ -78,6 +84,14 @@ pub struct BenchConfig {
     /// Load before each measured run, counted neither in requests nor CPU.
     pub warm_up: Duration,
     pub repeat: usize,
+    /// `--precision`: a cell whose 95% interval of req/s or of CPU per
+    /// request is wider than ± this percentage is run again, up to
+    /// `max_repeat` runs (`None`: `repeat` runs, no more).
+    pub precision: Option<f64>,
+    pub max_repeat: usize,
+    /// One more run of each cell with perf counting the server's system
+    /// calls (its times are not kept).
+    pub count_syscalls: bool,
     pub client: LoadClient,
     /// The `h2lab` binary whose `serve` is measured.
     pub exe: PathBuf,
@@ -125,6 +139,9 @@ pub struct Run {
     pub seconds: f64,
     /// DATA octets of the measured responses per second, in MiB.
     pub goodput_mib_per_s: f64,
+    /// Counts per request: context switches in every run, system calls in
+    /// the cell's counting run only.
+    pub counts: Counts,
     pub trace: Option<TraceCost>,
     /// The machine's pace around the run: the mean of the time its fixed
     /// work took (ns a block, see [`pace`]) just before and just after it.
@@ -138,6 +155,8 @@ pub struct Results {
     /// Where and how the bench ran (`None`: read from a CSV without it).
     pub machine: Option<Machine>,
     pub runs: Vec<Run>,
+    /// The cells' counting runs (system calls counted, times not kept).
+    pub counted: Vec<Run>,
     pub medians: Vec<Median>,
 }
 
@@ -154,58 +173,103 @@ pub enum BenchError {
     Load(#[from] load::LoadError),
     #[error("h2load: {0}")]
     H2load(String),
-    #[error("cannot read the server's CPU time: {0}")]
-    Proc(String),
+    #[error("cannot meter the server: {0}")]
+    Meter(String),
     #[error("{cell}: the trace: {reason}")]
     Trace { cell: Cell, reason: String },
     #[error("interrupted after {runs} runs")]
     Interrupted { runs: usize },
 }
 
-/// Runs every cell `repeat` times, interleaved; `progress` sees each run
-/// and the results so far. SIGINT or SIGTERM ([`system::interrupt`]) ends
-/// it with [`BenchError::Interrupted`], the run it cut short left out.
+/// Runs every cell `repeat` times, interleaved; then, with a
+/// `precision`, the cells not yet settled again, interleaved, until they
+/// settle or have `max_repeat` runs; then each cell's counting run.
+/// `progress` sees each run, the results so far and the runs planned so
+/// far. SIGINT or SIGTERM ([`system::interrupt`]) ends it with
+/// [`BenchError::Interrupted`], the run it cut short left out.
 pub fn run(
     config: &BenchConfig,
-    mut progress: impl FnMut(&Run, &Results),
+    mut progress: impl FnMut(&Run, &Results, usize),
 ) -> Result<Results, BenchError> {
-    let ticks = system::clock_ticks();
     let cells = config.cells();
     let mut results = Results {
         client: config.client,
         machine: Some(Machine::of_bench(config)),
         runs: Vec::new(),
+        counted: Vec::new(),
         medians: Vec::new(),
     };
-    let interrupted = |runs: &[Run]| BenchError::Interrupted { runs: runs.len() };
+    let interrupted = |results: &Results| BenchError::Interrupted {
+        runs: results.runs.len() + results.counted.len(),
+    };
     let pace = || config.pace.as_ref().map(pace::Pace::measure);
     let mut pace_before = pace();
+    let mut planned = cells.len() * config.repeat + cells.len() * config.count_syscalls as usize;
+    let mut pass =
+        |todo: &[Cell], rep: usize, counting: bool, results: &mut Results, planned: usize| {
+            for &cell in todo {
+                if system::interrupted() {
+                    return Err(interrupted(results));
+                }
+                let run = run_one(config, cell, rep, counting);
+                if system::interrupted() {
+                    return Err(interrupted(results));
+                }
+                let pace_after = pace();
+                let pace_ns = pace_before.zip(pace_after).map(|(a, b)| (a + b) / 2.0);
+                pace_before = pace_after;
+                let run = Run { pace_ns, ..run? };
+                match counting {
+                    true => results.counted.push(run),
+                    false => results.runs.push(run),
+                }
+                let measured: Vec<Cell> = cells
+                    .iter()
+                    .copied()
+                    .filter(|c| results.runs.iter().any(|r| r.cell == *c))
+                    .collect();
+                results.medians =
+                    stats::medians(&measured, &results.runs, &results.counted, config.precision);
+                let last = match counting {
+                    true => results.counted.last(),
+                    false => results.runs.last(),
+                };
+                progress(last.expect("pushed"), results, planned);
+            }
+            Ok(())
+        };
     for rep in 1..=config.repeat {
-        for &cell in &cells {
-            if system::interrupted() {
-                return Err(interrupted(&results.runs));
-            }
-            let run = run_one(config, cell, rep, ticks);
-            if system::interrupted() {
-                return Err(interrupted(&results.runs));
-            }
-            let pace_after = pace();
-            let pace_ns = pace_before.zip(pace_after).map(|(a, b)| (a + b) / 2.0);
-            pace_before = pace_after;
-            results.runs.push(Run { pace_ns, ..run? });
-            let measured: Vec<Cell> = cells
-                .iter()
-                .copied()
-                .filter(|c| results.runs.iter().any(|r| r.cell == *c))
-                .collect();
-            results.medians = stats::medians(&measured, &results.runs);
-            progress(results.runs.last().expect("pushed"), &results);
+        pass(&cells, rep, false, &mut results, planned)?;
+    }
+    let mut rep = config.repeat;
+    while rep < config.max_repeat {
+        let unsettled: Vec<Cell> = results
+            .medians
+            .iter()
+            .filter(|m| m.settled == Some(false))
+            .map(|m| m.cell)
+            .collect();
+        if unsettled.is_empty() {
+            break;
         }
+        rep += 1;
+        planned += unsettled.len();
+        pass(&unsettled, rep, false, &mut results, planned)?;
+    }
+    if config.count_syscalls {
+        pass(&cells, 0, true, &mut results, planned)?;
     }
     Ok(results)
 }
 
-fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<Run, BenchError> {
+/// One run of `cell`; a `counting` run also counts the server's system
+/// calls (which slows it: its times are not kept).
+fn run_one(
+    config: &BenchConfig,
+    cell: Cell,
+    rep: usize,
+    counting: bool,
+) -> Result<Run, BenchError> {
     let trace = cell.traced.then(|| {
         let name = format!(
             "{}-c{}-m{}-{}-rep{rep}",
@@ -222,22 +286,19 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
         trace.as_ref(),
     )?;
     // nginx's worker exists before the load starts: the set is stable.
-    let pids = server.pids();
-    let cpu = || system::cpu_of(&pids, ticks).map_err(BenchError::Proc);
-    // The load warms up first; the server's CPU counts from its end.
-    let (m, cpu_before) = std::thread::scope(|s| {
-        let before = s.spawn(|| {
-            std::thread::sleep(config.warm_up);
-            cpu()
-        });
-        let m = match config.client {
+    // The load warms up first; the server is metered from its end.
+    let (m, metered) = meter::around(
+        &server.pids(),
+        config.warm_up,
+        config.duration,
+        counting,
+        || match config.client {
             LoadClient::Builtin => builtin(config, cell, server.url()),
             LoadClient::H2load => h2load::run(config, cell, server.url()),
-        };
-        (m, before.join().expect("the CPU reader does not panic"))
-    });
-    let (m, cpu_before) = (m?, cpu_before?);
-    let cpu = cpu()? - cpu_before;
+        },
+    );
+    let (m, metered) = (m?, metered.map_err(BenchError::Meter)?);
+    let cpu = metered.cpu_s;
     // A traced server must stop cleanly for its trace to be complete.
     let trace = match trace {
         Some(t) => Some(trace_cost(cell, server, &t, m.succeeded)?),
@@ -263,6 +324,12 @@ fn run_one(config: &BenchConfig, cell: Cell, rep: usize, ticks: f64) -> Result<R
         connection_errors: m.connection_errors,
         seconds: m.seconds,
         goodput_mib_per_s: m.goodput_bytes_per_s / (1 << 20) as f64,
+        counts: Counts::per_request(
+            m.succeeded,
+            metered.syscalls,
+            Some(metered.ctx_switches),
+            m.octets_in,
+        ),
         trace,
         pace_ns: None,
     })
@@ -308,6 +375,8 @@ struct Measured {
     connection_errors: u64,
     seconds: f64,
     goodput_bytes_per_s: f64,
+    /// Octets the client read in the measured time (`None`: h2load).
+    octets_in: Option<u64>,
 }
 
 fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
@@ -338,5 +407,6 @@ fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         connection_errors: report.connection_errors,
         seconds: report.seconds,
         goodput_bytes_per_s: report.goodput_bytes_per_s,
+        octets_in: Some(report.traffic.bytes_in_measured),
     })
 }

@@ -6,13 +6,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::confidence::Interval;
 use super::stats::PaceRange;
-use super::{Cell, LoadClient, Median, Results, Run, Target, TraceCost};
+use super::{Cell, Counts, LoadClient, Median, Results, Run, Target, TraceCost};
 use crate::csv_file::{self, CsvFileError};
 use crate::engine::{Body, Work};
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,6 +22,9 @@ pub enum RowKind {
     Run,
     /// A cell's medians over its runs.
     Median,
+    /// A cell's counting run: perf counted the server's system calls,
+    /// which slowed it; its counts are what it is for, not its times.
+    Count,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,6 +94,34 @@ pub struct Row {
     /// before the axis).
     #[serde(default)]
     pub offload: Option<usize>,
+    /// Medians only: the 95% intervals of the runs' geometric mean of
+    /// req/s and of CPU per request, and whether both were within
+    /// `--precision` (empty: not asked, or a CSV from before).
+    #[serde(default)]
+    pub req_per_s_ci_low: Option<f64>,
+    #[serde(default)]
+    pub req_per_s_ci_high: Option<f64>,
+    #[serde(default)]
+    pub cpu_ci_low: Option<f64>,
+    #[serde(default)]
+    pub cpu_ci_high: Option<f64>,
+    #[serde(default)]
+    pub settled: Option<bool>,
+    /// Counts per request: context switches (runs and medians), and the
+    /// system calls of the cell's counting run (count and median rows;
+    /// empty when not counted).
+    #[serde(default)]
+    pub ctx_switches_per_req: Option<f64>,
+    #[serde(default)]
+    pub syscalls_per_req: Option<f64>,
+    #[serde(default)]
+    pub reads_per_req: Option<f64>,
+    #[serde(default)]
+    pub writes_per_req: Option<f64>,
+    #[serde(default)]
+    pub octets_per_write: Option<f64>,
+    #[serde(default)]
+    pub requests_per_read: Option<f64>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -137,6 +169,41 @@ impl Row {
             body: (cell.body != Body::default()).then(|| cell.body.to_string()),
             goodput_mib_per_s: None,
             offload: (cell.offload > 0).then_some(cell.offload),
+            req_per_s_ci_low: None,
+            req_per_s_ci_high: None,
+            cpu_ci_low: None,
+            cpu_ci_high: None,
+            settled: None,
+            ctx_switches_per_req: None,
+            syscalls_per_req: None,
+            reads_per_req: None,
+            writes_per_req: None,
+            octets_per_write: None,
+            requests_per_read: None,
+        }
+    }
+
+    fn with_counts(self, c: &Counts) -> Row {
+        let r = |v: Option<f64>| v.map(|v| round(v, 4));
+        Row {
+            ctx_switches_per_req: r(c.ctx_switches_per_req),
+            syscalls_per_req: r(c.syscalls_per_req),
+            reads_per_req: r(c.reads_per_req),
+            writes_per_req: r(c.writes_per_req),
+            octets_per_write: c.octets_per_write.map(|v| round(v, 1)),
+            requests_per_read: r(c.requests_per_read),
+            ..self
+        }
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            syscalls_per_req: self.syscalls_per_req,
+            reads_per_req: self.reads_per_req,
+            writes_per_req: self.writes_per_req,
+            octets_per_write: self.octets_per_write,
+            requests_per_read: self.requests_per_read,
+            ctx_switches_per_req: self.ctx_switches_per_req,
         }
     }
 
@@ -153,7 +220,8 @@ impl Row {
         }
     }
 
-    pub fn of_run(client: LoadClient, r: &Run) -> Row {
+    /// A timed run's row, or with `RowKind::Count` a counting run's.
+    pub fn of_run(client: LoadClient, r: &Run, kind: RowKind) -> Row {
         Row {
             rep: Some(r.rep),
             req_per_s: round(r.req_per_s, 1),
@@ -165,9 +233,10 @@ impl Row {
             connection_errors: r.connection_errors,
             pace_ns: r.pace_ns.map(|p| round(p, 1)),
             goodput_mib_per_s: Some(round(r.goodput_mib_per_s, 3)),
-            ..Row::new(RowKind::Run, client, &r.cell)
+            ..Row::new(kind, client, &r.cell)
         }
         .with_trace(r.trace.as_ref())
+        .with_counts(&r.counts)
     }
 
     pub fn of_median(client: LoadClient, m: &Median) -> Row {
@@ -190,9 +259,15 @@ impl Row {
             pace_ns_min: m.pace_ns.map(|p| round(p.min, 1)),
             pace_ns_max: m.pace_ns.map(|p| round(p.max, 1)),
             goodput_mib_per_s: Some(round(m.goodput_mib_per_s, 3)),
+            req_per_s_ci_low: m.req_per_s_ci.map(|c| round(c.low, 1)),
+            req_per_s_ci_high: m.req_per_s_ci.map(|c| round(c.high, 1)),
+            cpu_ci_low: m.cpu_ci.map(|c| round(c.low, 3)),
+            cpu_ci_high: m.cpu_ci.map(|c| round(c.high, 3)),
+            settled: m.settled,
             ..Row::new(RowKind::Median, client, &m.cell)
         }
         .with_trace(m.trace.as_ref())
+        .with_counts(&m.counts)
     }
 
     pub fn cell(&self) -> Result<Cell, String> {
@@ -247,15 +322,39 @@ impl Row {
                 min: self.pace_ns_min.unwrap_or(median),
                 max: self.pace_ns_max.unwrap_or(median),
             }),
+            req_per_s_ci: interval(
+                self.req_per_s,
+                self.req_per_s_ci_low,
+                self.req_per_s_ci_high,
+            ),
+            cpu_ci: interval(self.cpu_us_per_req, self.cpu_ci_low, self.cpu_ci_high),
+            settled: self.settled,
+            counts: self.counts(),
         })
     }
 }
 
-/// Every row of the results: the runs, then the medians.
+/// An interval read back: the median stands for the estimate (the
+/// geometric mean is not kept).
+fn interval(median: f64, low: Option<f64>, high: Option<f64>) -> Option<Interval> {
+    Some(Interval {
+        estimate: median,
+        low: low?,
+        high: high?,
+    })
+}
+
+/// Every row of the results: the runs, the counting runs, then the
+/// medians.
 pub fn rows(results: &Results) -> Vec<Row> {
     let c = results.client;
-    let runs = results.runs.iter().map(|r| Row::of_run(c, r));
-    runs.chain(results.medians.iter().map(|m| Row::of_median(c, m)))
+    let runs = results.runs.iter().map(|r| Row::of_run(c, r, RowKind::Run));
+    let counted = results
+        .counted
+        .iter()
+        .map(|r| Row::of_run(c, r, RowKind::Count));
+    runs.chain(counted)
+        .chain(results.medians.iter().map(|m| Row::of_median(c, m)))
         .collect()
 }
 
@@ -291,6 +390,7 @@ pub fn read(path: &Path) -> Result<Results, ReadError> {
         client: rows[0].client,
         machine: super::Machine::from_comments(&text),
         runs: Vec::new(),
+        counted: Vec::new(),
         medians,
     })
 }
@@ -340,6 +440,19 @@ mod tests {
                 min: 1500.0,
                 max: 3100.0,
             }),
+            req_per_s_ci: Some(Interval {
+                estimate: 1200.0,
+                low: 900.04,
+                high: 1600.0,
+            }),
+            cpu_ci: None,
+            settled: Some(false),
+            counts: Counts {
+                syscalls_per_req: Some(0.37),
+                octets_per_write: Some(412.345),
+                ctx_switches_per_req: Some(0.02),
+                ..Counts::default()
+            },
         };
         let row = Row::of_median(LoadClient::Builtin, &median);
         let text = csv_file::to_string([&row]).unwrap();
@@ -347,19 +460,22 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,")
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);
         assert_eq!(back.req_per_s, 1234.6);
         assert_eq!(back.pace_ns.map(|p| p.spread()), Some(3100.0 / 1500.0));
+        assert_eq!(
+            back.req_per_s_ci.map(|c| (c.low, c.high)),
+            Some((900.0, 1600.0))
+        );
+        assert_eq!((back.cpu_ci, back.settled), (None, Some(false)));
+        assert_eq!(back.counts.octets_per_write, Some(412.3));
+        assert_eq!(back.counts.reads_per_req, None);
         // A CSV from before the threads axis (and the pace, the work, the
         // body): the server's default, no pace, no work, the seed's body.
-        let header = CSV_HEADER
-            .strip_suffix(
-                ",threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload",
-            )
-            .unwrap();
+        let header = &CSV_HEADER[..CSV_HEADER.find(",threads,pace_ns").unwrap()];
         let old = format!(
             "{header}\nmedian,builtin,poll,mini,rustls,5,100,,1.0,,,,,0.1,9,0,0,false,,,,,,,,,\n"
         );

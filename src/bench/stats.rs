@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use super::{Cell, Run, TraceCost};
+use super::confidence::{self, Interval};
+use super::{Cell, Counts, Run, TraceCost};
 
 /// The runs of one cell, summed up.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -31,6 +32,16 @@ pub struct Median {
     /// work, see [`super::pace`]): median, min and max; `None` when it was
     /// not timed.
     pub pace_ns: Option<PaceRange>,
+    /// 95% intervals of the runs' geometric mean ([`confidence::of_runs`];
+    /// `None` for a single run, or read from a CSV without them).
+    pub req_per_s_ci: Option<Interval>,
+    pub cpu_ci: Option<Interval>,
+    /// Both intervals are within the bench's `--precision` (`None`: no
+    /// precision was asked for).
+    pub settled: Option<bool>,
+    /// Counts per request: the median of the runs' context switches, and
+    /// the system calls of the cell's counting run.
+    pub counts: Counts,
 }
 
 /// The machine's pace around a cell's runs.
@@ -71,6 +82,70 @@ impl Median {
         let (rps, cpu) = self.spreads();
         rps > WIDE_SPREAD || cpu > WIDE_SPREAD
     }
+
+    /// Half the wider of the two 95% intervals (req/s, CPU per request),
+    /// as a percentage of its estimate (infinite without an interval).
+    pub fn half_width_pct(&self) -> f64 {
+        [self.req_per_s_ci, self.cpu_ci]
+            .iter()
+            .map(|ci| ci.map_or(f64::INFINITY, |c| c.half_width_pct()))
+            .fold(0.0, f64::max)
+    }
+
+    /// Not to be trusted: it never settled within the bench's
+    /// `--precision`, or, with none asked, its repeats spread wide.
+    pub fn unsure(&self) -> bool {
+        match self.settled {
+            Some(settled) => !settled,
+            None => self.is_wide(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Median {
+    /// A poll/mini/none cell at 1 × 1 with three alike runs, for tests.
+    pub fn example() -> Median {
+        use crate::server::{Dispatch, Engine, Setup};
+        let cell = Cell {
+            target: super::Target::H2lab(Setup {
+                dispatch: Dispatch::Poll,
+                engine: Engine::Mini,
+                tls: crate::tls::TlsProvider::None,
+            }),
+            clients: 1,
+            pipeline: 1,
+            threads: 0,
+            traced: false,
+            work: crate::engine::Work::None,
+            body: crate::engine::Body::default(),
+            offload: 0,
+        };
+        Median {
+            cell,
+            runs: 3,
+            req_per_s: 1000.0,
+            req_per_s_min: 1000.0,
+            req_per_s_max: 1000.0,
+            p50_us: None,
+            p99_us: None,
+            cpu_us_per_req: 1.0,
+            cpu_us_per_req_min: 1.0,
+            cpu_us_per_req_max: 1.0,
+            req_per_s_cv: 0.0,
+            cpu_cv: 0.0,
+            succeeded: 3000,
+            failed: 0,
+            connection_errors: 0,
+            goodput_mib_per_s: 0.0,
+            trace: None,
+            pace_ns: None,
+            req_per_s_ci: None,
+            cpu_ci: None,
+            settled: None,
+            counts: Counts::default(),
+        }
+    }
 }
 
 fn min(v: &[f64]) -> f64 {
@@ -101,12 +176,40 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// The median of every cell, in the matrix's order.
-pub fn medians(cells: &[Cell], runs: &[Run]) -> Vec<Median> {
+/// Whether a cell's intervals are as narrow as ± `precision` percent.
+pub fn settles(req_per_s_ci: Option<Interval>, cpu_ci: Option<Interval>, precision: f64) -> bool {
+    [req_per_s_ci, cpu_ci]
+        .iter()
+        .all(|ci| ci.is_some_and(|ci| ci.half_width_pct() <= precision))
+}
+
+/// The median of every cell, in the matrix's order, with the counts of its
+/// counting run (in `counted`, if any) and, given a `precision` (%),
+/// whether it settled.
+pub fn medians(
+    cells: &[Cell],
+    runs: &[Run],
+    counted: &[Run],
+    precision: Option<f64>,
+) -> Vec<Median> {
     cells
         .iter()
         .map(|cell| {
             let mine: Vec<&Run> = runs.iter().filter(|r| r.cell == *cell).collect();
+            let (req_per_s_ci, cpu_ci) = (
+                confidence::of_runs(&mine.iter().map(|r| r.req_per_s).collect::<Vec<_>>()),
+                confidence::of_runs(&mine.iter().map(|r| r.cpu_us_per_req).collect::<Vec<_>>()),
+            );
+            let ctx: Vec<f64> = mine
+                .iter()
+                .filter_map(|r| r.counts.ctx_switches_per_req)
+                .collect();
+            let counts = counted
+                .iter()
+                .find(|r| r.cell == *cell)
+                .map(|r| r.counts)
+                .unwrap_or_default()
+                .with_ctx_switches((!ctx.is_empty()).then(|| median(ctx)));
             let rps: Vec<f64> = mine.iter().map(|r| r.req_per_s).collect();
             let cpu: Vec<f64> = mine.iter().map(|r| r.cpu_us_per_req).collect();
             let pct = |f: fn(&Run) -> Option<u64>| -> Option<u64> {
@@ -132,6 +235,10 @@ pub fn medians(cells: &[Cell], runs: &[Run]) -> Vec<Median> {
                 goodput_mib_per_s: median(mine.iter().map(|r| r.goodput_mib_per_s).collect()),
                 trace: trace_median(&mine),
                 pace_ns: pace(&mine),
+                settled: precision.map(|p| settles(req_per_s_ci, cpu_ci, p)),
+                req_per_s_ci,
+                cpu_ci,
+                counts,
             }
         })
         .collect()
