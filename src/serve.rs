@@ -201,6 +201,7 @@ pub fn run(args: Args) -> CmdResult {
     // An option the chosen setup does not have is a usage error (exit 2),
     // like clap's own, not a failure to serve.
     config.validate().map_err(bad_input)?;
+    config.work.prepare();
     raise_fd_limit();
     let server = server::start(&config)?;
     {

@@ -52,6 +52,10 @@ fn a_known_cost_is_found_and_fails_the_gate() {
     );
     assert_eq!(report["samples"].as_array().unwrap().len(), 4);
     assert_eq!(report["interrupted"], false);
+    // Where it ran, and what the machine adds.
+    let wake_up = report["machine"]["wake_up"].as_str().unwrap();
+    assert!(wake_up.starts_with("median "), "{report}");
+    assert!(report["machine"]["virtualization"].as_str().unwrap().len() > 3);
     // Counts from the counting runs (perf) and /proc: 1 request in flight
     // on one connection, so the poll server reads at least once and
     // writes once per request, and sleeps between requests.
@@ -67,16 +71,16 @@ fn a_known_cost_is_found_and_fails_the_gate() {
             .unwrap_or_else(|| panic!("{name} {side}: {report}"))
     };
     for side in ["a", "b"] {
-        assert!(count("system calls", side) >= 2.0, "{report}");
-        assert!(count("read-like calls", side) >= 1.0, "{report}");
-        let writes = count("write-like calls", side);
+        assert!(count("system calls/request", side) >= 2.0, "{report}");
+        assert!(count("read-like calls/request", side) >= 1.0, "{report}");
+        let writes = count("write-like calls/request", side);
         assert!((0.9..=1.2).contains(&writes), "{report}");
-        assert!(count("context switches", side) > 0.5, "{report}");
+        assert!(count("context switches/request", side) > 0.5, "{report}");
         // A response to a GET for `/` is a HEADERS and a DATA frame of the
         // 12-octet body: some tens of octets.
-        let octets = count("octets per write", side);
+        let octets = count("octets/write", side);
         assert!((20.0..200.0).contains(&octets), "{report}");
-        assert!(count("requests per read", side) <= 1.0, "{report}");
+        assert!(count("requests/read", side) <= 1.0, "{report}");
     }
     // Without the gate, the same finding is no failure.
     let table = ab(&[
@@ -102,7 +106,11 @@ fn a_known_cost_is_found_and_fails_the_gate() {
         "{text}"
     );
     assert!(
-        text.contains("per request, counted:") && text.contains("\nsystem calls "),
+        text.contains("\ncounted (system calls") && text.contains("\nsystem calls/request "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nmachine: ") && text.contains("wake-up median "),
         "{text}"
     );
 }

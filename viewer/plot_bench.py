@@ -9,8 +9,9 @@ Reads the CSV that `h2lab bench --out FILE.csv` writes (its `median` rows)
 and draws a grid of panels, a row per client count and a column for h2c and
 TLS: requests/s against pipeline depth, one line per server (the same colour
 in every panel) with min–max error bars, as the seed's charts did, and one
-legend beside the grid. Cells with failures get a red ring, cells whose
-repeats spread wider than 1.2x a hollow marker. --log puts requests/s on a
+legend beside the grid. Cells with failures get a red ring, cells not to be
+trusted a hollow marker (their 95% interval never came within the bench's
+--precision; without one, their repeats spread wider than 1.2x). --log puts requests/s on a
 log scale; --latency plots p50 and p99 latency (log scale) instead.
 
 --threads charts a `bench --threads LIST` run (the scaling experiment): a
@@ -31,7 +32,12 @@ COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline",
            "traced", "trace_records_per_req", "trace_lost", "span_ns", "event_ns",
            "cpu_us_per_req_min", "cpu_us_per_req_max", "req_per_s_cv", "cpu_cv", "wide",
            "threads", "pace_ns", "pace_ns_min", "pace_ns_max", "work",
-           "body", "goodput_mib_per_s", "offload"]
+           "body", "goodput_mib_per_s", "offload",
+           "req_per_s_ci_low", "req_per_s_ci_high", "cpu_ci_low", "cpu_ci_high", "settled",
+           "ctx_switches_per_req", "syscalls_per_req", "reads_per_req", "writes_per_req",
+           "octets_per_write", "requests_per_read"]
+# Columns added with the confidence intervals and the counts.
+NEWER = 11
 
 
 def read_medians(path):
@@ -40,11 +46,12 @@ def read_medians(path):
         # `# key: value` lines before the header describe the machine.
         reader = csv.reader(line for line in f if not line.startswith("#"))
         header = next(reader, None)
-        # CSVs from before the body and offload axes lack their three
-        # columns; from before the work axis, its column too; from before
-        # the machine's pace, its three; from before the threads axis, that
-        # one as well.
-        if header not in (COLUMNS, COLUMNS[:-3], COLUMNS[:-4], COLUMNS[:-7], COLUMNS[:-8]):
+        # CSVs from before the intervals and counts lack their columns;
+        # from before the body and offload axes, their three too; from
+        # before the work axis, its column; from before the machine's pace,
+        # its three; from before the threads axis, that one as well.
+        older = [COLUMNS[:-(NEWER + n)] for n in (3, 4, 7, 8)]
+        if header not in [COLUMNS, COLUMNS[:-NEWER]] + older:
             raise ValueError(f"{path}: not an h2lab bench CSV (header {header})")
         rows = []
         for line, cols in enumerate(reader, start=2):
@@ -67,8 +74,12 @@ def read_medians(path):
                 for key in ("p50_us", "p99_us"):
                     row[key] = int(row[key]) if row[key] else None
                 row["failed"] = int(row["failed"]) + int(row["connection_errors"])
-                # Older CSVs have no spread columns.
-                row["wide"] = row.get("wide") == "true"
+                # Not to be trusted: it never settled within the bench's
+                # --precision, or, without one (and in older CSVs), its
+                # repeats spread wider than 1.2x.
+                settled = row.get("settled") or ""
+                row["wide"] = (settled == "false"
+                               or (settled == "" and row.get("wide") == "true"))
             except ValueError:
                 raise ValueError(f"{path}:{line}: not a number in {cols}")
             rows.append(row)
@@ -143,8 +154,8 @@ def plot_threads(rows, out, title=None):
 def plot(rows, out, latency=False, title=None, log=False):
     """Draws a grid of panels, a row per client count and a column per h2c/TLS,
     with one legend beside them; returns the number of lines drawn. Points of
-    cells with failures are marked with a red ring, cells whose repeats spread
-    wider than 1.2x with a hollow marker."""
+    cells with failures are marked with a red ring, cells not to be trusted
+    with a hollow marker."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,7 +240,7 @@ def save(fig, handles, legend_title, title, out):
 
 
 def mark(ax, points, x, y):
-    """Hollow markers where the repeats spread too wide, red rings where
+    """Hollow markers where a cell is not to be trusted, red rings where
     requests or connections failed."""
     for p, xi, yi in zip(points, x, y):
         if yi is None:

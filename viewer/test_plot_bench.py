@@ -21,7 +21,7 @@ def bench_csv(tmp_path_factory):
     run = subprocess.run(
         [h2lab_bin(), "bench", "--dispatch", "poll,thread", "--tls", "none,rustls",
          "--clients", "1,2", "--pipeline", "1,10", "--duration", "0.2", "--repeat", "1",
-         "--out", str(out)],
+         "--precision", "0", "--no-count", "--out", str(out)],
         capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     return out
@@ -79,9 +79,20 @@ def test_grid_log_scale_and_marks(bench_csv, tmp_path):
     # A 2 × 2 grid: clients 1 and 2, h2c and TLS.
     for title in ("1 client, h2c", "1 client, TLS", "2 clients, h2c", "2 clients, TLS"):
         assert title in out
-    # CSVs from before the body and offload axes (three columns fewer),
-    # the work axis (one more) and the machine's pace (three more) read too.
-    for fewer in (3, 4, 7):
+    # A cell that never settled within --precision is hollow too.
+    for i, line in enumerate(lines):
+        if line.startswith("median,") and ",true," not in line:
+            row = line.split(",")
+            row[cols.index("settled")] = "false"
+            lines[i] = ",".join(row)
+            break
+    unsettled = tmp_path / "unsettled.csv"
+    unsettled.write_text("\n".join(lines) + "\n")
+    assert sum(r["wide"] for r in plot_bench.read_medians(unsettled)) == 2
+    # CSVs from before the intervals and counts (11 columns fewer), the
+    # body and offload axes (three more), the work axis (one more) and the
+    # machine's pace (three more) read too.
+    for fewer in (11, 14, 15, 18):
         older = tmp_path / f"older-{fewer}.csv"
         older.write_text("\n".join(",".join(l.split(",")[:-fewer])
                                    for l in lines if not l.startswith("#")) + "\n")
@@ -95,7 +106,8 @@ def test_threads_chart_from_a_scaling_run(tmp_path, capsys):
     run = subprocess.run(
         [h2lab_bin(), "bench", "--dispatch", "tokio,poll,single", "--tls", "none",
          "--clients", "4", "--pipeline", "10", "--threads", "1,2", "--duration", "0.2",
-         "--warm-up", "0", "--repeat", "1", "--out", str(csv_path)],
+         "--warm-up", "0", "--repeat", "1", "--precision", "0", "--no-count",
+         "--out", str(csv_path)],
         capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "poll/mini/none ×2" in run.stdout and "tokio/mini/none ×1" in run.stdout

@@ -75,18 +75,23 @@ pub struct Args {
     /// Requests in flight per connection.
     #[arg(short = 'm', long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub pipeline: u64,
-    /// Measured time of each run (after its warm-up).
-    #[arg(long, value_name = "DURATION", default_value = "0.5", value_parser = values::secs)]
+    /// Measured time of each run (after its warm-up). Short runs and many
+    /// pairs: on a shared machine the pace changes over seconds, and a
+    /// pair that straddles a change is noise; 0.2 s pairs spread half as
+    /// wide as 1 s pairs here (docs/bench.md).
+    #[arg(long, value_name = "DURATION", default_value = "0.2", value_parser = values::secs)]
     pub duration: Duration,
     /// Load before each measured run, not counted.
-    #[arg(long, value_name = "DURATION", default_value = "0.2", value_parser = values::secs_or_zero)]
+    #[arg(long, value_name = "DURATION", default_value = "0.1", value_parser = values::secs_or_zero)]
     pub warm_up: Duration,
     /// Pairs at most (3 at least: with 2, Student's t is 12.7 and any
     /// interval is too wide to say anything).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(3..=10_000))]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(3..=10_000))]
     pub pairs: u64,
     /// Stop once the 95% interval of B/A's CPU per request is this narrow:
-    /// ± PCT% around its estimate (after 4 pairs at least).
+    /// ± PCT% around its estimate (after 10 pairs at least: stopping as
+    /// soon as a few pairs happen to agree would make the interval too
+    /// narrow; 0: never stop early).
     #[arg(long, value_name = "PCT", default_value = "2", value_parser = values::pct)]
     pub precision: f64,
     /// Stop after this long, whatever the interval.
@@ -161,6 +166,8 @@ pub struct AbReport {
     pub counts_missing: Option<String>,
     /// Ctrl-C stopped it: the answer is of the pairs done so far.
     pub interrupted: bool,
+    /// Where it ran: CPU, kernel, hypervisor, cpuidle, wake-up latency.
+    pub machine: super::Machine,
     /// Every pair's two runs, A first.
     pub samples: Vec<(Sample, Sample)>,
 }
@@ -193,6 +200,8 @@ pub fn run(args: Args) -> CmdResult {
             system::interrupt();
         }
     });
+    // Timed before the servers run, on the CPUs they and the load use.
+    let machine = super::Machine::of_ab(pin_server.as_deref(), pin_client.as_deref());
     let started = Instant::now();
     let mut samples: Vec<(Sample, Sample)> = Vec::new();
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -226,7 +235,7 @@ pub fn run(args: Args) -> CmdResult {
                 cpu.map_or(f64::NAN, |c| c.estimate)
             );
         }
-        if samples.len() >= 4 && half <= args.precision {
+        if samples.len() >= MIN_PAIRS_TO_STOP && args.precision > 0.0 && half <= args.precision {
             break;
         }
     }
@@ -253,7 +262,8 @@ pub fn run(args: Args) -> CmdResult {
             }
         }
     }
-    let report = report(&args, samples, counted, counts_missing, interrupted);
+    let mut report = report(&args, samples, counted, counts_missing, interrupted);
+    report.machine = machine;
     let text = match (args.json, args.markdown) {
         (true, _) => format!("{}\n", serde_json::to_string_pretty(&report)?),
         (_, true) => markdown(&report),
@@ -267,6 +277,10 @@ pub fn run(args: Args) -> CmdResult {
         _ => Ok(Exit::Success),
     }
 }
+
+/// Pairs before `--precision` may stop a run: with 7 pairs that happened
+/// to agree, an A-against-A run stopped at ±1.8% (docs/bench.md).
+const MIN_PAIRS_TO_STOP: usize = 10;
 
 /// A command line's options as words (split on white space).
 fn words(s: &str) -> Vec<String> {
@@ -370,12 +384,12 @@ fn report(
             .map(|(a, b)| b / a),
     };
     let counts = vec![
-        count("system calls", |c| c.syscalls_per_req),
-        count("read-like calls", |c| c.reads_per_req),
-        count("write-like calls", |c| c.writes_per_req),
-        count("context switches", |c| c.ctx_switches_per_req),
-        count("octets per write", |c| c.octets_per_write),
-        count("requests per read", |c| c.requests_per_read),
+        count("system calls/request", |c| c.syscalls_per_req),
+        count("read-like calls/request", |c| c.reads_per_req),
+        count("write-like calls/request", |c| c.writes_per_req),
+        count("context switches/request", |c| c.ctx_switches_per_req),
+        count("octets/write", |c| c.octets_per_write),
+        count("requests/read", |c| c.requests_per_read),
     ];
     AbReport {
         a: args.a.clone(),
@@ -388,6 +402,7 @@ fn report(
         counts,
         counts_missing,
         interrupted,
+        machine: super::Machine::default(),
         samples,
     }
 }
@@ -489,13 +504,13 @@ fn table(r: &AbReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<20} {:>12} {:>12} {:>8} {:>17}",
+        "{:<24} {:>12} {:>12} {:>8} {:>17}",
         "", "A median", "B median", "B/A", "95% CI"
     );
     for f in &r.figures {
         let _ = writeln!(
             out,
-            "{:<20} {:>12.3} {:>12.3} {:>8.3} {:>17}",
+            "{:<24} {:>12.3} {:>12.3} {:>8.3} {:>17}",
             f.figure,
             f.a_median,
             f.b_median,
@@ -503,11 +518,14 @@ fn table(r: &AbReport) -> String {
             ci(f)
         );
     }
-    let _ = writeln!(out, "per request, counted:");
+    let _ = writeln!(
+        out,
+        "counted (system calls: one more run a side with perf; context switches: the runs' median):"
+    );
     for c in &r.counts {
         let _ = writeln!(
             out,
-            "{:<20} {:>12} {:>12} {:>8}",
+            "{:<24} {:>12} {:>12} {:>8}",
             c.count,
             count(c.a),
             count(c.b),
@@ -517,6 +535,7 @@ fn table(r: &AbReport) -> String {
     for note in notes(r) {
         let _ = writeln!(out, "note: {note}");
     }
+    let _ = writeln!(out, "machine: {}", r.machine.summary());
     let _ = writeln!(out, "verdict: {}", r.verdict);
     out
 }
@@ -540,7 +559,7 @@ fn markdown(r: &AbReport) -> String {
     for c in &r.counts {
         let _ = writeln!(
             out,
-            "| {} per request | {} | {} | {} | counted |",
+            "| {} | {} | {} | {} | counted |",
             c.count,
             count(c.a),
             count(c.b),
@@ -550,6 +569,7 @@ fn markdown(r: &AbReport) -> String {
     for note in notes(r) {
         let _ = writeln!(out, "\nNote: {note}.");
     }
+    let _ = writeln!(out, "\nMachine: {}.", r.machine.summary());
     let _ = writeln!(out, "\n**Verdict:** {}.", r.verdict);
     out
 }

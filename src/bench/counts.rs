@@ -5,7 +5,7 @@
 //! smaller batches: more reads and writes per request).
 //!
 //! Context switches come from /proc/PID/task/*/status, free to read, so
-//! every run has them. System calls come from the kernel's syscall
+//! every run has them (and the threads' CPU time, from their schedstat). System calls come from the kernel's syscall
 //! tracepoints through `perf stat` (Debian's `linux-perf`), which costs
 //! the server about 130 ns a call (0.50 against 0.55 µs of CPU a request
 //! on `poll/mini/none` at 5 × 10, docs/bench.md): they are counted in a
@@ -95,9 +95,18 @@ impl Counts {
     }
 }
 
-/// Voluntary plus involuntary context switches of every thread of `pids`
-/// so far, by thread id (threads that have ended are not there).
-pub fn ctx_switches_by_thread(pids: &[u32]) -> Result<BTreeMap<u32, u64>, String> {
+/// What one thread has done so far: CPU time (ns, the scheduler's own
+/// count, not /proc/PID/stat's 10 ms ticks) and context switches
+/// (voluntary plus involuntary).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadUse {
+    pub cpu_ns: u64,
+    pub ctx_switches: u64,
+}
+
+/// Every thread of `pids` so far, by thread id (threads that have ended
+/// are not there).
+pub fn threads(pids: &[u32]) -> Result<BTreeMap<u32, ThreadUse>, String> {
     let mut by_thread = BTreeMap::new();
     for pid in pids {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -106,16 +115,31 @@ pub fn ctx_switches_by_thread(pids: &[u32]) -> Result<BTreeMap<u32, u64>, String
             let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
                 continue;
             };
-            // A thread may end between the listing and the read.
-            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            // A thread may end between the listing and the reads.
+            let (Ok(status), Ok(schedstat)) = (
+                std::fs::read_to_string(task.path().join("status")),
+                std::fs::read_to_string(task.path().join("schedstat")),
+            ) else {
                 continue;
             };
-            let n = status
+            let ctx_switches = status
                 .lines()
                 .filter(|l| l.contains("ctxt_switches:"))
                 .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
                 .sum::<u64>();
-            by_thread.insert(tid, n);
+            // schedstat: time on the CPU (ns), time waiting, time slices.
+            let cpu_ns = schedstat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            by_thread.insert(
+                tid,
+                ThreadUse {
+                    cpu_ns,
+                    ctx_switches,
+                },
+            );
         }
     }
     Ok(by_thread)
@@ -123,23 +147,23 @@ pub fn ctx_switches_by_thread(pids: &[u32]) -> Result<BTreeMap<u32, u64>, String
 
 /// The context switches of every thread of `pids` so far.
 pub fn ctx_switches(pids: &[u32]) -> Result<u64, String> {
-    Ok(ctx_switches_by_thread(pids)?.values().sum())
+    Ok(threads(pids)?.values().map(|t| t.ctx_switches).sum())
 }
 
-/// Context switches over a window, from readings of every thread taken
-/// often enough that a thread ending within it (a thread-per-connection
-/// server's, when its connection closes) loses only what it did since its
-/// last reading.
+/// CPU time and context switches over a window, from readings of every
+/// thread taken often enough that a thread ending within it (a
+/// thread-per-connection server's, when its connection closes) loses
+/// only what it did since its last reading.
 #[derive(Clone, Debug, Default)]
-pub struct CtxWindow {
-    first: BTreeMap<u32, u64>,
-    last: BTreeMap<u32, u64>,
+pub struct ThreadWindow {
+    first: BTreeMap<u32, ThreadUse>,
+    last: BTreeMap<u32, ThreadUse>,
 }
 
-impl CtxWindow {
-    pub fn start(pids: &[u32]) -> Result<CtxWindow, String> {
-        let first = ctx_switches_by_thread(pids)?;
-        Ok(CtxWindow {
+impl ThreadWindow {
+    pub fn start(pids: &[u32]) -> Result<ThreadWindow, String> {
+        let first = threads(pids)?;
+        Ok(ThreadWindow {
             last: first.clone(),
             first,
         })
@@ -147,16 +171,19 @@ impl CtxWindow {
 
     /// Another reading: threads seen again are updated, new ones added.
     pub fn read(&mut self, pids: &[u32]) -> Result<(), String> {
-        self.last.extend(ctx_switches_by_thread(pids)?);
+        self.last.extend(threads(pids)?);
         Ok(())
     }
 
-    /// The switches between the first reading and each thread's last.
-    pub fn total(&self) -> u64 {
-        self.last
-            .iter()
-            .map(|(tid, n)| n.saturating_sub(self.first.get(tid).copied().unwrap_or(0)))
-            .sum()
+    /// What the threads did between the first reading and each one's last.
+    pub fn total(&self) -> ThreadUse {
+        let mut total = ThreadUse::default();
+        for (tid, last) in &self.last {
+            let first = self.first.get(tid).copied().unwrap_or_default();
+            total.cpu_ns += last.cpu_ns.saturating_sub(first.cpu_ns);
+            total.ctx_switches += last.ctx_switches.saturating_sub(first.ctx_switches);
+        }
+        total
     }
 }
 
@@ -409,15 +436,22 @@ mod tests {
     }
 
     /// A thread that ends within the window keeps what it was last seen
-    /// to have done.
+    /// to have done: its sleeps' switches and its CPU time.
     #[test]
     fn a_window_keeps_the_switches_of_threads_that_ended() {
         let me = [std::process::id()];
-        let mut window = CtxWindow::start(&me).unwrap();
+        let mut window = ThreadWindow::start(&me).unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let worker = std::thread::spawn(move || {
             for _ in 0..50 {
                 std::thread::sleep(Duration::from_millis(1));
+            }
+            // 20 ms of CPU on this thread's own clock.
+            let cpu = || rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+            let ns = |t: rustix::time::Timespec| t.tv_sec * 1_000_000_000 + t.tv_nsec;
+            let started = ns(cpu());
+            while ns(cpu()) - started < 20_000_000 {
+                std::hint::black_box(0u64);
             }
             rx.recv().unwrap();
         });
@@ -426,6 +460,8 @@ mod tests {
         tx.send(()).unwrap();
         worker.join().unwrap();
         window.read(&me).unwrap();
-        assert!(window.total() >= 50, "{}", window.total());
+        let total = window.total();
+        assert!(total.ctx_switches >= 50, "{total:?}");
+        assert!(total.cpu_ns >= 20_000_000, "{total:?}");
     }
 }

@@ -89,6 +89,31 @@ impl Machine {
         }
     }
 
+    /// This machine, for `ab`: with its wake-up latency between the two
+    /// pinned CPUs and its pinning.
+    pub fn of_ab(pin_server: Option<&str>, pin_client: Option<&str>) -> Machine {
+        Machine {
+            date: crate::wall_clock::utc_now(),
+            pinning: format!(
+                "servers on CPUs {}, load on CPUs {}",
+                pin_server.unwrap_or("any"),
+                pin_client.unwrap_or("any")
+            ),
+            wake_up: wake_up(pin_server, pin_client),
+            client: "builtin".into(),
+            ..Machine::here()
+        }
+    }
+
+    /// One line on what the machine adds: its hypervisor, cpuidle driver
+    /// and wake-up latency.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}; cpuidle {}; wake-up {}",
+            self.virtualization, self.cpuidle, self.wake_up
+        )
+    }
+
     /// The median one-way wake-up latency, µs, if it was timed.
     pub fn wake_up_median_us(&self) -> Option<f64> {
         let rest = self.wake_up.strip_prefix("median ")?;

@@ -1,19 +1,22 @@
-//! What a server did over the measured part of a run: its CPU time, read
-//! from /proc at the end of the load's warm-up and after the load (the
-//! connections' ends included); its context switches, read per thread
-//! every 10 ms from the end of the warm-up to the end of the measured time
-//! (a thread's count ends with it, and a thread-per-connection server's
-//! threads end with their connections); and in a counting run its system calls
-//! (perf, enabled at the end of the warm-up, disabled after the load:
-//! perf keeps an ended thread's counts).
+//! What a server did over the measured part of a run: its CPU time and
+//! context switches, read per thread (/proc/PID/task/*/schedstat and
+//! status) every 10 ms from the end of the load's warm-up to the end of
+//! its measured time (a thread's counts end with it, and a
+//! thread-per-connection server's threads end with their connections);
+//! and in a counting run its system calls (perf, enabled at the end of the
+//! warm-up, disabled after the load: perf keeps an ended thread's counts).
+//!
+//! The CPU time is the scheduler's, in ns: /proc/PID/stat's is in 10 ms
+//! ticks, ±1 tick at each end, which is ±5% of a 0.2 s run of a busy
+//! server (the spread of the log ratio of two alike 0.2 s runs was 0.069;
+//! `ab` runs many short pairs, docs/bench.md).
 
 use std::time::{Duration, Instant};
 
-use super::counts::{CtxWindow, Perf, Syscalls};
-use super::system;
+use super::counts::{Perf, Syscalls, ThreadWindow};
 
-/// How often the threads' context switches are read in the window.
-const CTX_READING: Duration = Duration::from_millis(10);
+/// How often the threads are read in the window.
+const READING: Duration = Duration::from_millis(10);
 
 /// The server over the measured window.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,7 +38,6 @@ pub fn around<T>(
     count_syscalls: bool,
     load: impl FnOnce() -> T,
 ) -> (T, Result<Metered, String>) {
-    let ticks = system::clock_ticks();
     let perf = match count_syscalls {
         true => match Perf::attach(pids) {
             Ok(p) => Some(p),
@@ -51,25 +53,23 @@ pub fn around<T>(
             if let Some(p) = perf.as_mut() {
                 p.enable()?;
             }
-            let cpu = system::cpu_of(pids, ticks)?;
-            let mut ctx = CtxWindow::start(pids)?;
+            let mut window = ThreadWindow::start(pids)?;
             let end = warm_up + measured;
             while started.elapsed() < end {
-                std::thread::sleep(CTX_READING.min(end.saturating_sub(started.elapsed())));
-                ctx.read(pids)?;
+                std::thread::sleep(READING.min(end.saturating_sub(started.elapsed())));
+                window.read(pids)?;
             }
-            Ok::<_, String>((cpu, ctx.total(), perf))
+            Ok::<_, String>((window.total(), perf))
         });
         let out = load();
         (out, before.join().expect("the meter does not panic"))
     });
     let metered = (|| {
-        let (cpu0, ctx_switches, perf) = before?;
-        let cpu1 = system::cpu_of(pids, ticks)?;
+        let (used, perf) = before?;
         let syscalls = perf.map(Perf::finish).transpose()?;
         Ok(Metered {
-            cpu_s: cpu1 - cpu0,
-            ctx_switches,
+            cpu_s: used.cpu_ns as f64 / 1e9,
+            ctx_switches: used.ctx_switches,
             syscalls,
         })
     })();
