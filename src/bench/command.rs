@@ -22,8 +22,8 @@ use crate::tls::TlsProvider;
 ///
 /// With no arguments: every dispatch with mini and TLS none/rustls, at
 /// 1 and 5 clients and pipeline depths 1, 10 and 100, each run 0.5 s of
-/// warm-up then 1 s measured, 3 repeats (about 4 minutes on a 2-core
-/// machine); servers on one CPU and the load on another. A setup that is
+/// warm-up then 1 s measured, 3 repeats or more (see --precision), then
+/// a counting run per cell (6 to 10 minutes on a 2-core machine); servers on one CPU and the load on another. A setup that is
 /// not built is skipped with a note. A cell whose server cannot serve
 /// every client (single with 5 clients) is recorded as it is, with
 /// failures.
@@ -103,7 +103,7 @@ pub struct Args {
     /// and the CPU's clock settle first).
     #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = values::secs_or_zero)]
     pub warm_up: Duration,
-    /// Runs per cell, interleaved across cells.
+    /// Runs per cell at least, interleaved across cells (see --precision).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub repeat: u64,
     /// Run a cell again while the 95% interval of its req/s or of its CPU

@@ -204,7 +204,8 @@ pub fn run(
     };
     let pace = || config.pace.as_ref().map(pace::Pace::measure);
     let mut pace_before = pace();
-    let mut planned = cells.len() * config.repeat + cells.len() * config.count_syscalls as usize;
+    let counted = cells.iter().filter(|c| !c.traced).count();
+    let mut planned = cells.len() * config.repeat + counted * config.count_syscalls as usize;
     let mut pass =
         |todo: &[Cell], rep: usize, counting: bool, results: &mut Results, planned: usize| {
             for &cell in todo {
@@ -257,7 +258,9 @@ pub fn run(
         pass(&unsettled, rep, false, &mut results, planned)?;
     }
     if config.count_syscalls {
-        pass(&cells, 0, true, &mut results, planned)?;
+        // A traced cell's counts would be the tracer's too.
+        let untraced: Vec<Cell> = cells.iter().copied().filter(|c| !c.traced).collect();
+        pass(&untraced, 0, true, &mut results, planned)?;
     }
     Ok(results)
 }
