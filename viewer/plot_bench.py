@@ -147,7 +147,7 @@ def plot_threads(rows, out, title=None):
             ax.set_ylim(bottom=0)
             ax.set_title(where, fontsize=10)
             ax.grid(alpha=0.3)
-    save(fig, handles, "median;\nhollow: spread > 1.2×;\nred ring: failures", title, out)
+    save(fig, handles, "median;\nhollow: not to be trusted;\nred ring: failures", title, out)
     return lines
 
 
@@ -218,7 +218,7 @@ def plot(rows, out, latency=False, title=None, log=False):
         ax.set_title(f"{clients} client{'s' if clients != 1 else ''}, {'TLS' if tls else 'h2c'}",
                      fontsize=10)
         ax.grid(alpha=0.3)
-    save(fig, handles, "median, min–max bars;\nhollow: spread > 1.2×;\nred ring: failures",
+    save(fig, handles, "median, min–max bars;\nhollow: not to be trusted;\nred ring: failures",
          title, out)
     return lines
 
