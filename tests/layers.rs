@@ -135,6 +135,7 @@ fn only_the_commands_take_the_command_plumbing() {
         "bench/command.rs",
         "bench/report.rs",
         "bench/ab.rs",
+        "bench/diff.rs",
         "trace/command.rs",
     ];
     let src = root().join("src");

@@ -254,7 +254,10 @@ pub fn run(args: Args) -> CmdResult {
         for (side, (exe, serve_args)) in sides.iter().enumerate() {
             match measure(&args, exe, serve_args, pin_server.as_deref(), side, true) {
                 Ok((_, c)) => counted[side] = Some(c),
-                Err(_) if system::interrupted() => break,
+                Err(_) if system::interrupted() => {
+                    counts_missing.get_or_insert("interrupted during the counting runs".into());
+                    break;
+                }
                 Err(CmdError::Failed(e)) => {
                     counts_missing.get_or_insert(e.to_string());
                 }

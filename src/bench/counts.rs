@@ -223,7 +223,8 @@ pub struct Perf {
 
 impl Drop for Perf {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // Its group, and forgotten by the interrupt handler.
+        system::kill_group(self.child.id());
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -316,7 +317,6 @@ impl Perf {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        system::kill_group(self.child.id());
         let out = std::fs::read_to_string(self.dir.join("out"))
             .map_err(|e| format!("perf stat's output: {e}"))?;
         let counts = parse(&out);

@@ -378,18 +378,13 @@ mod tests {
     }
 
     fn median(target: Target, rps: f64) -> Median {
+        let example = Median::example();
         Median {
             cell: Cell {
                 target,
-                clients: 1,
                 pipeline: 10,
-                threads: 0,
-                traced: false,
-                work: crate::engine::Work::None,
-                body: crate::engine::Body::default(),
-                offload: 0,
+                ..example.cell
             },
-            runs: 3,
             req_per_s: rps,
             req_per_s_min: rps,
             req_per_s_max: rps,
@@ -398,18 +393,9 @@ mod tests {
             cpu_us_per_req: 1.5,
             cpu_us_per_req_min: 1.4,
             cpu_us_per_req_max: 1.6,
-            req_per_s_cv: 0.0,
             cpu_cv: 0.05,
             succeeded: 100,
-            failed: 0,
-            connection_errors: 0,
-            goodput_mib_per_s: 0.0,
-            trace: None,
-            pace_ns: None,
-            req_per_s_ci: None,
-            cpu_ci: None,
-            settled: None,
-            counts: Default::default(),
+            ..example
         }
     }
 
