@@ -145,11 +145,6 @@ pub fn threads(pids: &[u32]) -> Result<BTreeMap<u32, ThreadUse>, String> {
     Ok(by_thread)
 }
 
-/// The context switches of every thread of `pids` so far.
-pub fn ctx_switches(pids: &[u32]) -> Result<u64, String> {
-    Ok(threads(pids)?.values().map(|t| t.ctx_switches).sum())
-}
-
 /// CPU time and context switches over a window, from readings of every
 /// thread taken often enough that a thread ending within it (a
 /// thread-per-connection server's, when its connection closes) loses
@@ -427,12 +422,13 @@ mod tests {
     #[test]
     fn context_switches_grow_with_sleeps() {
         let me = [std::process::id()];
-        let before = ctx_switches(&me).unwrap();
+        let switches = || -> u64 { threads(&me).unwrap().values().map(|t| t.ctx_switches).sum() };
+        let before = switches();
         for _ in 0..20 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(ctx_switches(&me).unwrap() >= before + 20);
-        assert!(ctx_switches(&[u32::MAX]).is_err());
+        assert!(switches() >= before + 20);
+        assert!(threads(&[u32::MAX]).is_err());
     }
 
     /// A thread that ends within the window keeps what it was last seen

@@ -45,8 +45,8 @@ pub fn around<T>(
         },
         false => None,
     };
-    let (out, before) = std::thread::scope(|s| {
-        let before = s.spawn(|| {
+    let (out, window) = std::thread::scope(|s| {
+        let window = s.spawn(|| {
             let started = Instant::now();
             std::thread::sleep(warm_up);
             let mut perf = perf;
@@ -62,10 +62,10 @@ pub fn around<T>(
             Ok::<_, String>((window.total(), perf))
         });
         let out = load();
-        (out, before.join().expect("the meter does not panic"))
+        (out, window.join().expect("the meter does not panic"))
     });
     let metered = (|| {
-        let (used, perf) = before?;
+        let (used, perf) = window?;
         let syscalls = perf.map(Perf::finish).transpose()?;
         Ok(Metered {
             cpu_s: used.cpu_ns as f64 / 1e9,
