@@ -170,11 +170,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> CmdResult {
     let config = config(&args)?;
-    let files: Vec<(&PathBuf, &dyn Exporter)> =
-        [(&args.out, &Csv as &dyn Exporter), (&args.json, &Json)]
-            .into_iter()
-            .filter_map(|(path, exporter)| path.as_ref().map(|p| (p, exporter)))
-            .collect();
+    type Output = dyn Exporter<Results, Error = super::export::ExportError>;
+    let files: Vec<(&PathBuf, &Output)> = [(&args.out, &Csv as &Output), (&args.json, &Json)]
+        .into_iter()
+        .filter_map(|(path, exporter)| path.as_ref().map(|p| (p, exporter)))
+        .collect();
     // Every output is writable before the first run, not after the last.
     let none = Results {
         client: config.client,

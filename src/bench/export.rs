@@ -1,6 +1,6 @@
-//! The bench's outputs behind one trait, as hyperfine's `export` module has
-//! them: the table printed at the end, the CSV (`--out`), the JSON
-//! (`--json`) and the markdown of `h2lab report`, all from one [`Results`].
+//! The bench's outputs, each an [`Exporter`] of one [`Results`]: the table
+//! printed at the end, the CSV (`--out`), the JSON (`--json`) and the
+//! markdown of `h2lab report`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,10 +20,7 @@ pub enum ExportError {
     NoBaseline(String, String),
 }
 
-pub trait Exporter {
-    /// The whole output for `results`.
-    fn export(&self, results: &Results) -> Result<String, ExportError>;
-}
+pub use crate::export::Exporter;
 
 /// The table printed at the end of a bench: one line per cell.
 pub struct Table;
@@ -52,7 +49,9 @@ fn opt(v: Option<u64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
 }
 
-impl Exporter for Table {
+impl Exporter<Results> for Table {
+    type Error = ExportError;
+
     fn export(&self, results: &Results) -> Result<String, ExportError> {
         // The setup column as wide as its longest cell (`--threads` and
         // `--work` lengthen them), 22 at least.
@@ -233,7 +232,9 @@ fn trace_costs(medians: &[Median]) -> String {
     out
 }
 
-impl Exporter for Csv {
+impl Exporter<Results> for Csv {
+    type Error = ExportError;
+
     fn export(&self, results: &Results) -> Result<String, ExportError> {
         let block = results
             .machine
@@ -244,7 +245,9 @@ impl Exporter for Csv {
     }
 }
 
-impl Exporter for Json {
+impl Exporter<Results> for Json {
+    type Error = ExportError;
+
     fn export(&self, results: &Results) -> Result<String, ExportError> {
         Ok(serde_json::to_string_pretty(results)?)
     }
@@ -276,7 +279,9 @@ impl Markdown<'_> {
     }
 }
 
-impl Exporter for Markdown<'_> {
+impl Exporter<Results> for Markdown<'_> {
+    type Error = ExportError;
+
     fn export(&self, results: &Results) -> Result<String, ExportError> {
         let base = self.baseline(&results.medians)?;
         type Group = (crate::engine::Body, usize, usize, bool);
