@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 #![forbid(unused_must_use)]
 
+pub mod analyze;
 pub mod app;
 pub mod bench;
 pub mod buffers;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod compare;
 pub mod csv_file;
 pub mod engine;
+pub mod export;
 pub mod frame;
 pub mod identity;
 pub mod load;

@@ -131,6 +131,7 @@ fn only_the_commands_take_the_command_plumbing() {
         "serve.rs",
         "certs.rs",
         "compare.rs",
+        "analyze/command.rs",
         "load/command.rs",
         "bench/command.rs",
         "bench/report.rs",

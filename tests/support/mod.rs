@@ -670,8 +670,15 @@ pub fn trace_processor() -> PathBuf {
 /// Runs one SQL query on `trace`; returns the result's rows as strings,
 /// header first.
 pub fn trace_query(trace: &Path, sql: &str) -> Vec<Vec<String>> {
+    trace_query_with(&[], trace, sql)
+}
+
+/// [`trace_query`] with more of the trace processor's flags first (such
+/// as `--add-sql-package DIR`).
+pub fn trace_query_with(flags: &[&std::ffi::OsStr], trace: &Path, sql: &str) -> Vec<Vec<String>> {
     let out = run(Command::new(trace_processor())
         .arg("query")
+        .args(flags)
         .arg(trace)
         .arg(sql));
     let stdout = String::from_utf8_lossy(&out.stdout);

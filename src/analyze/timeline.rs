@@ -1,0 +1,232 @@
+//! One client's track, as the trace holds it: its slices (actions and
+//! connection events), cut into segments that each belong to the
+//! innermost slice running then, its socket writes, and its requests, each
+//! from the `HEADERS` that opened it to the end of the `write_socket` that
+//! carried its answer.
+//!
+//! The rules are the trace's own (docs/tracing.md): a request's answer is
+//! the frame out that ends its stream, and the write that carried it is
+//! the client's first `write_socket` that ends at or after that frame
+//! (frames are stamped inside the slice that made them: the `engine`, the
+//! `encrypt` that saw them, or, for h2c under the `h2` engine, the write
+//! itself). The JSON trace's flow arrows follow the same rule.
+
+use crate::trace::{CsvRow, Kind};
+
+/// A slice of the client's track: `[start, end)` in trace ns.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Slice {
+    pub start: u64,
+    pub end: u64,
+    /// An index into the analysis's names.
+    pub name: usize,
+}
+
+/// A stretch of the track during which one slice was the innermost one
+/// running: the partition of the track's busy time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Segment {
+    pub start: u64,
+    pub end: u64,
+    /// An index into the slices.
+    pub slice: usize,
+}
+
+/// One request, answered and written.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Request {
+    pub stream: u32,
+    /// Its `HEADERS` in.
+    pub start: u64,
+    /// The frame out that ended its stream.
+    pub answered: u64,
+    /// The end of the write that carried it.
+    pub end: u64,
+}
+
+/// What one client's track holds.
+#[derive(Debug, Default)]
+pub struct Track {
+    pub slices: Vec<Slice>,
+    pub segments: Vec<Segment>,
+    pub requests: Vec<Request>,
+    /// Requests whose stream was never ended (the trace stopped first).
+    pub unanswered: u64,
+    /// Answers no write carried within the trace.
+    pub unwritten: u64,
+}
+
+/// Whether a frame row ends its stream (DATA or HEADERS with END_STREAM).
+fn ends_stream(r: &CsvRow) -> bool {
+    (r.name == "DATA" || r.name == "HEADERS") && r.state.split('|').any(|f| f == "END_STREAM")
+}
+
+impl Track {
+    /// The track of one client from its rows (any order); `name_of` gives
+    /// an action's name its index, `write` is the index of `write_socket`.
+    pub fn build(rows: &[&CsvRow], mut name_of: impl FnMut(&str) -> usize, write: usize) -> Track {
+        let mut track = Track::default();
+        let mut frames: Vec<&CsvRow> = Vec::new();
+        for r in rows {
+            match r.kind {
+                Kind::Action | Kind::Conn => track.slices.push(Slice {
+                    start: r.ts_ns,
+                    end: r.ts_ns + r.dur_ns,
+                    name: name_of(&r.name),
+                }),
+                Kind::FrameIn | Kind::FrameOut => frames.push(r),
+                Kind::Loop => {}
+            }
+        }
+        // Outer slices first where two start together.
+        track
+            .slices
+            .sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+        track.segments = segments(&track.slices);
+        let writes: Vec<&Slice> = track.slices.iter().filter(|s| s.name == write).collect();
+        // Frames in time order; frames of one instant keep the log's order.
+        frames.sort_by_key(|r| r.ts_ns);
+        let mut open = std::collections::HashMap::new();
+        for f in frames {
+            let stream = f.stream.unwrap_or(0);
+            match f.kind {
+                Kind::FrameIn if f.name == "HEADERS" && stream != 0 => {
+                    open.entry(stream).or_insert(f.ts_ns);
+                }
+                Kind::FrameOut if ends_stream(f) => {
+                    let Some(start) = open.remove(&stream) else {
+                        continue;
+                    };
+                    let answered = f.ts_ns;
+                    let i = writes.partition_point(|w| w.end < answered);
+                    match writes.get(i) {
+                        Some(w) => track.requests.push(Request {
+                            stream,
+                            start,
+                            answered,
+                            end: w.end,
+                        }),
+                        None => track.unwritten += 1,
+                    }
+                }
+                _ => {}
+            }
+        }
+        track.unanswered = open.len() as u64;
+        track
+    }
+
+    /// Time in `[from, to)` by the slice that was innermost, added into
+    /// `into` by the slice's name; returns the time no slice ran.
+    pub fn spent(&self, from: u64, to: u64, into: &mut [u64]) -> u64 {
+        let mut busy = 0;
+        let first = self.segments.partition_point(|s| s.end <= from);
+        for s in self.segments[first..].iter().take_while(|s| s.start < to) {
+            let overlap = s.end.min(to).saturating_sub(s.start.max(from));
+            into[self.slices[s.slice].name] += overlap;
+            busy += overlap;
+        }
+        to.saturating_sub(from) - busy
+    }
+}
+
+/// Cuts slices (sorted by start) into segments, each owned by the
+/// innermost slice running then: the one that started last (of two that
+/// started together, the one that ends first). Properly nested slices (an
+/// `engine` around its `work`, the `h2` engine around its reads and
+/// writes) give each slice its self time; slices that overlap without
+/// nesting (work offloaded to another thread) give the later one the
+/// overlap. No instant is counted twice.
+pub fn segments(slices: &[Slice]) -> Vec<Segment> {
+    let mut bounds: Vec<(u64, bool, usize)> = Vec::with_capacity(slices.len() * 2);
+    for (i, s) in slices.iter().enumerate().filter(|(_, s)| s.end > s.start) {
+        bounds.push((s.start, true, i));
+        bounds.push((s.end, false, i));
+    }
+    bounds.sort_unstable_by_key(|b| b.0);
+    let mut out: Vec<Segment> = Vec::new();
+    let mut active: Vec<usize> = Vec::new();
+    let mut at = 0;
+    for (ts, opens, i) in bounds {
+        if ts > at {
+            let inner = active.iter().copied().max_by(|&a, &b| {
+                let (a, b) = (&slices[a], &slices[b]);
+                a.start.cmp(&b.start).then(b.end.cmp(&a.end))
+            });
+            if let Some(slice) = inner {
+                match out.last_mut() {
+                    Some(last) if last.slice == slice && last.end == at => last.end = ts,
+                    _ => out.push(Segment {
+                        start: at,
+                        end: ts,
+                        slice,
+                    }),
+                }
+            }
+            at = ts;
+        }
+        if opens {
+            active.push(i);
+        } else if let Some(k) = active.iter().position(|&a| a == i) {
+            active.swap_remove(k);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(start: u64, end: u64, name: usize) -> Slice {
+        Slice { start, end, name }
+    }
+
+    fn self_times(slices: &[Slice]) -> Vec<u64> {
+        let mut times = vec![0; slices.len()];
+        for s in segments(slices) {
+            times[s.slice] += s.end - s.start;
+        }
+        times
+    }
+
+    #[test]
+    fn nested_slices_get_their_self_time() {
+        // An engine (0–100) around a read (10–20) and a work (30–80) with
+        // a write inside the work (40–50); then a lone write.
+        let slices = [
+            slice(0, 100, 0),
+            slice(10, 20, 1),
+            slice(30, 80, 2),
+            slice(40, 50, 3),
+            slice(120, 130, 3),
+        ];
+        assert_eq!(self_times(&slices), vec![40, 10, 40, 10, 10]);
+        let total: u64 = self_times(&slices).iter().sum();
+        assert_eq!(total, 110);
+    }
+
+    #[test]
+    fn overlapping_slices_count_each_instant_once() {
+        // 0–50 and 30–80 overlap without nesting: the later owns 30–80.
+        let slices = [slice(0, 50, 0), slice(30, 80, 1), slice(60, 60, 2)];
+        assert_eq!(self_times(&slices), vec![30, 50, 0]);
+    }
+
+    #[test]
+    fn time_spent_in_a_window_is_split_by_name_and_the_rest_is_waiting() {
+        let track = Track {
+            slices: vec![slice(0, 100, 0), slice(10, 20, 1), slice(150, 200, 1)],
+            ..Track::default()
+        };
+        let track = Track {
+            segments: segments(&track.slices),
+            ..track
+        };
+        let mut by_name = [0; 2];
+        let waited = track.spent(15, 160, &mut by_name);
+        assert_eq!(by_name, [80, 15]);
+        assert_eq!(waited, 50);
+        assert_eq!(waited + by_name.iter().sum::<u64>(), 160 - 15);
+    }
+}
