@@ -177,6 +177,13 @@ fn check(name: &str, setup: &[&str]) {
         seen += 1;
     }
     assert_eq!(seen, REQUESTS as usize * components.len(), "{name}");
+    // The write each request names is the one that ends it.
+    let wrong = sql(
+        &prefix,
+        "select count(*) as n from h2lab_request r join slice s on s.id = r.write_id \
+         where s.name != 'write_socket' or s.ts + s.dur != r.end_ts",
+    );
+    assert_eq!(wrong[0]["n"], "0", "{name}");
 
     // ... and in sum: latency, components, actions, the loop, the clients.
     let l = &sql(&prefix, "select * from h2lab_latency")[0];

@@ -20,14 +20,18 @@ CREATE PERFETTO TABLE h2lab_action_own(
   -- Octets it moved.
   bytes LONG
 ) AS
-WITH children AS (
-  SELECT parent_id, SUM(dur) AS ns FROM h2lab_slice
-  WHERE category IN ('action', 'conn') AND parent_id IS NOT NULL
-  GROUP BY parent_id
+WITH pieces AS (
+  SELECT id, dur, dur AS ns FROM h2lab_slice
+  WHERE category IN ('action', 'conn') AND client != 0
+  UNION ALL
+  SELECT p.id, 0, -c.dur FROM h2lab_slice c JOIN slice p ON p.id = c.parent_id
+  WHERE c.category IN ('action', 'conn') AND p.category IN ('action', 'conn')
+), own AS (
+  SELECT id, SUM(ns) AS own_ns FROM pieces GROUP BY id
 )
-SELECT s.id, s.name, s.dur, s.dur - COALESCE(c.ns, 0) AS own_ns, s.bytes
-FROM h2lab_slice s LEFT JOIN children c ON c.parent_id = s.id
-WHERE s.category IN ('action', 'conn') AND s.client != 0;
+SELECT o.id, s.name, s.dur, o.own_ns,
+  COALESCE(EXTRACT_ARG(s.arg_set_id, 'args.bytes'), 0) AS bytes
+FROM own o JOIN slice s ON s.id = o.id;
 
 -- The serving threads' busy time, ns, and what it was taken from.
 CREATE PERFETTO TABLE h2lab_busy(

@@ -7,6 +7,7 @@
 -- same rules as `h2lab analyze` (docs/analyze.md).
 
 INCLUDE PERFETTO MODULE h2lab.slices;
+INCLUDE PERFETTO MODULE intervals.intersect;
 
 -- One row per request answered and written within the trace.
 CREATE PERFETTO TABLE h2lab_request(
@@ -27,62 +28,86 @@ CREATE PERFETTO TABLE h2lab_request(
   -- end_ts - start_ts, ns.
   latency LONG
 ) AS
-WITH opened AS (
-  SELECT client, stream, MIN(ts) AS start_ts
+WITH streams AS (
+  -- A stream is never reused on a connection: its first HEADERS in
+  -- opened it, the first frame out that ended it answered it.
+  SELECT client, stream,
+    MIN(IIF(category = 'frame-in' AND name = 'HEADERS in', ts, NULL)) AS start_ts,
+    MIN(IIF(category = 'frame-out' AND name IN ('DATA out', 'HEADERS out')
+            AND flags GLOB '*END_STREAM*', ts, NULL)) AS answered_ts
   FROM h2lab_slice
-  WHERE category = 'frame-in' AND name = 'HEADERS in' AND stream != 0
+  WHERE category IN ('frame-in', 'frame-out') AND stream != 0
   GROUP BY client, stream
-), answered AS (
-  SELECT o.client, o.stream, o.start_ts, (
-    SELECT MIN(s.ts) FROM h2lab_slice s
-    WHERE s.client = o.client AND s.stream = o.stream AND s.category = 'frame-out'
-      AND s.name IN ('DATA out', 'HEADERS out') AND s.flags GLOB '*END_STREAM*'
-      AND s.ts >= o.start_ts
-  ) AS answered_ts
-  FROM opened o
-), written AS (
-  SELECT a.*, (
-    SELECT x.id FROM h2lab_slice x
-    WHERE x.client = a.client AND x.name = 'write_socket' AND x.end_ts >= a.answered_ts
-    ORDER BY x.end_ts LIMIT 1
-  ) AS write_id
-  FROM answered a
-  WHERE a.answered_ts IS NOT NULL
+), events AS (
+  -- Answers and writes of each client in one order: at equal times, the
+  -- answer first (a write that ends as the answer is made carries it).
+  SELECT client, answered_ts AS at, 0 AS is_write, stream, start_ts, answered_ts,
+    NULL AS write_end, NULL AS write_id
+  FROM streams
+  WHERE start_ts IS NOT NULL AND answered_ts >= start_ts
+  UNION ALL
+  SELECT client, end_ts, 1, NULL, NULL, NULL, end_ts, id
+  FROM h2lab_slice
+  WHERE category = 'action' AND name = 'write_socket' AND client != 0
+), carried AS (
+  -- A client's writes are one after another: the first write at or
+  -- after an answer has the least end (and id) of those after it.
+  SELECT client, is_write, stream, start_ts, answered_ts,
+    MIN(write_end) OVER later AS end_ts,
+    MIN(write_id) OVER later AS write_id
+  FROM events
+  -- (Walked backwards, the frame only grows: SQLite then computes MIN
+  -- as it goes, where a frame that shrinks from the front costs n².)
+  WINDOW later AS (PARTITION BY client ORDER BY at DESC, is_write DESC
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
 SELECT
-  ROW_NUMBER() OVER (ORDER BY w.client, w.start_ts, w.stream) AS id,
-  w.client,
-  w.stream,
-  w.start_ts,
-  w.answered_ts,
-  w.write_id,
-  s.end_ts,
-  s.end_ts - w.start_ts AS latency
-FROM written w
-JOIN h2lab_slice s ON s.id = w.write_id;
+  ROW_NUMBER() OVER (ORDER BY client, start_ts, stream) AS id,
+  client,
+  stream,
+  start_ts,
+  answered_ts,
+  write_id,
+  end_ts,
+  end_ts - start_ts AS latency
+FROM carried
+WHERE is_write = 0 AND end_ts IS NOT NULL;
 
--- Each request's two stretches: before its answer and after.
+-- Each request's two stretches: before its answer and after (id: the
+-- request's times 2, plus 1 for after).
 CREATE PERFETTO TABLE _h2lab_stretch AS
-SELECT id AS request_id, client, start_ts AS from_ts, answered_ts AS to_ts, 0 AS after
-FROM h2lab_request
-UNION ALL
-SELECT id, client, answered_ts, end_ts, 1
-FROM h2lab_request;
+SELECT *
+FROM (
+  SELECT id * 2 AS id, id AS request_id, client, start_ts AS ts,
+    answered_ts - start_ts AS dur, 0 AS after
+  FROM h2lab_request
+  UNION ALL
+  SELECT id * 2 + 1, id, client, answered_ts, end_ts - answered_ts, 1
+  FROM h2lab_request
+)
+ORDER BY ts;
+
+-- The clients' actions, as intervals.
+CREATE PERFETTO TABLE _h2lab_action_interval AS
+SELECT id, ts, dur, client
+FROM h2lab_slice
+WHERE category IN ('action', 'conn') AND dur > 0 AND client != 0
+ORDER BY ts;
 
 -- Time of each stretch inside its client's actions, by component: each
 -- action's overlap with the stretch, less its child actions' overlap.
 CREATE PERFETTO TABLE _h2lab_stretch_busy AS
 WITH overlaps AS (
-  SELECT w.request_id, w.after, s.name, s.parent_id,
-    MIN(s.end_ts, w.to_ts) - MAX(s.ts, w.from_ts) AS ns
-  FROM _h2lab_stretch w
-  JOIN h2lab_slice s ON s.client = w.client
-  WHERE s.category IN ('action', 'conn') AND s.ts < w.to_ts AND s.end_ts > w.from_ts
+  SELECT i.id_0 / 2 AS request_id, i.id_0 % 2 AS after, i.id_1 AS slice_id, i.dur AS ns
+  FROM _interval_intersect!((_h2lab_stretch, _h2lab_action_interval), (client)) i
 ), own AS (
-  SELECT request_id, after, h2lab_component(name) AS component, ns FROM overlaps
+  SELECT o.request_id, o.after, h2lab_component(s.name) AS component, o.ns
+  FROM overlaps o JOIN slice s ON s.id = o.slice_id
   UNION ALL
   SELECT o.request_id, o.after, h2lab_component(p.name), -o.ns
-  FROM overlaps o JOIN h2lab_slice p ON p.id = o.parent_id
+  FROM overlaps o
+  JOIN slice s ON s.id = o.slice_id
+  JOIN slice p ON p.id = s.parent_id
   WHERE p.category IN ('action', 'conn')
 )
 SELECT request_id, after, component, SUM(ns) AS ns
@@ -110,19 +135,19 @@ CREATE PERFETTO TABLE h2lab_request_component(
   -- Time, ns.
   dur LONG
 ) AS
-WITH busy AS (
-  SELECT request_id, component, SUM(ns) AS ns FROM _h2lab_stretch_busy GROUP BY 1, 2
-), inside AS (
-  SELECT request_id, after, SUM(ns) AS ns FROM _h2lab_stretch_busy GROUP BY 1, 2
+WITH pieces AS (
+  SELECT request_id, component, ns FROM _h2lab_stretch_busy
+  UNION ALL
+  -- Waiting: a stretch's time less its time inside actions.
+  SELECT request_id, IIF(after = 0, 'queued', 'wait_for_write'), dur FROM _h2lab_stretch
+  UNION ALL
+  SELECT request_id, IIF(after = 0, 'queued', 'wait_for_write'), -ns FROM _h2lab_stretch_busy
+  UNION ALL
+  SELECT r.id, c.component, 0 FROM h2lab_request r, h2lab_component_name c
 )
-SELECT r.id AS request_id, c.component, CASE c.component
-    WHEN 'queued' THEN (r.answered_ts - r.start_ts)
-      - COALESCE((SELECT ns FROM inside i WHERE i.request_id = r.id AND i.after = 0), 0)
-    WHEN 'wait_for_write' THEN (r.end_ts - r.answered_ts)
-      - COALESCE((SELECT ns FROM inside i WHERE i.request_id = r.id AND i.after = 1), 0)
-    ELSE COALESCE((SELECT ns FROM busy b WHERE b.request_id = r.id AND b.component = c.component), 0)
-  END AS dur
-FROM h2lab_request r, h2lab_component_name c;
+SELECT request_id, component, SUM(ns) AS dur
+FROM pieces
+GROUP BY request_id, component;
 
 -- The requests' latency: count, mean and nearest-rank percentiles, ns.
 CREATE PERFETTO TABLE h2lab_latency(
