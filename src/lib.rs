@@ -9,10 +9,12 @@
 //! [`certs`], [`compare`], [`load`], [`bench`] (with `report`); [`cli`] is
 //! their shared plumbing and [`app`] dispatches to them. The layers, and
 //! which module may import which: docs/DESIGN.md.
-// `deny`, not `forbid`: two calls have no safe binding, glibc's
-// `malloc_trim` (`server::trim`) and OpenSSL's `SSL_CTX_ctrl` for the
-// record size (`tls::openssl_session`); they are the only `unsafe` in the
-// crate.
+// `deny`, not `forbid`: four calls have no safe binding, glibc's
+// `mallopt` and `malloc_trim` (`server::trim`), OpenSSL's `SSL_CTX_ctrl`
+// for the record size (`tls::openssl_session`), and mapping the trace's
+// spool file (`trace::writer::spool`, a shared mapping the kernel keeps
+// when the server dies); they are the only `unsafe` in the crate, each
+// with the invariant it relies on.
 #![deny(unsafe_code)]
 #![forbid(unused_must_use)]
 

@@ -106,14 +106,15 @@ pub struct Args {
     pub trace_queue: u64,
     /// Format the trace files as the records come, so that even a killed
     /// server leaves files Perfetto loads, at the cost of the writer's CPU
-    /// during the run. By default records are kept (see --trace-memory)
-    /// and formatted at stop, which a killed server never reaches (what it
-    /// spooled: `h2lab trace-convert PREFIX`).
+    /// during the run. By default records are kept in PREFIX.spool (see
+    /// --trace-memory) and formatted at stop; a killed server leaves the
+    /// spool, which `h2lab trace-convert PREFIX` formats.
     #[arg(long, requires = "trace")]
     pub trace_live: bool,
-    /// Without --trace-live: MiB of records held in memory during the run,
-    /// allocated at start; past it they are spooled to PREFIX.spool (file
-    /// system work that competes with the server).
+    /// Without --trace-live: MiB of records held during the run in
+    /// PREFIX.spool's shared mapping, sized and touched at start (the kernel
+    /// keeps it if the server dies); past it they are appended to the file
+    /// (file system work that competes with the server).
     #[arg(long, value_name = "MIB", requires = "trace", default_value_t = (crate::trace::DEFAULT_MEMORY >> 20) as u64,
           value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
     pub trace_memory: u64,

@@ -18,7 +18,9 @@ use crate::export::Exporter;
 ///
 /// What a trace cannot tell (lost records, no metadata, requests cut by
 /// the end of the trace) is said first. Exit status: 0, or 2 when a trace
-/// cannot be read or lost records (see --allow-losses).
+/// cannot be read, lost records (see --allow-losses), or still has its
+/// spool (its server is running, or was killed: `h2lab trace-convert
+/// PREFIX` formats what it recorded).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Traces, by the prefix given to `serve --trace` (or any of its

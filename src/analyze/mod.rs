@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::trace::{Kind, Name};
 pub use export::{Json, Markdown, Table};
 use timeline::Track;
-pub use trace_file::TraceFile;
+pub use trace_file::{TraceFile, TraceFileError};
 
 /// What one trace says.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

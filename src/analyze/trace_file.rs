@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 use crate::csv_file::{self, CsvFileError};
 use crate::trace::{CsvRow, TraceMeta, CSV_HEADER};
 
+#[derive(Debug, thiserror::Error)]
+pub enum TraceFileError {
+    #[error(transparent)]
+    Csv(#[from] CsvFileError),
+    #[error("{}: the server is still running or did not stop cleanly (a clean stop removes its spool); once it is gone, `h2lab trace-convert PREFIX` formats what it recorded", .0.display())]
+    Spooled(PathBuf),
+}
+
 /// One trace, read whole.
 pub struct TraceFile {
     /// The prefix it was written with (`serve --trace PREFIX`).
@@ -43,9 +51,14 @@ impl TraceFile {
     }
 
     /// Reads `PREFIX.csv` (an error if it is missing or not an action
-    /// log) and, where it can, `PREFIX.meta.json`.
-    pub fn read(arg: &Path) -> Result<TraceFile, CsvFileError> {
+    /// log, or if a spool says the server has not stopped cleanly) and,
+    /// where it can, `PREFIX.meta.json`.
+    pub fn read(arg: &Path) -> Result<TraceFile, TraceFileError> {
         let prefix = prefix_of(arg);
+        let spool = with_suffix(&prefix, ".spool");
+        if spool.exists() {
+            return Err(TraceFileError::Spooled(spool));
+        }
         let rows = csv_file::read(&Self::csv_path(&prefix), CSV_HEADER, "an h2lab action log")?;
         let meta_path = Self::meta_path(&prefix);
         let meta = TraceMeta::read(&meta_path).map_err(|e| format!("{}: {e}", meta_path.display()));

@@ -269,9 +269,10 @@ pub struct TraceConfig {
     /// Format as the records come (crash-safe files, at the writer's CPU
     /// cost during the run) instead of keeping them and formatting at stop.
     pub live: bool,
-    /// Deferred mode: octets of records held in memory during the run,
-    /// allocated and touched at start (so that recording takes no page
-    /// faults); past it records go to `PREFIX.spool`.
+    /// Deferred mode: octets of records held during the run in the shared
+    /// mapping of `PREFIX.spool`, sized and touched at start (so that
+    /// recording takes no page faults, and a crash loses nothing the writer
+    /// took); past it records are appended to the file.
     pub memory: usize,
     /// Install the recorder as the process's global dispatcher rather than
     /// each traced thread's: events then skip a thread-local lookup. For a

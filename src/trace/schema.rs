@@ -270,7 +270,7 @@ impl Record {
 /// holds twice as many. Narrower fields saturate: client and bytes at
 /// `u32::MAX`, a state at `u32::MAX - 1`, a duration at 2^48 ns (78 hours).
 /// It is also the spool's format ([`Packed::to_bytes`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 pub struct Packed {
     ts_ns: u64,
@@ -413,7 +413,9 @@ impl Packed {
         }
     }
 
-    /// The spool's form: the fields in order, little-endian.
+    /// The spool's form: the fields in order, little-endian. On a
+    /// little-endian machine it is the record's own memory, and a batch is
+    /// copied as it lies ([`Packed::as_spool_bytes`]).
     pub fn to_bytes(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
         b[0..8].copy_from_slice(&self.ts_ns.to_le_bytes());
@@ -425,6 +427,16 @@ impl Packed {
         b[29] = self.frame_type;
         b[30] = self.frame_flags;
         b
+    }
+
+    /// Records in the spool's form, in one piece where the machine's byte
+    /// order is the spool's (no copy), else record by record.
+    pub fn as_spool_bytes(records: &[Packed]) -> std::borrow::Cow<'_, [u8]> {
+        if cfg!(target_endian = "little") {
+            std::borrow::Cow::Borrowed(bytemuck::cast_slice(records))
+        } else {
+            std::borrow::Cow::Owned(records.iter().flat_map(|r| r.to_bytes()).collect())
+        }
     }
 
     pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
@@ -581,6 +593,10 @@ mod tests {
             (Kind::FrameIn, Some(head), 0xff_ffff, NO_STATE)
         );
         assert_eq!(Packed::from_bytes(&p.to_bytes()), p);
+        // A batch as the spool takes it is its records' spool forms in a row.
+        let batch = [p, Packed::pack(&f), Packed::action(1, 2, Name::Work, 3, 4)];
+        let joined: Vec<u8> = batch.iter().flat_map(|r| r.to_bytes()).collect();
+        assert_eq!(&*Packed::as_spool_bytes(&batch), &joined[..]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::spool::Spool;
 use crate::trace::meta::TraceMeta;
 use crate::trace::schema::{Packed, CSV_HEADER};
 use crate::trace::{TraceConfig, TraceError};
@@ -18,15 +19,10 @@ pub(in crate::trace) struct Files {
     pub(super) json: BufWriter<File>,
     pub(super) csv: BufWriter<File>,
     pub(super) spool_path: PathBuf,
-    /// Deferred mode, once the memory is full.
-    pub(super) spool: Option<BufWriter<File>>,
+    /// Deferred mode: where the records wait until stop, created, mapped
+    /// and touched at start (`spool.rs`).
+    pub(super) spool: Option<Spool>,
     pub(super) meta_path: PathBuf,
-    pub(super) live: bool,
-    /// Deferred mode, before the spool takes over: room for the records, copied out of each batch, which goes
-    /// back to the recording thread at once: it keeps writing into the same
-    /// few batches (in its cache) instead of fresh memory. Allocated and
-    /// touched at start, so that holding records takes no page faults.
-    pub(super) held: Option<Vec<Packed>>,
 }
 
 pub(super) fn create(path: PathBuf) -> Result<BufWriter<File>, TraceError> {
@@ -62,15 +58,18 @@ impl Files {
             json: create(config.json_path())?,
             csv: create(config.csv_path())?,
             spool_path: config.spool_path(),
-            spool: None,
+            spool: match config.live {
+                true => None,
+                false => Some(
+                    Spool::create(&config.spool_path(), config.memory / Packed::SIZE).map_err(
+                        |error| TraceError::Create {
+                            path: config.spool_path(),
+                            error,
+                        },
+                    )?,
+                ),
+            },
             meta_path: config.meta_path(),
-            live: config.live,
-            held: (!config.live).then(|| {
-                let mut held =
-                    vec![Packed::default(); config.memory / std::mem::size_of::<Packed>()];
-                held.clear();
-                held
-            }),
         };
         let write = |f: &mut Files| -> io::Result<()> {
             writeln!(f.csv, "{CSV_HEADER}")?;

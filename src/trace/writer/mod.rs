@@ -2,14 +2,16 @@
 //! Chrome-trace JSON out, plus the `PREFIX.meta.json` sidecar.
 //!
 //! Two modes. **Deferred** (the default): during the run the writer only
-//! keeps the batches, in memory up to `TraceConfig::memory` and past that
-//! as raw fixed-size records in `PREFIX.spool`, so that no formatting and no
-//! file system work competes with the server for CPU; at stop it formats
-//! them into both files and says how long that took. After a crash the
-//! spool, if any, is still there: `h2lab trace-convert PREFIX` formats it;
-//! what was held in memory is lost. **Live** (`--trace-live`): every batch
-//! is formatted and flushed as it comes, so even a killed server leaves
-//! files Perfetto loads, at the cost of the writer's CPU during the run.
+//! keeps the batches, in the spool (`PREFIX.spool`: up to
+//! `TraceConfig::memory` in a shared mapping of the file, past that
+//! appended to it), so that no formatting and no file system work
+//! competes with the server for CPU; at stop it formats them into both
+//! files and says how long that took. After a crash the spool is still
+//! there, every batch the writer took in it (the mapping is the file's
+//! page cache): `h2lab trace-convert PREFIX` formats it. **Live**
+//! (`--trace-live`): every batch is formatted and flushed as it comes, so
+//! even a killed server leaves files Perfetto loads, at the cost of the
+//! writer's CPU during the run.
 //!
 //! The JSON is crash-safe in both modes: it starts as 15 spaces and `[`, the
 //! Chrome "JSON array" form, which loads however it is cut; a clean stop
@@ -17,6 +19,7 @@
 //! `{"traceEvents":[`, the object form, whose `metadata` Perfetto shows.
 
 mod chrome;
+mod convert;
 mod csv_rows;
 mod digits;
 mod files;
@@ -34,7 +37,8 @@ use super::recorder::{Msg, Sink};
 use format::Formatter;
 
 pub(super) use files::Files;
-pub use spool::{convert, SPOOL_RECORD};
+pub use convert::convert;
+pub use spool::SPOOL_RECORD;
 
 /// What the writer did.
 pub(super) struct Written {
@@ -52,8 +56,7 @@ pub(super) fn run(
 ) -> io::Result<(Written, TraceMeta)> {
     let mut fmt = Formatter::new(&meta.setup);
     let mut records = 0u64;
-    let mut held = files.held.take().unwrap_or_default();
-    let mut spool_buf = Vec::new();
+    let mut spool = files.spool.take();
     for msg in rx.iter() {
         let batch = match msg {
             Msg::Batch(batch) => batch,
@@ -63,44 +66,26 @@ pub(super) fn run(
             }
         };
         records += batch.len() as u64;
-        if files.live {
-            fmt.threads = names(sink);
-            for r in &batch {
-                fmt.record(&r.unpack());
+        match spool.as_mut() {
+            None => {
+                fmt.threads = names(sink);
+                for r in &batch {
+                    fmt.record(&r.unpack());
+                }
+                fmt.drain(&mut files.csv, &mut files.json)?;
+                files.csv.flush()?;
+                files.json.flush()?;
             }
-            fmt.drain(&mut files.csv, &mut files.json)?;
-            files.csv.flush()?;
-            files.json.flush()?;
-            sink.recycle(batch);
-        } else if held.len() + batch.len() <= held.capacity() {
-            held.extend_from_slice(&batch);
-            sink.recycle(batch);
-        } else {
-            if files.spool.is_none() {
-                files.spool = Some(files::open_rw(&files.spool_path)?);
-            }
-            let spool = files.spool.as_mut().expect("created above");
-            spool_buf.clear();
-            for r in &batch {
-                spool_buf.extend_from_slice(&r.to_bytes());
-            }
-            // On disk at once: a crash loses only what threads still hold.
-            spool.write_all(&spool_buf)?;
-            spool.flush()?;
-            sink.recycle(batch);
+            Some(spool) => spool.keep(&batch)?,
         }
+        // Back to the recording thread at once: it keeps writing into the
+        // same few batches (in its cache) instead of fresh memory.
+        sink.recycle(batch);
     }
     fmt.threads = names(sink);
     let started = Instant::now();
-    for chunk in held.chunks(4096) {
-        for r in chunk {
-            fmt.record(&r.unpack());
-        }
-        fmt.drain(&mut files.csv, &mut files.json)?;
-    }
-    if let Some(spool) = files.spool.take() {
-        let file = spool.into_inner().map_err(|e| e.into_error())?;
-        spool::format_spool(file, &mut fmt, &mut files.csv, &mut files.json)?;
+    if let Some(spool) = &spool {
+        spool.format(&mut fmt, &mut files.csv, &mut files.json)?;
     }
     meta.format_seconds = started.elapsed().as_secs_f64();
     meta.complete = true;
@@ -112,6 +97,7 @@ pub(super) fn run(
     files.csv.flush()?;
     files.csv.get_ref().sync_all()?;
     meta.write(&files.meta_path)?;
+    drop(spool);
     let _ = std::fs::remove_file(&files.spool_path);
     Ok((
         Written {
