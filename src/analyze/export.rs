@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use super::{Analysis, Spread, COMPONENTS};
 use crate::export::Exporter;
+use crate::trace::Name;
 
 /// The terminal's table: one column per trace.
 pub struct Table;
@@ -109,7 +110,8 @@ fn sections(all: &[Analysis]) -> Vec<Section> {
             }),
         )],
     });
-    // Actions: the union of names, in the order first seen.
+    // Actions: the union of names, in the vocabulary's order (the loop's
+    // time outside actions last).
     let mut names: Vec<&str> = Vec::new();
     for a in all {
         for x in &a.actions {
@@ -118,6 +120,10 @@ fn sections(all: &[Analysis]) -> Vec<Section> {
             }
         }
     }
+    names.sort_by_key(|n| {
+        let known = Name::ALL.iter().position(|k| k.as_str() == *n);
+        (n.starts_with('('), known.unwrap_or(usize::MAX))
+    });
     let rows = names
         .iter()
         .map(|&name| {
