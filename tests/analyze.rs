@@ -375,4 +375,23 @@ fn what_is_not_a_trace_is_refused() {
     assert!(err.contains("not an h2lab action log"), "{err}");
     let out = analyze(&[]);
     assert_eq!(out.status.code(), Some(2));
+    // A hand-edited log with absurd times is analysed, not a panic.
+    let odd = dir().join("odd.csv");
+    std::fs::write(
+        &odd,
+        format!(
+            "{}\n18446744073709551615,18446744073709551615,1,action,engine,,0,\n\
+             5,0,1,frame-in,HEADERS,1,19,END_STREAM|END_HEADERS\n\
+             18446744073709551615,0,1,frame-out,DATA,1,12,END_STREAM\n\
+             0,18446744073709551615,0,loop,poll_wait,,0,runq_ns=7\n",
+            h2lab::trace::CSV_HEADER
+        ),
+    )
+    .unwrap();
+    let out = analyze(&[odd.as_os_str(), OsStr::new("--json")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

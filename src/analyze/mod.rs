@@ -206,7 +206,7 @@ pub fn analyze(file: &TraceFile) -> Analysis {
     let mut waits = Vec::new();
     let (mut first, mut last) = (u64::MAX, 0u64);
     for r in &file.rows {
-        last = last.max(r.ts_ns + r.dur_ns);
+        last = last.max(r.ts_ns.saturating_add(r.dur_ns));
         match r.kind {
             Kind::Loop => waits.push(r),
             _ if r.client == 0 => {}
@@ -265,7 +265,10 @@ pub fn analyze(file: &TraceFile) -> Analysis {
         };
         let (mut waited, mut delayed) = (0u64, 0u64);
         for w in &waits {
-            let (s, e) = (w.ts_ns.max(window.0), (w.ts_ns + w.dur_ns).min(window.1));
+            let (s, e) = (
+                w.ts_ns.max(window.0),
+                w.ts_ns.saturating_add(w.dur_ns).min(window.1),
+            );
             if e > s {
                 waited += e - s;
                 delayed += runq(&w.state);

@@ -71,7 +71,7 @@ impl Track {
             match r.kind {
                 Kind::Action | Kind::Conn => track.slices.push(Slice {
                     start: r.ts_ns,
-                    end: r.ts_ns + r.dur_ns,
+                    end: r.ts_ns.saturating_add(r.dur_ns),
                     name: name_of(&r.name),
                 }),
                 Kind::FrameIn | Kind::FrameOut => frames.push(r),

@@ -45,4 +45,3 @@ pub fn convert(config: &TraceConfig) -> Result<(u64, TraceMeta), TraceError> {
     meta.write(&meta_path).map_err(TraceError::Write)?;
     Ok((done, meta))
 }
-

@@ -36,8 +36,8 @@ use super::meta::TraceMeta;
 use super::recorder::{Msg, Sink};
 use format::Formatter;
 
-pub(super) use files::Files;
 pub use convert::convert;
+pub(super) use files::Files;
 pub use spool::SPOOL_RECORD;
 
 /// What the writer did.
