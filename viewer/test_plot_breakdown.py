@@ -5,7 +5,6 @@ A missing one is a failure, not a skip.
 """
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -17,14 +16,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import plot_breakdown  # noqa: E402
-
-REPO = HERE.parent
-
-
-def h2lab_bin():
-    path = Path(os.environ.get("H2LAB_BIN", REPO / "target" / "debug" / "h2lab"))
-    assert path.is_file(), f"{path} missing: run `cargo build` first (or set H2LAB_BIN)"
-    return path
+from test_plot_actions import h2lab_bin  # noqa: E402
 
 
 def traced(prefix, dispatch, tls):

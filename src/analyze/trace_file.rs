@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::csv_file::{self, CsvFileError};
-use crate::trace::{CsvRow, TraceMeta, CSV_HEADER};
+use crate::trace::{CsvRow, TraceConfig, TraceMeta, CSV_HEADER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceFileError {
@@ -35,32 +35,19 @@ pub fn prefix_of(arg: &Path) -> PathBuf {
     arg.to_path_buf()
 }
 
-fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
-    let mut s = prefix.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 impl TraceFile {
-    pub fn csv_path(prefix: &Path) -> PathBuf {
-        with_suffix(prefix, ".csv")
-    }
-
-    pub fn meta_path(prefix: &Path) -> PathBuf {
-        with_suffix(prefix, ".meta.json")
-    }
-
     /// Reads `PREFIX.csv` (an error if it is missing or not an action
     /// log, or if a spool says the server has not stopped cleanly) and,
     /// where it can, `PREFIX.meta.json`.
     pub fn read(arg: &Path) -> Result<TraceFile, TraceFileError> {
         let prefix = prefix_of(arg);
-        let spool = with_suffix(&prefix, ".spool");
-        if spool.exists() {
-            return Err(TraceFileError::Spooled(spool));
+        // The trace's own names for its files.
+        let files = TraceConfig::new(&prefix);
+        if files.spool_path().exists() {
+            return Err(TraceFileError::Spooled(files.spool_path()));
         }
-        let rows = csv_file::read(&Self::csv_path(&prefix), CSV_HEADER, "an h2lab action log")?;
-        let meta_path = Self::meta_path(&prefix);
+        let rows = csv_file::read(&files.csv_path(), CSV_HEADER, "an h2lab action log")?;
+        let meta_path = files.meta_path();
         let meta = TraceMeta::read(&meta_path).map_err(|e| format!("{}: {e}", meta_path.display()));
         Ok(TraceFile { prefix, meta, rows })
     }
@@ -87,7 +74,7 @@ mod tests {
             assert_eq!(prefix_of(Path::new(arg)), PathBuf::from("t/run.1"), "{arg}");
         }
         assert_eq!(
-            TraceFile::meta_path(Path::new("t/run.1")),
+            TraceConfig::new(prefix_of(Path::new("t/run.1.csv"))).meta_path(),
             PathBuf::from("t/run.1.meta.json")
         );
     }

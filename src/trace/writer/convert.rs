@@ -2,12 +2,12 @@
 //! from the spool it left (`spool.rs`) and the metadata written at start.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use super::files::{create, finish_json, JSON_OPEN};
 use super::format::Formatter;
-use super::spool::{format_records, header, HEADER, SPOOL_RECORD};
+use super::spool::{format_kept, header};
 use crate::trace::meta::TraceMeta;
 use crate::trace::schema::CSV_HEADER;
 use crate::trace::{TraceConfig, TraceError};
@@ -31,10 +31,7 @@ pub fn convert(config: &TraceConfig) -> Result<(u64, TraceMeta), TraceError> {
     let done = (|| -> io::Result<u64> {
         writeln!(csv, "{CSV_HEADER}")?;
         json.write_all(JSON_OPEN)?;
-        let held_octets = held * SPOOL_RECORD as u64;
-        let mut n = format_records((&spool).take(held_octets), &mut fmt, &mut csv, &mut json)?;
-        spool.seek(SeekFrom::Start(HEADER as u64 + room * SPOOL_RECORD as u64))?;
-        n += format_records(BufReader::new(&spool), &mut fmt, &mut csv, &mut json)?;
+        let n = format_kept(&spool, room, held, &mut fmt, &mut csv, &mut json)?;
         csv.flush()?;
         Ok(n)
     })()

@@ -12,7 +12,8 @@
 //! the records held in that room (stored after the records themselves), 0.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{compiler_fence, Ordering};
 
@@ -22,7 +23,7 @@ use crate::trace::schema::Packed;
 /// Octets of one record in the spool.
 pub const SPOOL_RECORD: usize = Packed::SIZE;
 const MAGIC: &[u8; 8] = b"H2LSPOOL";
-pub(super) const HEADER: usize = 32;
+const HEADER: usize = 32;
 const PAGE: usize = 4096;
 
 /// The spool of a running trace.
@@ -87,34 +88,53 @@ impl Spool {
             self.map[16..24].copy_from_slice(&(self.held as u64).to_le_bytes());
             return Ok(());
         }
-        let bytes = Packed::as_spool_bytes(batch);
         let end = (HEADER + self.room * SPOOL_RECORD) as u64 + self.appended * SPOOL_RECORD as u64;
-        self.file.seek(SeekFrom::Start(end))?;
-        self.file.write_all(&bytes)?;
+        self.file
+            .write_all_at(&Packed::as_spool_bytes(batch), end)?;
         self.appended += batch.len() as u64;
         Ok(())
     }
 
-    /// Formats every record kept, in order, into both outputs.
+    /// Formats every record kept, in order, into both outputs: read back
+    /// from the file (the mapping is its page cache), as `trace-convert`
+    /// reads a dead server's.
     pub(super) fn format(
         &self,
         fmt: &mut Formatter,
         csv: &mut impl Write,
         json: &mut impl Write,
     ) -> io::Result<u64> {
-        let held = &self.map[HEADER..HEADER + self.held * SPOOL_RECORD];
-        let mut n = format_records(held, fmt, csv, json)?;
-        if self.appended > 0 {
-            let mut file = &self.file;
-            file.seek(SeekFrom::Start((HEADER + self.room * SPOOL_RECORD) as u64))?;
-            n += format_records(BufReader::with_capacity(1 << 20, file), fmt, csv, json)?;
-        }
-        Ok(n)
+        format_kept(
+            &self.file,
+            self.room as u64,
+            self.held as u64,
+            fmt,
+            csv,
+            json,
+        )
     }
 }
 
+/// Formats a spool file's records, in order, into both outputs: the `held`
+/// records of its room for `room`, then those appended past it.
+pub(super) fn format_kept(
+    file: &File,
+    room: u64,
+    held: u64,
+    fmt: &mut Formatter,
+    csv: &mut impl Write,
+    json: &mut impl Write,
+) -> io::Result<u64> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(HEADER as u64))?;
+    let mut n = format_records(file.take(held * SPOOL_RECORD as u64), fmt, csv, json)?;
+    file.seek(SeekFrom::Start(HEADER as u64 + room * SPOOL_RECORD as u64))?;
+    n += format_records(file, fmt, csv, json)?;
+    Ok(n)
+}
+
 /// Formats every whole record `records` yields into both outputs.
-pub(super) fn format_records(
+fn format_records(
     mut records: impl Read,
     fmt: &mut Formatter,
     csv: &mut impl Write,
