@@ -199,12 +199,14 @@ fn poll_loop_is_one_thread_and_idles_at_zero_cpu_with_1000_clients() {
         "no thread per client"
     );
     // The burst's aftermath first: the freed heap is given back once
-    // accepts have stopped for a while (a timer, 50 ms after the last
-    // accept). Then the loop has nothing to wake for.
+    // accepts have stopped for a while (a timer, 50 ms after the last of
+    // a burst of 256 and a second after the last of fewer): settled once a
+    // window longer than that saw no wake-up. Then the loop has nothing to
+    // wake for.
     let settled = std::time::Instant::now() + Duration::from_secs(10);
     let mut before = support::context_switches(pid);
     loop {
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(1200));
         let now = support::context_switches(pid);
         if now == before {
             break;

@@ -7,6 +7,7 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use h2lab::trace::{CsvRow, Kind, TraceConfig};
 use support::{run, serve, tool};
@@ -271,12 +272,21 @@ fn offloaded_work_runs_beside_the_loop() {
         assert_eq!(waits(&rows).len(), 40, "{name}: every request answered");
     }
     let s = serve(&["--dispatch", "poll", "--work", "cpu:1ms", "--offload", "3"]);
-    let workers = std::fs::read_dir(format!("/proc/{}/task", s.child.id()))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .filter(|name| name.starts_with("h2lab-work-"))
-        .count();
-    assert_eq!(workers, 3);
+    // A thread takes its name once it runs (std names it from inside):
+    // look again for a moment rather than read the names once.
+    let pid = s.child.id();
+    let workers = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|name| name.starts_with("h2lab-work-"))
+            .count()
+    };
+    let named_by = Instant::now() + Duration::from_secs(5);
+    while workers() < 3 && Instant::now() < named_by {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(workers(), 3);
     assert!(s.stop_with("TERM").status.success());
 }
 

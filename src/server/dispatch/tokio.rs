@@ -71,8 +71,8 @@ pub fn run(
         let mut next_id = 0u64;
         // Said once per run of failures (EMFILE repeats every pause).
         let mut failing = false;
-        // After a burst of connections, a second without any gives the
-        // freed heap back (see `trim`).
+        // After connections came, were established or went, a second
+        // without any gives the freed heap back (see `trim`).
         let mut check = tokio::time::interval(TRIM_CHECK);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut seen = shared.trim.events();
@@ -81,7 +81,7 @@ pub fn run(
                 _ = stop.changed() => break,
                 _ = check.tick() => {
                     let now = shared.trim.events();
-                    if now == seen && shared.trim.is_due() {
+                    if now == seen && shared.trim.due_after().is_some() {
                         shared.trim.release();
                     }
                     seen = now;
@@ -163,8 +163,15 @@ async fn serve_mini(
     let progress = Progress::new();
     let mut established = false;
     // `--offload`: each request's work on the blocking pool; its stream
-    // comes back here when done.
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    // comes back here when done. (Made only then: a channel is ~0.7 KiB
+    // an idle connection would keep.)
+    let (done_tx, mut done_rx) = match shared.offload {
+        0 => (None, None),
+        _ => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+            (Some(tx), Some(rx))
+        }
+    };
     let serve = async {
         loop {
             let deadline = progress.next_deadline(limits, established);
@@ -172,7 +179,7 @@ async fn serve_mini(
             if conn.is_done() {
                 return Ok(());
             }
-            if shared.offload > 0 {
+            if let Some(done_tx) = &done_tx {
                 let (id, work) = (sock.trace.client(), shared.handler.work);
                 conn.pipeline().take_held(|stream| {
                     let done = done_tx.clone();
@@ -201,7 +208,7 @@ async fn serve_mini(
                         Err(e) => Err(ConnError::from(e)),
                     },
                     _ = sleep_until(timer), if timer.is_some() => Ok(Wake::Timer),
-                    Some(stream) = done_rx.recv() => Ok(Wake::Done(stream)),
+                    Some(stream) = finished(&mut done_rx) => Ok(Wake::Done(stream)),
                     // Nothing to wait for: cannot be (done, returned above).
                     else => Ok(Wake::Timer),
                 }
@@ -248,6 +255,14 @@ enum Wake {
     Timer,
     /// Offloaded work for this stream is done.
     Done(u32),
+}
+
+/// The next offloaded stream done (never without `--offload`).
+async fn finished(done: &mut Option<tokio::sync::mpsc::UnboundedReceiver<u32>>) -> Option<u32> {
+    match done {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `at` (forever without one: the branch is off then).

@@ -43,6 +43,9 @@ pub(super) struct Client {
     pub(super) last_progress: Instant,
     /// In the ready queue already.
     pub(super) queued: bool,
+    /// Its handshake, preface and SETTINGS are done and counted (a TLS
+    /// handshake frees far more than the connection keeps: see `trim`).
+    pub(super) established: bool,
     pub(super) error: Option<ConnError>,
 }
 

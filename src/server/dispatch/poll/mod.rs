@@ -25,7 +25,6 @@ use crate::buffers::BufPool;
 use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE};
 use crate::server::shared::Shared;
-use crate::server::trim;
 use crate::trace::{self, Flags, Name, NO_STATE};
 use client::{Client, Turn};
 pub use inbox::Inbox;
@@ -123,6 +122,8 @@ impl PollLoop {
             .min()
             .map(|t| t / 4);
         let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
+        // Connections accepted or closed as last seen, and when.
+        let mut trim_seen = (self.shared.trim.events(), Instant::now());
         // Traced only: how long the loop was runnable but not running.
         let mut run_queue = trace::frames_enabled().then(RunQueue::open).flatten();
         while !self.shared.is_stopping() {
@@ -137,12 +138,20 @@ impl PollLoop {
             .flatten()
             .min();
             let mut timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
-            // After a burst of connections, a quiet spell gives the freed
-            // heap back (see `trim`).
-            let trim_due = self.shared.trim.is_due();
-            if trim_due {
-                timeout = Some(timeout.map_or(trim::QUIET, |t| t.min(trim::QUIET)));
-            }
+            // After connections came or went, a quiet spell gives the
+            // freed heap back (see `trim`). Quiet since the turn that last
+            // saw one come or go: a wait a timer cut short counts, but the
+            // timers do not restart the spell.
+            let trim_at = self.shared.trim.due_after().map(|quiet| {
+                let seen = self.shared.trim.events();
+                if seen != trim_seen.0 {
+                    trim_seen = (seen, Instant::now());
+                }
+                let at = trim_seen.1 + quiet;
+                let left = at.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+                at
+            });
             let wait = trace::action(0, Name::PollWait, NO_STATE);
             let began = run_queue.as_ref().map(|_| Instant::now());
             let polled = self.poll.poll(&mut events, timeout);
@@ -168,7 +177,7 @@ impl PollLoop {
                 eprintln!("h2lab: poll: {e}");
                 break;
             }
-            if trim_due && events.is_empty() {
+            if trim_at.is_some_and(|at| events.is_empty() && Instant::now() >= at) {
                 self.shared.trim.release();
             }
             for event in events.iter() {
@@ -288,7 +297,12 @@ impl PollLoop {
                 continue;
             };
             c.queued = false;
-            match c.take_turn(&self.shared.counters.writes, &mut self.pool) {
+            let turn = c.take_turn(&self.shared.counters.writes, &mut self.pool);
+            if !c.established && c.pipeline.is_established() {
+                c.established = true;
+                self.shared.trim.note();
+            }
+            match turn {
                 Turn::Idle => self.after_turn(key),
                 Turn::More => {
                     self.after_turn(key);
@@ -379,6 +393,7 @@ impl PollLoop {
             output: Vec::new(),
             out_start: 0,
             accepted: Instant::now(),
+            established: false,
             last_progress: Instant::now(),
             queued: false,
             error: None,
