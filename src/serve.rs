@@ -11,7 +11,7 @@ use signal_hook::iterator::Signals;
 
 use crate::cli::{bad_input, values, CmdResult, Exit};
 use crate::engine::{Body, Work};
-use crate::server::{self, Dispatch, Engine, ServerConfig, Spread};
+use crate::server::{self, Dispatch, Engine, ServerConfig, Spread, UringFeatures};
 use crate::tls::TlsProvider;
 use crate::trace::TraceConfig;
 
@@ -73,22 +73,31 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = values::secs_or_zero)]
     pub handshake_timeout: Option<Duration>,
     /// `tokio`: run a multi-thread runtime with N worker threads instead of
-    /// the default current-thread runtime. `poll`: run N reactors, each a
-    /// loop of its own on a thread of its own (see --spread, --pin).
+    /// the default current-thread runtime. `poll` and `uring`: run N
+    /// reactors, each a loop (a ring) of its own on a thread of its own
+    /// (see --spread, --pin).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
     /// `poll` with --threads N: how connections reach the reactors:
     /// `reuseport` gives each its own listener on the port (SO_REUSEPORT;
     /// the kernel picks a reactor per connection by a hash of its
     /// addresses), `handoff` has the first reactor accept them all and hand
-    /// each to the next reactor in turn.
+    /// each to the next reactor in turn (`poll` only).
     #[arg(long, value_enum, default_value_t = Spread::Reuseport, requires = "threads")]
     pub spread: Spread,
-    /// `poll` only: pin reactor i to CPU number i of this comma-separated
-    /// list (taken in turn when there are more reactors), e.g. `--pin 0,1`.
+    /// `poll` and `uring` only: pin reactor i to CPU number i of this
+    /// comma-separated list (taken in turn when there are more reactors),
+    /// e.g. `--pin 0,1`.
     #[arg(long, value_name = "CPUS", value_delimiter = ',',
           value_parser = clap::value_parser!(u16).range(0..1024))]
     pub pin: Vec<u16>,
+    /// `uring` only: the io_uring features to use, to measure what each
+    /// one is worth: `all` (the default), `none`, a comma list of
+    /// single-issuer, defer-taskrun (needs single-issuer),
+    /// multishot-accept, multishot-recv, or a comma list of no-FEATURE
+    /// to leave those out of all, e.g. `--uring-features no-multishot-recv`.
+    #[arg(long, value_name = "FEATURES", default_value = "all")]
+    pub uring_features: UringFeatures,
     /// Record every action and frame of every client to PREFIX.json (Chrome
     /// trace, opens in Perfetto), PREFIX.csv (action log) and
     /// PREFIX.meta.json (what was traced, and what was lost), e.g.
@@ -167,6 +176,7 @@ impl Args {
             threads: self.threads.unwrap_or(0) as usize,
             spread: self.spread,
             pin: self.pin.into_iter().map(usize::from).collect(),
+            uring: self.uring_features,
             client_hello: None, // a library hook: no CLI form
             trace: self.trace.map(|prefix| TraceConfig {
                 limit: self.trace_limit,
@@ -202,6 +212,12 @@ pub fn run(args: Args) -> CmdResult {
     // An option the chosen setup does not have is a usage error (exit 2),
     // like clap's own, not a failure to serve.
     config.validate().map_err(bad_input)?;
+    // So is a dispatch this machine cannot run (io_uring refused here).
+    if config.dispatch == Dispatch::Uring {
+        if let Some(why) = server::uring_unavailable(config.uring) {
+            return Err(bad_input(server::ServerError::UringUnavailable(why)));
+        }
+    }
     config.work.prepare();
     raise_fd_limit();
     let server = server::start(&config)?;

@@ -27,6 +27,7 @@ setup_tests!(for [
     thread_mini_rustls, thread_mini_openssl, thread_h2_rustls, thread_h2_openssl,
     tokio_mini_rustls, tokio_mini_openssl, tokio_h2_rustls, tokio_h2_openssl,
     poll_mini_rustls, poll_mini_openssl,
+    uring_mini_rustls, uring_mini_openssl,
 ] client_offering_only_http11_is_refused, client_without_alpn_is_served);
 
 /// Both a raw request and curl still work on fresh connections.

@@ -168,7 +168,7 @@ fn clients_that_never_read_large_bodies_hold_bounded_memory(setup: Setup) {
     drop(tls_conns);
 }
 
-setup_tests!(for [single_mini_none, single_h2_rustls, thread_mini_openssl, thread_h2_none, tokio_mini_rustls, tokio_h2_openssl, poll_mini_none, poll_mini_openssl] clients_that_never_read_large_bodies_hold_bounded_memory);
+setup_tests!(for [single_mini_none, single_h2_rustls, thread_mini_openssl, thread_h2_none, tokio_mini_rustls, tokio_h2_openssl, poll_mini_none, poll_mini_openssl, uring_mini_none, uring_mini_openssl] clients_that_never_read_large_bodies_hold_bounded_memory);
 
 /// Minor page faults of a process so far (`/proc/PID/stat` field 10).
 fn minor_faults(pid: u32) -> u64 {

@@ -86,6 +86,35 @@ fn unknown_values_are_one_line_errors() {
         err.contains("--max-clients is only for --dispatch poll"),
         "{err}"
     );
+    let err = fails_with_one_line(
+        &["serve", "--dispatch", "uring", "--uring-features", "warp"],
+        2,
+    );
+    assert!(err.contains("unknown io_uring feature `warp`"), "{err}");
+    let err = fails_with_one_line(
+        &["serve", "--dispatch", "poll", "--uring-features", "none"],
+        2,
+    );
+    assert!(
+        err.contains("--uring-features is only for --dispatch uring"),
+        "{err}"
+    );
+    let err = fails_with_one_line(
+        &[
+            "serve",
+            "--dispatch",
+            "uring",
+            "--threads",
+            "2",
+            "--spread",
+            "handoff",
+        ],
+        2,
+    );
+    assert!(
+        err.contains("--spread handoff is only for --dispatch poll"),
+        "{err}"
+    );
     fails_with_one_line(&["frobnicate"], 2);
 }
 

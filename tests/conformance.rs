@@ -111,6 +111,7 @@ fn the_h2_engine_on_single_fails_only_the_two_connection_cases(setup: Setup) {
 
 setup_tests!(for [
     single_mini_none, thread_mini_none, tokio_mini_none, poll_mini_none, poll_mini_rustls,
+    uring_mini_none, uring_mini_rustls,
 ] the_mini_engine_survives_h2spec);
 
 /// The mini engine answers what it understands and closes on what it does
@@ -172,7 +173,7 @@ fn an_upload_larger_than_the_window_is_answered(setup: Setup) {
 
 setup_tests!(for [
     single_h2_none, thread_h2_rustls, tokio_h2_none, tokio_h2_openssl,
-    single_mini_none, tokio_mini_rustls, poll_mini_none, poll_mini_openssl,
+    single_mini_none, tokio_mini_rustls, poll_mini_none, poll_mini_openssl, uring_mini_none,
 ] a_header_list_over_64_kib_is_refused);
 
 /// A GET with a 100,000-octet header value (valid HPACK, a HEADERS and six

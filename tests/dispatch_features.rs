@@ -151,6 +151,16 @@ fn stalled_client_poll_openssl() {
 }
 
 #[test]
+fn stalled_client_uring_h2c() {
+    stalled_client_does_not_block_others(support::setup(Dispatch::Uring, TlsProvider::None));
+}
+
+#[test]
+fn stalled_client_uring_rustls() {
+    stalled_client_does_not_block_others(support::setup(Dispatch::Uring, TlsProvider::Rustls));
+}
+
+#[test]
 fn stalled_client_thread_rustls() {
     stalled_client_does_not_block_others(support::setup(Dispatch::Thread, TlsProvider::Rustls));
 }
@@ -232,6 +242,7 @@ fn poll_loop_is_one_thread_and_idles_at_zero_cpu_with_1000_clients() {
 
 setup_tests!(for [
     poll_mini_rustls, poll_mini_openssl,
+    uring_mini_rustls, uring_mini_openssl,
     thread_mini_rustls, thread_mini_openssl,
     tokio_mini_rustls, tokio_mini_openssl,
 ] client_hello_hook_sees_sni_and_alpn_and_may_refuse);
@@ -278,7 +289,7 @@ fn client_hello_hook_sees_sni_and_alpn_and_may_refuse(setup: Setup) {
     }
 }
 
-setup_tests!(for [poll_mini_rustls, thread_mini_rustls, tokio_mini_rustls] nodelay_false_still_serves);
+setup_tests!(for [poll_mini_rustls, uring_mini_rustls, thread_mini_rustls, tokio_mini_rustls] nodelay_false_still_serves);
 
 fn nodelay_false_still_serves(setup: Setup) {
     let dispatch = setup.dispatch.to_string();

@@ -153,6 +153,21 @@ fn poll_h2c() {
 }
 
 #[test]
+fn uring_h2c() {
+    idle_connections_are_cheap("uring", "none", 4 * 1024);
+}
+
+#[test]
+fn uring_rustls() {
+    idle_connections_are_cheap("uring", "rustls", 12 * 1024);
+}
+
+#[test]
+fn uring_openssl() {
+    idle_connections_are_cheap("uring", "openssl", 22 * 1024);
+}
+
+#[test]
 fn poll_rustls() {
     idle_connections_are_cheap("poll", "rustls", 12 * 1024);
 }

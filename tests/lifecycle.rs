@@ -179,7 +179,7 @@ fn dispatch_specific_options_are_refused_elsewhere() {
                 max_clients: Some(3),
                 ..Default::default()
             },
-            "--max-clients is only for --dispatch poll",
+            "--max-clients is only for --dispatch poll and uring",
         ),
         (
             Dispatch::Thread,
@@ -187,7 +187,7 @@ fn dispatch_specific_options_are_refused_elsewhere() {
                 threads: 2,
                 ..Default::default()
             },
-            "--threads is only for --dispatch tokio and poll",
+            "--threads is only for --dispatch tokio, poll and uring",
         ),
         (
             Dispatch::Tokio,
@@ -195,7 +195,7 @@ fn dispatch_specific_options_are_refused_elsewhere() {
                 pin: vec![0],
                 ..Default::default()
             },
-            "--pin is only for --dispatch poll",
+            "--pin is only for --dispatch poll and uring",
         ),
     ];
     for (dispatch, cfg, message) in cases {

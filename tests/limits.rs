@@ -262,6 +262,11 @@ fn poll_stops_at_the_fd_limit() {
     stop_is_prompt_at_the_fd_limit(&["--dispatch", "poll"]);
 }
 
+#[test]
+fn uring_stops_at_the_fd_limit() {
+    stop_is_prompt_at_the_fd_limit(&["--dispatch", "uring"]);
+}
+
 /// Once the forty have left and the server has caught up (every queued
 /// connection accepted and every descriptor of theirs closed: `thread/h2`
 /// takes five a client, and its last connection threads hold theirs for a

@@ -27,6 +27,7 @@ fn fifty_clients_20000_requests(setup: Setup) {
 
 setup_tests!(for [
     poll_mini_none, poll_mini_rustls, poll_mini_openssl,
+    uring_mini_none, uring_mini_rustls, uring_mini_openssl,
     tokio_mini_none, tokio_mini_rustls, tokio_mini_openssl,
     tokio_h2_none, tokio_h2_rustls, tokio_h2_openssl,
 ] fifty_clients_20000_requests);

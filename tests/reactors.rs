@@ -80,12 +80,18 @@ fn every_request_is_answered_and_the_stop_is_clean() {
 
 /// The reactors of process `pid`: name, ns on a CPU so far, allowed CPUs.
 fn reactor_threads(pid: u32) -> Vec<(String, u64, String)> {
+    threads_named(pid, "h2lab-poll")
+}
+
+/// The threads of process `pid` whose name starts with `prefix`: name, ns
+/// on a CPU so far, allowed CPUs.
+fn threads_named(pid: u32, prefix: &str) -> Vec<(String, u64, String)> {
     let mut found = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let dir = task.unwrap().path();
         let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
         let name = name.trim().to_string();
-        if !name.starts_with("h2lab-poll") {
+        if !name.starts_with(prefix) {
             continue;
         }
         // "time on CPU, time waiting on a run queue, timeslices" in ns.
@@ -129,6 +135,49 @@ fn pinned_reactors_run_where_they_are_told() {
         assert_eq!(allowed, "0", "{name}");
     }
     assert_eq!(s.stop_with("INT").status.code(), Some(0));
+}
+
+/// `uring --threads 2 --pin 0`: two rings, each with its listener on the
+/// port (`reuseport`), both pinned to CPU 0; h2load's 32 TLS connections ×
+/// 10 in flight are all answered, by both, and SIGTERM ends the process
+/// within 2 s with its stop line.
+#[test]
+fn uring_reactors_answer_everything_where_they_are_pinned() {
+    let s = serve(&[
+        "--dispatch",
+        "uring",
+        "--threads",
+        "2",
+        "--pin",
+        "0",
+        "--tls",
+        "rustls",
+    ]);
+    let pid = s.child.id();
+    let out = run(tool("h2load")
+        .args([
+            "-n", "20000", "-c", "32", "-m", "10", "-T", "10", "-N", "10",
+        ])
+        .arg(&s.url));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("20000 succeeded, 0 failed"), "{text}");
+    let threads = threads_named(pid, "h2lab-uring");
+    let names: Vec<&str> = threads.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["h2lab-uring-0", "h2lab-uring-1"]);
+    for (name, on_cpu_ns, allowed) in &threads {
+        assert_eq!(allowed, "0", "{name}");
+        // All 32 on one ring of 2 has a chance of 2^-31.
+        assert!(*on_cpu_ns > 2_000_000, "{name} did not work: {threads:?}");
+    }
+    let started = Instant::now();
+    let out = s.stop_with("TERM");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("32 connections, 20000 responses"),
+        "{stderr}"
+    );
 }
 
 /// `--max-clients 3` counts clients on every reactor together: of 6

@@ -296,11 +296,11 @@ fn offload_is_refused_where_it_means_nothing() {
     for (args, says) in [
         (
             &["--dispatch", "single", "--work", "cpu:1ms"][..],
-            "only for --dispatch poll and tokio",
+            "only for --dispatch poll, uring and tokio",
         ),
         (
             &["--dispatch", "thread", "--work", "sleep:1ms"][..],
-            "only for --dispatch poll and tokio",
+            "only for --dispatch poll, uring and tokio",
         ),
         (
             &["--dispatch", "poll"][..],

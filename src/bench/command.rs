@@ -20,7 +20,8 @@ use crate::tls::TlsProvider;
 /// interleaved across cells. Prints a table of medians; --out and --json
 /// write every run and the medians.
 ///
-/// With no arguments: every dispatch with mini and TLS none/rustls, at
+/// With no arguments: every dispatch but `uring` (`--dispatch
+/// single,thread,tokio,poll,uring` adds it) with mini and TLS none/rustls, at
 /// 1 and 5 clients and pipeline depths 1, 10 and 100, each run 0.5 s of
 /// warm-up then 1 s measured, 3 repeats or more (see --precision), then
 /// a counting run per cell (6 to 10 minutes on a 2-core machine); servers on one CPU and the load on another. A setup that is
@@ -281,9 +282,15 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 /// The matrix the options ask for: unsupported setups and missing peers
 /// left out with a note (a missing peer is an error with --require-peers).
 fn config(args: &Args) -> anyhow::Result<BenchConfig> {
-    let (setups, skipped) = matrix::setups(&args.dispatch, &args.engine, &args.tls);
+    let (mut setups, skipped) = matrix::setups(&args.dispatch, &args.engine, &args.tls);
     for setup in skipped {
         eprintln!("h2lab: bench: skipping {setup}: not a supported setup");
+    }
+    if setups.iter().any(|s| s.dispatch == Dispatch::Uring) {
+        if let Some(why) = crate::server::uring_unavailable(Default::default()) {
+            setups.retain(|s| s.dispatch != Dispatch::Uring);
+            eprintln!("h2lab: bench: skipping the uring setups: {why}");
+        }
     }
     let mut peers = Vec::new();
     for &peer in &args.peers {

@@ -188,7 +188,11 @@ impl BenchConfig {
             };
             let threads: &[usize] = match target {
                 _ if self.threads.is_empty() => &[0],
-                Target::H2lab(s) if !matches!(s.dispatch, Dispatch::Tokio | Dispatch::Poll) => &[0],
+                Target::H2lab(s)
+                    if !(s.dispatch.is_state_machine() || s.dispatch == Dispatch::Tokio) =>
+                {
+                    &[0]
+                }
                 _ => &self.threads,
             };
             let work: &[Work] = match target {
@@ -232,7 +236,7 @@ impl BenchConfig {
     fn offloads(&self, target: Target, work: Work) -> Vec<usize> {
         match target {
             Target::H2lab(s)
-                if matches!(s.dispatch, Dispatch::Tokio | Dispatch::Poll)
+                if (s.dispatch.is_state_machine() || s.dispatch == Dispatch::Tokio)
                     && work.holds_a_thread()
                     && !self.offload.is_empty() =>
             {

@@ -11,6 +11,7 @@ mod errlog;
 mod io;
 mod shared;
 mod trim;
+mod uring;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -29,6 +30,8 @@ use dispatch::Wake;
 use shared::Shared;
 
 pub use conn::ConnError;
+pub use dispatch::uring_unavailable;
+pub use uring::UringFeatures;
 
 /// How connections are accepted and scheduled: the `dispatch` axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -43,6 +46,18 @@ pub enum Dispatch {
     /// One thread, a hand-written mio loop with an explicit client state
     /// machine (seed `:async-custom`).
     Poll,
+    /// The same client state machine on an io_uring instance: completions
+    /// instead of readiness (multishot accept and receive, one send per
+    /// client per turn).
+    Uring,
+}
+
+impl Dispatch {
+    /// The explicit state-machine loops: `poll` and `uring` (reactors,
+    /// `--max-clients`, `--pin`).
+    pub fn is_state_machine(self) -> bool {
+        matches!(self, Dispatch::Poll | Dispatch::Uring)
+    }
 }
 
 /// Who speaks HTTP/2: the `engine` axis.
@@ -104,11 +119,12 @@ impl Setup {
             Dispatch::Thread,
             Dispatch::Tokio,
             Dispatch::Poll,
+            Dispatch::Uring,
         ] {
-            // The h2 crate needs an async runtime to drive it; the poll loop
-            // drives sans-IO engines only.
+            // The h2 crate needs an async runtime to drive it; the state
+            // machine loops drive sans-IO engines only.
             let engines: &[Engine] = match dispatch {
-                Dispatch::Poll => &[Engine::Mini],
+                Dispatch::Poll | Dispatch::Uring => &[Engine::Mini],
                 _ => &[Engine::Mini, Engine::H2],
             };
             for &engine in engines {
@@ -148,17 +164,19 @@ pub enum ServerError {
     #[error("{option} is only for --dispatch {only}")]
     OptionNotForDispatch {
         option: &'static str,
-        only: Dispatch,
+        only: &'static str,
     },
-    #[error("--threads is only for --dispatch tokio and poll")]
+    #[error("--threads is only for --dispatch tokio, poll and uring")]
     ThreadsNotForDispatch,
-    #[error("--offload is only for --dispatch poll and tokio: `single` and `thread` already do each request's work on the connection's own thread, with nothing else to keep serving")]
+    #[error("--offload is only for --dispatch poll, uring and tokio: `single` and `thread` already do each request's work on the connection's own thread, with nothing else to keep serving")]
     OffloadNotForDispatch,
     #[error("--offload needs work that holds a thread to move (--work cpu:DURATION or sleep:DURATION), not `{0}`")]
     OffloadWithoutWork(Work),
 
     #[error("cannot start the server: {0}")]
     Spawn(std::io::Error),
+    #[error("--dispatch uring: io_uring is not available here: {0}")]
+    UringUnavailable(String),
     #[error(transparent)]
     Trace(#[from] TraceError),
     #[error("this build has tracing compiled out: rebuild with the `trace` cargo feature")]
@@ -205,6 +223,9 @@ pub struct ServerConfig {
     pub spread: Spread,
     /// `poll` with N reactors: reactor i runs on CPU `pin[i % len]`.
     pub pin: Vec<usize>,
+    /// `uring`: the io_uring features it uses (each can be switched off
+    /// to measure its share).
+    pub uring: UringFeatures,
     /// With TLS: sees each client's server name and ALPN offer first, and
     /// may refuse the client.
     pub client_hello: Option<ClientHelloHook>,
@@ -237,6 +258,7 @@ impl Default for ServerConfig {
             threads: 0,
             spread: Spread::default(),
             pin: Vec::new(),
+            uring: UringFeatures::default(),
             client_hello: None,
             trace: None,
             work: Work::None,
@@ -281,26 +303,44 @@ impl ServerConfig {
         if !setup.is_supported() {
             return Err(ServerError::UnsupportedSetup { setup });
         }
-        let only = |set: bool, option, only| match set && self.dispatch != only {
-            true => Err(ServerError::OptionNotForDispatch { option, only }),
+        let state_machine = |set: bool, option| match set && !self.dispatch.is_state_machine() {
+            true => Err(ServerError::OptionNotForDispatch {
+                option,
+                only: "poll and uring",
+            }),
             false => Ok(()),
         };
         if self.trace.is_some() && !cfg!(feature = "trace") {
             return Err(ServerError::TraceCompiledOut);
         }
-        only(self.max_clients.is_some(), "--max-clients", Dispatch::Poll)?;
-        if self.threads > 0 && !matches!(self.dispatch, Dispatch::Tokio | Dispatch::Poll) {
+        state_machine(self.max_clients.is_some(), "--max-clients")?;
+        if self.threads > 0
+            && !(self.dispatch.is_state_machine() || self.dispatch == Dispatch::Tokio)
+        {
             return Err(ServerError::ThreadsNotForDispatch);
         }
         if self.offload > 0 {
-            if !matches!(self.dispatch, Dispatch::Tokio | Dispatch::Poll) {
+            if !(self.dispatch.is_state_machine() || self.dispatch == Dispatch::Tokio) {
                 return Err(ServerError::OffloadNotForDispatch);
             }
             if !self.work.holds_a_thread() {
                 return Err(ServerError::OffloadWithoutWork(self.work));
             }
         }
-        only(!self.pin.is_empty(), "--pin", Dispatch::Poll)
+        state_machine(!self.pin.is_empty(), "--pin")?;
+        if self.dispatch == Dispatch::Uring && self.spread == Spread::Handoff && self.threads > 1 {
+            return Err(ServerError::OptionNotForDispatch {
+                option: "--spread handoff",
+                only: "poll",
+            });
+        }
+        if self.uring != UringFeatures::default() && self.dispatch != Dispatch::Uring {
+            return Err(ServerError::OptionNotForDispatch {
+                option: "--uring-features",
+                only: "uring",
+            });
+        }
+        Ok(())
     }
 
     /// How many reactors a `poll` server runs.
@@ -346,6 +386,11 @@ pub struct Server {
 /// Binds, builds the TLS configuration and starts accepting.
 pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
     config.validate()?;
+    if config.dispatch == Dispatch::Uring {
+        if let Some(why) = dispatch::uring_unavailable(config.uring) {
+            return Err(ServerError::UringUnavailable(why));
+        }
+    }
     trim::keep_heap_top();
     let identity = match config.tls {
         TlsProvider::None => Identity::development(), // unused
@@ -361,11 +406,12 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         None => (None, None),
     };
     let bind = SocketAddr::new(config.host, config.port);
-    let listeners = match config.dispatch == Dispatch::Poll && config.spread == Spread::Reuseport {
-        true => io::bind_reuseport(bind, config.reactors()),
-        false => TcpListener::bind(bind).map(|l| vec![l]),
-    }
-    .map_err(|source| ServerError::Bind { addr: bind, source })?;
+    let listeners =
+        match config.dispatch.is_state_machine() && config.spread == Spread::Reuseport {
+            true => io::bind_reuseport(bind, config.reactors()),
+            false => TcpListener::bind(bind).map(|l| vec![l]),
+        }
+        .map_err(|source| ServerError::Bind { addr: bind, source })?;
     let addr = listeners[0]
         .local_addr()
         .map_err(|source| ServerError::Bind { addr: bind, source })?;

@@ -493,7 +493,7 @@ macro_rules! setup_tests {
         }
     };
     ($($test:ident),* $(,)?) => {
-        $crate::setup_tests!(for [single_mini_none, single_mini_rustls, single_mini_openssl, single_h2_none, single_h2_rustls, single_h2_openssl, thread_mini_none, thread_mini_rustls, thread_mini_openssl, thread_h2_none, thread_h2_rustls, thread_h2_openssl, tokio_mini_none, tokio_mini_rustls, tokio_mini_openssl, tokio_h2_none, tokio_h2_rustls, tokio_h2_openssl, poll_mini_none, poll_mini_rustls, poll_mini_openssl] $($test),*);
+        $crate::setup_tests!(for [single_mini_none, single_mini_rustls, single_mini_openssl, single_h2_none, single_h2_rustls, single_h2_openssl, thread_mini_none, thread_mini_rustls, thread_mini_openssl, thread_h2_none, thread_h2_rustls, thread_h2_openssl, tokio_mini_none, tokio_mini_rustls, tokio_mini_openssl, tokio_h2_none, tokio_h2_rustls, tokio_h2_openssl, poll_mini_none, poll_mini_rustls, poll_mini_openssl, uring_mini_none, uring_mini_rustls, uring_mini_openssl] $($test),*);
 
         /// The list above must be exactly what the library supports.
         #[test]
@@ -521,6 +521,9 @@ macro_rules! setup_tests {
                 (Poll, Mini, None),
                 (Poll, Mini, Rustls),
                 (Poll, Mini, Openssl),
+                (Uring, Mini, None),
+                (Uring, Mini, Rustls),
+                (Uring, Mini, Openssl),
             ].map(|(dispatch, engine, tls)| h2lab::Setup { dispatch, engine, tls });
             assert_eq!(tested.to_vec(), h2lab::Setup::supported());
         }
@@ -546,6 +549,9 @@ macro_rules! setup_tests {
     (@named poll_mini_none, $test:ident) => { $crate::setup_tests!(@one poll_mini_none, Poll, Mini, None, $test); };
     (@named poll_mini_rustls, $test:ident) => { $crate::setup_tests!(@one poll_mini_rustls, Poll, Mini, Rustls, $test); };
     (@named poll_mini_openssl, $test:ident) => { $crate::setup_tests!(@one poll_mini_openssl, Poll, Mini, Openssl, $test); };
+    (@named uring_mini_none, $test:ident) => { $crate::setup_tests!(@one uring_mini_none, Uring, Mini, None, $test); };
+    (@named uring_mini_rustls, $test:ident) => { $crate::setup_tests!(@one uring_mini_rustls, Uring, Mini, Rustls, $test); };
+    (@named uring_mini_openssl, $test:ident) => { $crate::setup_tests!(@one uring_mini_openssl, Uring, Mini, Openssl, $test); };
     (@one $name:ident, $dispatch:ident, $engine:ident, $tls:ident, $test:ident) => {
         #[test]
         fn $name() {

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 
 use super::shared::Shared;
 use super::{Dispatch, ServerConfig, ServerError};
+pub use poll::uring_unavailable;
 
 /// How `stop` wakes a dispatch's thread once the stop flag is set.
 pub enum Wake {
@@ -78,7 +79,7 @@ pub fn spawn(
             };
             (Wake::Tokio(tx), thread.spawn(run))
         }
-        Dispatch::Poll => {
+        Dispatch::Poll | Dispatch::Uring => {
             listeners.insert(0, listener);
             return poll::spawn(config, listeners, shared);
         }

@@ -1,7 +1,10 @@
-//! One client of the poll loop: its socket, its pipeline, the buffers it
-//! borrows for a turn, and its turn: actions chosen by
-//! [`super::state::select_next_action`] from its flags until none is
-//! possible or the turn is over.
+//! One client of a state-machine loop (`poll` or `uring`): its socket, its
+//! pipeline, the buffers it borrows for a turn, and its turn: actions
+//! chosen by [`super::state::select_next_action`] from its flags until none
+//! is possible or the turn is over. The socket is what differs: a
+//! non-blocking one read and written in the action (`poll`), or one whose
+//! receives have completed before the turn and whose send is handed to the
+//! ring (`uring`).
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +22,33 @@ use crate::trace::{self, Flags, Name};
 /// The least room an engine step is given: a full frame of the default size.
 const MIN_PULL: usize = 16 * 1024 + 64;
 
-pub(super) struct Client {
+/// What a client's `read_socket` and `write_socket` act on.
+pub(super) trait Socket {
+    /// Octets received, as `Read::read`: 0 at the end of input,
+    /// `WouldBlock` when none are waiting.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes `out[start..]`, or takes it to send (then `out` is left
+    /// empty); returns the octets written or taken.
+    fn write_out(&mut self, out: &mut Vec<u8>, start: usize) -> io::Result<usize>;
+    /// Another write could be taken now (a ring takes one send at a time).
+    fn can_write_more(&self) -> bool {
+        true
+    }
+}
+
+impl Socket for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(self, buf)
+    }
+
+    fn write_out(&mut self, out: &mut Vec<u8>, start: usize) -> io::Result<usize> {
+        self.write(&out[start..])
+    }
+}
+
+pub(super) struct Client<S = TcpStream> {
     pub(super) id: u64,
-    pub(super) sock: TcpStream,
+    pub(super) sock: S,
     pub(super) pipeline: Pipeline,
     /// Stored flags; the others are derived from the buffers.
     pub(super) flags: Flags,
@@ -58,7 +85,7 @@ pub(super) enum Turn {
     Closed,
 }
 
-impl Client {
+impl<S: Socket> Client<S> {
     const STORED: Flags =
         Flags::from_bits(Flags::CAN_READ.bits() | Flags::CAN_WRITE.bits() | Flags::CLOSING.bits());
 
@@ -209,15 +236,18 @@ impl Client {
     }
 
     fn write_socket(&mut self, writes: &AtomicU64) -> io::Result<usize> {
-        match self.sock.write(&self.output[self.out_start..]) {
+        match self.sock.write_out(&mut self.output, self.out_start) {
             Ok(n) => {
                 writes.fetch_add(1, Ordering::Relaxed);
                 self.out_start += n;
-                if self.out_start == self.output.len() {
+                if self.out_start >= self.output.len() {
                     self.output.clear();
                     self.out_start = 0;
                 } else {
                     // A short write: the socket buffer is full.
+                    self.flags.set(Flags::CAN_WRITE, false);
+                }
+                if !self.sock.can_write_more() {
                     self.flags.set(Flags::CAN_WRITE, false);
                 }
                 Ok(n)

@@ -2,7 +2,8 @@
 //! clients in a slab. Each client's next step is chosen by the pure
 //! [`state::select_next_action`] from its flags until none is possible; then
 //! the next ready client; then poll. TLS works on memory buffers only.
-//! With `--threads N`, N such loops ([`reactors`]).
+//! With `--threads N`, N such loops ([`reactors`]). The `uring` dispatch
+//! drives the same clients on io_uring completions ([`uring`]).
 
 mod client;
 mod inbox;
@@ -10,6 +11,7 @@ mod offload;
 mod reactors;
 mod run_queue;
 pub mod state;
+mod uring;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io;
@@ -31,6 +33,7 @@ pub use inbox::Inbox;
 pub use reactors::spawn;
 use reactors::Reactor;
 use run_queue::RunQueue;
+pub use uring::unavailable as uring_unavailable;
 
 pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);

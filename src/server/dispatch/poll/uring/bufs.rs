@@ -1,0 +1,164 @@
+//! The provided buffer ring: buffers the kernel picks from when a receive
+//! completes, so that a connection waiting for input holds none. The loop
+//! copies each completion's octets out at once and gives the buffer back,
+//! so the ring only runs short while one drain of completions holds more
+//! receives than it has buffers (the receives that found none end with
+//! ENOBUFS and are submitted again).
+
+use std::alloc::{self, Layout};
+use std::io;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+use io_uring::Submitter;
+
+/// The buffer group all receives select from.
+pub const GROUP: u16 = 0;
+
+pub struct BufRing {
+    /// `count` entries the kernel reads (page-aligned, as it requires).
+    entries: *mut BufRingEntry,
+    entries_layout: Layout,
+    /// `count` buffers of `size` octets, one allocation.
+    buffers: Box<[u8]>,
+    size: usize,
+    count: u16,
+    /// Our tail: entries up to it have been given to the kernel.
+    tail: u16,
+}
+
+impl BufRing {
+    /// Allocates `count` (a power of two) buffers of `size` octets and
+    /// registers them with the ring under [`GROUP`].
+    ///
+    /// The ring must be dropped before this (its registration refers to
+    /// this memory): [`super::UringLoop`] drops its ring first.
+    pub fn register(submitter: &Submitter<'_>, count: u16, size: usize) -> io::Result<Self> {
+        assert!(
+            count.is_power_of_two(),
+            "a buffer ring's size is a power of two"
+        );
+        let entries_layout =
+            Layout::from_size_align(usize::from(count) * size_of::<BufRingEntry>(), 4096)
+                .map_err(io::Error::other)?;
+        let entries = alloc_entries(entries_layout)?;
+        let mut ring = Self {
+            entries,
+            entries_layout,
+            buffers: vec![0; usize::from(count) * size].into_boxed_slice(),
+            size,
+            count,
+            tail: 0,
+        };
+        for bid in 0..count {
+            ring.push(bid);
+        }
+        ring.publish();
+        register(submitter, &ring)?;
+        Ok(ring)
+    }
+
+    /// The octets the kernel put in buffer `bid`.
+    pub fn get(&self, bid: u16, len: usize) -> &[u8] {
+        let start = usize::from(bid) * self.size;
+        &self.buffers[start..start + len.min(self.size)]
+    }
+
+    /// Gives buffer `bid` back to the kernel (its octets have been copied).
+    pub fn recycle(&mut self, bid: u16) {
+        self.push(bid);
+        self.publish();
+    }
+
+    /// Writes buffer `bid`'s entry at our tail.
+    fn push(&mut self, bid: u16) {
+        let slot = usize::from(self.tail & (self.count - 1));
+        let addr = self.buffers[usize::from(bid) * self.size..].as_ptr() as u64;
+        let len = self.size as u32;
+        let entry = entry_mut(self, slot);
+        entry.set_addr(addr);
+        entry.set_len(len);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes the entries written so far visible to the kernel.
+    fn publish(&self) {
+        tail_of(self).store(self.tail, Ordering::Release);
+    }
+}
+
+#[expect(
+    unsafe_code,
+    reason = "the kernel needs page-aligned memory for the ring's entries"
+)]
+fn alloc_entries(layout: Layout) -> io::Result<*mut BufRingEntry> {
+    // SAFETY: the layout has a non-zero size (count ≥ 1 entries of 16
+    // octets); zeroed memory is a valid array of BufRingEntry (plain
+    // integers). Freed in Drop with the same layout.
+    let p = unsafe { alloc::alloc_zeroed(layout) };
+    match p.is_null() {
+        true => Err(io::Error::from(io::ErrorKind::OutOfMemory)),
+        false => Ok(p.cast()),
+    }
+}
+
+#[expect(unsafe_code, reason = "an entry of the memory shared with the kernel")]
+fn entry_mut(ring: &mut BufRing, slot: usize) -> &mut BufRingEntry {
+    assert!(slot < usize::from(ring.count));
+    // SAFETY: `entries` holds `count` entries and slot < count. The kernel
+    // reads an entry only between our tail's publication and its head,
+    // and the slot at our tail is past its head (the buffer it named was
+    // handed back to us by a completion), so nothing else touches it now.
+    unsafe { &mut *ring.entries.add(slot) }
+}
+
+#[expect(unsafe_code, reason = "the tail shared with the kernel")]
+fn tail_of(ring: &BufRing) -> &AtomicU16 {
+    // SAFETY: the ring's tail is the u16 the kernel reads in the first
+    // entry's `resv` field (io_uring_buf_ring); it is aligned for a u16 and
+    // lives as long as `entries`. The kernel only reads it; we write it
+    // with a release store after the entries it covers.
+    unsafe { &*BufRingEntry::tail(ring.entries).cast::<AtomicU16>() }
+}
+
+#[expect(unsafe_code, reason = "registering memory the kernel writes into")]
+fn register(submitter: &Submitter<'_>, ring: &BufRing) -> io::Result<()> {
+    // SAFETY: the entries and every buffer they name live in `ring` until
+    // it is dropped, and the owner drops the io_uring (which ends the
+    // registration) before it (see `BufRing::register`).
+    unsafe { submitter.register_buf_ring_with_flags(ring.entries as u64, ring.count, GROUP, 0) }
+}
+
+impl Drop for BufRing {
+    #[expect(unsafe_code, reason = "freeing the entries allocated in alloc_entries")]
+    fn drop(&mut self) {
+        // SAFETY: allocated by alloc_entries with this layout, freed once.
+        unsafe { alloc::dealloc(self.entries.cast(), self.entries_layout) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ring's buffers go round: registered, read back by id, recycled
+    /// past the end of the entries without touching another's memory.
+    #[test]
+    fn buffers_are_registered_and_go_round() {
+        let ring = match io_uring::IoUring::new(8) {
+            Ok(ring) => ring,
+            Err(e) => return eprintln!("io_uring is not available here ({e}): not tested"),
+        };
+        let mut bufs = BufRing::register(&ring.submitter(), 4, 64).unwrap();
+        assert_eq!(bufs.tail, 4);
+        assert_eq!(tail_of(&bufs).load(Ordering::Acquire), 4);
+        for round in 0..10u16 {
+            bufs.recycle(round % 4);
+        }
+        assert_eq!(tail_of(&bufs).load(Ordering::Acquire), 14);
+        assert_eq!(bufs.get(3, 64).len(), 64);
+        assert_eq!(bufs.get(3, 1000).len(), 64, "never past its buffer");
+        drop(ring);
+    }
+}
