@@ -13,8 +13,12 @@
 // `mallopt` and `malloc_trim` (`server::trim`), OpenSSL's `SSL_CTX_ctrl`
 // for the record size (`tls::openssl_session`), and mapping the trace's
 // spool file (`trace::writer::spool`, a shared mapping the kernel keeps
-// when the server dies); they are the only `unsafe` in the crate, each
-// with the invariant it relies on.
+// when the server dies); and io_uring (`server::dispatch::poll::uring`)
+// hands the kernel memory it uses until a completion: a submission, an
+// accepted descriptor, the provided buffer ring (its entries, their
+// allocation and the tail shared with the kernel). They are the only
+// `unsafe` in the crate, each in a function of its own with the
+// invariant it relies on.
 #![deny(unsafe_code)]
 #![forbid(unused_must_use)]
 
