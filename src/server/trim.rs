@@ -63,6 +63,43 @@ impl Trim {
     }
 }
 
+/// A loop's view of the quiet spell: when it last saw a connection come,
+/// be established or go (the turn that noticed it), so that the trim
+/// comes after [`Trim::due_after`] of quiet from then. A wait a timer cut
+/// short counts, but the timers do not restart the spell.
+#[derive(Debug)]
+pub struct Quiet {
+    seen: u64,
+    since: std::time::Instant,
+}
+
+impl Quiet {
+    pub fn new(trim: &Trim) -> Self {
+        Self {
+            seen: trim.events(),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// When the trim is due if nothing comes or goes before (none is due),
+    /// and `timeout` shortened to wake for it.
+    pub fn trim_at(
+        &mut self,
+        trim: &Trim,
+        timeout: &mut Option<Duration>,
+    ) -> Option<std::time::Instant> {
+        let quiet = trim.due_after()?;
+        let seen = trim.events();
+        if seen != self.seen {
+            (self.seen, self.since) = (seen, std::time::Instant::now());
+        }
+        let at = self.since + quiet;
+        let left = at.saturating_duration_since(std::time::Instant::now());
+        *timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        Some(at)
+    }
+}
+
 /// glibc shrinks its heap whenever the free memory at its top passes a
 /// threshold, and grows it again at the next allocation: with rustls at
 /// 1 MiB answers on `poll` that was 128 page faults per answer and half

@@ -6,9 +6,12 @@
 //! receives have completed before the turn and whose send is handed to the
 //! ring (`uring`).
 
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
 
 use mio::net::TcpStream;
 
@@ -83,6 +86,100 @@ pub(super) enum Turn {
     /// Out of turn with work left: queue it again.
     More,
     Closed,
+}
+
+impl<S> Client<S> {
+    /// A client just accepted: no buffers, no flags, not queued.
+    pub(super) fn new(id: u64, sock: S, pipeline: Pipeline) -> Self {
+        Self {
+            id,
+            sock,
+            pipeline,
+            flags: Flags::empty(),
+            input: None,
+            in_start: 0,
+            in_end: 0,
+            output: Vec::new(),
+            out_start: 0,
+            accepted: Instant::now(),
+            established: false,
+            last_progress: Instant::now(),
+            queued: false,
+            error: None,
+        }
+    }
+
+    /// Past the idle timeout since its last progress, or past the
+    /// handshake timeout since its accept without its handshake, preface
+    /// and SETTINGS: to be closed by the sweep.
+    pub(super) fn is_late(
+        &self,
+        now: Instant,
+        idle: Option<Duration>,
+        handshake: Option<Duration>,
+    ) -> bool {
+        idle.is_some_and(|t| now.duration_since(self.last_progress) >= t)
+            || (!self.pipeline.is_established()
+                && handshake.is_some_and(|t| now.duration_since(self.accepted) >= t))
+    }
+}
+
+/// The keys of the clients past their deadlines ([`Client::is_late`]).
+pub(super) fn late<S>(
+    clients: &Slab<Client<S>>,
+    idle: Option<Duration>,
+    handshake: Option<Duration>,
+) -> Vec<usize> {
+    let now = Instant::now();
+    clients
+        .iter()
+        .filter(|(_, c)| c.is_late(now, idle, handshake))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Queues client `key` for a turn unless it is queued already.
+pub(super) fn enqueue<S>(clients: &mut Slab<Client<S>>, ready: &mut VecDeque<usize>, key: usize) {
+    let c = &mut clients[key];
+    if !c.queued {
+        c.queued = true;
+        ready.push_back(key);
+    }
+}
+
+/// Clients whose held answers are due by `now` get the time and a turn
+/// (`timers`: due time, client key and id).
+pub(super) fn fire_timers<S>(
+    timers: &mut BTreeSet<(Instant, usize, u64)>,
+    clients: &mut Slab<Client<S>>,
+    ready: &mut VecDeque<usize>,
+    now: Instant,
+) {
+    while let Some(&(at, key, id)) = timers.first() {
+        if at > now {
+            break;
+        }
+        timers.pop_first();
+        if let Some(c) = clients.get_mut(key).filter(|c| c.id == id) {
+            c.pipeline.handle_timeout(now);
+            enqueue(clients, ready, key);
+        }
+    }
+}
+
+/// Offloaded work done (client key, client id, stream): those answers may
+/// go. A client gone meanwhile, its key maybe reused: not its answer.
+pub(super) fn release_finished<S>(
+    finished: Vec<(usize, u64, u32)>,
+    clients: &mut Slab<Client<S>>,
+    ready: &mut VecDeque<usize>,
+) {
+    for (key, id, stream) in finished {
+        if let Some(c) = clients.get_mut(key).filter(|c| c.id == id) {
+            c.pipeline.release(stream);
+            enqueue(clients, ready, key);
+        }
+    }
 }
 
 impl<S: Socket> Client<S> {

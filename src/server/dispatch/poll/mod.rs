@@ -8,6 +8,7 @@
 mod client;
 mod inbox;
 mod offload;
+mod place;
 mod reactors;
 mod run_queue;
 pub mod state;
@@ -27,11 +28,12 @@ use crate::buffers::BufPool;
 use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::{interrupted, would_block, ACCEPT_ERROR_PAUSE};
 use crate::server::shared::Shared;
+use crate::server::trim;
 use crate::trace::{self, Flags, Name, NO_STATE};
 use client::{Client, Turn};
 pub use inbox::Inbox;
+use place::Reactor;
 pub use reactors::spawn;
-use reactors::Reactor;
 use run_queue::RunQueue;
 pub use uring::unavailable as uring_unavailable;
 
@@ -126,7 +128,7 @@ impl PollLoop {
             .map(|t| t / 4);
         let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
         // Connections accepted or closed as last seen, and when.
-        let mut trim_seen = (self.shared.trim.events(), Instant::now());
+        let mut quiet = trim::Quiet::new(&self.shared.trim);
         // Traced only: how long the loop was runnable but not running.
         let mut run_queue = trace::frames_enabled().then(RunQueue::open).flatten();
         while !self.shared.is_stopping() {
@@ -145,16 +147,7 @@ impl PollLoop {
             // freed heap back (see `trim`). Quiet since the turn that last
             // saw one come or go: a wait a timer cut short counts, but the
             // timers do not restart the spell.
-            let trim_at = self.shared.trim.due_after().map(|quiet| {
-                let seen = self.shared.trim.events();
-                if seen != trim_seen.0 {
-                    trim_seen = (seen, Instant::now());
-                }
-                let at = trim_seen.1 + quiet;
-                let left = at.saturating_duration_since(Instant::now());
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
-                at
-            });
+            let trim_at = quiet.trim_at(&self.shared.trim, &mut timeout);
             let wait = trace::action(0, Name::PollWait, NO_STATE);
             let began = run_queue.as_ref().map(|_| Instant::now());
             let polled = self.poll.poll(&mut events, timeout);
@@ -240,27 +233,13 @@ impl PollLoop {
 
     /// Offloaded work done: those answers may go.
     fn take_finished(&mut self) {
-        for (key, id, stream) in self.reactor.inbox.take_finished() {
-            // A client gone meanwhile, its key maybe reused: not its answer.
-            if let Some(c) = self.clients.get_mut(key).filter(|c| c.id == id) {
-                c.pipeline.release(stream);
-                self.enqueue(key);
-            }
-        }
+        let finished = self.reactor.inbox.take_finished();
+        client::release_finished(finished, &mut self.clients, &mut self.ready);
     }
 
     /// Clients whose held answers are due by `now` get the time and a turn.
     fn fire_timers(&mut self, now: Instant) {
-        while let Some(&(at, key, id)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.pop_first();
-            if let Some(c) = self.clients.get_mut(key).filter(|c| c.id == id) {
-                c.pipeline.handle_timeout(now);
-                self.enqueue(key);
-            }
-        }
+        client::fire_timers(&mut self.timers, &mut self.clients, &mut self.ready, now);
     }
 
     /// After a client's turn: its engine's next due time, and the work of
@@ -287,11 +266,7 @@ impl PollLoop {
     }
 
     fn enqueue(&mut self, key: usize) {
-        let c = &mut self.clients[key];
-        if !c.queued {
-            c.queued = true;
-            self.ready.push_back(key);
-        }
+        client::enqueue(&mut self.clients, &mut self.ready, key);
     }
 
     fn run_ready(&mut self) {
@@ -385,22 +360,11 @@ impl PollLoop {
             Token(key + FIRST_CLIENT),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        entry.insert(Client {
+        entry.insert(Client::new(
             id,
             sock,
-            pipeline: Pipeline::new(tls, id, self.shared.handler, self.options.offload.is_some()),
-            flags: Flags::empty(),
-            input: None,
-            in_start: 0,
-            in_end: 0,
-            output: Vec::new(),
-            out_start: 0,
-            accepted: Instant::now(),
-            established: false,
-            last_progress: Instant::now(),
-            queued: false,
-            error: None,
-        });
+            Pipeline::new(tls, id, self.shared.handler, self.options.offload.is_some()),
+        ));
         // Our SETTINGS (h2c) can go out before the first event.
         self.enqueue(key);
         Ok(())
@@ -421,19 +385,7 @@ impl PollLoop {
     /// preface and SETTINGS yet) or idle past the idle timeout.
     fn close_idle(&mut self) {
         let (idle, handshake) = (self.options.idle_timeout, self.options.handshake_timeout);
-        let now = Instant::now();
-        let late = |c: &Client| {
-            idle.is_some_and(|t| now.duration_since(c.last_progress) >= t)
-                || (!c.pipeline.is_established()
-                    && handshake.is_some_and(|t| now.duration_since(c.accepted) >= t))
-        };
-        let idle: Vec<usize> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| late(c))
-            .map(|(k, _)| k)
-            .collect();
-        for key in idle {
+        for key in client::late(&self.clients, idle, handshake) {
             self.shared
                 .counters
                 .timed_out

@@ -8,47 +8,16 @@
 //! across reactors ([`Common`]); each reactor sweeps its own idle clients.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::inbox::Inbox;
+use super::place::{Common, Reactor};
 use super::uring::UringLoop;
 use super::{offload, Options, PollLoop};
 use crate::server::dispatch::Wake;
 use crate::server::shared::Shared;
 use crate::server::{Dispatch, ServerConfig, ServerError, Spread};
-
-/// What every reactor of a server shares.
-#[derive(Debug, Default)]
-pub struct Common {
-    next_id: AtomicU64,
-    open: AtomicUsize,
-}
-
-impl Common {
-    /// The next client id: 1-based, in accept order across reactors.
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Counts one more open client unless `max` are open already.
-    pub fn try_open(&self, max: Option<usize>) -> bool {
-        let Some(max) = max else {
-            self.open.fetch_add(1, Ordering::Relaxed);
-            return true;
-        };
-        self.open
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    pub fn closed(&self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// Starts the reactors: `listeners` holds one per reactor (`reuseport`) or
 /// one for all (`handoff`).
@@ -183,16 +152,6 @@ pub fn spawn(
     drop(pool);
     threads.extend(workers);
     Ok((Wake::Poll(inboxes), threads))
-}
-
-/// A reactor's place among the others.
-pub struct Reactor {
-    pub index: usize,
-    pub inbox: Arc<Inbox>,
-    /// `handoff`, on the reactor that accepts: every reactor's inbox (its
-    /// own included), taken in turn.
-    pub handoff: Vec<Arc<Inbox>>,
-    pub common: Arc<Common>,
 }
 
 /// Runs this thread on `cpu` only; a CPU that cannot be used is said once,

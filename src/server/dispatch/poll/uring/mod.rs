@@ -30,15 +30,16 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 
-use super::client::{Client, Turn};
+use super::client::{self, Client, Turn};
 use super::offload;
-use super::reactors::Reactor;
+use super::place::Reactor;
 use super::run_queue::RunQueue;
 use super::Options;
 use crate::buffers::{BufPool, READ_BUF};
 use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::ACCEPT_ERROR_PAUSE;
 use crate::server::shared::Shared;
+use crate::server::trim;
 use crate::server::uring::{builder, explain, UringFeatures};
 use crate::trace::{self, Flags, Name, NO_STATE};
 use bufs::BufRing;
@@ -194,7 +195,7 @@ impl UringLoop {
             .min()
             .map(|t| t / 4);
         let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
-        let mut trim_seen = (self.shared.trim.events(), Instant::now());
+        let mut quiet = trim::Quiet::new(&self.shared.trim);
         let mut run_queue = trace::frames_enabled().then(RunQueue::open).flatten();
         self.arm_accept();
         self.arm_wake();
@@ -210,16 +211,7 @@ impl UringLoop {
             let mut timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
             // As `poll`: a quiet spell after connections came or went
             // gives the freed heap back (see `trim`).
-            let trim_at = self.shared.trim.due_after().map(|quiet| {
-                let seen = self.shared.trim.events();
-                if seen != trim_seen.0 {
-                    trim_seen = (seen, Instant::now());
-                }
-                let at = trim_seen.1 + quiet;
-                let left = at.saturating_duration_since(Instant::now());
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
-                at
-            });
+            let trim_at = quiet.trim_at(&self.shared.trim, &mut timeout);
             let wait = trace::action(0, Name::PollWait, NO_STATE);
             let began = run_queue.as_ref().map(|_| Instant::now());
             let waited = self.submit_and_wait(timeout);
@@ -475,22 +467,11 @@ impl UringLoop {
         let tls = self
             .shared
             .accept(id, |nodelay| sock.set_nodelay(nodelay))?;
-        let key = self.clients.insert(Client {
+        let key = self.clients.insert(Client::new(
             id,
-            sock: Conn::new(sock),
-            pipeline: Pipeline::new(tls, id, self.shared.handler, self.options.offload.is_some()),
-            flags: Flags::empty(),
-            input: None,
-            in_start: 0,
-            in_end: 0,
-            output: Vec::new(),
-            out_start: 0,
-            accepted: Instant::now(),
-            established: false,
-            last_progress: Instant::now(),
-            queued: false,
-            error: None,
-        });
+            Conn::new(sock),
+            Pipeline::new(tls, id, self.shared.handler, self.options.offload.is_some()),
+        ));
         // Our SETTINGS go out at once; the receives start after the turn.
         self.enqueue(key);
         Ok(())
@@ -565,33 +546,17 @@ impl UringLoop {
 
     /// Offloaded work done: those answers may go.
     fn take_finished(&mut self) {
-        for (key, id, stream) in self.reactor.inbox.take_finished() {
-            if let Some(c) = self.clients.get_mut(key).filter(|c| c.id == id) {
-                c.pipeline.release(stream);
-                self.enqueue(key);
-            }
-        }
+        let finished = self.reactor.inbox.take_finished();
+        client::release_finished(finished, &mut self.clients, &mut self.ready);
     }
 
+    /// Clients whose held answers are due by `now` get the time and a turn.
     fn fire_timers(&mut self, now: Instant) {
-        while let Some(&(at, key, id)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.pop_first();
-            if let Some(c) = self.clients.get_mut(key).filter(|c| c.id == id) {
-                c.pipeline.handle_timeout(now);
-                self.enqueue(key);
-            }
-        }
+        client::fire_timers(&mut self.timers, &mut self.clients, &mut self.ready, now);
     }
 
     fn enqueue(&mut self, key: usize) {
-        let c = &mut self.clients[key];
-        if !c.queued {
-            c.queued = true;
-            self.ready.push_back(key);
-        }
+        client::enqueue(&mut self.clients, &mut self.ready, key);
     }
 
     fn run_ready(&mut self) {
@@ -690,19 +655,7 @@ impl UringLoop {
 
     fn close_idle(&mut self) {
         let (idle, handshake) = (self.options.idle_timeout, self.options.handshake_timeout);
-        let now = Instant::now();
-        let late = |c: &Client<Conn>| {
-            idle.is_some_and(|t| now.duration_since(c.last_progress) >= t)
-                || (!c.pipeline.is_established()
-                    && handshake.is_some_and(|t| now.duration_since(c.accepted) >= t))
-        };
-        let idle: Vec<usize> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| late(c))
-            .map(|(k, _)| k)
-            .collect();
-        for key in idle {
+        for key in client::late(&self.clients, idle, handshake) {
             self.shared
                 .counters
                 .timed_out
