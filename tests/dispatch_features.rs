@@ -111,6 +111,9 @@ fn poll_idle_timeout_closes_a_silent_client_and_spares_a_talking_one() {
 /// A client that sends half a frame and then nothing must not hold up the
 /// other clients (on `single` it would: that is the point of `single`).
 fn stalled_client_does_not_block_others(setup: Setup) {
+    if setup.dispatch == Dispatch::Uring && support::no_uring() {
+        return;
+    }
     let server = support::start(setup);
     let mut stalled = RawConn::connect(&server);
     let mut half = client_hello();

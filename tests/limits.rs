@@ -264,6 +264,9 @@ fn poll_stops_at_the_fd_limit() {
 
 #[test]
 fn uring_stops_at_the_fd_limit() {
+    if support::no_uring() {
+        return;
+    }
     stop_is_prompt_at_the_fd_limit(&["--dispatch", "uring"]);
 }
 

@@ -143,6 +143,9 @@ fn pinned_reactors_run_where_they_are_told() {
 /// within 2 s with its stop line.
 #[test]
 fn uring_reactors_answer_everything_where_they_are_pinned() {
+    if support::no_uring() {
+        return;
+    }
     let s = serve(&[
         "--dispatch",
         "uring",

@@ -555,6 +555,9 @@ macro_rules! setup_tests {
     (@one $name:ident, $dispatch:ident, $engine:ident, $tls:ident, $test:ident) => {
         #[test]
         fn $name() {
+            if h2lab::Dispatch::$dispatch == h2lab::Dispatch::Uring && $crate::support::no_uring() {
+                return;
+            }
             super::$test(h2lab::Setup {
                 dispatch: h2lab::Dispatch::$dispatch,
                 engine: h2lab::Engine::$engine,
@@ -562,6 +565,22 @@ macro_rules! setup_tests {
             });
         }
     };
+}
+
+/// io_uring is refused on this machine (a seccomp filter, the sysctl, an
+/// old kernel): the `uring` tests are not run, and the first to find out
+/// says so, once per test binary. Where it is there (this project's
+/// machine), every one runs.
+pub fn no_uring() -> bool {
+    static WHY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    WHY.get_or_init(|| {
+        let why = h2lab::server::uring_unavailable(h2lab::server::UringFeatures::default());
+        if let Some(why) = &why {
+            eprintln!("io_uring is not available here ({why}): the uring setups are not tested");
+        }
+        why
+    })
+    .is_some()
 }
 
 /// A `h2lab serve` child process and the URL from its one stdout line.
