@@ -109,6 +109,14 @@ impl<S> Client<S> {
         }
     }
 
+    /// True once, at the first turn that finds its handshake, preface and
+    /// SETTINGS done (a finished handshake is worth a heap trim).
+    pub(super) fn newly_established(&mut self) -> bool {
+        let now = !self.established && self.pipeline.is_established();
+        self.established |= now;
+        now
+    }
+
     /// Past the idle timeout since its last progress, or past the
     /// handshake timeout since its accept without its handshake, preface
     /// and SETTINGS: to be closed by the sweep.

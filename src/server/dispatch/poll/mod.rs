@@ -127,7 +127,7 @@ impl PollLoop {
             .min()
             .map(|t| t / 4);
         let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
-        // Connections accepted or closed as last seen, and when.
+        // The quiet spell the heap trim waits for.
         let mut quiet = trim::Quiet::new(&self.shared.trim);
         // Traced only: how long the loop was runnable but not running.
         let mut run_queue = trace::frames_enabled().then(RunQueue::open).flatten();
@@ -276,8 +276,7 @@ impl PollLoop {
             };
             c.queued = false;
             let turn = c.take_turn(&self.shared.counters.writes, &mut self.pool);
-            if !c.established && c.pipeline.is_established() {
-                c.established = true;
+            if c.newly_established() {
                 self.shared.trim.note();
             }
             match turn {

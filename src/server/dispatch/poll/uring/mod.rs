@@ -570,8 +570,7 @@ impl UringLoop {
             c.flags.set(Flags::CAN_WRITE, c.sock.can_send());
             let turn = c.take_turn(&self.shared.counters.writes, &mut self.pool);
             c.sock.give_back(&mut self.pool);
-            if !c.established && c.pipeline.is_established() {
-                c.established = true;
+            if c.newly_established() {
                 self.shared.trim.note();
             }
             match turn {
