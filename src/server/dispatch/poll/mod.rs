@@ -34,7 +34,7 @@ use client::{Client, Turn};
 pub use inbox::Inbox;
 use place::Reactor;
 pub use reactors::spawn;
-use run_queue::RunQueue;
+use run_queue::{RunQueue, Sweep};
 pub use uring::unavailable as uring_unavailable;
 
 pub const LISTENER: Token = Token(0);
@@ -118,15 +118,7 @@ impl PollLoop {
     /// Runs until the server stops; then every client is closed.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        // Sweeps for idle and unfinished clients four times per timeout,
-        // so a client is closed between 1 and 1.25 timeouts after its last
-        // frame (or its accept).
-        let sweep_every = [self.options.idle_timeout, self.options.handshake_timeout]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| t / 4);
-        let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
+        let mut sweep = Sweep::new(self.options.idle_timeout, self.options.handshake_timeout);
         // The quiet spell the heap trim waits for.
         let mut quiet = trim::Quiet::new(&self.shared.trim);
         // Traced only: how long the loop was runnable but not running.
@@ -135,7 +127,7 @@ impl PollLoop {
             // The next sweep, the next accept after an accept error, or the
             // next answer due.
             let wake_at = [
-                next_sweep,
+                sweep.next(),
                 self.accept_again_at,
                 self.timers.first().map(|t| t.0),
             ]
@@ -153,17 +145,7 @@ impl PollLoop {
             let polled = self.poll.poll(&mut events, timeout);
             if let (Some(run_queue), Some(began)) = (&mut run_queue, began) {
                 wait.bytes(events.iter().count());
-                // Only after a wait that slept (a thread waits on a run
-                // queue mostly when it is woken) and at most once per
-                // interval: reading costs a system call and a formatted
-                // /proc file, 1–2 µs. Delay met between readings is not
-                // lost: the next reading has it.
-                let now = Instant::now();
-                if now - began >= RunQueue::SLEPT && run_queue.due(now) {
-                    if let Some(delay) = run_queue.delay(now) {
-                        wait.state(Name::PollWait, delay);
-                    }
-                }
+                run_queue.after_wait(&wait, began);
             }
             drop(wait);
             if let Err(e) = polled {
@@ -206,11 +188,8 @@ impl PollLoop {
             }
             self.fire_timers(Instant::now());
             self.run_ready();
-            if let (Some(every), Some(at)) = (sweep_every, next_sweep) {
-                if Instant::now() >= at {
-                    self.close_idle();
-                    next_sweep = Some(Instant::now() + every);
-                }
+            if sweep.due() {
+                self.close_idle();
             }
         }
         for key in self.clients.iter().map(|(k, _)| k).collect::<Vec<_>>() {

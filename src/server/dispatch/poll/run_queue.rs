@@ -1,6 +1,10 @@
-//! The poll loop's run-queue delay, read from `/proc/thread-self/schedstat`.
+//! The poll loop's run-queue delay, read from `/proc/thread-self/schedstat`,
+//! and the sweep for late clients: what both loops (`poll`, `uring`) do
+//! around their wait.
 
 use std::time::{Duration, Instant};
+
+use crate::trace::{ActionSpan, Name};
 
 /// The run-queue delay of the loop's thread (`/proc/thread-self/schedstat`,
 /// read with one system call), so that its wait slice tells idle time from
@@ -13,9 +17,9 @@ pub(super) struct RunQueue {
 
 impl RunQueue {
     /// A wait at least this long slept (returning at once takes ~1 µs).
-    pub(super) const SLEPT: Duration = Duration::from_micros(20);
+    const SLEPT: Duration = Duration::from_micros(20);
     /// Readings at most this often.
-    pub(super) const EVERY: Duration = Duration::from_millis(1);
+    const EVERY: Duration = Duration::from_millis(1);
 
     pub(super) fn open() -> Option<Self> {
         let file = std::fs::File::open("/proc/thread-self/schedstat").ok()?;
@@ -38,17 +42,66 @@ impl RunQueue {
     }
 
     /// Whether the interval since the last reading has passed by `now`.
-    pub(super) fn due(&self, now: Instant) -> bool {
+    fn due(&self, now: Instant) -> bool {
         now - self.read_at >= Self::EVERY
+    }
+
+    /// After the loop's wait `wait` that began at `began`: the run-queue
+    /// delay onto it as its state. Only after a wait that slept (a thread
+    /// waits on a run queue mostly when it is woken) and at most once per
+    /// interval: reading costs a system call and a formatted /proc file,
+    /// 1–2 µs. Delay met between readings is not lost: the next reading
+    /// has it.
+    pub(super) fn after_wait(&mut self, wait: &ActionSpan, began: Instant) {
+        let now = Instant::now();
+        if now - began >= Self::SLEPT && self.due(now) {
+            if let Some(delay) = self.delay(now) {
+                wait.state(Name::PollWait, delay);
+            }
+        }
     }
 
     /// Nanoseconds spent runnable but not running since the last call
     /// (made at `now`).
-    pub(super) fn delay(&mut self, now: Instant) -> Option<u64> {
+    fn delay(&mut self, now: Instant) -> Option<u64> {
         self.read_at = now;
         let waited = self.read()?;
         let delay = waited.saturating_sub(self.last);
         self.last = waited;
         Some(delay)
+    }
+}
+
+/// When a loop sweeps for idle and unfinished clients: four times per
+/// timeout, so a client is closed between 1 and 1.25 timeouts after its
+/// last frame (or its accept). Never without a timeout.
+pub(super) struct Sweep {
+    every: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Sweep {
+    pub(super) fn new(idle: Option<Duration>, handshake: Option<Duration>) -> Self {
+        let every = [idle, handshake].into_iter().flatten().min().map(|t| t / 4);
+        Self {
+            every,
+            next: every.map(|every| Instant::now() + every),
+        }
+    }
+
+    /// When the next sweep is due, for the wait's timeout.
+    pub(super) fn next(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// A sweep is due now; the next one is counted from here.
+    pub(super) fn due(&mut self) -> bool {
+        match (self.every, self.next) {
+            (Some(every), Some(at)) if Instant::now() >= at => {
+                self.next = Some(Instant::now() + every);
+                true
+            }
+            _ => false,
+        }
     }
 }

@@ -33,7 +33,7 @@ use slab::Slab;
 use super::client::{self, Client, Turn};
 use super::offload;
 use super::place::Reactor;
-use super::run_queue::RunQueue;
+use super::run_queue::{RunQueue, Sweep};
 use super::Options;
 use crate::buffers::{BufPool, READ_BUF};
 use crate::server::conn::{ConnError, Pipeline};
@@ -189,19 +189,14 @@ impl UringLoop {
     /// Runs until the server stops; then every client is closed and every
     /// operation waited for.
     pub fn run(mut self) {
-        let sweep_every = [self.options.idle_timeout, self.options.handshake_timeout]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| t / 4);
-        let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
+        let mut sweep = Sweep::new(self.options.idle_timeout, self.options.handshake_timeout);
         let mut quiet = trim::Quiet::new(&self.shared.trim);
         let mut run_queue = trace::frames_enabled().then(RunQueue::open).flatten();
         self.arm_accept();
         self.arm_wake();
         while !self.shared.is_stopping() {
             let wake_at = [
-                next_sweep,
+                sweep.next(),
                 self.accept_again_at,
                 self.timers.first().map(|t| t.0),
             ]
@@ -218,12 +213,7 @@ impl UringLoop {
             self.take_completions();
             if let (Some(run_queue), Some(began)) = (&mut run_queue, began) {
                 wait.bytes(self.completions.len());
-                let now = Instant::now();
-                if now - began >= RunQueue::SLEPT && run_queue.due(now) {
-                    if let Some(delay) = run_queue.delay(now) {
-                        wait.state(Name::PollWait, delay);
-                    }
-                }
+                run_queue.after_wait(&wait, began);
             }
             drop(wait);
             if let Err(e) = waited {
@@ -241,11 +231,8 @@ impl UringLoop {
             }
             self.fire_timers(Instant::now());
             self.run_ready();
-            if let (Some(every), Some(at)) = (sweep_every, next_sweep) {
-                if Instant::now() >= at {
-                    self.close_idle();
-                    next_sweep = Some(Instant::now() + every);
-                }
+            if sweep.due() {
+                self.close_idle();
             }
         }
         self.end();
