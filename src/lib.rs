@@ -15,8 +15,9 @@
 // spool file (`trace::writer::spool`, a shared mapping the kernel keeps
 // when the server dies); and io_uring (`server::dispatch::poll::uring`)
 // hands the kernel memory it uses until a completion: a submission, an
-// accepted descriptor, the provided buffer ring (its entries, their
-// allocation and the tail shared with the kernel). They are the only
+// accepted descriptor, the provided buffer ring (its entries and buffers,
+// their allocation, the tail shared with the kernel, and a buffer read
+// once a completion hands it back). They are the only
 // `unsafe` in the crate, each in a function of its own with the
 // invariant it relies on.
 #![deny(unsafe_code)]

@@ -19,8 +19,11 @@ pub struct BufRing {
     /// `count` entries the kernel reads (page-aligned, as it requires).
     entries: *mut BufRingEntry,
     entries_layout: Layout,
-    /// `count` buffers of `size` octets, one allocation.
-    buffers: Box<[u8]>,
+    /// `count` buffers of `size` octets, one allocation. A raw pointer,
+    /// not a `Box<[u8]>`: the kernel writes into buffers it owns while we
+    /// read others, so no reference to the whole may exist.
+    buffers: *mut u8,
+    buffers_layout: Layout,
     size: usize,
     count: u16,
     /// Our tail: entries up to it have been given to the kernel.
@@ -38,14 +41,25 @@ impl BufRing {
             count.is_power_of_two(),
             "a buffer ring's size is a power of two"
         );
+        assert!(size > 0, "a provided buffer holds something");
         let entries_layout =
             Layout::from_size_align(usize::from(count) * size_of::<BufRingEntry>(), 4096)
                 .map_err(io::Error::other)?;
+        let buffers_layout =
+            Layout::from_size_align(usize::from(count) * size, 4096).map_err(io::Error::other)?;
         let entries = alloc_entries(entries_layout)?;
+        let buffers = match alloc_buffers(buffers_layout) {
+            Ok(buffers) => buffers,
+            Err(e) => {
+                free(entries.cast(), entries_layout);
+                return Err(e);
+            }
+        };
         let mut ring = Self {
             entries,
             entries_layout,
-            buffers: vec![0; usize::from(count) * size].into_boxed_slice(),
+            buffers,
+            buffers_layout,
             size,
             count,
             tail: 0,
@@ -58,10 +72,10 @@ impl BufRing {
         Ok(ring)
     }
 
-    /// The octets the kernel put in buffer `bid`.
+    /// The octets the kernel put in buffer `bid`, which a completion has
+    /// just handed back (and which stays ours until [`Self::recycle`]).
     pub fn get(&self, bid: u16, len: usize) -> &[u8] {
-        let start = usize::from(bid) * self.size;
-        &self.buffers[start..start + len.min(self.size)]
+        buffer(self, bid, len.min(self.size))
     }
 
     /// Gives buffer `bid` back to the kernel (its octets have been copied).
@@ -73,7 +87,8 @@ impl BufRing {
     /// Writes buffer `bid`'s entry at our tail.
     fn push(&mut self, bid: u16) {
         let slot = usize::from(self.tail & (self.count - 1));
-        let addr = self.buffers[usize::from(bid) * self.size..].as_ptr() as u64;
+        assert!(bid < self.count);
+        let addr = self.buffers as u64 + (usize::from(bid) * self.size) as u64;
         let len = self.size as u32;
         let entry = entry_mut(self, slot);
         entry.set_addr(addr);
@@ -101,6 +116,38 @@ fn alloc_entries(layout: Layout) -> io::Result<*mut BufRingEntry> {
         true => Err(io::Error::from(io::ErrorKind::OutOfMemory)),
         false => Ok(p.cast()),
     }
+}
+
+#[expect(
+    unsafe_code,
+    reason = "the kernel writes the buffers while we read the ones it handed back"
+)]
+fn alloc_buffers(layout: Layout) -> io::Result<*mut u8> {
+    // SAFETY: the layout has a non-zero size (count ≥ 1 buffers of
+    // size ≥ 1 octets). Freed in Drop with the same layout.
+    let p = unsafe { alloc::alloc_zeroed(layout) };
+    match p.is_null() {
+        true => Err(io::Error::from(io::ErrorKind::OutOfMemory)),
+        false => Ok(p),
+    }
+}
+
+#[expect(unsafe_code, reason = "a buffer the kernel wrote and handed back")]
+fn buffer(ring: &BufRing, bid: u16, len: usize) -> &[u8] {
+    assert!(bid < ring.count && len <= ring.size);
+    // SAFETY: buffer `bid` lies within the allocation (bid < count, len ≤
+    // size). A completion named it, so the kernel has finished writing it
+    // and will not write it again before `recycle` gives it back, which
+    // needs `&mut BufRing` and so ends this borrow first. The slice covers
+    // this buffer only, not the others the kernel may be writing.
+    unsafe { std::slice::from_raw_parts(ring.buffers.add(usize::from(bid) * ring.size), len) }
+}
+
+#[expect(unsafe_code, reason = "freeing memory allocated with this layout")]
+fn free(p: *mut u8, layout: Layout) {
+    // SAFETY: every caller passes memory allocated with `layout` by
+    // alloc_entries or alloc_buffers, once.
+    unsafe { alloc::dealloc(p, layout) }
 }
 
 #[expect(unsafe_code, reason = "an entry of the memory shared with the kernel")]
@@ -131,10 +178,9 @@ fn register(submitter: &Submitter<'_>, ring: &BufRing) -> io::Result<()> {
 }
 
 impl Drop for BufRing {
-    #[expect(unsafe_code, reason = "freeing the entries allocated in alloc_entries")]
     fn drop(&mut self) {
-        // SAFETY: allocated by alloc_entries with this layout, freed once.
-        unsafe { alloc::dealloc(self.entries.cast(), self.entries_layout) }
+        free(self.entries.cast(), self.entries_layout);
+        free(self.buffers, self.buffers_layout);
     }
 }
 
