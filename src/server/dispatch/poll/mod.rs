@@ -124,17 +124,7 @@ impl PollLoop {
         // Traced only: how long the loop was runnable but not running.
         let mut run_queue = trace::frames_enabled().then(RunQueue::open).flatten();
         while !self.shared.is_stopping() {
-            // The next sweep, the next accept after an accept error, or the
-            // next answer due.
-            let wake_at = [
-                sweep.next(),
-                self.accept_again_at,
-                self.timers.first().map(|t| t.0),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let mut timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
+            let mut timeout = sweep.timeout(self.accept_again_at, self.timers.first().map(|t| t.0));
             // After connections came or went, a quiet spell gives the
             // freed heap back (see `trim`). Quiet since the turn that last
             // saw one come or go: a wait a timer cut short counts, but the

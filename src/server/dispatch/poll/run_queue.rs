@@ -89,9 +89,19 @@ impl Sweep {
         }
     }
 
-    /// When the next sweep is due, for the wait's timeout.
-    pub(super) fn next(&self) -> Option<Instant> {
-        self.next
+    /// How long the loop may wait: until the next sweep, the next accept
+    /// after an accept error, or the next answer due, whichever comes
+    /// first (no limit without any of them).
+    pub(super) fn timeout(
+        &self,
+        accept_again_at: Option<Instant>,
+        next_timer: Option<Instant>,
+    ) -> Option<Duration> {
+        [self.next, accept_again_at, next_timer]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// A sweep is due now; the next one is counted from here.

@@ -195,15 +195,7 @@ impl UringLoop {
         self.arm_accept();
         self.arm_wake();
         while !self.shared.is_stopping() {
-            let wake_at = [
-                sweep.next(),
-                self.accept_again_at,
-                self.timers.first().map(|t| t.0),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let mut timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
+            let mut timeout = sweep.timeout(self.accept_again_at, self.timers.first().map(|t| t.0));
             // As `poll`: a quiet spell after connections came or went
             // gives the freed heap back (see `trim`).
             let trim_at = quiet.trim_at(&self.shared.trim, &mut timeout);
