@@ -17,13 +17,11 @@ pub const GROUP: u16 = 0;
 
 pub struct BufRing {
     /// `count` entries the kernel reads (page-aligned, as it requires).
-    entries: *mut BufRingEntry,
-    entries_layout: Layout,
-    /// `count` buffers of `size` octets, one allocation. A raw pointer,
-    /// not a `Box<[u8]>`: the kernel writes into buffers it owns while we
-    /// read others, so no reference to the whole may exist.
-    buffers: *mut u8,
-    buffers_layout: Layout,
+    entries: Alloc,
+    /// `count` buffers of `size` octets, one allocation. Raw memory, not
+    /// a `Box<[u8]>`: the kernel writes into buffers it owns while we read
+    /// others, so no reference to the whole may exist.
+    buffers: Alloc,
     size: usize,
     count: u16,
     /// Our tail: entries up to it have been given to the kernel.
@@ -47,19 +45,9 @@ impl BufRing {
                 .map_err(io::Error::other)?;
         let buffers_layout =
             Layout::from_size_align(usize::from(count) * size, 4096).map_err(io::Error::other)?;
-        let entries = alloc_entries(entries_layout)?;
-        let buffers = match alloc_buffers(buffers_layout) {
-            Ok(buffers) => buffers,
-            Err(e) => {
-                free(entries.cast(), entries_layout);
-                return Err(e);
-            }
-        };
         let mut ring = Self {
-            entries,
-            entries_layout,
-            buffers,
-            buffers_layout,
+            entries: Alloc::zeroed(entries_layout)?,
+            buffers: Alloc::zeroed(buffers_layout)?,
             size,
             count,
             tail: 0,
@@ -88,7 +76,7 @@ impl BufRing {
     fn push(&mut self, bid: u16) {
         let slot = usize::from(self.tail & (self.count - 1));
         assert!(bid < self.count);
-        let addr = self.buffers as u64 + (usize::from(bid) * self.size) as u64;
+        let addr = self.buffers.ptr as u64 + (usize::from(bid) * self.size) as u64;
         let len = self.size as u32;
         let entry = entry_mut(self, slot);
         entry.set_addr(addr);
@@ -103,32 +91,33 @@ impl BufRing {
     }
 }
 
-#[expect(
-    unsafe_code,
-    reason = "the kernel needs page-aligned memory for the ring's entries"
-)]
-fn alloc_entries(layout: Layout) -> io::Result<*mut BufRingEntry> {
-    // SAFETY: the layout has a non-zero size (count ≥ 1 entries of 16
-    // octets); zeroed memory is a valid array of BufRingEntry (plain
-    // integers). Freed in Drop with the same layout.
-    let p = unsafe { alloc::alloc_zeroed(layout) };
-    match p.is_null() {
-        true => Err(io::Error::from(io::ErrorKind::OutOfMemory)),
-        false => Ok(p.cast()),
+/// Zeroed memory of a layout the kernel needs (page-aligned), freed when
+/// dropped.
+struct Alloc {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+impl Alloc {
+    #[expect(unsafe_code, reason = "page-aligned memory shared with the kernel")]
+    fn zeroed(layout: Layout) -> io::Result<Self> {
+        assert!(layout.size() > 0);
+        // SAFETY: the layout's size is not zero. Zeroed memory is a valid
+        // array of BufRingEntry (plain integers) and of octets. Freed in
+        // Drop with the same layout.
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        match ptr.is_null() {
+            true => Err(io::Error::from(io::ErrorKind::OutOfMemory)),
+            false => Ok(Self { ptr, layout }),
+        }
     }
 }
 
-#[expect(
-    unsafe_code,
-    reason = "the kernel writes the buffers while we read the ones it handed back"
-)]
-fn alloc_buffers(layout: Layout) -> io::Result<*mut u8> {
-    // SAFETY: the layout has a non-zero size (count ≥ 1 buffers of
-    // size ≥ 1 octets). Freed in Drop with the same layout.
-    let p = unsafe { alloc::alloc_zeroed(layout) };
-    match p.is_null() {
-        true => Err(io::Error::from(io::ErrorKind::OutOfMemory)),
-        false => Ok(p),
+impl Drop for Alloc {
+    #[expect(unsafe_code, reason = "freeing what Alloc::zeroed allocated")]
+    fn drop(&mut self) {
+        // SAFETY: allocated by Alloc::zeroed with this layout, freed once.
+        unsafe { alloc::dealloc(self.ptr, self.layout) }
     }
 }
 
@@ -140,14 +129,7 @@ fn buffer(ring: &BufRing, bid: u16, len: usize) -> &[u8] {
     // and will not write it again before `recycle` gives it back, which
     // needs `&mut BufRing` and so ends this borrow first. The slice covers
     // this buffer only, not the others the kernel may be writing.
-    unsafe { std::slice::from_raw_parts(ring.buffers.add(usize::from(bid) * ring.size), len) }
-}
-
-#[expect(unsafe_code, reason = "freeing memory allocated with this layout")]
-fn free(p: *mut u8, layout: Layout) {
-    // SAFETY: every caller passes memory allocated with `layout` by
-    // alloc_entries or alloc_buffers, once.
-    unsafe { alloc::dealloc(p, layout) }
+    unsafe { std::slice::from_raw_parts(ring.buffers.ptr.add(usize::from(bid) * ring.size), len) }
 }
 
 #[expect(unsafe_code, reason = "an entry of the memory shared with the kernel")]
@@ -157,7 +139,7 @@ fn entry_mut(ring: &mut BufRing, slot: usize) -> &mut BufRingEntry {
     // reads an entry only between our tail's publication and its head,
     // and the slot at our tail is past its head (the buffer it named was
     // handed back to us by a completion), so nothing else touches it now.
-    unsafe { &mut *ring.entries.add(slot) }
+    unsafe { &mut *ring.entries.ptr.cast::<BufRingEntry>().add(slot) }
 }
 
 #[expect(unsafe_code, reason = "the tail shared with the kernel")]
@@ -166,7 +148,7 @@ fn tail_of(ring: &BufRing) -> &AtomicU16 {
     // entry's `resv` field (io_uring_buf_ring); it is aligned for a u16 and
     // lives as long as `entries`. The kernel only reads it; we write it
     // with a release store after the entries it covers.
-    unsafe { &*BufRingEntry::tail(ring.entries).cast::<AtomicU16>() }
+    unsafe { &*BufRingEntry::tail(ring.entries.ptr.cast()).cast::<AtomicU16>() }
 }
 
 #[expect(unsafe_code, reason = "registering memory the kernel writes into")]
@@ -174,14 +156,7 @@ fn register(submitter: &Submitter<'_>, ring: &BufRing) -> io::Result<()> {
     // SAFETY: the entries and every buffer they name live in `ring` until
     // it is dropped, and the owner drops the io_uring (which ends the
     // registration) before it (see `BufRing::register`).
-    unsafe { submitter.register_buf_ring_with_flags(ring.entries as u64, ring.count, GROUP, 0) }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        free(self.entries.cast(), self.entries_layout);
-        free(self.buffers, self.buffers_layout);
-    }
+    unsafe { submitter.register_buf_ring_with_flags(ring.entries.ptr as u64, ring.count, GROUP, 0) }
 }
 
 #[cfg(test)]
