@@ -20,6 +20,7 @@ use super::MAX_ACTIONS_PER_TURN;
 use crate::buffers::{BufPool, HIGH_WATER};
 use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::{interrupted, would_block};
+use crate::server::shared::Shared;
 use crate::trace::{self, Flags, Name};
 
 /// The least room an engine step is given: a full frame of the default size.
@@ -115,6 +116,13 @@ impl<S> Client<S> {
         let now = !self.established && self.pipeline.is_established();
         self.established |= now;
         now
+    }
+
+    /// The client is closed: tells `shared` what it answered and how it
+    /// ended.
+    pub(super) fn finish(mut self, shared: &Shared) {
+        let result = self.error.take().map_or(Ok(()), Err);
+        shared.finish(self.id, self.pipeline.responses(), result);
     }
 
     /// Past the idle timeout since its last progress, or past the

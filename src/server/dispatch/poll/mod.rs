@@ -342,11 +342,7 @@ impl PollLoop {
         let mut c = self.clients.remove(key);
         self.reactor.common.closed();
         let _ = self.poll.registry().deregister(&mut c.sock);
-        let result = match c.error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        };
-        self.shared.finish(c.id, c.pipeline.responses(), result);
+        c.finish(&self.shared);
     }
 
     /// Closes clients past the handshake deadline (no TLS handshake,

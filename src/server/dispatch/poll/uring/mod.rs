@@ -625,11 +625,7 @@ impl UringLoop {
         if c.sock.receiving {
             self.cancel(token(Op::Recv, key, c.id));
         }
-        let result = match c.error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        };
-        self.shared.finish(c.id, c.pipeline.responses(), result);
+        c.finish(&self.shared);
     }
 
     fn close_idle(&mut self) {
