@@ -9,15 +9,19 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
 
 use mio::net::TcpStream;
 
+use super::inbox::Inbox;
+use super::offload;
 use super::state::select_next_action;
 use super::MAX_ACTIONS_PER_TURN;
 use crate::buffers::{BufPool, HIGH_WATER};
+use crate::engine::Work;
 use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::{interrupted, would_block};
 use crate::server::shared::Shared;
@@ -116,6 +120,34 @@ impl<S> Client<S> {
         let now = !self.established && self.pipeline.is_established();
         self.established |= now;
         now
+    }
+
+    /// After its turn (as slab key `key`): its engine's next due time into
+    /// `timers`, and the work of its new requests to the workers (with
+    /// `--offload`), which hand each answer back through `inbox`.
+    pub(super) fn after_turn(
+        &mut self,
+        key: usize,
+        timers: &mut BTreeSet<(Instant, usize, u64)>,
+        offload: Option<&offload::Pool>,
+        work: Work,
+        inbox: &Arc<Inbox>,
+    ) {
+        if let Some(at) = self.pipeline.poll_timeout() {
+            timers.insert((at, key, self.id));
+        }
+        if let Some(pool) = offload {
+            let client = self.id;
+            self.pipeline.take_held(|stream| {
+                pool.submit(offload::Job {
+                    inbox: inbox.clone(),
+                    key,
+                    client,
+                    stream,
+                    work,
+                })
+            });
+        }
     }
 
     /// The client is closed: tells `shared` what it answered and how it

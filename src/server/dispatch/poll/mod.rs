@@ -217,21 +217,13 @@ impl PollLoop {
         let Some(c) = self.clients.get_mut(key) else {
             return;
         };
-        if let Some(at) = c.pipeline.poll_timeout() {
-            self.timers.insert((at, key, c.id));
-        }
-        if let Some(pool) = &self.options.offload {
-            let (id, work, inbox) = (c.id, self.shared.handler.work, &self.reactor.inbox);
-            c.pipeline.take_held(|stream| {
-                pool.submit(offload::Job {
-                    inbox: inbox.clone(),
-                    key,
-                    client: id,
-                    stream,
-                    work,
-                })
-            });
-        }
+        c.after_turn(
+            key,
+            &mut self.timers,
+            self.options.offload.as_ref(),
+            self.shared.handler.work,
+            &self.reactor.inbox,
+        );
     }
 
     fn enqueue(&mut self, key: usize) {

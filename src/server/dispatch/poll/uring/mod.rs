@@ -31,7 +31,6 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 
 use super::client::{self, Client, Turn};
-use super::offload;
 use super::place::Reactor;
 use super::run_queue::{RunQueue, Sweep};
 use super::Options;
@@ -591,21 +590,13 @@ impl UringLoop {
             self.cancel(data);
         }
         let c = &mut self.clients[key];
-        if let Some(at) = c.pipeline.poll_timeout() {
-            self.timers.insert((at, key, c.id));
-        }
-        if let Some(pool) = &self.options.offload {
-            let (id, work, inbox) = (c.id, self.shared.handler.work, &self.reactor.inbox);
-            c.pipeline.take_held(|stream| {
-                pool.submit(offload::Job {
-                    inbox: inbox.clone(),
-                    key,
-                    client: id,
-                    stream,
-                    work,
-                })
-            });
-        }
+        c.after_turn(
+            key,
+            &mut self.timers,
+            self.options.offload.as_ref(),
+            self.shared.handler.work,
+            &self.reactor.inbox,
+        );
     }
 
     fn close(&mut self, key: usize) {
