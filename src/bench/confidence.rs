@@ -63,7 +63,7 @@ pub fn paired_ratio(pairs: impl IntoIterator<Item = (f64, f64)>) -> Option<Inter
 }
 
 /// The share of the samples [`trimmed_interval`] sets aside at each end.
-pub const TRIM: f64 = 0.2;
+const TRIM: f64 = 0.2;
 
 /// The 20% trimmed mean of `v` (the mean of what is left once the lowest
 /// and highest fifth are set aside) and its 95% interval, Tukey and
@@ -124,7 +124,7 @@ pub fn ratio_of_runs(old: &[f64], new: &[f64]) -> Option<Interval> {
     Some(Interval::exp(d, (d - half, d + half)))
 }
 
-pub fn mean(v: &[f64]) -> f64 {
+fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
