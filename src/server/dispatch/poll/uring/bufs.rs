@@ -1,9 +1,11 @@
 //! The provided buffer ring: buffers the kernel picks from when a receive
-//! completes, so that a connection waiting for input holds none. The loop
-//! copies each completion's octets out at once and gives the buffer back,
-//! so the ring only runs short while one drain of completions holds more
-//! receives than it has buffers (the receives that found none end with
-//! ENOBUFS and are submitted again).
+//! completes, so that a connection waiting for input holds none. A
+//! completion's buffer is lent to its client until the end of the
+//! client's next turn, which reads it where the kernel wrote it (see
+//! [`BufView`]); then it goes back to the kernel. So the ring only runs
+//! short while one drain of completions holds more receives than it has
+//! buffers (the receives that found none end with ENOBUFS and are
+//! submitted again).
 
 use std::alloc::{self, Layout};
 use std::io;
@@ -60,16 +62,42 @@ impl BufRing {
         Ok(ring)
     }
 
-    /// The octets the kernel put in buffer `bid`, which a completion has
-    /// just handed back (and which stays ours until [`Self::recycle`]).
-    pub fn get(&self, bid: u16, len: usize) -> &[u8] {
-        buffer(self, bid, len.min(self.size))
+    /// Where the buffers lie, for the clients they are lent to.
+    pub fn view(&self) -> BufView {
+        BufView {
+            base: self.buffers.ptr,
+            size: self.size,
+            count: self.count,
+        }
     }
 
-    /// Gives buffer `bid` back to the kernel (its octets have been copied).
+    /// Gives buffer `bid` back to the kernel (its octets have been taken).
     pub fn recycle(&mut self, bid: u16) {
         self.push(bid);
         self.publish();
+    }
+
+    /// Puts `data` in buffer `bid` as a receive would, and says how many
+    /// octets it holds (tests of what reads the buffers; no receive may
+    /// have been submitted).
+    #[cfg(test)]
+    #[expect(unsafe_code, reason = "writing a buffer no kernel writes")]
+    pub fn put(&mut self, bid: u16, data: &[u8]) -> usize {
+        assert!(bid < self.count && data.len() <= self.size);
+        // SAFETY: within buffer `bid` (checked above); with no receive
+        // submitted the kernel writes none, and `&mut self` excludes our
+        // own readers.
+        unsafe {
+            let at = self.buffers.ptr.add(usize::from(bid) * self.size);
+            std::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len());
+        }
+        data.len()
+    }
+
+    /// Our tail: how many entries have been given to the kernel.
+    #[cfg(test)]
+    pub fn given(&self) -> u16 {
+        self.tail
     }
 
     /// Writes buffer `bid`'s entry at our tail.
@@ -88,6 +116,41 @@ impl BufRing {
     /// Makes the entries written so far visible to the kernel.
     fn publish(&self) {
         tail_of(self).store(self.tail, Ordering::Release);
+    }
+}
+
+/// Where a ring's buffers lie: what a client holds to read the buffers
+/// lent to it during its turn, without a borrow of the ring (which the
+/// loop keeps using meanwhile).
+#[derive(Clone, Copy, Debug)]
+pub struct BufView {
+    base: *const u8,
+    size: usize,
+    count: u16,
+}
+
+impl BufView {
+    /// Octets `from..to` of buffer `bid`.
+    ///
+    /// # Safety
+    ///
+    /// A completion has handed buffer `bid` back and it has not been
+    /// recycled since, and the [`BufRing`] this view came from is alive:
+    /// then the kernel has finished writing it and will not write it
+    /// again until [`BufRing::recycle`] gives it back.
+    #[expect(unsafe_code, reason = "a buffer the kernel wrote and handed back")]
+    pub unsafe fn get(&self, bid: u16, from: usize, to: usize) -> &[u8] {
+        assert!(bid < self.count && from <= to && to <= self.size);
+        // SAFETY: buffer `bid` lies within the allocation (bid < count,
+        // to ≤ size), which is alive and which the kernel does not write
+        // (the caller's contract). The slice covers this buffer only, not
+        // the others the kernel may be writing.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.base.add(usize::from(bid) * self.size + from),
+                to - from,
+            )
+        }
     }
 }
 
@@ -119,17 +182,6 @@ impl Drop for Alloc {
         // SAFETY: allocated by Alloc::zeroed with this layout, freed once.
         unsafe { alloc::dealloc(self.ptr, self.layout) }
     }
-}
-
-#[expect(unsafe_code, reason = "a buffer the kernel wrote and handed back")]
-fn buffer(ring: &BufRing, bid: u16, len: usize) -> &[u8] {
-    assert!(bid < ring.count && len <= ring.size);
-    // SAFETY: buffer `bid` lies within the allocation (bid < count, len ≤
-    // size). A completion named it, so the kernel has finished writing it
-    // and will not write it again before `recycle` gives it back, which
-    // needs `&mut BufRing` and so ends this borrow first. The slice covers
-    // this buffer only, not the others the kernel may be writing.
-    unsafe { std::slice::from_raw_parts(ring.buffers.ptr.add(usize::from(bid) * ring.size), len) }
 }
 
 #[expect(unsafe_code, reason = "an entry of the memory shared with the kernel")]
@@ -178,8 +230,25 @@ mod tests {
             bufs.recycle(round % 4);
         }
         assert_eq!(tail_of(&bufs).load(Ordering::Acquire), 14);
-        assert_eq!(bufs.get(3, 64).len(), 64);
-        assert_eq!(bufs.get(3, 1000).len(), 64, "never past its buffer");
+        drop(ring);
+    }
+
+    /// A view reads one buffer's octets, and never past its end.
+    #[test]
+    #[expect(unsafe_code, reason = "reading a buffer no kernel writes")]
+    fn a_view_reads_within_one_buffer() {
+        let ring = match io_uring::IoUring::new(8) {
+            Ok(ring) => ring,
+            Err(e) => return eprintln!("io_uring is not available here ({e}): not tested"),
+        };
+        let bufs = BufRing::register(&ring.submitter(), 4, 64).unwrap();
+        let view = bufs.view();
+        // SAFETY: no receive was submitted, so the kernel writes no buffer.
+        assert_eq!(unsafe { view.get(3, 10, 64) }, &[0; 54][..]);
+        let past = std::panic::catch_unwind(|| unsafe { view.get(3, 0, 65).len() });
+        assert!(past.is_err(), "never past its buffer");
+        let other = std::panic::catch_unwind(|| unsafe { view.get(4, 0, 1).len() });
+        assert!(other.is_err(), "never past the last buffer");
         drop(ring);
     }
 }

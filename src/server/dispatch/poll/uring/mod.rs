@@ -47,8 +47,9 @@ use conn::Conn;
 /// Submission queue entries; the completion queue has four times as many
 /// (and the kernel keeps what overflows it).
 const ENTRIES: u32 = 1024;
-/// Provided buffers: each completion's octets are copied out at once, so
-/// the ring needs only as many as one drain of completions holds.
+/// Provided buffers: each is lent to its client only until that client's
+/// turn in the same pass of the loop, so the ring needs only as many as
+/// one drain of completions holds.
 const BUFFERS: u16 = 512;
 /// How long the end waits for the operations still in the kernel.
 const END_WAIT: Duration = Duration::from_secs(2);
@@ -470,9 +471,8 @@ impl UringLoop {
         match result {
             n if n > 0 => {
                 if let Some(bid) = bid {
-                    c.sock
-                        .received(&mut self.pool, self.bufs.get(bid, n as usize));
-                    self.bufs.recycle(bid);
+                    // Until the end of its turn (`run_ready`), or its close.
+                    c.sock.lend(self.bufs.view(), bid, n as usize);
                 }
             }
             0 => c.sock.end(Ok(())),
@@ -484,7 +484,12 @@ impl UringLoop {
     }
 
     fn sent(&mut self, data: u64, key: usize, id: u32, result: i32) {
-        if let Some(buffer) = self.orphans.remove(&data) {
+        // (Nearly always empty: a lookup per send cost 0.25% of the loop's
+        // CPU at 5 × 100, hashing for nothing.)
+        if let Some(buffer) = (!self.orphans.is_empty())
+            .then(|| self.orphans.remove(&data))
+            .flatten()
+        {
             // Its client is gone; the kernel is done with the buffer.
             drop(buffer);
             return;
@@ -548,6 +553,7 @@ impl UringLoop {
             c.flags.set(Flags::CAN_READ, c.sock.has_input());
             c.flags.set(Flags::CAN_WRITE, c.sock.can_send());
             let turn = c.take_turn(&self.shared.counters.writes, &mut self.pool);
+            c.sock.give_back_lent(&mut self.bufs, &mut self.pool);
             c.sock.give_back(&mut self.pool);
             if c.newly_established() {
                 self.shared.trim.note();
@@ -604,6 +610,7 @@ impl UringLoop {
             *closing = false;
         }
         let mut c = self.clients.remove(key);
+        c.sock.drop_lent(&mut self.bufs);
         self.reactor.common.closed();
         // Ends its receive and any send the kernel still holds (their
         // completions come later and find no client).
