@@ -50,6 +50,18 @@ pub struct Conn {
     pub in_flight: bool,
 }
 
+/// The octets of lent buffer `l` not taken yet, up to `upto`.
+#[expect(unsafe_code, reason = "a buffer lent to this client")]
+fn lent_octets<'v>(view: &'v Option<BufView>, l: &Lent, upto: usize) -> &'v [u8] {
+    let view = view.as_ref().expect("set by lend");
+    // SAFETY: `l` is in a client's `lent`, so a completion handed its
+    // buffer back and it has not been recycled: only `give_back_lent` and
+    // `drop_lent` recycle, and they take it out of `lent` as they do (in
+    // `give_back_lent`, after its octets are read here). The ring lives as
+    // long as the loop's clients.
+    unsafe { view.get(l.bid, l.taken, upto) }
+}
+
 /// A provided buffer lent to a client: its id, the octets the receive
 /// put in it, and how many of them the turns have taken.
 #[derive(Clone, Copy, Debug)]
@@ -92,7 +104,6 @@ impl Conn {
         if self.lent.is_empty() {
             return;
         }
-        let view = self.view.expect("set by lend");
         for l in self.lent.drain(..) {
             if l.taken < l.len {
                 if self.taken == self.received.len() {
@@ -102,10 +113,8 @@ impl Conn {
                 // (A pooled buffer: a fresh vector per receive cost the loop
                 // a malloc, a realloc and a free, ~1.8% of its CPU at 5 × 100.)
                 pool.fill(&mut self.received);
-                // SAFETY: lent by a completion, not recycled yet (below).
-                #[expect(unsafe_code, reason = "a buffer lent to this client")]
-                let rest = unsafe { view.get(l.bid, l.taken, l.len) };
-                self.received.extend_from_slice(rest);
+                self.received
+                    .extend_from_slice(lent_octets(&self.view, &l, l.len));
             }
             bufs.recycle(l.bid);
         }
@@ -169,12 +178,7 @@ impl Socket for Conn {
         }
         if let Some(l) = self.lent.iter_mut().find(|l| l.taken < l.len) {
             let n = buf.len().min(l.len - l.taken);
-            let view = self.view.expect("set by lend");
-            // SAFETY: lent by a completion and not recycled: only
-            // `give_back_lent` and `drop_lent` recycle, and they empty `lent`.
-            #[expect(unsafe_code, reason = "a buffer lent to this client")]
-            let octets = unsafe { view.get(l.bid, l.taken, l.taken + n) };
-            buf[..n].copy_from_slice(octets);
+            buf[..n].copy_from_slice(lent_octets(&self.view, l, l.taken + n));
             l.taken += n;
             return Ok(n);
         }
