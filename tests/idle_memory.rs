@@ -47,7 +47,7 @@ impl Drop for Load {
 }
 
 fn idle_connections_are_cheap(dispatch: &str, tls: &str, bound: u64) {
-    if dispatch == "uring" && support::no_uring() {
+    if dispatch == "uring" && support::skip_uring() {
         return;
     }
     let limit = hard_fd_limit();

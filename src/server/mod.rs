@@ -30,7 +30,7 @@ use dispatch::Wake;
 use shared::Shared;
 
 pub use conn::ConnError;
-pub use dispatch::uring_unavailable;
+pub use dispatch::{uring_skip_test, uring_unavailable};
 pub use uring::UringFeatures;
 
 /// How connections are accepted and scheduled: the `dispatch` axis.
@@ -388,7 +388,7 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
     config.validate()?;
     if config.dispatch == Dispatch::Uring {
         if let Some(why) = dispatch::uring_unavailable(config.uring) {
-            return Err(ServerError::UringUnavailable(why));
+            return Err(ServerError::UringUnavailable(why.why));
         }
     }
     trim::keep_heap_top();

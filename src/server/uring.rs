@@ -146,8 +146,32 @@ pub fn builder(features: UringFeatures) -> io_uring::Builder {
     b
 }
 
+/// Why io_uring cannot serve here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable {
+    /// One line that tells a user why.
+    pub why: String,
+    /// The system refuses io_uring (EPERM: `kernel.io_uring_disabled` or a
+    /// seccomp filter; ENOSYS: a kernel without it). Anything else (EINVAL
+    /// for a flag, a failed buffer-ring registration) is h2lab asking for
+    /// something the kernel will not set up: a fault, not a refusal.
+    pub refused: bool,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+/// Whether an error number from setting a ring up is the system refusing
+/// io_uring as a whole.
+fn refusal(errno: Option<i32>) -> bool {
+    matches!(errno, Some(libc::EPERM) | Some(libc::ENOSYS))
+}
+
 /// An error from setting a ring up, said so that a user knows why.
-pub fn explain(e: &std::io::Error) -> String {
+pub fn explain(e: &std::io::Error) -> Unavailable {
     let why = match e.raw_os_error() {
         Some(libc::EPERM) => {
             "not permitted (kernel.io_uring_disabled, or a seccomp filter such as Docker's default)"
@@ -158,15 +182,120 @@ pub fn explain(e: &std::io::Error) -> String {
         }
         _ => "",
     };
-    match why.is_empty() {
-        true => e.to_string(),
-        false => format!("{why}: {e}"),
+    Unavailable {
+        why: match why.is_empty() {
+            true => e.to_string(),
+            false => format!("{why}: {e}"),
+        },
+        refused: refusal(e.raw_os_error()),
     }
+}
+
+/// For the test suites (the crate's own and `tests/`): whether a test that
+/// needs io_uring must not run, given what setting a ring up said
+/// (`probe`). A refusal is said on stderr and appended to the file
+/// `H2LAB_SKIP_LOG` names (`.ci/run` counts its lines in the suite's
+/// closing line); a test that must not skip panics ([`test_verdict`]).
+#[doc(hidden)]
+pub fn skip_test(test: &str, probe: Option<Unavailable>) -> bool {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok();
+    match test_verdict(probe.as_ref(), ci, sysctl.as_deref()) {
+        Ok(false) => false,
+        Err(why) => panic!("{test}: {why}"),
+        Ok(true) => {
+            let u = probe.expect("a skip has a refusal");
+            eprintln!("{test}: skipped: io_uring is refused here ({u})");
+            if let Some(log) = std::env::var_os("H2LAB_SKIP_LOG") {
+                use std::io::Write;
+                let line = format!("{test}: io_uring refused: {u}\n");
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .and_then(|mut f| f.write_all(line.as_bytes()))
+                    .expect("H2LAB_SKIP_LOG: the skip log");
+            }
+            true
+        }
+    }
+}
+
+/// Whether a uring test skips (`Ok(true)`), runs (`Ok(false)`) or fails
+/// (`Err`), from the probe, whether this is CI (`CI=true`), and
+/// `kernel.io_uring_disabled` as read (None: no such sysctl).
+///
+/// * It runs where the ring is set up.
+/// * A fault (not a refusal: h2lab's own ring or buffer ring is broken)
+///   fails: every uring test must not pass silently for it.
+/// * A refusal skips, except under CI where the sysctl says io_uring is
+///   enabled (0, or no sysctl and not ENOSYS): there every test must run.
+pub fn test_verdict(
+    probe: Option<&Unavailable>,
+    ci: bool,
+    sysctl: Option<&str>,
+) -> Result<bool, String> {
+    let Some(u) = probe else {
+        return Ok(false);
+    };
+    if !u.refused {
+        return Err(format!(
+            "io_uring is there but h2lab's ring cannot be set up: {u}"
+        ));
+    }
+    let enabled = match sysctl.map(str::trim) {
+        Some(value) => value == "0",
+        None => !u.why.contains("ENOSYS"),
+    };
+    if ci && enabled {
+        return Err(format!(
+            "io_uring is refused ({u}) where kernel.io_uring_disabled does not disable it: under CI every uring test runs"
+        ));
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// EPERM and ENOSYS are the system saying no; EINVAL (a flag this
+    /// kernel lacks) and the rest are faults of what h2lab asked for.
+    #[test]
+    fn only_eperm_and_enosys_are_refusals() {
+        let of = |n| explain(&std::io::Error::from_raw_os_error(n));
+        assert!(of(libc::EPERM).refused);
+        assert!(of(libc::EPERM).why.contains("not permitted"));
+        assert!(of(libc::ENOSYS).refused);
+        assert!(of(libc::ENOSYS).why.contains("ENOSYS"));
+        assert!(!of(libc::EINVAL).refused);
+        assert!(of(libc::EINVAL).why.contains("--uring-features none"));
+        assert!(!of(libc::ENOMEM).refused);
+        assert!(!explain(&std::io::Error::other("no")).refused);
+    }
+
+    /// A ring that sets up runs its test; a fault fails it, in CI or
+    /// not; a refusal skips it, except under CI with io_uring enabled.
+    #[test]
+    fn a_uring_test_runs_fails_or_skips_by_what_the_probe_said() {
+        let of = |n| explain(&std::io::Error::from_raw_os_error(n));
+        let (fault, eperm, enosys) = (of(libc::EINVAL), of(libc::EPERM), of(libc::ENOSYS));
+        for ci in [false, true] {
+            assert_eq!(test_verdict(None, ci, Some("0")), Ok(false));
+            assert!(test_verdict(Some(&fault), ci, Some("0")).is_err());
+            assert!(test_verdict(Some(&fault), ci, Some("2")).is_err());
+            assert_eq!(test_verdict(Some(&eperm), ci, Some("2")), Ok(true));
+            assert_eq!(test_verdict(Some(&eperm), ci, Some("1\n")), Ok(true));
+            assert_eq!(test_verdict(Some(&enosys), ci, None), Ok(true));
+        }
+        assert_eq!(test_verdict(Some(&eperm), false, Some("0\n")), Ok(true));
+        assert!(test_verdict(Some(&eperm), true, Some("0\n")).is_err());
+        assert!(test_verdict(Some(&eperm), true, None).is_err());
+        assert_eq!(test_verdict(Some(&eperm), false, None), Ok(true));
+        assert!(!skip_test("t", None));
+        let failed = std::panic::catch_unwind(|| skip_test("t", Some(fault.clone())));
+        assert!(failed.is_err(), "a fault of ours is never a skip");
+    }
 
     #[test]
     fn features_parse_and_print_back() {

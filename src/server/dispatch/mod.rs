@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use super::shared::Shared;
 use super::{Dispatch, ServerConfig, ServerError};
-pub use poll::uring_unavailable;
+pub use poll::{uring_skip_test, uring_unavailable};
 
 /// How `stop` wakes a dispatch's thread once the stop flag is set.
 pub enum Wake {

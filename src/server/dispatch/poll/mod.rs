@@ -35,7 +35,7 @@ pub use inbox::Inbox;
 use place::Reactor;
 pub use reactors::spawn;
 use run_queue::{RunQueue, Sweep};
-pub use uring::unavailable as uring_unavailable;
+pub use uring::{skip_test as uring_skip_test, unavailable as uring_unavailable};
 
 pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);

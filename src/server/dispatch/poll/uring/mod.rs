@@ -39,7 +39,7 @@ use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::ACCEPT_ERROR_PAUSE;
 use crate::server::shared::Shared;
 use crate::server::trim;
-use crate::server::uring::{builder, explain, UringFeatures};
+use crate::server::uring::{builder, explain, Unavailable, UringFeatures};
 use crate::trace::{self, Flags, Name, NO_STATE};
 use bufs::BufRing;
 use conn::Conn;
@@ -85,9 +85,9 @@ fn untoken(data: u64) -> (Option<Op>, usize, u32) {
     )
 }
 
-/// Why io_uring cannot serve here, in one line (a ring with `features`
-/// and a provided buffer ring are set up and dropped), or nothing.
-pub fn unavailable(features: UringFeatures) -> Option<String> {
+/// Why io_uring cannot serve here (a ring with `features` and a provided
+/// buffer ring are set up and dropped), or nothing.
+pub fn unavailable(features: UringFeatures) -> Option<Unavailable> {
     let ring = match builder(features).build(8) {
         Ok(ring) => ring,
         Err(e) => return Some(explain(&e)),
@@ -95,6 +95,13 @@ pub fn unavailable(features: UringFeatures) -> Option<String> {
     let registered = BufRing::register(&ring.submitter(), 2, 64);
     drop(ring);
     registered.err().map(|e| explain(&e))
+}
+
+/// For the test suites: whether a test that needs io_uring must not run
+/// here; a fault of our own ring fails it (`server::uring::skip_test`).
+#[doc(hidden)]
+pub fn skip_test(test: &str) -> bool {
+    crate::server::uring::skip_test(test, unavailable(UringFeatures::default()))
 }
 
 /// Pushes `entry` to the submission queue; false if it is full.
@@ -160,7 +167,7 @@ impl UringLoop {
         b.setup_cqsize(ENTRIES * 4);
         let ring = b
             .build(ENTRIES)
-            .map_err(|e| io::Error::other(explain(&e)))?;
+            .map_err(|e| io::Error::other(explain(&e).why))?;
         let bufs = BufRing::register(&ring.submitter(), BUFFERS, READ_BUF)?;
         Ok(Self {
             ring,
