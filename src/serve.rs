@@ -215,7 +215,7 @@ pub fn run(args: Args) -> CmdResult {
     // So is a dispatch this machine cannot run (io_uring refused here).
     if config.dispatch == Dispatch::Uring {
         if let Some(why) = server::uring_unavailable(config.uring) {
-            return Err(bad_input(server::ServerError::UringUnavailable(why)));
+            return Err(bad_input(server::ServerError::UringUnavailable(why.why)));
         }
     }
     config.work.prepare();
@@ -227,6 +227,9 @@ pub fn run(args: Args) -> CmdResult {
         out.flush().context("stdout")?;
     }
     let signal = signals.forever().next();
+    if let Some(s) = signal {
+        eprintln!("h2lab: signal {s}: stopping (a second signal exits at once)");
+    }
     // A second signal does not wait for the stop (a trace being written,
     // a stop that hangs): it ends the process at once.
     std::thread::spawn(move || {

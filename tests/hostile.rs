@@ -158,24 +158,27 @@ fn hostile_clients_are_bounded_and_stop_ends_them(setup: Setup) {
         std::thread::spawn(move || h2lab_load(&url, &["-n", "100", "-m", "1", "--timeout", "10s"]))
     });
     let mut peak = idle;
-    while started.elapsed() < FLOOD {
+    while started.elapsed() < FLOOD || ordinary.as_ref().is_some_and(|o| !o.is_finished()) {
         peak = peak.max(rss_kib(pid));
         std::thread::sleep(Duration::from_millis(50));
     }
     if let Some(ordinary) = ordinary {
         let report = ordinary.join().unwrap();
+        // Served alongside them, not after: every answer came while the
+        // hostile clients were still connected and pushing (they never end
+        // by themselves; they are shut down below). Latency is printed,
+        // not judged: it is a figure of the machine's load.
         assert_eq!(
             report["succeeded"], 100,
             "{setup}: the ordinary client: {report}"
         );
+        let pushing = threads.iter().filter(|t| !t.is_finished()).count();
+        assert!(pushing > 0, "{setup}: no hostile client left pushing");
         let l = &report["latency_us"];
         eprintln!(
-            "{setup}: the ordinary client: p50 {} µs, p99 {} µs, max {} µs",
+            "{setup}: the ordinary client beside {pushing} hostile: p50 {} µs, p99 {} µs, max {} µs",
             l["p50"], l["p99"], l["max"]
         );
-        // Served alongside them, not after: a typical request stays fast
-        // (the slowest can meet a flood turn; they are printed above).
-        assert!(l["p50"].as_u64().unwrap() < 50_000, "{setup}: {report}");
     }
     peak = peak.max(rss_kib(pid));
     eprintln!("{setup}: idle {idle} KiB, peak {peak} KiB with {HOSTILE} hostile clients");
@@ -204,42 +207,67 @@ fn hostile_clients_are_bounded_and_stop_ends_them(setup: Setup) {
 
 setup_tests!(hostile_clients_are_bounded_and_stop_ends_them);
 
-/// The first SIGTERM stops cleanly, which for a traced server means
-/// writing the trace (seconds, for a few million records); a second one
-/// exits at once, saying so.
+/// The first SIGTERM stops cleanly, which waits for what is in flight (a
+/// trace being written, seconds for a few million records; here a request
+/// whose work sleeps 60 s on the `poll` loop's thread); a second one exits
+/// at once, saying so. No clock verdict: the request is known to be in its
+/// work from the kernel's queues, the first signal known to be taken from
+/// the server's own line, and without the second signal's exit the stop
+/// would outlast the test's bound by half a minute.
 #[test]
 fn a_second_signal_exits_at_once() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("second-signal");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let prefix = dir.join("run");
-    let mut serving = support::serve(&["--dispatch", "poll", "--trace", prefix.to_str().unwrap()]);
-    let load = h2lab_load(&serving.url, &["-c", "5", "-m", "100", "-D", "2s"]);
-    assert!(load["succeeded"].as_u64().unwrap() > 100_000, "{load}");
+    let mut serving = support::serve(&["--dispatch", "poll", "--work", "sleep:60s"]);
+    let addr = serving.addr();
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.write_all(&[&support::client_hello()[..], &GET_1].concat())
+        .unwrap();
+    let local = conn.local_addr().unwrap();
+    // In its work: the request acknowledged by the server's kernel and read
+    // by the loop, which runs the work in the same turn.
+    support::wait_until("the request read by the server", || {
+        let sent = support::tcp_queues(local, addr).map(|(tx, _)| tx);
+        let unread = support::tcp_queues(addr, local).map(|(_, rx)| rx);
+        sent == Some(0) && unread == Some(0)
+    });
     let pid = serving.child.id().to_string();
-    let started = Instant::now();
     let term = || {
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
     };
+    let (lines, said) = std::sync::mpsc::channel();
+    let stderr = serving.child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap();
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines.send(line);
+        }
+        all
+    });
     term();
-    std::thread::sleep(Duration::from_millis(200));
+    // The first signal taken: the server says so as its stop begins.
+    while !said
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server's line for the first signal")
+        .contains("signal 15: stopping")
+    {}
     term();
+    let started = Instant::now();
     let status = loop {
         if let Some(status) = serving.child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running");
+        // Far short of the 60 s the stop would take without it.
+        assert!(started.elapsed() < Duration::from_secs(30), "still running");
         std::thread::sleep(Duration::from_millis(10));
     };
-    let took = started.elapsed();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut serving.child.stderr.take().unwrap(), &mut err).unwrap();
+    let err = reader.join().unwrap();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains("again: exiting without finishing the stop"),
         "{err}"
     );
-    assert!(took < Duration::from_secs(2), "took {took:?}");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!err.contains("stopped"), "the stop did not finish: {err}");
 }

@@ -133,9 +133,12 @@ mod builtin {
         ]);
         let took = started.elapsed().as_secs_f64();
         assert_eq!(code, Some(0), "{err}");
-        assert!((1.4..5.0).contains(&took), "took {took}s");
+        // Time-free: the run lasts at least its warm-up and its duration
+        // (the test's own clock can only find it longer), and the measured
+        // window is the duration asked, exactly, whatever the machine did.
+        assert!(took >= 1.5, "took {took}s");
         let seconds = json["seconds"].as_f64().unwrap();
-        assert!((0.9..1.2).contains(&seconds), "{json}");
+        assert!((seconds - 1.0).abs() < 1e-6, "{json}");
         assert!(json["succeeded"].as_u64().unwrap() > 0, "{json}");
         assert_eq!(json["failed"], 0, "{json}");
     }
