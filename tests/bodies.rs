@@ -143,10 +143,25 @@ fn clients_that_never_read_large_bodies_hold_bounded_memory(setup: Setup) {
             }
         }
     }
-    // The server fills the sockets, then waits for them to drain.
-    let started = Instant::now();
+    // The server fills the sockets, then waits for them to drain: each
+    // client's receive queue holds its octets and the server's send queue
+    // behind it is backed up (the kernel's queues say so; a server that
+    // never answered would fail here). Its memory is sampled throughout,
+    // and a while longer at that state.
+    let ends: Vec<_> = socks
+        .iter()
+        .map(|s| (s.local_addr().unwrap(), s.peer_addr().unwrap()))
+        .collect();
     let mut peak = idle;
-    while started.elapsed() < Duration::from_millis(1500) {
+    support::wait_until(&format!("{setup}: every socket filled"), || {
+        peak = peak.max(rss_kib(pid));
+        ends.iter().all(|&(client, server)| {
+            let received = support::tcp_queues(client, server).map(|(_, rx)| rx);
+            let backed_up = support::tcp_queues(server, client).map(|(tx, _)| tx);
+            received.is_some_and(|rx| rx > 0) && backed_up.is_some_and(|tx| tx > 0)
+        })
+    });
+    for _ in 0..20 {
         peak = peak.max(rss_kib(pid));
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -7,7 +7,6 @@ mod support;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use support::{run, serve, tool};
 
@@ -47,7 +46,10 @@ fn sigint_stops_with_status_0_while_a_client_is_connected() {
     let s = serve(&["--dispatch", "single"]);
     let addr = s.url.trim_start_matches("http://").trim_end_matches('/');
     let _idle = std::net::TcpStream::connect(addr).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // Connected means accepted: the listener's accept queue is empty again.
+    support::wait_until("the client accepted", || {
+        support::accept_queue(s.addr()) == Some(0)
+    });
     let out = s.stop_with("INT");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }

@@ -24,8 +24,9 @@ fn stop_with_client_connected_is_prompt_and_frees_the_port(setup: Setup) {
     // `single`, one more waiting in the accept queue behind it.
     let mut busy = RawConn::connect(&server);
     busy.write_all(&client_hello()).unwrap();
+    // Being served: the server has sent its SETTINGS on it.
+    assert_eq!(busy.read_server_preface(), 4, "{setup}: SETTINGS first");
     let waiting = RawConn::tcp(&server);
-    std::thread::sleep(Duration::from_millis(100));
 
     let started = Instant::now();
     server.stop();

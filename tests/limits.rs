@@ -108,7 +108,18 @@ fn stop_is_prompt_whatever_the_clients_do(setup: Setup) {
         false => plain(&client_hello()[..10]),
     });
     clients.push(plain(&[]));
-    std::thread::sleep(Duration::from_millis(200));
+    // The state the stop meets, from the kernel's queues: every client's
+    // octets taken by the server's kernel, and the first client's read by
+    // the server (on `single` the others wait in the accept queue; a
+    // socket the server has closed counts as read).
+    let ends: Vec<_> = clients.iter().map(|c| (c.local_addr(), addr)).collect();
+    support::wait_until(&format!("{setup}: the clients' octets taken"), || {
+        ends.iter().enumerate().all(|(i, &(client, server))| {
+            let sent = support::tcp_queues(client, server).is_none_or(|(tx, _)| tx == 0);
+            let read = support::tcp_queues(server, client).is_none_or(|(_, rx)| rx == 0);
+            sent && (read || (one_at_a_time && i > 0))
+        })
+    });
     let stopping = Instant::now();
     let out = serving.stop_with("TERM");
     let took = stopping.elapsed();
@@ -203,22 +214,22 @@ setup_tests!(
 fn stop_is_prompt_at_the_fd_limit(args: &[&str]) {
     let serving = support::serve_command(
         Command::new("prlimit")
-            .arg("--nofile=32:32")
+            .arg(format!("--nofile={LIMIT}:{LIMIT}"))
             .arg(env!("CARGO_BIN_EXE_h2lab"))
             .arg("serve")
             .args(args),
     );
     let addr = serving.addr();
     let pid = serving.child.id();
-    let fds = open_fds(pid);
-    let clients = forty_clients(addr);
+    let fds = support::open_fds(pid);
+    let clients = forty_clients(addr, pid, args);
     drop(clients);
     // Served: the dispatch took them from the queue by itself and closed
     // them, and takes the next.
     let setup = support::setup(Dispatch::Single, h2lab::TlsProvider::None);
     assert_get_on_open(admitted_again(addr, pid, fds, args), setup);
     // At the limit again, then the stop.
-    let clients = forty_clients(addr);
+    let clients = forty_clients(addr, pid, args);
     let stopping = Instant::now();
     let out = serving.stop_with("TERM");
     let took = stopping.elapsed();
@@ -234,6 +245,10 @@ fn stop_is_prompt_at_the_fd_limit(args: &[&str]) {
     // retry (one every 10 ms).
     let said = err.matches("h2lab: accept: ").count() + err.matches("h2lab: refusing").count();
     assert!(said <= 16, "{args:?}: said {said} times: {err}");
+    // And said at all: the server met its limit (twice), save `single`,
+    // which holds one client's descriptors at a time.
+    let single = args.contains(&"single");
+    assert!(single || said >= 1, "{args:?}: the limit never said: {err}");
     drop(clients);
 }
 
@@ -264,7 +279,7 @@ fn poll_stops_at_the_fd_limit() {
 
 #[test]
 fn uring_stops_at_the_fd_limit() {
-    if support::no_uring() {
+    if support::skip_uring() {
         return;
     }
     stop_is_prompt_at_the_fd_limit(&["--dispatch", "uring"]);
@@ -278,7 +293,7 @@ fn uring_stops_at_the_fd_limit() {
 /// time.
 fn admitted_again(addr: std::net::SocketAddr, pid: u32, fds: usize, args: &[&str]) -> RawConn {
     support::wait_until(&format!("{args:?}: caught up ({fds} descriptors)"), || {
-        open_fds(pid) <= fds && accept_queue(addr.port()) == 0
+        support::open_fds(pid) <= fds && accept_queue(addr.port()) == 0
     });
     let late = TcpStream::connect(addr).unwrap();
     late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -292,13 +307,6 @@ fn admitted_again(addr: std::net::SocketAddr, pid: u32, fds: usize, args: &[&str
         })
         .unwrap_or_else(|e| panic!("{args:?}: not admitted once the server caught up: {e}"));
     conn
-}
-
-/// Descriptors the process `pid` holds open.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
 }
 
 /// Connections waiting in the accept queue of the listener on `port`
@@ -319,17 +327,38 @@ fn accept_queue(port: u16) -> u64 {
         .sum()
 }
 
-fn forty_clients(addr: std::net::SocketAddr) -> Vec<TcpStream> {
-    let clients = (0..40)
+/// Forty clients, each past its preface, once the server is at its limit:
+/// no room left for one more client's descriptors (one on `poll`, `tokio`
+/// and `uring`, two on `thread`, five on `thread/h2`) and the rest of the
+/// clients waiting in its accept queue. `single` takes one client at a
+/// time and never reaches the limit: for it, the state is one client taken
+/// and 39 waiting.
+fn forty_clients(addr: std::net::SocketAddr, pid: u32, args: &[&str]) -> Vec<TcpStream> {
+    let clients: Vec<TcpStream> = (0..40)
         .map(|_| {
             let mut s = TcpStream::connect(addr).unwrap();
             s.write_all(&client_hello()).unwrap();
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let single = args.contains(&"single");
+    let per_client = match (args.contains(&"thread"), args.contains(&"h2")) {
+        (true, true) => 5,
+        (true, false) => 2,
+        _ => 1,
+    };
+    support::wait_until(&format!("{args:?}: at the fd limit"), || {
+        let queued = accept_queue(addr.port());
+        match single {
+            true => queued == 39,
+            false => support::open_fds(pid) + per_client > LIMIT && queued > 0,
+        }
+    });
     clients
 }
+
+/// The descriptors the fd-limit tests give the server (`prlimit --nofile`).
+const LIMIT: usize = 32;
 
 /// `thread`: 300 clients come, are answered and go; their threads end with
 /// them, with no further client to make the server look (they used to be
