@@ -160,19 +160,22 @@ fn check(name: &str, setup: &[&str]) {
         let ours = each
             .get(&key)
             .unwrap_or_else(|| panic!("{name}: request {key:?} only in SQL"));
-        agree(
-            &format!("{name} {key:?} latency"),
+        // Request by request, to the nanosecond: both cut the same
+        // integer timestamps by the same rules.
+        assert_eq!(
             ours[0] as f64,
             num(&row["latency"]),
+            "{name} {key:?} latency: analyze, SQL"
         );
         let k = components
             .iter()
             .position(|c| *c == row["component"])
             .unwrap_or_else(|| panic!("{name}: component {}", row["component"]));
-        agree(
-            &format!("{name} {key:?} {}", row["component"]),
+        assert_eq!(
             ours[1 + k] as f64,
             num(&row["dur"]),
+            "{name} {key:?} {}: analyze, SQL",
+            row["component"]
         );
         seen += 1;
     }
@@ -201,7 +204,9 @@ fn check(name: &str, setup: &[&str]) {
         };
         agree(&format!("{name} latency {k}"), ours, num(&l[v]));
     }
-    for c in sql(&prefix, "select * from h2lab_component_summary") {
+    let summary = sql(&prefix, "select * from h2lab_component_summary");
+    assert_eq!(summary.len(), components.len(), "{name}: {summary:?}");
+    for c in summary {
         let ours = a["components"]
             .as_array()
             .unwrap()
@@ -217,7 +222,15 @@ fn check(name: &str, setup: &[&str]) {
         }
     }
     let actions = sql(&prefix, "select * from h2lab_action_summary");
-    assert!(!actions.is_empty(), "{name}");
+    // Every action analyze names (its line for the loop outside actions
+    // aside, which the package has as h2lab_loop_time) is a row.
+    let named = a["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| !x["name"].as_str().unwrap().starts_with('('))
+        .count();
+    assert_eq!(actions.len(), named, "{name}: {actions:?}");
     for x in actions {
         let ours = a["actions"]
             .as_array()
@@ -252,7 +265,9 @@ fn check(name: &str, setup: &[&str]) {
             }
         }
     }
-    for c in sql(&prefix, "select * from h2lab_client_summary") {
+    let clients = sql(&prefix, "select * from h2lab_client_summary");
+    assert_eq!(clients.len(), 3, "{name}: {clients:?}");
+    for c in clients {
         let ours = a["per_client"]
             .as_array()
             .unwrap()

@@ -111,7 +111,7 @@ fn poll_idle_timeout_closes_a_silent_client_and_spares_a_talking_one() {
 /// A client that sends half a frame and then nothing must not hold up the
 /// other clients (on `single` it would: that is the point of `single`).
 fn stalled_client_does_not_block_others(setup: Setup) {
-    if setup.dispatch == Dispatch::Uring && support::no_uring() {
+    if setup.dispatch == Dispatch::Uring && support::skip_uring() {
         return;
     }
     let server = support::start(setup);
@@ -365,11 +365,14 @@ fn poll_accepts_again_after_the_fd_limit() {
             .args(["serve", "--dispatch", "poll"]),
     );
     let addr = serving.addr();
+    let pid = serving.child.id();
     let mut conns: Vec<std::net::TcpStream> = (0..40)
         .map(|_| std::net::TcpStream::connect(addr).unwrap())
         .collect();
     // Past ~25 clients accept fails (EMFILE); the others wait in the queue.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    support::wait_until("at the fd limit with clients queued", || {
+        support::open_fds(pid) >= 32 && support::accept_queue(addr).is_some_and(|q| q > 0)
+    });
     let last = conns.pop().unwrap();
     conns.truncate(10);
     last.set_read_timeout(Some(std::time::Duration::from_secs(5)))
@@ -392,9 +395,21 @@ fn poll_accepts_again_after_the_fd_limit() {
 /// reset, the second; then a new client is served.
 #[test]
 fn trickling_clients_cannot_hold_the_places() {
+    trickling_clients_cannot_hold_the_places_on("poll");
+}
+
+#[test]
+fn trickling_clients_cannot_hold_the_places_on_uring() {
+    if support::skip_uring() {
+        return;
+    }
+    trickling_clients_cannot_hold_the_places_on("uring");
+}
+
+fn trickling_clients_cannot_hold_the_places_on(dispatch: &str) {
     let serving = serve(&[
         "--dispatch",
-        "poll",
+        dispatch,
         "--max-clients",
         "2",
         "--handshake-timeout",
@@ -408,6 +423,7 @@ fn trickling_clients_cannot_hold_the_places() {
     let mut in_preface = TcpStream::connect(addr).unwrap();
     let mut in_a_frame = TcpStream::connect(addr).unwrap();
     in_a_frame.write_all(&hello).unwrap();
+    let ends = [&in_preface, &in_a_frame].map(|s| (s.local_addr().unwrap(), addr));
     // A PING, 17 octets: whole only after 1.7 s at one octet per 100 ms.
     let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
     let trickle = std::thread::spawn(move || {
@@ -425,20 +441,65 @@ fn trickling_clients_cannot_hold_the_places() {
             .arg(&url));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
-    // Both places taken: a third client is refused.
-    std::thread::sleep(Duration::from_millis(300));
+    // Both places taken (both accepted: the queue is empty): a third
+    // client is refused.
+    support::wait_until("both trickling clients accepted", || {
+        support::accept_queue(addr) == Some(0)
+    });
     let refused = load("1");
-    assert_eq!(refused["succeeded"], 0, "{refused}");
-    // Past the deadlines (1 to 1.25 s): both trickling clients are gone.
-    std::thread::sleep(Duration::from_millis(1400));
+    assert_eq!(refused["succeeded"], 0, "{dispatch}: {refused}");
+    // Past the deadlines (1 to 1.25 s): both trickling clients are gone,
+    // closed by the server.
+    support::wait_until("both trickling clients closed", || {
+        ends.iter()
+            .all(|&(client, server)| support::closed_by_peer(client, server))
+    });
     let served = load("5");
-    assert_eq!(served["succeeded"], 5, "{served}");
+    assert_eq!(served["succeeded"], 5, "{dispatch}: {served}");
     let (preface_ok, frame_ok) = trickle.join().unwrap();
     assert!(
         !preface_ok && !frame_ok,
-        "the server kept a trickling client"
+        "{dispatch}: the server kept a trickling client"
     );
     let out = serving.stop_with("TERM");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(", 2 timed out"), "{err}");
+    assert!(err.contains(", 2 timed out"), "{dispatch}: {err}");
+}
+
+/// `--uring-features`: the ring serves with each feature left out, and
+/// with none, what it serves with all (h2load: every request answered,
+/// h2c and TLS; the server's own count of responses).
+#[test]
+fn uring_serves_with_each_feature_off() {
+    if support::skip_uring() {
+        return;
+    }
+    for (features, tls) in [
+        ("none", "none"),
+        ("no-defer-taskrun", "rustls"),
+        ("no-multishot-accept", "none"),
+        ("no-multishot-recv", "openssl"),
+        ("no-single-issuer,no-defer-taskrun", "none"),
+    ] {
+        let serving = serve(&[
+            "--dispatch",
+            "uring",
+            "--tls",
+            tls,
+            "--uring-features",
+            features,
+        ]);
+        let out = run(support::tool("h2load")
+            .args(["-n", "2000", "-c", "4", "-m", "10"])
+            .arg(&serving.url));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("2000 succeeded, 0 failed"),
+            "{features} {tls}: {text}"
+        );
+        let out = serving.stop_with("TERM");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{features}: {err}");
+        assert!(err.contains("2000 responses"), "{features}: {err}");
+    }
 }

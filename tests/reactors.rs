@@ -143,7 +143,7 @@ fn pinned_reactors_run_where_they_are_told() {
 /// within 2 s with its stop line.
 #[test]
 fn uring_reactors_answer_everything_where_they_are_pinned() {
-    if support::no_uring() {
+    if support::skip_uring() {
         return;
     }
     let s = serve(&[
@@ -280,6 +280,24 @@ fn each_reactor_traces_on_its_own_track_group() {
             clients += row[2].parse::<u32>().unwrap();
         }
         assert_eq!(clients, 32, "{spread:?}: {rows:?}");
+        // Client ids are 1-based and shared across reactors: the 32
+        // tracks are clients 1 to 32, each once, whichever reactor took it.
+        let names = trace_query(
+            &trace.json_path(),
+            "select t.name from thread t where t.name like 'client %'",
+        );
+        let mut ids: Vec<u64> = names[1..]
+            .iter()
+            .map(|row| {
+                let digits: String = row[0]["client ".len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().unwrap_or_else(|_| panic!("{row:?}"))
+            })
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=32).collect::<Vec<u64>>(), "{spread:?}: {names:?}");
         let answered = trace_query(
             &trace.json_path(),
             "select count(*) from slice join args using(arg_set_id) \

@@ -240,8 +240,8 @@ fn a_delay_holds_the_answer_and_not_the_thread() {
     }
 }
 
-/// `--offload N` moves `sleep:` work off the loop: on `poll` and on a
-/// current-thread tokio runtime (both engines), the `work` slices of four
+/// `--offload N` moves `sleep:` work off the loop: on `poll`, on `uring`
+/// and on a current-thread tokio runtime (both engines), the `work` slices of four
 /// clients overlap, which one loop thread doing them cannot (see
 /// `a_sleeping_handler_holds_the_poll_loop_and_not_the_threads`); and the
 /// server runs its N workers.
@@ -254,7 +254,11 @@ fn offloaded_work_runs_beside_the_loop() {
             "tokio-h2",
             &["--dispatch", "tokio", "--engine", "h2", "--tls", "openssl"][..],
         ),
+        ("uring", &["--dispatch", "uring", "--tls", "openssl"][..]),
     ] {
+        if name == "uring" && support::skip_uring() {
+            continue;
+        }
         let mut args = args.to_vec();
         args.extend(["--work", "sleep:5ms", "--offload", "4"]);
         let rows = traced_run(&format!("offload-{name}"), &args, 40, 4);
