@@ -29,15 +29,72 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The release binary. Missing is a failure: `.ci/run` builds it first.
+/// The release binary, built from the tree these tests are in. Missing,
+/// or older than a source file, build script or manifest (the files cargo
+/// would rebuild it for), is a failure: timing a stale binary would judge
+/// code that is not the one under test. `.ci/run` builds it first.
 fn release_exe() -> PathBuf {
-    let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/h2lab");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = root.join("target/release/h2lab");
+    let built = match std::fs::metadata(&exe).and_then(|m| m.modified()) {
+        Ok(built) => built,
+        Err(e) => panic!(
+            "{}: {e}: run `cargo build --release` first (.ci/run does)",
+            exe.display()
+        ),
+    };
+    let newer = newer_sources(root, built);
     assert!(
-        exe.is_file(),
-        "{} missing: run `cargo build --release` first (.ci/run does)",
-        exe.display()
+        newer.is_empty(),
+        "{} is older than {} (and {} more): run `cargo build --release` first (.ci/run does)",
+        exe.display(),
+        newer
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        newer.len().saturating_sub(1)
     );
     exe
+}
+
+/// What under `root` the release binary is built from (`src/`,
+/// `build.rs`, `Cargo.toml`, `Cargo.lock`) and was changed after `built`.
+fn newer_sources(root: &Path, built: std::time::SystemTime) -> Vec<PathBuf> {
+    fn walk(path: &Path, built: std::time::SystemTime, found: &mut Vec<PathBuf>) {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).unwrap() {
+                walk(&entry.unwrap().path(), built, found);
+            }
+        } else if path
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > built)
+        {
+            found.push(path.to_path_buf());
+        }
+    }
+    let mut found = Vec::new();
+    for part in ["src", "build.rs", "Cargo.toml", "Cargo.lock"] {
+        walk(&root.join(part), built, &mut found);
+    }
+    found
+}
+
+/// The guard finds a source newer than the binary, and only such.
+#[test]
+fn a_stale_release_binary_is_found() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stale");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src/deep")).unwrap();
+    std::fs::write(dir.join("src/deep/old.rs"), "").unwrap();
+    let built = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    assert!(newer_sources(&dir, built).is_empty());
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    assert_eq!(
+        newer_sources(&dir, before),
+        vec![dir.join("src/deep/old.rs")]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn dir() -> PathBuf {
