@@ -20,15 +20,20 @@ fn ab(args: &[&str]) -> std::process::Output {
 }
 
 /// Why this cannot fail by chance: with 10 pairs the trimmed interval sets
-/// the 2 lowest and 2 highest log ratios aside, so a wrong verdict needs
-/// at least 3 of the 10 pairs stalled on A's side (a stall on B's side
-/// only makes B dearer still). Stalls measured on this project's host:
-/// a pair in 100 or fewer (2 of 192 on 2026-12-02, docs/bench.md; 0 of 100
-/// pairs at 0.2 s on 2026-12-07), half of them on A's side, so p ≤ 0.005
-/// and P(≥ 3 of 10) ≤ C(10,3)·p³ = 120 × 1.25e-7 = 1.5e-5, under one in
-/// 10,000 runs even if the stall rate were twice that (1.2e-4 at p =
-/// 0.01 is the bound where it stops holding). With the 4 pairs it had,
-/// nothing was trimmed and t(3) = 3.18: one stalled pair could fail it.
+/// the 2 lowest and 2 highest log ratios aside, so a wrong verdict needs at
+/// least 3 of the 10 pairs thrown far off on A's side (a stall on B's side
+/// only makes B dearer still). B/A is about 32 here (the debug server: A
+/// 68 µs a request, B 2,149; 25-41 over 10 pairs, 2026-12-07), so a pair
+/// turns only if A's run costs over 27 times its due. Stalls measured:
+/// on 2026-12-07, 15 of 200 runs of 0.2 s cost over twice the median, the
+/// worst 6.0 times (`h2lab ab`, A = B = poll, 100 pairs, release); drawing
+/// each run's cost independently from those 200, 10^6 simulated runs of
+/// this test failed none at B/A = 10 or 32, where 4 pairs failed 2,695 in
+/// 10^6 at B/A = 10. On 2026-12-02 a run now and then cost 5-80 times
+/// (2 pairs of 192, docs/bench.md): even if every such stall were 27
+/// times or more and on A's side, P(≥ 3 of 10) ≤ C(10,3)·(1/192)³ =
+/// 1.7e-5, under one in 10,000. With 4 pairs nothing was trimmed, t(3) =
+/// 3.18, and one such pair could fail it.
 #[test]
 fn a_known_cost_is_found_and_fails_the_gate() {
     let out = ab(&[
