@@ -277,6 +277,58 @@ mod tests {
         );
     }
 
+    /// Every frame type and error code by its RFC 9113 name (§6 and §7,
+    /// the IANA tables of §11), as the trace and the logs print them.
+    #[test]
+    fn names_are_the_rfc_names() {
+        let types = [
+            "DATA",
+            "HEADERS",
+            "PRIORITY",
+            "RST_STREAM",
+            "SETTINGS",
+            "PUSH_PROMISE",
+            "PING",
+            "GOAWAY",
+            "WINDOW_UPDATE",
+            "CONTINUATION",
+        ];
+        for (code, name) in types.iter().enumerate() {
+            assert_eq!(FrameType(code as u8).name(), *name);
+            assert_eq!(FrameType(code as u8).to_string(), *name);
+        }
+        assert_eq!(FrameType(0xa).name(), "UNKNOWN");
+        let reasons = [
+            "NO_ERROR",
+            "PROTOCOL_ERROR",
+            "INTERNAL_ERROR",
+            "FLOW_CONTROL_ERROR",
+            "SETTINGS_TIMEOUT",
+            "STREAM_CLOSED",
+            "FRAME_SIZE_ERROR",
+            "REFUSED_STREAM",
+            "CANCEL",
+            "COMPRESSION_ERROR",
+            "CONNECT_ERROR",
+            "ENHANCE_YOUR_CALM",
+            "INADEQUATE_SECURITY",
+            "HTTP_1_1_REQUIRED",
+        ];
+        for (code, name) in reasons.iter().enumerate() {
+            assert_eq!(Reason(code as u32).name(), *name);
+            assert_eq!(Reason(code as u32).to_string(), *name);
+        }
+        assert_eq!(Reason(0xe).name(), "UNKNOWN");
+    }
+
+    /// A WINDOW_UPDATE is the RFC's layout, the reserved bit cleared.
+    #[test]
+    fn window_update_layout() {
+        let mut buf = Vec::new();
+        encode_window_update(&mut buf, 3, 0x8000_0100);
+        assert_eq!(buf, [0, 0, 4, 8, 0, 0, 0, 0, 3, 0, 0, 1, 0]);
+    }
+
     #[test]
     fn unknown_codes_round_trip() {
         assert_eq!(format!("{}", Reason(0x42)), "UNKNOWN(0x42)");

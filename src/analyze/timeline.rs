@@ -56,11 +56,6 @@ pub struct Track {
     pub unwritten: u64,
 }
 
-/// Whether a frame row ends its stream (DATA or HEADERS with END_STREAM).
-fn ends_stream(r: &CsvRow) -> bool {
-    (r.name == "DATA" || r.name == "HEADERS") && r.state.split('|').any(|f| f == "END_STREAM")
-}
-
 impl Track {
     /// The track of one client from its rows (any order); `name_of` gives
     /// an action's name its index, `write` is the index of `write_socket`.
@@ -93,7 +88,7 @@ impl Track {
                 Kind::FrameIn if f.name == "HEADERS" && stream != 0 => {
                     open.entry(stream).or_insert(f.ts_ns);
                 }
-                Kind::FrameOut if ends_stream(f) => {
+                Kind::FrameOut if f.is_response() => {
                     let Some(start) = open.remove(&stream) else {
                         continue;
                     };
@@ -188,6 +183,107 @@ mod tests {
             times[s.slice] += s.end - s.start;
         }
         times
+    }
+
+    /// One row of a client's log.
+    fn row(kind: Kind, ts_ns: u64, dur_ns: u64, name: &str, stream: u32, state: &str) -> CsvRow {
+        CsvRow {
+            ts_ns,
+            dur_ns,
+            client: 1,
+            kind,
+            name: name.into(),
+            stream: (kind == Kind::FrameIn || kind == Kind::FrameOut).then_some(stream),
+            bytes: 0,
+            state: state.into(),
+        }
+    }
+
+    /// The trace's rules (docs/tracing.md), row by row: a request opens at
+    /// its first HEADERS in on a non-zero stream, is answered by the first
+    /// frame out that ends its stream (DATA or HEADERS with END_STREAM),
+    /// and ends with the first write that ends at or after that frame.
+    #[test]
+    fn a_track_is_built_by_the_traces_rules() {
+        use Kind::*;
+        let rows = [
+            row(Action, 65, 5, "write_socket", 0, ""),
+            row(Conn, 0, 100, "conn", 0, ""),
+            row(Conn, 0, 5, "accept", 0, ""),
+            row(Loop, 0, 200, "poll_wait", 0, ""),
+            row(Action, 10, 10, "read_socket", 0, ""),
+            row(FrameIn, 12, 0, "HEADERS", 1, "END_STREAM|END_HEADERS"),
+            row(FrameIn, 13, 0, "HEADERS", 3, "END_HEADERS"),
+            row(FrameIn, 13, 0, "HEADERS", 0, "END_HEADERS"),
+            row(FrameIn, 14, 0, "DATA", 5, "END_STREAM"),
+            row(FrameIn, 14, 0, "DATA", 3, "END_STREAM"),
+            row(FrameIn, 16, 0, "HEADERS", 1, "END_STREAM|END_HEADERS"),
+            row(Action, 20, 10, "engine", 0, ""),
+            row(FrameOut, 21, 0, "HEADERS", 1, "END_HEADERS"),
+            row(FrameOut, 22, 0, "DATA", 1, "END_STREAM"),
+            row(FrameOut, 23, 0, "DATA", 1, "END_STREAM"),
+            row(FrameOut, 24, 0, "HEADERS", 3, "END_STREAM|END_HEADERS"),
+            row(FrameOut, 25, 0, "DATA", 9, "END_STREAM"),
+            row(FrameOut, 26, 0, "PING", 0, "ACK"),
+            row(Action, 30, 10, "write_socket", 0, ""),
+            row(FrameIn, 41, 0, "HEADERS", 7, "END_STREAM|END_HEADERS"),
+            row(FrameOut, 45, 0, "DATA", 7, "END_STREAM"),
+            row(Action, 50, 10, "write_socket", 0, ""),
+            row(FrameIn, 63, 0, "HEADERS", 13, "END_STREAM|END_HEADERS"),
+            row(FrameIn, 64, 0, "HEADERS", 15, "END_STREAM|END_HEADERS"),
+            row(FrameOut, 70, 0, "DATA", 15, "END_STREAM"),
+            row(FrameIn, 71, 0, "HEADERS", 11, "END_STREAM|END_HEADERS"),
+            row(FrameOut, 72, 0, "DATA", 11, "END_STREAM"),
+        ];
+        let refs: Vec<&CsvRow> = rows.iter().collect();
+        let mut names: Vec<String> = Vec::new();
+        let mut name_of = |n: &str| match names.iter().position(|x| x == n) {
+            Some(i) => i,
+            None => {
+                names.push(n.to_string());
+                names.len() - 1
+            }
+        };
+        let write = name_of("write_socket");
+        let track = Track::build(&refs, &mut name_of, write);
+        let request = |stream, start, answered, end| Request {
+            stream,
+            start,
+            answered,
+            end,
+        };
+        assert_eq!(
+            track.requests,
+            [
+                request(1, 12, 22, 40),
+                request(3, 13, 24, 40),
+                request(7, 41, 45, 60),
+                request(15, 64, 70, 70),
+            ]
+        );
+        assert_eq!((track.unanswered, track.unwritten), (1, 1));
+        // Slices from actions and connection events only, by start, the
+        // outer first where two start together; the segments cover them.
+        let (conn, accept) = (name_of("conn"), name_of("accept"));
+        let spans: Vec<(u64, u64, usize)> = track
+            .slices
+            .iter()
+            .map(|s| (s.start, s.end, s.name))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (0, 100, conn),
+                (0, 5, accept),
+                (10, 20, name_of("read_socket")),
+                (20, 30, name_of("engine")),
+                (30, 40, write),
+                (50, 60, write),
+                (65, 70, write),
+            ]
+        );
+        assert_eq!(track.segments, segments(&track.slices));
+        assert_eq!(names.len(), 5, "no name for the loop's row: {names:?}");
     }
 
     #[test]

@@ -280,6 +280,108 @@ mod tests {
         assert!(mean_resolved < 100, "{mean_resolved} of 400 by the mean");
     }
 
+    /// Student's t at its table's edges: the table for 1 to 30 degrees of
+    /// freedom, then 2.00, 1.98, 1.96; none at 0 (no spread to go by).
+    #[test]
+    fn t_by_degrees_of_freedom() {
+        assert_eq!(t_975(0), f64::INFINITY);
+        assert_eq!(t_975(1), 12.706);
+        assert_eq!(t_975(2), 4.303);
+        assert_eq!(t_975(9), 2.262);
+        assert_eq!(t_975(30), 2.042);
+        assert_eq!((t_975(31), t_975(60)), (2.00, 2.00));
+        assert_eq!((t_975(61), t_975(120)), (1.98, 1.98));
+        assert_eq!((t_975(121), t_975(10_000)), (1.96, 1.96));
+    }
+
+    /// The mean's interval by hand: [1, 2, 3, 6] has mean 3, sample
+    /// variance (4 + 1 + 0 + 9) / 3, so ± 3.182 · √(14/3 / 4); one value
+    /// is its own interval, and the mean of nothing is 0.
+    #[test]
+    fn the_t_interval_by_hand() {
+        let (low, high) = t_interval(&[1.0, 2.0, 3.0, 6.0]);
+        let half = 3.182 * (14.0f64 / 3.0 / 4.0).sqrt();
+        assert!((low - (3.0 - half)).abs() < 1e-12 && (high - (3.0 + half)).abs() < 1e-12);
+        assert_eq!(t_interval(&[5.0]), (5.0, 5.0));
+        assert_eq!(variance(&[1.0, 2.0, 3.0, 6.0]), 14.0 / 3.0);
+        assert_eq!(variance(&[4.0]), 0.0);
+        assert_eq!(mean(&[]), 0.0);
+        assert_eq!(mean(&[1.0, 2.0, 6.0]), 3.0);
+    }
+
+    /// Half the width as a share of the estimate; none without an estimate.
+    #[test]
+    fn half_widths() {
+        let i = Interval {
+            estimate: 2.0,
+            low: 1.5,
+            high: 2.7,
+        };
+        assert!((i.half_width_pct() - 30.0).abs() < 1e-12);
+        let none = Interval {
+            estimate: 0.0,
+            low: -1.0,
+            high: 1.0,
+        };
+        assert_eq!(none.half_width_pct(), f64::INFINITY);
+        // In logs: the estimate and both ends are exponentiated.
+        let e = Interval::exp(0.0, (-1.0, 2.0));
+        assert_eq!(
+            (e.estimate, e.low, e.high),
+            (1.0, (-1.0f64).exp(), 2.0f64.exp())
+        );
+        // A zero is taken as 1e-12, never a log of 0.
+        assert_eq!(logs([0.0, 1.0]), [1e-12f64.ln(), 0.0]);
+    }
+
+    /// B/A from pairs by hand: ratios 2, 2, 2, 2 and 32 trim to 2, 2, 2
+    /// (one a side set aside), winsorized all ln 2: an interval of none.
+    /// Below 5 pairs nothing is set aside.
+    #[test]
+    fn the_paired_ratio_by_hand() {
+        let pairs = [(1.0, 2.0), (2.0, 4.0), (3.0, 6.0), (1.0, 32.0), (5.0, 10.0)];
+        let r = paired_ratio(pairs).unwrap();
+        assert!((r.estimate - 2.0).abs() < 1e-12 && (r.low - 2.0).abs() < 1e-12);
+        assert!((r.high - 2.0).abs() < 1e-12, "{r:?}");
+        let four = paired_ratio([(1.0, 2.0), (1.0, 8.0), (1.0, 2.0), (1.0, 8.0)]).unwrap();
+        // ln ratios ln2, 3ln2, ln2, 3ln2: mean 2ln2 (ratio 4), s = ln2·√(4/3).
+        let half = 3.182 * 2f64.ln() * (4.0f64 / 3.0).sqrt() / 2.0;
+        assert!((four.estimate - 4.0).abs() < 1e-9, "{four:?}");
+        assert!(
+            (four.low - (4f64.ln() - half).exp()).abs() < 1e-9,
+            "{four:?}"
+        );
+        assert!(
+            (four.high - (4f64.ln() + half).exp()).abs() < 1e-9,
+            "{four:?}"
+        );
+        // A side at 0 is taken as 1e-12, not a division by 0.
+        assert!(paired_ratio([(0.0, 1.0), (0.0, 1.0)]).unwrap().estimate > 1e11);
+    }
+
+    /// NEW/OLD by hand, Welch: old's logs [1, 3] (mean 2, variance 2),
+    /// new's [2, 4] (mean 3, variance 2): d = 1, se = √(2/2 + 2/2) = √2,
+    /// df = (1 + 1)² / (1/1 + 1/1) = 2, t(2) = 4.303.
+    #[test]
+    fn welch_by_hand() {
+        let e = std::f64::consts::E;
+        let r = ratio_of_runs(&[e, e.powi(3)], &[e * e, e.powi(4)]).unwrap();
+        let half = 4.303 * 2f64.sqrt();
+        assert!((r.estimate - e).abs() < 1e-9, "{r:?}");
+        assert!((r.low - (1.0 - half).exp()).abs() < 1e-9, "{r:?}");
+        assert!((r.high - (1.0 + half).exp()).abs() < 1e-9, "{r:?}");
+        // Unequal spreads and counts: df from Welch–Satterthwaite, floored.
+        // old logs [0, 2, 4] (mean 2, var 4, var/n 4/3), new logs [3, 3]
+        // (var 0): df = (4/3)² / ((4/3)² / 2) = 2.
+        let r = ratio_of_runs(&[1.0, e * e, e.powi(4)], &[e.powi(3), e.powi(3)]).unwrap();
+        let half = 4.303 * (4.0f64 / 3.0).sqrt();
+        assert!((r.low - (1.0 - half).exp()).abs() < 1e-9, "{r:?}");
+        // No spread on either side: df is n + m − 2, the interval none.
+        let flat = ratio_of_runs(&[2.0, 2.0], &[3.0, 3.0, 3.0]).unwrap();
+        assert!((flat.estimate - 1.5).abs() < 1e-12 && (flat.low - 1.5).abs() < 1e-12);
+        assert_eq!(ratio_of_runs(&[1.0, 2.0], &[1.0]), None);
+    }
+
     #[test]
     fn a_cells_runs_and_two_cells_compared() {
         let same = of_runs(&[2.0, 2.0, 2.0]).unwrap();

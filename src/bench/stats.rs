@@ -294,11 +294,219 @@ mod tests {
         assert_eq!(median(vec![]), 0.0);
     }
 
+    /// A run of `cell` with these figures; the rest zero or none.
+    fn run(cell: Cell, rps: f64, cpu: f64, p50: Option<u64>, pace: Option<f64>) -> Run {
+        Run {
+            cell,
+            rep: 0,
+            req_per_s: rps,
+            p50_us: p50,
+            p99_us: p50.map(|p| 10 * p),
+            mean_us: 0.0,
+            cpu_us_per_req: cpu,
+            succeeded: 100,
+            failed: 1,
+            connection_errors: 2,
+            seconds: 1.0,
+            goodput_mib_per_s: rps / 1000.0,
+            counts: Counts::default(),
+            trace: None,
+            pace_ns: pace,
+        }
+    }
+
+    /// Every field of a cell's median from its own runs only, in the
+    /// matrix's order: middles, extremes, spreads, sums, intervals, counts.
+    #[test]
+    fn medians_sum_up_each_cell_from_its_own_runs() {
+        let a = Median::example().cell;
+        let b = Cell { clients: 5, ..a };
+        let mut runs = vec![
+            run(a, 1000.0, 2.0, Some(50), Some(10.0)),
+            run(a, 1200.0, 3.0, Some(70), Some(12.0)),
+            run(a, 900.0, 2.5, Some(60), Some(11.0)),
+            run(b, 5.0, 9.0, None, None),
+        ];
+        runs[1].counts.ctx_switches_per_req = Some(4.0);
+        runs[2].counts.ctx_switches_per_req = Some(2.0);
+        runs[0].trace = Some(TraceCost {
+            records_per_req: 3.0,
+            lost: 7,
+            span_ns: 40.0,
+            event_ns: 20.0,
+        });
+        runs[1].trace = Some(TraceCost {
+            records_per_req: 5.0,
+            lost: 1,
+            span_ns: 60.0,
+            event_ns: 30.0,
+        });
+        let mut counted = run(a, 0.0, 0.0, None, None);
+        counted.counts.syscalls_per_req = Some(6.5);
+        counted.counts.ctx_switches_per_req = Some(99.0);
+        let m = medians(&[b, a], &runs, &[counted], Some(1000.0));
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].cell, m[1].cell), (b, a), "the matrix's order");
+        let (mb, ma) = (&m[0], &m[1]);
+        assert_eq!(ma.runs, 3);
+        assert_eq!(
+            (ma.req_per_s, ma.req_per_s_min, ma.req_per_s_max),
+            (1000.0, 900.0, 1200.0)
+        );
+        assert_eq!(
+            (
+                ma.cpu_us_per_req,
+                ma.cpu_us_per_req_min,
+                ma.cpu_us_per_req_max
+            ),
+            (2.5, 2.0, 3.0)
+        );
+        assert_eq!((ma.p50_us, ma.p99_us), (Some(60), Some(600)));
+        assert_eq!((ma.succeeded, ma.failed, ma.connection_errors), (300, 3, 6));
+        assert_eq!(ma.goodput_mib_per_s, 1.0);
+        assert_eq!(ma.req_per_s_cv, cv(&[1000.0, 1200.0, 900.0]));
+        assert_eq!(ma.cpu_cv, cv(&[2.0, 3.0, 2.5]));
+        assert!(ma.req_per_s_cv > 0.0 && ma.cpu_cv > 0.0);
+        assert_eq!(
+            ma.pace_ns,
+            Some(PaceRange {
+                median: 11.0,
+                min: 10.0,
+                max: 12.0
+            })
+        );
+        // Counts from the counting run; context switches from the timed
+        // runs' median where they have them.
+        assert_eq!(ma.counts.syscalls_per_req, Some(6.5));
+        assert_eq!(ma.counts.ctx_switches_per_req, Some(3.0));
+        assert_eq!(
+            ma.trace,
+            Some(TraceCost {
+                records_per_req: 4.0,
+                lost: 8,
+                span_ns: 50.0,
+                event_ns: 25.0
+            })
+        );
+        let (rps_ci, cpu_ci) = (ma.req_per_s_ci.unwrap(), ma.cpu_ci.unwrap());
+        assert_eq!(Some(rps_ci), confidence::of_runs(&[1000.0, 1200.0, 900.0]));
+        assert_eq!(Some(cpu_ci), confidence::of_runs(&[2.0, 3.0, 2.5]));
+        assert_eq!(
+            ma.settled,
+            Some(settles(Some(rps_ci), Some(cpu_ci), 1000.0))
+        );
+        assert!(!settles(Some(rps_ci), Some(cpu_ci), 1.0));
+        assert_eq!(ma.settled, Some(true));
+        // The other cell: one run, nothing to spread or interval.
+        assert_eq!((mb.runs, mb.req_per_s, mb.cpu_us_per_req), (1, 5.0, 9.0));
+        assert_eq!(
+            (mb.p50_us, mb.p99_us, mb.pace_ns, &mb.trace),
+            (None, None, None, &None)
+        );
+        assert_eq!((mb.req_per_s_ci, mb.cpu_ci), (None, None));
+        assert_eq!(mb.settled, Some(false), "no interval never settles");
+        assert_eq!(mb.counts, Counts::default());
+        assert_eq!(medians(&[a], &runs, &[], None)[0].settled, None);
+    }
+
+    /// A cell is wide when max/min of either figure passes 1.2, and
+    /// unsure when it did not settle or, with no precision asked, is wide.
+    #[test]
+    fn spreads_wideness_and_doubt() {
+        let mut m = Median::example();
+        assert_eq!(m.spreads(), (1.0, 1.0));
+        assert!(!m.is_wide() && !m.unsure());
+        m.req_per_s_min = 800.0;
+        m.req_per_s_max = 1000.0;
+        assert_eq!(m.spreads(), (1.25, 1.0));
+        assert!(m.is_wide() && m.unsure());
+        m.req_per_s_min = 1000.0;
+        m.cpu_us_per_req_max = 1.2;
+        assert!(!m.is_wide(), "1.2 itself is not wide");
+        m.cpu_us_per_req_max = 1.21;
+        assert!(m.is_wide());
+        m.cpu_us_per_req_min = 0.0;
+        assert_eq!(m.spreads(), (1.0, 1.0), "no minimum, no spread");
+        m.settled = Some(true);
+        m.cpu_us_per_req_min = 1.0;
+        assert!(m.is_wide() && !m.unsure(), "settled overrides the spread");
+        m.settled = Some(false);
+        assert!(m.unsure());
+        // The wider of the two intervals, infinite without one.
+        assert_eq!(m.half_width_pct(), f64::INFINITY);
+        let narrow = confidence::of_runs(&[100.0, 101.0, 99.0]).unwrap();
+        let wide = confidence::of_runs(&[100.0, 130.0, 70.0]).unwrap();
+        m.req_per_s_ci = Some(narrow);
+        assert_eq!(m.half_width_pct(), f64::INFINITY);
+        m.cpu_ci = Some(wide);
+        assert_eq!(m.half_width_pct(), wide.half_width_pct());
+        m.req_per_s_ci = Some(wide);
+        m.cpu_ci = Some(narrow);
+        assert_eq!(m.half_width_pct(), wide.half_width_pct());
+        assert!(wide.half_width_pct() > narrow.half_width_pct());
+        // Settled: both intervals within the precision, the bound itself in.
+        let p = wide.half_width_pct();
+        assert!(settles(Some(wide), Some(narrow), p));
+        assert!(!settles(Some(wide), Some(narrow), p - 1e-9));
+        assert!(!settles(None, Some(narrow), 100.0));
+        assert!(!settles(Some(narrow), None, 100.0));
+    }
+
+    /// The machine's pace over a bench: the median of the cells' medians,
+    /// the least minimum and the greatest maximum, and how many cells
+    /// spread past 1.2 (max/min).
+    #[test]
+    fn the_machine_pace_spans_the_cells() {
+        let mut cells = vec![Median::example(); 3];
+        assert_eq!(machine_pace(&cells), None);
+        let range = |median, min, max| Some(PaceRange { median, min, max });
+        cells[0].pace_ns = range(10.0, 9.5, 11.0);
+        cells[1].pace_ns = range(20.0, 10.0, 30.0);
+        cells[2].pace_ns = range(11.5, 10.0, 11.5);
+        let (whole, wide) = machine_pace(&cells).unwrap();
+        assert_eq!(
+            whole,
+            PaceRange {
+                median: 11.5,
+                min: 9.5,
+                max: 30.0
+            }
+        );
+        assert_eq!(
+            wide, 1,
+            "only 10 to 30 passes 1.2 (11/9.5 and 11.5/10 do not)"
+        );
+        assert_eq!(
+            PaceRange {
+                median: 1.0,
+                min: 0.0,
+                max: 5.0
+            }
+            .spread(),
+            1.0
+        );
+        assert_eq!(whole.spread(), 30.0 / 9.5);
+    }
+
+    #[test]
+    fn extremes_of_the_runs() {
+        assert_eq!(min(&[3.0, 1.5, 2.0]), 1.5);
+        assert_eq!(max(&[3.0, 1.5, 4.0]), 4.0);
+        assert_eq!(median(vec![1.0, 2.0, 3.0, 10.0]), 2.5);
+    }
+
     #[test]
     fn spread_is_the_coefficient_of_variation() {
         assert_eq!(cv(&[5.0]), 0.0);
         assert_eq!(cv(&[2.0, 2.0, 2.0]), 0.0);
         // Mean 2, sample standard deviation 1.
         assert!((cv(&[1.0, 2.0, 3.0]) - 0.5).abs() < 1e-12);
+        // Mean 3, sample variance (1 + 1) / 1: standard deviation √2.
+        assert!((cv(&[2.0, 4.0]) - 2f64.sqrt() / 3.0).abs() < 1e-12);
+        assert_eq!(
+            cv(&[0.0, 0.0]),
+            0.0,
+            "a mean of 0 has no spread to speak of"
+        );
     }
 }
