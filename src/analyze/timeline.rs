@@ -302,6 +302,21 @@ mod tests {
         assert_eq!(total, 110);
     }
 
+    /// The segments themselves: no empty one where two bounds meet, and
+    /// one stretch where the innermost slice stays the innermost across
+    /// another slice's end.
+    #[test]
+    fn segments_are_whole_stretches() {
+        let seg = |start, end, slice| Segment { start, end, slice };
+        let nested = [slice(0, 100, 0), slice(10, 20, 1), slice(10, 15, 2)];
+        assert_eq!(
+            segments(&nested),
+            [seg(0, 10, 0), seg(10, 15, 2), seg(15, 20, 1), seg(20, 100, 0)]
+        );
+        let overlapping = [slice(0, 50, 0), slice(30, 80, 1)];
+        assert_eq!(segments(&overlapping), [seg(0, 30, 0), seg(30, 80, 1)]);
+    }
+
     #[test]
     fn overlapping_slices_count_each_instant_once() {
         // 0–50 and 30–80 overlap without nesting: the later owns 30–80.
