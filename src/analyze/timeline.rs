@@ -311,7 +311,12 @@ mod tests {
         let nested = [slice(0, 100, 0), slice(10, 20, 1), slice(10, 15, 2)];
         assert_eq!(
             segments(&nested),
-            [seg(0, 10, 0), seg(10, 15, 2), seg(15, 20, 1), seg(20, 100, 0)]
+            [
+                seg(0, 10, 0),
+                seg(10, 15, 2),
+                seg(15, 20, 1),
+                seg(20, 100, 0)
+            ]
         );
         let overlapping = [slice(0, 50, 0), slice(30, 80, 1)];
         assert_eq!(segments(&overlapping), [seg(0, 30, 0), seg(30, 80, 1)]);

@@ -42,7 +42,14 @@ struct Pair {
 
 impl Pair {
     fn new(provider: TlsProvider, alpn: &[&[u8]]) -> Self {
-        let acceptor = TlsAcceptor::new(provider, &Identity::development()).unwrap();
+        Self::hooked(provider, alpn, None)
+    }
+
+    /// A pair whose server asks `hook` about each ClientHello.
+    fn hooked(provider: TlsProvider, alpn: &[&[u8]], hook: Option<ClientHelloHook>) -> Self {
+        let acceptor = TlsAcceptor::new(provider, &Identity::development())
+            .unwrap()
+            .with_client_hello_hook(hook);
         let mut server = acceptor.session().unwrap();
         let mut settings = Vec::new();
         let engine = MiniConnection::accept(&mut settings);
@@ -222,4 +229,126 @@ fn openssl_records_hold_at_most_4_kib_and_big_writes_arrive_whole() {
         let _ = pair.client.reader().read_to_end(&mut got);
     }
     assert_eq!(got, data);
+}
+
+/// A hook that records every ClientHello it sees and refuses the ones
+/// whose server name is not `allowed`.
+fn recording_hook(
+    allowed: &'static str,
+) -> (ClientHelloHook, Arc<std::sync::Mutex<Vec<ClientHello>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let hook = ClientHelloHook::new(move |hello| {
+        log.lock().unwrap().push(hello.clone());
+        match hello.server_name.as_deref() == Some(allowed) {
+            true => Ok(()),
+            false => Err(format!("not {allowed}")),
+        }
+    });
+    (hook, seen)
+}
+
+/// The hook sees the client's name and ALPN offer once, before the
+/// provider; a yes lets the handshake and the request go on, even when the
+/// first flight arrives one octet at a time.
+#[test]
+fn the_hook_sees_each_hello_once_and_a_yes_serves() {
+    for provider in [TlsProvider::Rustls, TlsProvider::Openssl] {
+        let (hook, seen) = recording_hook("localhost");
+        let mut pair = Pair::hooked(provider, &[b"h2", b"http/1.1"], Some(hook));
+        let mut wire = Vec::new();
+        pair.client.write_tls(&mut wire).unwrap();
+        for octet in wire.chunks(1) {
+            assert_eq!(
+                pair.server.handle_ciphertext(octet).unwrap(),
+                1,
+                "{provider}"
+            );
+        }
+        assert!(pair.server.is_handshaking());
+        let mut hello = CLIENT_PREFACE.to_vec();
+        hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        hello.extend_from_slice(&GET);
+        pair.client.writer().write_all(&hello).unwrap();
+        let mut back = Vec::new();
+        pair.server.poll_ciphertext(&mut back).unwrap();
+        pair.client.read_tls(&mut &back[..]).unwrap();
+        pair.client.process_new_packets().unwrap();
+        pair.run().unwrap();
+        assert!(pair.received.ends_with(b"Hello World\n"), "{provider}");
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            *seen,
+            [ClientHello {
+                server_name: Some("localhost".into()),
+                alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            }],
+            "{provider}"
+        );
+    }
+}
+
+/// A no is a refusal with the hook's reason, and the client gets a fatal
+/// handshake_failure alert before anything of the provider's.
+#[test]
+fn a_hook_that_says_no_refuses_with_an_alert() {
+    for provider in [TlsProvider::Rustls, TlsProvider::Openssl] {
+        let (hook, seen) = recording_hook("elsewhere");
+        let mut pair = Pair::hooked(provider, &[b"h2"], Some(hook));
+        let mut wire = Vec::new();
+        pair.client.write_tls(&mut wire).unwrap();
+        assert!(!pair.server.wants_write(), "{provider}");
+        let err = pair.server.handle_ciphertext(&wire).unwrap_err();
+        assert!(
+            matches!(&err, TlsError::Refused(why) if why == "not elsewhere"),
+            "{provider}: {err}"
+        );
+        assert!(pair.server.wants_write(), "{provider}: the alert waits");
+        let mut alert = Vec::new();
+        assert_eq!(pair.server.poll_ciphertext(&mut alert).unwrap(), 7);
+        assert_eq!(alert, [21, 3, 3, 0, 2, 2, 40], "{provider}");
+        assert!(!pair.server.wants_write(), "{provider}");
+        pair.client.read_tls(&mut &alert[..]).unwrap();
+        assert_eq!(
+            pair.client.process_new_packets().unwrap_err(),
+            rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+            "{provider}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+}
+
+/// A ClientHello that never ends is refused at 64 KiB, without the hook;
+/// one that is no ClientHello is left to the provider, which rejects it.
+#[test]
+fn an_endless_or_malformed_hello_never_reaches_the_hook() {
+    let (hook, seen) = recording_hook("localhost");
+    let acceptor = TlsAcceptor::new(TlsProvider::Rustls, &Identity::development())
+        .unwrap()
+        .with_client_hello_hook(Some(hook));
+    let mut endless = acceptor.session().unwrap();
+    // A ClientHello header promising 16 MiB, then full records of it.
+    let mut record = vec![22, 3, 1, 0x40, 0];
+    record.extend_from_slice(&[1, 0xff, 0xff, 0xff]);
+    record.resize(5 + 0x4000, 0);
+    let mut taken = 0;
+    let err = loop {
+        match endless.handle_ciphertext(&record) {
+            Ok(n) => taken += n,
+            Err(e) => break e,
+        }
+        assert!(taken < 70_000, "never refused");
+        record = [&[22, 3, 1, 0x40, 0][..], &[0; 0x4000]].concat();
+    };
+    assert!(
+        matches!(&err, TlsError::Refused(why) if why.contains("larger than 64 KiB")),
+        "{err}"
+    );
+    assert!(taken < 64 * 1024, "{taken}");
+    let mut malformed = acceptor.session().unwrap();
+    let err = malformed
+        .handle_ciphertext(&[23, 3, 3, 0, 1, 0])
+        .unwrap_err();
+    assert!(matches!(err, TlsError::Session(_)), "the provider's: {err}");
+    assert!(seen.lock().unwrap().is_empty());
 }
