@@ -318,6 +318,10 @@ fn a_hook_that_says_no_refuses_with_an_alert() {
     }
 }
 
+fn acceptor_hook() -> ClientHelloHook {
+    recording_hook("localhost").0
+}
+
 /// A ClientHello that never ends is refused at 64 KiB, without the hook;
 /// one that is no ClientHello is left to the provider, which rejects it.
 #[test]
@@ -344,7 +348,10 @@ fn an_endless_or_malformed_hello_never_reaches_the_hook() {
         matches!(&err, TlsError::Refused(why) if why.contains("larger than 64 KiB")),
         "{err}"
     );
-    assert!(taken < 64 * 1024, "{taken}");
+    // Three whole records taken (16,389 octets each); the fourth would
+    // pass 64 KiB held.
+    assert_eq!(taken, 3 * (5 + 0x4000), "refused at 64 KiB, not before");
+    assert_eq!(format!("{:?}", acceptor_hook()), "ClientHelloHook");
     let mut malformed = acceptor.session().unwrap();
     let err = malformed
         .handle_ciphertext(&[23, 3, 3, 0, 1, 0])
