@@ -301,6 +301,18 @@ mod tests {
         }
     }
 
+    /// A hooked session says whether it is still deciding, and nothing of
+    /// the session it wraps.
+    #[test]
+    fn a_hooked_session_says_whether_it_is_deciding() {
+        let plain = Box::new(super::super::plain::PlainSession::default());
+        let mut s = HookedSession::new(plain, ClientHelloHook::new(|_| Ok(())));
+        assert_eq!(format!("{s:?}"), "HookedSession { deciding: true, .. }");
+        // Not TLS at all: left to the session it wraps, and decided.
+        assert_eq!(s.handle_ciphertext(b"GET / HTTP/1.1").unwrap(), 14);
+        assert_eq!(format!("{s:?}"), "HookedSession { deciding: false, .. }");
+    }
+
     #[test]
     fn parses_sni_and_alpn() {
         assert_eq!(parse(&hello_record()), Parsed::Hello(expected()));

@@ -276,6 +276,9 @@ fn the_hook_sees_each_hello_once_and_a_yes_serves() {
         pair.client.process_new_packets().unwrap();
         pair.run().unwrap();
         assert!(pair.received.ends_with(b"Hello World\n"), "{provider}");
+        assert!(!pair.server.is_handshaking(), "{provider}");
+        assert!(!pair.server.wants_write(), "{provider}");
+        assert_eq!(pair.server.alpn_protocol().as_deref(), Some(&b"h2"[..]));
         let seen = seen.lock().unwrap();
         assert_eq!(
             *seen,
