@@ -93,6 +93,69 @@ mod tests {
         (0..1u16 << Flags::COUNT).map(Flags::from_bits)
     }
 
+    /// The state with exactly `flags` set.
+    fn state(flags: &[Flags]) -> Flags {
+        flags.iter().fold(Flags::empty(), |f, &x| f.with(x))
+    }
+
+    /// Each action's rule, flag by flag, from docs/DESIGN.md's table: what
+    /// makes it possible, and each flag that forbids it on its own.
+    #[test]
+    fn each_rule_flag_by_flag() {
+        use Flags as F;
+        let yes = |a: Name, flags: &[Flags]| assert!(is_possible(a, state(flags)), "{a} {flags:?}");
+        let no = |a: Name, flags: &[Flags]| assert!(!is_possible(a, state(flags)), "{a} {flags:?}");
+        yes(Name::ReadSocket, &[F::CAN_READ]);
+        no(Name::ReadSocket, &[]);
+        for forbids in [F::BACKLOG, F::CLOSING, F::HAS_CIPHERTEXT] {
+            no(Name::ReadSocket, &[F::CAN_READ, forbids]);
+        }
+        yes(Name::Handshake, &[F::HAS_INPUT]);
+        no(Name::Handshake, &[F::HAS_INPUT, F::TLS_READY]);
+        yes(Name::Decrypt, &[F::HAS_INPUT, F::TLS_READY]);
+        no(Name::Decrypt, &[F::HAS_INPUT]);
+        no(Name::Decrypt, &[F::TLS_READY]);
+        yes(
+            Name::Engine,
+            &[F::HAS_DECRYPTED, F::BACKLOG, F::HAS_CIPHERTEXT],
+        );
+        yes(Name::Engine, &[F::SENDING]);
+        no(Name::Engine, &[F::SENDING, F::BACKLOG]);
+        no(Name::Engine, &[F::SENDING, F::HAS_CIPHERTEXT]);
+        no(Name::Engine, &[F::BACKLOG]);
+        yes(Name::Encrypt, &[F::HAS_PLAINTEXT, F::TLS_READY]);
+        no(Name::Encrypt, &[F::HAS_PLAINTEXT]);
+        yes(Name::MoveEncrypted, &[F::HAS_CIPHERTEXT]);
+        no(Name::MoveEncrypted, &[F::HAS_OUTPUT]);
+        yes(Name::WriteSocket, &[F::HAS_OUTPUT, F::CAN_WRITE]);
+        no(Name::WriteSocket, &[F::HAS_OUTPUT]);
+        no(Name::WriteSocket, &[F::CAN_WRITE]);
+        yes(Name::Close, &[F::CLOSING]);
+        yes(Name::Close, &[F::CLOSING, F::HAS_PLAINTEXT]);
+        no(Name::Close, &[]);
+        for unsent in [F::HAS_OUTPUT, F::HAS_CIPHERTEXT, F::SENDING] {
+            no(Name::Close, &[F::CLOSING, unsent]);
+        }
+        no(Name::Close, &[F::CLOSING, F::HAS_PLAINTEXT, F::TLS_READY]);
+        for f in all_states() {
+            for a in [Name::Accept, Name::Refuse, Name::PollWait, Name::Work] {
+                assert!(!is_possible(a, f), "{a} is no step of a client");
+            }
+        }
+    }
+
+    /// Before the handshake is over, its replies leave first: the session's
+    /// ciphertext is moved out before anything else, even new input.
+    #[test]
+    fn handshake_replies_leave_first() {
+        use Flags as F;
+        let waiting = state(&[F::HAS_CIPHERTEXT, F::HAS_INPUT, F::CAN_READ]);
+        assert_eq!(select_next_action(waiting), Some(Name::MoveEncrypted));
+        let ready = waiting.with(F::TLS_READY);
+        assert_eq!(select_next_action(ready), Some(Name::Decrypt));
+        assert_eq!(select_next_action(state(&[])), None);
+    }
+
     #[test]
     fn every_state_gets_a_possible_action_or_none_only_when_stuck() {
         for f in all_states() {
