@@ -162,6 +162,24 @@ mod tests {
         }
     }
 
+    /// `note` stamps the progress at the real clock's now: the idle
+    /// deadline moves from the accept to at least a timeout from now.
+    #[test]
+    fn note_stamps_now() {
+        let before = Instant::now();
+        let p = Progress::accepted_at(before - Duration::from_secs(10));
+        let idle = Limits {
+            handshake: None,
+            idle: Some(Duration::from_secs(1)),
+        };
+        assert_eq!(
+            p.next_deadline(idle, true).unwrap().0,
+            before - Duration::from_secs(9)
+        );
+        p.note();
+        assert!(p.next_deadline(idle, true).unwrap().0 >= before + Duration::from_secs(1));
+    }
+
     #[test]
     fn a_header_block_is_open_until_a_frame_ends_it() {
         let open = header_block_open(false, &head(FrameType::HEADERS, 0));
