@@ -293,7 +293,7 @@ fn uring_stops_at_the_fd_limit() {
 /// time.
 fn admitted_again(addr: std::net::SocketAddr, pid: u32, fds: usize, args: &[&str]) -> RawConn {
     support::wait_until(&format!("{args:?}: caught up ({fds} descriptors)"), || {
-        support::open_fds(pid) <= fds && accept_queue(addr.port()) == 0
+        support::open_fds(pid) <= fds && support::accept_queue(addr).unwrap_or(0) == 0
     });
     let late = TcpStream::connect(addr).unwrap();
     late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -307,24 +307,6 @@ fn admitted_again(addr: std::net::SocketAddr, pid: u32, fds: usize, args: &[&str
         })
         .unwrap_or_else(|e| panic!("{args:?}: not admitted once the server caught up: {e}"));
     conn
-}
-
-/// Connections waiting in the accept queue of the listener on `port`
-/// (the receive queue of a listening socket in /proc/net/tcp is its
-/// accept queue).
-fn accept_queue(port: u16) -> u64 {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let local_port = u16::from_str_radix(cols[1].rsplit_once(':')?.1, 16).ok()?;
-            let listening = cols[3] == "0A";
-            let rx = u64::from_str_radix(cols[4].split_once(':')?.1, 16).ok()?;
-            (listening && local_port == port).then_some(rx)
-        })
-        .sum()
 }
 
 /// Forty clients, each past its preface, once the server is at its limit:
@@ -348,7 +330,7 @@ fn forty_clients(addr: std::net::SocketAddr, pid: u32, args: &[&str]) -> Vec<Tcp
         _ => 1,
     };
     support::wait_until(&format!("{args:?}: at the fd limit"), || {
-        let queued = accept_queue(addr.port());
+        let queued = support::accept_queue(addr).unwrap_or(0);
         match single {
             true => queued == 39,
             false => support::open_fds(pid) + per_client > LIMIT && queued > 0,

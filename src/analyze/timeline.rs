@@ -322,6 +322,18 @@ mod tests {
         assert_eq!(segments(&overlapping), [seg(0, 30, 0), seg(30, 80, 1)]);
     }
 
+    /// Empty slices (an action that took no measurable time) own no time,
+    /// however the sort orders their two bounds among many at one instant.
+    #[test]
+    fn empty_slices_own_nothing() {
+        let mut slices = vec![slice(0, 1000, 0)];
+        slices.extend((0..300).map(|i| slice(10 + 3 * (i % 7), 10 + 3 * (i % 7), 1)));
+        slices.extend((0..300).map(|i| slice(500 + i % 5, 500 + i % 5, 2)));
+        let times = self_times(&slices);
+        assert_eq!(times[0], 1000);
+        assert!(times[1..].iter().all(|&t| t == 0), "{:?}", &times[..10]);
+    }
+
     #[test]
     fn overlapping_slices_count_each_instant_once() {
         // 0–50 and 30–80 overlap without nesting: the later owns 30–80.
