@@ -247,6 +247,15 @@ mod tests {
         assert!((low - (3.0 - half)).abs() < 1e-9 && (high - (3.0 + half)).abs() < 1e-9);
         let v = [1.0, 2.0, 4.0];
         assert_eq!(trimmed_interval(&v), (mean(&v), t_interval(&v)));
+        // Two samples have a spread; one has none, and is its own interval.
+        // (± 12.706 · √2 / √2, as the winsorized formula gives it.)
+        let (m, (low, high)) = trimmed_interval(&[1.0, 3.0]);
+        assert_eq!(m, 2.0);
+        assert!(
+            (low + 10.706).abs() < 1e-9 && (high - 14.706).abs() < 1e-9,
+            "{low} {high}"
+        );
+        assert_eq!(trimmed_interval(&[5.0]), (5.0, (5.0, 5.0)));
     }
 
     /// A known ratio under this VM's stalls: B = 1.05 × A, ±3% noise a
@@ -320,10 +329,10 @@ mod tests {
         assert!((i.half_width_pct() - 30.0).abs() < 1e-12);
         let none = Interval {
             estimate: 0.0,
-            low: -1.0,
-            high: 1.0,
+            low: 0.0,
+            high: 0.0,
         };
-        assert_eq!(none.half_width_pct(), f64::INFINITY);
+        assert_eq!(none.half_width_pct(), f64::INFINITY, "not 0/0");
         // In logs: the estimate and both ends are exponentiated.
         let e = Interval::exp(0.0, (-1.0, 2.0));
         assert_eq!(
