@@ -385,6 +385,13 @@ mod tests {
         let r = ratio_of_runs(&[1.0, e * e, e.powi(4)], &[e.powi(3), e.powi(3)]).unwrap();
         let half = 4.303 * (4.0f64 / 3.0).sqrt();
         assert!((r.low - (1.0 - half).exp()).abs() < 1e-9, "{r:?}");
+        // old logs [0, 2] (var/n 1), new [0, 2, 4] (var/n 4/3): df =
+        // (7/3)² / (1/1 + (4/3)²/2) = 2.88, floored to 2 (t 4.303, where
+        // 3 would give 3.182).
+        let r = ratio_of_runs(&[1.0, e * e], &[1.0, e * e, e.powi(4)]).unwrap();
+        let half = 4.303 * (7.0f64 / 3.0).sqrt();
+        assert!((r.estimate - e).abs() < 1e-9, "{r:?}");
+        assert!((r.high - (1.0 + half).exp()).abs() < 1e-6 * r.high, "{r:?}");
         // No spread on either side: df is n + m − 2, the interval none.
         let flat = ratio_of_runs(&[2.0, 2.0], &[3.0, 3.0, 3.0]).unwrap();
         assert!((flat.estimate - 1.5).abs() < 1e-12 && (flat.low - 1.5).abs() < 1e-12);
