@@ -114,12 +114,13 @@ pub fn ratio_of_runs(old: &[f64], new: &[f64]) -> Option<Interval> {
     );
     let d = mean(&ln) - mean(&lo);
     let se = (vo + vn).sqrt();
+    if se == 0.0 {
+        // No spread on either side: the difference is exact.
+        return Some(Interval::exp(d, (d, d)));
+    }
     // Welch–Satterthwaite degrees of freedom.
-    let df = if se > 0.0 {
-        (vo + vn).powi(2) / (vo * vo / (lo.len() - 1) as f64 + vn * vn / (ln.len() - 1) as f64)
-    } else {
-        (lo.len() + ln.len() - 2) as f64
-    };
+    let df =
+        (vo + vn).powi(2) / (vo * vo / (lo.len() - 1) as f64 + vn * vn / (ln.len() - 1) as f64);
     let half = t_975(df.floor().max(1.0) as usize) * se;
     Some(Interval::exp(d, (d - half, d + half)))
 }
@@ -392,7 +393,7 @@ mod tests {
         let half = 4.303 * (7.0f64 / 3.0).sqrt();
         assert!((r.estimate - e).abs() < 1e-9, "{r:?}");
         assert!((r.high - (1.0 + half).exp()).abs() < 1e-6 * r.high, "{r:?}");
-        // No spread on either side: df is n + m − 2, the interval none.
+        // No spread on either side: the interval is the estimate.
         let flat = ratio_of_runs(&[2.0, 2.0], &[3.0, 3.0, 3.0]).unwrap();
         assert!((flat.estimate - 1.5).abs() < 1e-12 && (flat.low - 1.5).abs() < 1e-12);
         assert_eq!(ratio_of_runs(&[1.0, 2.0], &[1.0]), None);
