@@ -313,6 +313,9 @@ mod tests {
         let half = 3.182 * (14.0f64 / 3.0 / 4.0).sqrt();
         assert!((low - (3.0 - half)).abs() < 1e-12 && (high - (3.0 + half)).abs() < 1e-12);
         assert_eq!(t_interval(&[5.0]), (5.0, 5.0));
+        // Two values: variance 2, ± 12.706 · √(2/2).
+        let (low, high) = t_interval(&[1.0, 3.0]);
+        assert!((low + 10.706).abs() < 1e-9 && (high - 14.706).abs() < 1e-9);
         assert_eq!(variance(&[1.0, 2.0, 3.0, 6.0]), 14.0 / 3.0);
         assert_eq!(variance(&[4.0]), 0.0);
         assert_eq!(mean(&[]), 0.0);
