@@ -421,6 +421,9 @@ mod tests {
         assert_eq!(m.spreads(), (1.25, 1.0));
         assert!(m.is_wide() && m.unsure());
         m.req_per_s_min = 1000.0;
+        m.req_per_s_max = 1200.0;
+        assert!(!m.is_wide(), "1.2 itself is not wide");
+        m.req_per_s_max = 1000.0;
         m.cpu_us_per_req_max = 1.2;
         assert!(!m.is_wide(), "1.2 itself is not wide");
         m.cpu_us_per_req_max = 1.21;
