@@ -628,11 +628,7 @@ macro_rules! setup_tests {
 /// keeps our ring from being set up fails the test, and under `CI=true`
 /// with io_uring enabled so does a refusal (`h2lab::server::uring_skip_test`).
 pub fn skip_uring() -> bool {
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a uring test")
-        .to_string();
-    h2lab::server::uring_skip_test(&test)
+    h2lab::server::uring_skip_test()
 }
 
 /// A `h2lab serve` child process and the URL from its one stdout line.

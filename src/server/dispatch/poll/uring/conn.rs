@@ -237,11 +237,7 @@ mod tests {
 
     fn ring() -> Option<Ring> {
         // Skipped only where the system refuses io_uring; a fault fails.
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("uring::conn")
-            .to_string();
-        if crate::server::uring_skip_test(&test) {
+        if crate::server::uring_skip_test() {
             return None;
         }
         let ring = io_uring::IoUring::new(8).unwrap();
