@@ -9,6 +9,9 @@ pub mod encode;
 pub mod huffman;
 pub mod table;
 
+#[cfg(test)]
+mod props;
+
 pub use decode::{DecodeError, Decoder};
 pub use encode::Encoder;
 
