@@ -17,6 +17,9 @@ use crate::trace::TraceConfig;
 
 /// Serve "Hello World\n" over HTTP/2 until SIGINT or SIGTERM.
 ///
+/// Every request is read (HPACK-decoded and checked, RFC 9113 §8.2–8.3)
+/// and answered by its method and path: the routes are listed below.
+///
 /// The first signal stops the server cleanly (every connection ended,
 /// every thread joined, the trace written); a second one exits at once.
 ///
@@ -24,6 +27,7 @@ use crate::trace::TraceConfig;
 /// connections. Without TLS it speaks h2c with prior knowledge
 /// (`curl --http2-prior-knowledge`); with TLS it negotiates `h2` by ALPN.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = crate::engine::route::TABLE)]
 pub struct Args {
     /// Address to bind (an IP address, or `localhost` for 127.0.0.1).
     #[arg(long, default_value = "127.0.0.1", value_parser = values::host)]
@@ -150,6 +154,19 @@ pub struct Args {
     /// `tokio`: its blocking pool, N threads at most).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub offload: Option<u64>,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: requests a connection may have open
+    /// at once (h2o's and nghttpd's default, 100); a stream past it is
+    /// refused with RST_STREAM REFUSED_STREAM, which a client may retry.
+    #[arg(long, value_name = "N", default_value_t = crate::engine::mini::DEFAULT_MAX_STREAMS,
+          value_parser = clap::value_parser!(u32).range(1..=crate::engine::mini::MAX_STREAMS_LIMIT as i64))]
+    pub max_streams: u32,
+    /// `--engine mini` only: the seed's engine, which reads no request:
+    /// no HPACK decoding, no field checks, every request answered as `/`
+    /// with the seed's two header fields (no date, no content-length).
+    /// For measuring what reading costs (`h2lab ab`); every output of a
+    /// blind server says so.
+    #[arg(long)]
+    pub blind: bool,
 }
 
 /// The deadline for a client's handshake, preface and SETTINGS.
@@ -189,6 +206,8 @@ impl Args {
             work: self.work,
             body: self.body,
             offload: self.offload.unwrap_or(0) as usize,
+            max_streams: self.max_streams,
+            blind: self.blind,
         }
     }
 }

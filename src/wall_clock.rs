@@ -12,11 +12,22 @@ pub fn wall_clock_now() -> (u64, String) {
     (ns, utc(ns))
 }
 
-/// `2026-11-26T13:15:03.123456789Z` (days to a civil date: H. Hinnant's
-/// algorithm).
+/// `2026-11-26T13:15:03.123456789Z`.
 fn utc(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (year, month, day) = civil(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ns % 1_000_000_000
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (H. Hinnant's algorithm).
+pub fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -26,13 +37,7 @@ fn utc(ns: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ns % 1_000_000_000
-    )
+    (year, month, day)
 }
 
 /// Now, UTC, to the second: `2026-11-26T15:04:05Z`.

@@ -109,6 +109,7 @@ impl Cell {
         Handler {
             work: self.work,
             body: self.body,
+            ..Handler::default()
         }
     }
 }

@@ -1,9 +1,16 @@
 //! The mini engine: a deliberately simplified server side of HTTP/2, the
 //! counterpart of the seed's TLS-SERVER/MINI-HTTP2, made safe.
 //!
-//! It never decodes HPACK: every request gets the same prebuilt response, so
-//! the only state kept per connection is the stream bookkeeping needed to
-//! know when a request ends and to reject frames that RFC 9113 forbids.
+//! It reads what it is asked: every request's header block is decoded
+//! (HPACK, [`crate::hpack`]) and checked field by field as it is decoded
+//! (RFC 9113 §8.2–§8.3, [`request`]), and the answer follows from its
+//! method and path ([`super::route`]), with `date`, `content-length` and
+//! `content-type`. A malformed request is a stream error (RST_STREAM
+//! PROTOCOL_ERROR), the connection lives on; a block that cannot be
+//! decoded is a connection error (COMPRESSION_ERROR). With
+//! [`Config::blind`] it does the seed's job instead: no decoding, every
+//! request answered with the same prebuilt response (what reading costs
+//! is then a figure, `h2lab ab`).
 //!
 //! Driver order (sans-IO, like quinn-proto): [`MiniConnection::accept`] once
 //! (it queues the server SETTINGS), then [`MiniConnection::handle_input`] for
@@ -23,38 +30,47 @@
 //! frame each (round-robin), so that one large response does not starve
 //! the others.
 //!
-//! Simplifications, on purpose: no HPACK decoding (every request gets the
-//! same response), and most frame errors that RFC 9113 allows to be stream
-//! errors are treated as connection errors (a stream window past 2^31-1
-//! resets that stream only).
+//! Simplifications, on purpose: most frame errors that RFC 9113 allows to
+//! be stream errors are treated as connection errors (malformed requests,
+//! a stream that depends on itself, a stream past
+//! SETTINGS_MAX_CONCURRENT_STREAMS and a stream window past 2^31-1 reset
+//! that stream only); priorities are checked and otherwise ignored.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::body::Body;
+use super::date::HttpDate;
+use super::route::{Answer, Method, Route};
+use super::{Handler, Work};
 use crate::frame::{
     self, encode_frame, encode_goaway, encode_window_update, flags, setting, FrameHeader,
     FrameType, Reason, CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN, MAX_WINDOW_SIZE,
 };
 
-/// Requests whose header block arrived without END_STREAM (uploads) that may
-/// be open at once; past it the client gets ENHANCE_YOUR_CALM. It bounds the
-/// memory of a connection.
-pub const MAX_OPEN_STREAMS: usize = 256;
+/// SETTINGS_MAX_CONCURRENT_STREAMS unless said otherwise (`--max-streams`):
+/// h2o's and nghttpd's.
+pub const DEFAULT_MAX_STREAMS: u32 = 100;
+
+/// The most streams `--max-streams` may allow: it bounds the memory of a
+/// connection (its open requests and queued responses).
+pub const MAX_STREAMS_LIMIT: u32 = 4096;
+
+/// Streams we reset whose late frames (DATA in flight, trailers) are
+/// still taken quietly: the last this many.
+const RESET_MEMORY: usize = 8;
 
 /// The most CONTINUATION frames one header block may take, and the most
 /// octets its fragments may add up to; past either the client gets
-/// ENHANCE_YOUR_CALM. The engine keeps nothing of a header block, but a
-/// block that never ends (a "CONTINUATION flood", empty frames included)
-/// would hold the connection and cost a frame's work each.
+/// ENHANCE_YOUR_CALM. A block split over frames is gathered before it is
+/// decoded, so this bounds its memory; and a block that never ends (a
+/// "CONTINUATION flood", empty frames included) would hold the connection
+/// and cost a frame's work each.
 pub const MAX_CONTINUATIONS: u32 = 64;
 pub const MAX_HEADER_BLOCK: usize = 64 * 1024;
 
-/// Responses queued and not yet wholly sent, at most; a request past it
-/// is refused (RST_STREAM REFUSED_STREAM, which a client may retry). It
-/// bounds the memory of a client that sends requests and never opens its
-/// windows.
-pub const MAX_QUEUED_RESPONSES: usize = 4096;
+/// What a gathered header block may keep of its buffer between blocks.
+const KEEP_BLOCK: usize = 16 * 1024;
 
 /// What the responses begun before a connection error may still send.
 const FAIL_FLUSH: usize = 64 * 1024;
@@ -62,17 +78,24 @@ const FAIL_FLUSH: usize = 64 * 1024;
 /// The largest DATA frame sent, whatever SETTINGS_MAX_FRAME_SIZE allows.
 pub const MAX_DATA_FRAME: usize = 64 * 1024;
 
-/// The response's header block (`:status 200`, `content-type: text/html`,
-/// HPACK static table and Huffman literal, no dynamic table entry): the
-/// seed's `*HEADER-FRAME*`.
-const RESPONSE_HEADERS: [u8; 11] = [
+/// The blind response's header block (`:status 200`, `content-type:
+/// text/html`, HPACK static table and Huffman literal, no dynamic table
+/// entry): the seed's `*HEADER-FRAME*`.
+const BLIND_HEADERS: [u8; 11] = [
     0x88, 0x0f, 0x10, 0x87, 0x49, 0x7c, 0xa5, 0x89, 0xd3, 0x4d, 0x1f,
 ];
-/// A HEADERS frame with that block.
-const HEADERS_FRAME_LEN: usize = HEADER_LEN + RESPONSE_HEADERS.len();
 
-/// The server's SETTINGS: empty, every parameter at its initial value.
-const SERVER_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+/// How a connection answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Config {
+    /// The answer to `/` (`--body`, `--work`); SETTINGS_MAX_CONCURRENT_STREAMS
+    /// (at most [`MAX_STREAMS_LIMIT`]); blind: the seed's answer, no
+    /// request read, every one answered as `/` is (`--blind`).
+    pub handler: Handler,
+    /// `cpu:` and `sleep:` work is done by the driver's workers: their
+    /// answers wait for [`MiniConnection::release`] (`--offload`).
+    pub offload: bool,
+}
 
 /// Why a connection ended in error. A GOAWAY has been queued when one is due.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,42 +141,42 @@ enum State {
     Closed,
 }
 
-/// An open header block: HEADERS without END_HEADERS, waiting for CONTINUATION.
+/// An open header block: HEADERS without END_HEADERS, waiting for
+/// CONTINUATION (its fragments gather in `MiniConnection::block`).
 #[derive(Debug, Clone, Copy)]
 struct HeaderBlock {
     stream: u32,
     end_stream: bool,
+    /// The HEADERS said the stream depends on itself.
+    self_dependent: bool,
     /// CONTINUATION frames so far, and the octets of every fragment.
     continuations: u32,
     octets: usize,
-}
-
-/// When the engine may answer a request whose request has ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Hold {
-    /// At once (the seed's engine).
-    #[default]
-    Never,
-    /// This long after the request ended (`--work delay:`): the engine
-    /// keeps the due time and tells it by [`MiniConnection::poll_timeout`];
-    /// the driver gives it the time by [`MiniConnection::handle_timeout`].
-    Delay(Duration),
-    /// When the driver says its work is done (`--offload`): it takes the
-    /// held requests by [`MiniConnection::take_held`] and gives each back
-    /// by [`MiniConnection::release`].
-    Release,
 }
 
 /// Whether a queued response may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Due {
     Now,
-    /// Delayed, waiting for the driver's next `handle_timeout` to learn
-    /// the time its request ended.
-    Unstamped,
+    /// Delayed (`delay:`) this long, waiting for the driver's next
+    /// `handle_timeout` to learn the time its request ended.
+    Unstamped(Duration),
     At(Instant),
-    /// Waiting for its release; `true` once handed to the driver.
+    /// Waiting for its release (offloaded work); `true` once handed to the
+    /// driver.
     Held(bool),
+}
+
+/// A request whose body is still coming.
+#[derive(Debug, Clone, Copy)]
+struct OpenStream {
+    id: u32,
+    /// The WINDOW_UPDATE credit the client gave it meanwhile.
+    credit: i64,
+    /// Its answer, known from its header block.
+    answer: Answer,
+    /// What its content-length says is still to come.
+    expect: Option<u64>,
 }
 
 /// A response on its way out: its HEADERS, then its body in DATA frames
@@ -161,6 +184,7 @@ enum Due {
 #[derive(Debug, Clone, Copy)]
 struct Outgoing {
     stream: u32,
+    answer: Answer,
     due: Due,
     headers_sent: bool,
     /// Body octets sent so far.
@@ -178,29 +202,38 @@ pub struct MiniConnection {
     pending: Vec<u8>,
     /// The highest stream id the client has opened.
     last_stream: u32,
-    /// Streams whose request has not ended yet (at most
-    /// [`MAX_OPEN_STREAMS`]), with the WINDOW_UPDATE credit the client gave
-    /// each meanwhile.
-    open: Vec<(u32, i64)>,
+    /// Streams whose request has not ended yet.
+    open: Vec<OpenStream>,
     header_block: Option<HeaderBlock>,
+    /// The fragments of a header block split over frames, gathered.
+    block: Vec<u8>,
+    decoder: crate::hpack::Decoder,
+    /// The streams we reset last, newest at `reset_at - 1`.
+    reset: [u32; RESET_MEMORY],
+    reset_at: usize,
     responses: u64,
     /// Whole frames handled: progress, which single octets are not.
     frames: u64,
-    /// Every response's body.
-    body: Body,
-    /// A body that fits one DATA frame of the smallest maximum size: the
-    /// whole response (HEADERS, then DATA with END_STREAM) prebuilt with
-    /// stream ids 0, copied and patched in one go when the windows allow
-    /// (the seed's answer: 41 octets).
-    whole: Option<Box<[u8]>>,
-    /// Responses being sent, in turn (at most [`MAX_QUEUED_RESPONSES`]).
+    config: Config,
+    /// The answer to GET `/`.
+    default: Answer,
+    date: HttpDate,
+    /// The default answer, when its body fits one DATA frame of the
+    /// smallest maximum size: the whole response (HEADERS, then DATA
+    /// with END_STREAM) prebuilt with stream ids 0, copied and patched in
+    /// one go when the windows allow (the seed's answer: 41 octets), and
+    /// the length of its HEADERS frame. Built again when the date changes.
+    whole: Option<(Box<[u8]>, usize)>,
+    /// Responses being sent, in turn (at most `max_streams`).
     sending: VecDeque<Outgoing>,
+    /// Work of the answers begun since the driver last took it
+    /// ([`MiniConnection::take_work`]), done on its thread.
+    work: Vec<Work>,
     /// The client's SETTINGS_INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE.
     initial_window: i64,
     max_frame: u32,
     /// What the client's connection window lets us send.
     conn_window: i64,
-    hold: Hold,
     /// During `handle_input_within`: what answers may still add to `out`
     /// at once.
     direct_room: usize,
@@ -213,62 +246,97 @@ fn violation(reason: Reason, detail: &'static str) -> EngineError {
 }
 
 impl MiniConnection {
-    /// A new connection; queues the server's SETTINGS frame into `out`
-    /// (the server may speak first, RFC 9113 §3.4).
+    /// A new connection with the default [`Config`]; queues the server's
+    /// SETTINGS frame into `out` (the server may speak first, RFC 9113
+    /// §3.4).
     pub fn accept(out: &mut Vec<u8>) -> Self {
-        Self::with_body(out, Body::default())
+        Self::new(out, Config::default())
     }
 
-    /// [`MiniConnection::accept`], answering every request with `body`.
+    /// [`MiniConnection::accept`], answering `/` with `body`.
     pub fn with_body(out: &mut Vec<u8>, body: Body) -> Self {
-        out.extend_from_slice(&SERVER_SETTINGS);
+        let handler = Handler {
+            body,
+            ..Handler::default()
+        };
+        Self::new(
+            out,
+            Config {
+                handler,
+                ..Config::default()
+            },
+        )
+    }
+
+    /// A new connection answering as `config` says; queues our SETTINGS
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS, the rest at their initial values)
+    /// into `out`.
+    pub fn new(out: &mut Vec<u8>, mut config: Config) -> Self {
+        let max = &mut config.handler.max_streams;
+        *max = (*max).clamp(1, MAX_STREAMS_LIMIT);
+        let mut settings = [0u8; 6];
+        settings[..2].copy_from_slice(&setting::MAX_CONCURRENT_STREAMS.to_be_bytes());
+        settings[2..].copy_from_slice(&max.to_be_bytes());
+        encode_frame(out, FrameType::SETTINGS, 0, 0, &settings);
+        let default = Answer::default_for(config.handler);
+        let date = HttpDate::default();
         Self {
             state: State::Preface(0),
             pending: Vec::new(),
             last_stream: 0,
             open: Vec::new(),
             header_block: None,
+            block: Vec::new(),
+            decoder: crate::hpack::Decoder::new(crate::hpack::DEFAULT_TABLE_SIZE),
+            reset: [0; RESET_MEMORY],
+            reset_at: 0,
             responses: 0,
             frames: 0,
-            body,
-            whole: prebuilt(body),
+            config,
+            default,
+            date,
+            whole: prebuilt(&default, config.handler.blind, &date),
             sending: VecDeque::new(),
+            work: Vec::new(),
             initial_window: i64::from(frame::DEFAULT_WINDOW_SIZE),
             max_frame: DEFAULT_MAX_FRAME_SIZE,
             conn_window: i64::from(frame::DEFAULT_WINDOW_SIZE),
-            hold: Hold::Never,
             direct_room: 0,
         }
     }
 
-    /// Answers requests when `hold` says (at once by default).
-    pub fn hold(mut self, hold: Hold) -> Self {
-        self.hold = hold;
-        self
+    /// The wall-clock time, seconds since the Unix epoch, for the `date`
+    /// of the answers to come (formatted again only when it changes).
+    pub fn set_date(&mut self, unix_secs: u64) {
+        if self.date.set(unix_secs) && !self.config.handler.blind {
+            self.whole = prebuilt(&self.default, false, &self.date);
+        }
     }
 
     /// The time: delayed responses whose request ended since the last
-    /// call are due `delay` from `now`; those due by `now` may go.
+    /// call are due their delay from `now`; those due by `now` may go.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Hold::Delay(delay) = self.hold else {
-            return;
-        };
         for s in &mut self.sending {
             match s.due {
-                Due::Unstamped => s.due = Due::At(now + delay),
+                Due::Unstamped(delay) => s.due = Due::At(now + delay),
                 Due::At(t) if t <= now => s.due = Due::Now,
                 _ => {}
             }
         }
     }
 
+    /// A delayed answer has begun since the last
+    /// [`MiniConnection::handle_timeout`]: the driver should call it now.
+    pub fn wants_time(&self) -> bool {
+        self.sending
+            .iter()
+            .any(|s| matches!(s.due, Due::Unstamped(_)))
+    }
+
     /// When the next delayed response is due: the driver should call
     /// [`MiniConnection::handle_timeout`] then (or at once, if a request
     /// ended since its last call).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !matches!(self.hold, Hold::Delay(_)) {
-            return None;
-        }
         self.sending
             .iter()
             .filter_map(|s| match s.due {
@@ -281,17 +349,27 @@ impl MiniConnection {
     /// Some answer waits for its time or its release: a connection whose
     /// client stopped sending is not done yet.
     pub fn awaits_answers(&self) -> bool {
-        self.hold != Hold::Never && self.sending.iter().any(|s| s.due != Due::Now)
+        self.sending.iter().any(|s| s.due != Due::Now)
     }
 
-    /// The requests held for the driver's work ([`Hold::Release`]) that it
-    /// has not taken yet, in order.
-    pub fn take_held(&mut self, mut each: impl FnMut(u32)) {
+    /// The requests held for the driver's work (with
+    /// [`Config::offload`]) that it has not taken yet, in order, with
+    /// their work.
+    pub fn take_held(&mut self, mut each: impl FnMut(u32, Work)) {
         for s in &mut self.sending {
             if s.due == Due::Held(false) {
                 s.due = Due::Held(true);
-                each(s.stream);
+                each(s.stream, s.answer.work);
             }
+        }
+    }
+
+    /// The work of the answers begun since the last call that the
+    /// driver's thread must do before they go (`cpu:`, `sleep:` without
+    /// offload), in order.
+    pub fn take_work(&mut self, mut each: impl FnMut(Work)) {
+        for w in self.work.drain(..) {
+            each(w);
         }
     }
 
@@ -450,7 +528,7 @@ impl MiniConnection {
                 break;
             };
             let sent = self.send_frames(&mut s, out, left);
-            if s.headers_sent && s.sent == self.body.len() {
+            if s.headers_sent && s.sent == s.answer.body_len() {
                 stuck = 0;
                 continue;
             }
@@ -471,17 +549,22 @@ impl MiniConnection {
         if s.due != Due::Now {
             return false;
         }
-        let len = self.body.len();
+        let len = s.answer.body_len();
         let mut sent = false;
-        // The common case, a small answer with room in every window: one
-        // copy of the prebuilt frames and two stream ids patched in.
-        if let Some(whole) = self.whole.as_deref().filter(|_| !s.headers_sent) {
+        // The common case, a small default answer with room in every
+        // window: one copy of the prebuilt frames and two stream ids
+        // patched in.
+        let whole = self
+            .whole
+            .as_ref()
+            .filter(|_| !s.headers_sent && s.answer == self.default);
+        if let Some((whole, headers_len)) = whole {
             let n = len as i64;
             if left >= whole.len() && s.window >= n && self.conn_window >= n {
                 let start = out.len();
                 out.extend_from_slice(whole);
                 let id = s.stream.to_be_bytes();
-                for at in [start + 5, start + HEADERS_FRAME_LEN + 5] {
+                for at in [start + 5, start + headers_len + 5] {
                     out[at..at + 4].copy_from_slice(&id);
                 }
                 s.headers_sent = true;
@@ -492,19 +575,16 @@ impl MiniConnection {
             }
         }
         if !s.headers_sent {
-            if left < HEADERS_FRAME_LEN {
+            let start = out.len();
+            let end = if len == 0 { flags::END_STREAM } else { 0 };
+            headers_frame(&s.answer, self.config.handler.blind, &self.date, s.stream, end, out);
+            let n = out.len() - start;
+            if n > left {
+                out.truncate(start);
                 return false;
             }
-            let end = if len == 0 { flags::END_STREAM } else { 0 };
-            encode_frame(
-                out,
-                FrameType::HEADERS,
-                flags::END_HEADERS | end,
-                s.stream,
-                &RESPONSE_HEADERS,
-            );
             s.headers_sent = true;
-            left -= HEADERS_FRAME_LEN;
+            left -= n;
             sent = true;
         }
         let remaining = len - s.sent;
@@ -598,11 +678,8 @@ impl MiniConnection {
         match head.kind {
             FrameType::DATA => self.on_data(head, payload, out),
             FrameType::HEADERS => self.on_headers(head, payload, out),
-            FrameType::CONTINUATION => self.on_continuation(head, out),
-            FrameType::PRIORITY => {
-                need_stream(head, "PRIORITY on stream 0")?;
-                need_length(head, 5, "PRIORITY length not 5")
-            }
+            FrameType::CONTINUATION => self.on_continuation(head, payload, out),
+            FrameType::PRIORITY => self.on_priority(head, payload, out),
             FrameType::RST_STREAM => self.on_rst_stream(head),
             FrameType::SETTINGS => self.on_settings(head, payload, out),
             FrameType::PUSH_PROMISE => Err(violation(
@@ -626,13 +703,21 @@ impl MiniConnection {
     fn on_data(&mut self, head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
         need_stream(head, "DATA on stream 0")?;
         check_padding(head, payload, 0)?;
-        if !self.is_open(head.stream) {
+        let Some(i) = self.open.iter().position(|o| o.id == head.stream) else {
+            if self.was_reset(head.stream) {
+                // In flight when we reset it: its octets still count on
+                // the connection's window, which is given back.
+                if head.length > 0 {
+                    encode_window_update(out, 0, head.length);
+                }
+                return Ok(());
+            }
             return Err(if head.stream > self.last_stream {
                 violation(Reason::PROTOCOL_ERROR, "DATA on an idle stream")
             } else {
                 violation(Reason::STREAM_CLOSED, "DATA on a closed stream")
             });
-        }
+        };
         // Give back the flow-control credit at once, so uploads never stall.
         if head.length > 0 {
             encode_window_update(out, 0, head.length);
@@ -640,8 +725,26 @@ impl MiniConnection {
                 encode_window_update(out, head.stream, head.length);
             }
         }
+        // What content-length said must be what comes (§8.1.1); padding
+        // is not content.
+        let pad = match head.has(flags::PADDED) {
+            true => 1 + usize::from(payload[0]),
+            false => 0,
+        };
+        let content = (payload.len() - pad) as u64;
+        let open = &mut self.open[i];
+        if let Some(left) = open.expect.as_mut() {
+            let short = head.has(flags::END_STREAM) && *left != content;
+            match left.checked_sub(content) {
+                Some(l) if !short => *left = l,
+                _ => {
+                    self.reset_stream(head.stream, Reason::PROTOCOL_ERROR, out);
+                    return Ok(());
+                }
+            }
+        }
         if head.has(flags::END_STREAM) {
-            self.respond(head.stream, out);
+            self.respond(head.stream, None, out);
         }
         Ok(())
     }
@@ -661,7 +764,7 @@ impl MiniConnection {
                 ));
             }
             self.last_stream = stream;
-        } else if !self.is_open(stream) {
+        } else if !self.is_open(stream) && !self.was_reset(stream) {
             return Err(violation(
                 Reason::STREAM_CLOSED,
                 "HEADERS on a closed stream",
@@ -673,21 +776,31 @@ impl MiniConnection {
                 "trailers without END_STREAM",
             ));
         }
+        let pad = match head.has(flags::PADDED) {
+            true => 1 + usize::from(payload[0]),
+            false => 0,
+        };
+        let fields = usize::from(head.has(flags::PADDED)) + priority;
+        let fragment = &payload[fields..payload.len() + usize::from(head.has(flags::PADDED)) - pad];
         let block = HeaderBlock {
             stream,
             end_stream: head.has(flags::END_STREAM),
+            self_dependent: priority > 0 && depends_on(&payload[fields - 5..]) == stream,
             continuations: 0,
-            octets: payload.len(),
+            octets: fragment.len(),
         };
         if head.has(flags::END_HEADERS) {
-            self.end_header_block(block, out)
+            self.end_header_block(block, fragment, out)
         } else {
+            if !self.config.handler.blind {
+                self.block.extend_from_slice(fragment);
+            }
             self.header_block = Some(block);
             Ok(())
         }
     }
 
-    fn on_continuation(&mut self, head: FrameHeader, out: &mut Vec<u8>) -> Result<()> {
+    fn on_continuation(&mut self, head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
         // Same stream as the open block: checked in handle_frame.
         let Some(mut block) = self.header_block else {
             return Err(violation(
@@ -704,26 +817,115 @@ impl MiniConnection {
             ));
         }
         self.header_block = Some(block);
+        if !self.config.handler.blind {
+            self.block.extend_from_slice(payload);
+        }
         if head.has(flags::END_HEADERS) {
             self.header_block = None;
-            self.end_header_block(block, out)?;
+            let gathered = std::mem::take(&mut self.block);
+            let result = self.end_header_block(block, &gathered, out);
+            self.block = gathered;
+            self.block.clear();
+            if self.block.capacity() > KEEP_BLOCK {
+                self.block = Vec::new();
+            }
+            result?;
         }
         Ok(())
     }
 
-    fn end_header_block(&mut self, block: HeaderBlock, out: &mut Vec<u8>) -> Result<()> {
-        if block.end_stream {
-            self.respond(block.stream, out);
-        } else if !self.is_open(block.stream) {
-            if self.open.len() >= MAX_OPEN_STREAMS {
-                return Err(violation(
-                    Reason::ENHANCE_YOUR_CALM,
-                    "too many requests with an unfinished body",
-                ));
+    /// A whole header block: decoded (for the dynamic table, even when the
+    /// stream is refused), checked, and the request opened, ended or
+    /// reset.
+    fn end_header_block(
+        &mut self,
+        block: HeaderBlock,
+        fragment: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let trailers = self.is_open(block.stream) || self.was_reset(block.stream);
+        let head = match self.config.handler.blind {
+            true => Ok(request::Head {
+                method: Method::Get,
+                route: Route::Default,
+                content_length: None,
+            }),
+            false => {
+                let mut check = match trailers {
+                    true => request::Check::trailers(),
+                    false => request::Check::request(),
+                };
+                self.decoder
+                    .decode(fragment, |n, v| check.field(n, v))
+                    .map_err(|e| violation(Reason::COMPRESSION_ERROR, e.0))?;
+                check.finish()
             }
-            self.open.push((block.stream, 0));
+        };
+        if self.was_reset(block.stream) {
+            return Ok(()); // trailers of a stream we reset: decoded, dropped
+        }
+        if block.self_dependent {
+            // "A stream cannot depend on itself" (§5.3.1).
+            self.reset_stream(block.stream, Reason::PROTOCOL_ERROR, out);
+            return Ok(());
+        }
+        let Ok(head) = head else {
+            // Malformed (§8.1.1): a stream error.
+            self.reset_stream(block.stream, Reason::PROTOCOL_ERROR, out);
+            return Ok(());
+        };
+        if trailers {
+            let ok = self
+                .open
+                .iter()
+                .find(|o| o.id == block.stream)
+                .is_some_and(|o| o.expect.unwrap_or(0) == 0);
+            match ok {
+                true => self.respond(block.stream, None, out),
+                // content-length said more than came (§8.1.1).
+                false => self.reset_stream(block.stream, Reason::PROTOCOL_ERROR, out),
+            }
+            return Ok(());
+        }
+        // A new stream: within SETTINGS_MAX_CONCURRENT_STREAMS (§5.1.2).
+        if self.open.len() + self.sending.len() >= self.config.handler.max_streams as usize {
+            self.reset_stream(block.stream, Reason::REFUSED_STREAM, out);
+            return Ok(());
+        }
+        let answer = match self.config.handler.blind {
+            true => self.default,
+            false => Answer::to(head.method, head.route, self.config.handler),
+        };
+        if block.end_stream {
+            if head.content_length.unwrap_or(0) != 0 {
+                self.reset_stream(block.stream, Reason::PROTOCOL_ERROR, out);
+                return Ok(());
+            }
+            self.respond(block.stream, Some(answer), out);
+        } else {
+            self.open.push(OpenStream {
+                id: block.stream,
+                credit: 0,
+                answer,
+                expect: head.content_length,
+            });
         }
         Ok(())
+    }
+
+    /// Ends one stream in error (RST_STREAM): its request and answer are
+    /// dropped, and its late frames taken quietly.
+    fn reset_stream(&mut self, stream: u32, reason: Reason, out: &mut Vec<u8>) {
+        encode_frame(out, FrameType::RST_STREAM, 0, stream, &reason.0.to_be_bytes());
+        self.open.retain(|o| o.id != stream);
+        self.sending.retain(|s| s.stream != stream);
+        self.reset[self.reset_at % RESET_MEMORY] = stream;
+        self.reset_at += 1;
+    }
+
+    /// Whether we reset `stream` lately.
+    fn was_reset(&self, stream: u32) -> bool {
+        stream != 0 && self.reset.contains(&stream)
     }
 
     fn on_rst_stream(&mut self, head: FrameHeader) -> Result<()> {
@@ -735,34 +937,48 @@ impl MiniConnection {
                 "RST_STREAM on an idle stream",
             ));
         }
-        self.open.retain(|&(s, _)| s != head.stream);
+        self.open.retain(|o| o.id != head.stream);
         self.sending.retain(|s| s.stream != head.stream);
         Ok(())
     }
 
-    fn is_open(&self, stream: u32) -> bool {
-        self.open.iter().any(|&(s, _)| s == stream)
+    fn on_priority(&mut self, head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        need_stream(head, "PRIORITY on stream 0")?;
+        need_length(head, 5, "PRIORITY length not 5")?;
+        if depends_on(payload) == head.stream {
+            // "A stream cannot depend on itself" (§5.3.1).
+            self.reset_stream(head.stream, Reason::PROTOCOL_ERROR, out);
+        }
+        Ok(())
     }
 
-    /// The request on `stream` is whole: its response joins the queue
-    /// (or the client is refused the stream when the queue is full).
-    fn respond(&mut self, stream: u32, out: &mut Vec<u8>) {
-        let credit = match self.open.iter().position(|&(s, _)| s == stream) {
-            Some(i) => self.open.swap_remove(i).1,
-            None => 0,
+    fn is_open(&self, stream: u32) -> bool {
+        self.open.iter().any(|o| o.id == stream)
+    }
+
+    /// The request on `stream` is whole: its response joins the queue.
+    /// `answer` for a request that was never open; else the open one's.
+    fn respond(&mut self, stream: u32, answer: Option<Answer>, out: &mut Vec<u8>) {
+        let (credit, answer) = match self.open.iter().position(|o| o.id == stream) {
+            Some(i) => {
+                let o = self.open.swap_remove(i);
+                (o.credit, o.answer)
+            }
+            None => (0, answer.unwrap_or(self.default)),
         };
-        if self.sending.len() >= MAX_QUEUED_RESPONSES {
-            let code = Reason::REFUSED_STREAM.0.to_be_bytes();
-            encode_frame(out, FrameType::RST_STREAM, 0, stream, &code);
-            return;
-        }
-        let due = match self.hold {
-            Hold::Never => Due::Now,
-            Hold::Delay(_) => Due::Unstamped,
-            Hold::Release => Due::Held(false),
+        let due = match answer.work {
+            Work::Delay(d) => Due::Unstamped(d),
+            w if w.holds_a_thread() && self.config.offload => Due::Held(false),
+            w => {
+                if !w.is_none() {
+                    self.work.push(w);
+                }
+                Due::Now
+            }
         };
         let mut s = Outgoing {
             stream,
+            answer,
             due,
             headers_sent: false,
             sent: 0,
@@ -774,12 +990,12 @@ impl MiniConnection {
         let fits = self
             .whole
             .as_ref()
-            .is_some_and(|w| w.len() <= self.direct_room);
+            .is_some_and(|w| w.0.len() <= self.direct_room && answer == self.default);
         if due == Due::Now && self.sending.is_empty() && fits {
             let before = out.len();
             if self.send_frames(&mut s, out, self.direct_room) {
                 self.direct_room -= out.len() - before;
-                if s.sent == self.body.len() {
+                if s.sent == s.answer.body_len() {
                     return;
                 }
             }
@@ -826,9 +1042,9 @@ impl MiniConnection {
         let window = if let Some(s) = self.sending.iter_mut().find(|s| s.stream == head.stream) {
             s.window += inc;
             s.window
-        } else if let Some((_, credit)) = self.open.iter_mut().find(|(s, _)| *s == head.stream) {
-            *credit += inc;
-            initial + *credit
+        } else if let Some(o) = self.open.iter_mut().find(|o| o.id == head.stream) {
+            o.credit += inc;
+            initial + o.credit
         } else {
             return Ok(()); // a closed stream: nothing to send on it
         };
@@ -836,7 +1052,7 @@ impl MiniConnection {
             let code = Reason::FLOW_CONTROL_ERROR.0.to_be_bytes();
             encode_frame(out, FrameType::RST_STREAM, 0, head.stream, &code);
             self.sending.retain(|s| s.stream != head.stream);
-            self.open.retain(|&(s, _)| s != head.stream);
+            self.open.retain(|o| o.id != head.stream);
         }
         Ok(())
     }
@@ -870,21 +1086,17 @@ impl MiniConnection {
     }
 }
 
-/// The whole response for a body of 1 to 16,384 octets (one DATA frame at
-/// any SETTINGS_MAX_FRAME_SIZE), stream ids 0; `None` otherwise.
-fn prebuilt(body: Body) -> Option<Box<[u8]>> {
-    let len = body.len();
+/// The whole response of `answer` for a body of 1 to 16,384 octets (one
+/// DATA frame at any SETTINGS_MAX_FRAME_SIZE), stream ids 0, and the
+/// length of its HEADERS frame; `None` otherwise.
+fn prebuilt(answer: &Answer, blind: bool, date: &HttpDate) -> Option<(Box<[u8]>, usize)> {
+    let len = answer.body_len();
     if len == 0 || len > u64::from(DEFAULT_MAX_FRAME_SIZE) {
         return None;
     }
-    let mut whole = Vec::with_capacity(HEADERS_FRAME_LEN + HEADER_LEN + len as usize);
-    encode_frame(
-        &mut whole,
-        FrameType::HEADERS,
-        flags::END_HEADERS,
-        0,
-        &RESPONSE_HEADERS,
-    );
+    let mut whole = Vec::with_capacity(128 + HEADER_LEN + len as usize);
+    headers_frame(answer, blind, date, 0, 0, &mut whole);
+    let headers_len = whole.len();
     FrameHeader {
         length: len as u32,
         kind: FrameType::DATA,
@@ -893,7 +1105,33 @@ fn prebuilt(body: Body) -> Option<Box<[u8]>> {
     }
     .encode(&mut whole);
     Body::append(0, len as usize, &mut whole);
-    Some(whole.into_boxed_slice())
+    Some((whole.into_boxed_slice(), headers_len))
+}
+
+/// Appends the HEADERS frame of `answer` on `stream` (END_HEADERS, and
+/// `end`): the seed's block when `blind`, else [`response::block`].
+fn headers_frame(
+    answer: &Answer,
+    blind: bool,
+    date: &HttpDate,
+    stream: u32,
+    end: u8,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    FrameHeader {
+        length: 0,
+        kind: FrameType::HEADERS,
+        flags: flags::END_HEADERS | end,
+        stream,
+    }
+    .encode(out);
+    match blind {
+        true => out.extend_from_slice(&BLIND_HEADERS),
+        false => response::block(answer, date, out),
+    }
+    let n = (out.len() - start - HEADER_LEN) as u32;
+    out[start..start + 3].copy_from_slice(&n.to_be_bytes()[1..]);
 }
 
 /// What a client's SETTINGS change for us.
@@ -962,6 +1200,11 @@ fn on_ping(head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// The stream a priority (HEADERS' or PRIORITY's five octets) depends on.
+fn depends_on(priority: &[u8]) -> u32 {
+    u32::from_be_bytes([priority[0], priority[1], priority[2], priority[3]]) & 0x7fff_ffff
+}
+
 /// Frames that belong to a stream: "MUST ... PROTOCOL_ERROR" on stream 0.
 fn need_stream(head: FrameHeader, detail: &'static str) -> Result<()> {
     match head.stream {
@@ -1005,6 +1248,9 @@ fn check_padding(head: FrameHeader, payload: &[u8], fixed: usize) -> Result<()> 
     }
     Ok(())
 }
+
+mod request;
+mod response;
 
 #[cfg(test)]
 mod props;

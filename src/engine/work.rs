@@ -59,7 +59,7 @@ impl std::str::FromStr for Work {
 }
 
 /// A number with a unit, more than 0 and at most a minute.
-fn duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| c.is_alphabetic()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);

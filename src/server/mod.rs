@@ -170,8 +170,10 @@ pub enum ServerError {
     ThreadsNotForDispatch,
     #[error("--offload is only for --dispatch poll, uring and tokio: `single` and `thread` already do each request's work on the connection's own thread, with nothing else to keep serving")]
     OffloadNotForDispatch,
-    #[error("--offload needs work that holds a thread to move (--work cpu:DURATION or sleep:DURATION), not `{0}`")]
+    #[error("--offload with --blind needs work that holds a thread to move (--work cpu:DURATION or sleep:DURATION), not `{0}`: a blind server answers every request as `/`, so no route brings work")]
     OffloadWithoutWork(Work),
+    #[error("--blind is the mini engine's (the seed's engine, which reads no request); the h2 crate always reads them")]
+    BlindNotForEngine,
 
     #[error("cannot start the server: {0}")]
     Spawn(std::io::Error),
@@ -239,6 +241,12 @@ pub struct ServerConfig {
     /// `sleep:` work, the answers going back to the connection's loop
     /// (0: the serving thread does it).
     pub offload: usize,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (`--max-streams`): a stream past it
+    /// is refused (REFUSED_STREAM).
+    pub max_streams: u32,
+    /// The mini engine reads no request and answers every one as `/`
+    /// (`--blind`, the seed's engine).
+    pub blind: bool,
 }
 
 impl Default for ServerConfig {
@@ -264,6 +272,8 @@ impl Default for ServerConfig {
             work: Work::None,
             body: Body::default(),
             offload: 0,
+            max_streams: crate::engine::mini::DEFAULT_MAX_STREAMS,
+            blind: false,
         }
     }
 }
@@ -314,6 +324,9 @@ impl ServerConfig {
             return Err(ServerError::TraceCompiledOut);
         }
         state_machine(self.max_clients.is_some(), "--max-clients")?;
+        if self.blind && self.engine != Engine::Mini {
+            return Err(ServerError::BlindNotForEngine);
+        }
         if self.threads > 0
             && !(self.dispatch.is_state_machine() || self.dispatch == Dispatch::Tokio)
         {
@@ -323,7 +336,7 @@ impl ServerConfig {
             if !(self.dispatch.is_state_machine() || self.dispatch == Dispatch::Tokio) {
                 return Err(ServerError::OffloadNotForDispatch);
             }
-            if !self.work.holds_a_thread() {
+            if self.blind && !self.work.holds_a_thread() {
                 return Err(ServerError::OffloadWithoutWork(self.work));
             }
         }
@@ -427,6 +440,8 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         Handler {
             work: config.work,
             body: config.body,
+            max_streams: config.max_streams,
+            blind: config.blind,
         },
         config.offload,
     ));

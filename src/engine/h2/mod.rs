@@ -45,7 +45,7 @@ where
     // SMALL_BODY go out through the capacity API, at most 64 KiB held per
     // stream (default 400 KiB).
     let conn = h2::server::Builder::new()
-        .max_concurrent_streams(super::mini::MAX_OPEN_STREAMS as u32)
+        .max_concurrent_streams(super::mini::DEFAULT_MAX_STREAMS)
         .max_header_list_size(super::mini::MAX_HEADER_BLOCK as u32)
         .max_send_buffer_size(64 * 1024)
         .handshake(Coalesce::new(io, gate.clone()))

@@ -241,7 +241,7 @@ fn feed(pieces: &[&[u8]]) -> (Vec<u8>, Option<EngineError>, MiniConnection) {
             "{} pending",
             conn.pending.len()
         );
-        assert!(conn.open.len() <= MAX_OPEN_STREAMS);
+        assert!(conn.open.len() + conn.sending.len() <= DEFAULT_MAX_STREAMS as usize);
     }
     (out, first, conn)
 }

@@ -3,6 +3,8 @@ use crate::frame::encode_window_update;
 use crate::frame::parse_goaway;
 
 const SETTINGS_EMPTY: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+/// Ours: SETTINGS_MAX_CONCURRENT_STREAMS 100, the rest as they are.
+const SERVER_SETTINGS: [u8; 15] = [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100];
 const SETTINGS_ACK: [u8; 9] = [0, 0, 0, 4, 1, 0, 0, 0, 0];
 /// HEADERS, END_STREAM | END_HEADERS, stream 1: `:method GET`, `:scheme http`, `:path /`.
 const GET_1: [u8; 12] = [0, 0, 3, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84];
@@ -17,7 +19,7 @@ fn step(conn: &mut MiniConnection, input: &[u8], out: &mut Vec<u8>) -> Result<St
 fn connected() -> (MiniConnection, Vec<u8>) {
     let mut out = Vec::new();
     let mut conn = MiniConnection::accept(&mut out);
-    assert_eq!(out, SETTINGS_EMPTY, "the server speaks first");
+    assert_eq!(out, SERVER_SETTINGS, "the server speaks first");
     out.clear();
     let mut hello = CLIENT_PREFACE.to_vec();
     hello.extend_from_slice(&SETTINGS_EMPTY);
@@ -45,9 +47,26 @@ fn expect_goaway(out: &[u8], reason: Reason) {
     assert_eq!(parse_goaway(&payload).unwrap().1, reason);
 }
 
+/// The octets of a reading engine's answer to GET `/` with a 12-octet
+/// body, but the body: its HEADERS frame (`:status` 200 indexed, then
+/// `content-type: text/html`, `content-length: 12` and the 29-octet
+/// `date`, literals without indexing: a two-octet name index and a
+/// length octet each) and the DATA frame's header.
+const HEADERS_OF_12: u32 = 1 + (3 + 9) + (3 + 2) + (3 + 29);
+const ANSWER_HEAD: usize = HEADER_LEN + HEADERS_OF_12 as usize + HEADER_LEN;
+
 #[test]
-fn get_gets_the_seed_response_with_stream_patched() {
-    let (mut conn, mut out) = connected();
+fn a_blind_get_gets_the_seed_response_with_stream_patched() {
+    let mut out = Vec::new();
+    let handler = Handler {
+        blind: true,
+        ..Handler::default()
+    };
+    let mut conn = MiniConnection::new(&mut out, Config { handler, offload: false });
+    let mut hello = CLIENT_PREFACE.to_vec();
+    hello.extend_from_slice(&SETTINGS_EMPTY);
+    assert_eq!(step(&mut conn, &hello, &mut out), Ok(Status::Open));
+    out.clear();
     assert_eq!(step(&mut conn, &GET_1, &mut out), Ok(Status::Open));
     let expected: Vec<u8> = [
         &[0, 0, 11, 1, 4, 0, 0, 0, 1][..],
@@ -302,7 +321,8 @@ fn protocol_violations_get_the_rfc_error_code() {
         (
             "HEADERS again on a closed stream",
             &[
-                0, 0, 1, 1, 5, 0, 0, 0, 1, 0x82, 0, 0, 1, 1, 5, 0, 0, 0, 1, 0x82,
+                0, 0, 3, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0, 0, 3, 1, 5, 0, 0, 0, 1, 0x82, 0x86,
+                0x84,
             ],
             Reason::STREAM_CLOSED,
         ),
@@ -356,18 +376,28 @@ fn eof_mid_preface_is_truncation_and_clean_eof_is_not() {
     assert!(out.is_empty());
 }
 
+/// Uploads past SETTINGS_MAX_CONCURRENT_STREAMS are refused, each on
+/// its own stream, and the connection goes on.
 #[test]
-fn too_many_open_uploads_is_enhance_your_calm() {
+fn open_uploads_past_max_streams_are_refused() {
     let (mut conn, mut out) = connected();
     let mut input = Vec::new();
-    for i in 0..=MAX_OPEN_STREAMS as u32 {
+    for i in 0..DEFAULT_MAX_STREAMS + 3 {
         // HEADERS with END_HEADERS but no END_STREAM: the request stays open.
-        input.extend_from_slice(&[0, 0, 1, 1, 4]);
+        input.extend_from_slice(&[0, 0, 3, 1, 4]);
         input.extend_from_slice(&(2 * i + 1).to_be_bytes());
-        input.push(0x83);
+        input.extend_from_slice(&[0x83, 0x86, 0x84]);
     }
-    let err = step(&mut conn, &input, &mut out).unwrap_err();
-    assert_eq!(err.reason(), Reason::ENHANCE_YOUR_CALM);
+    assert_eq!(step(&mut conn, &input, &mut out), Ok(Status::Open));
+    let refused: Vec<u32> = frames(&out)
+        .iter()
+        .filter(|(h, p)| {
+            h.kind == FrameType::RST_STREAM && p[..] == Reason::REFUSED_STREAM.0.to_be_bytes()
+        })
+        .map(|(h, _)| h.stream)
+        .collect();
+    assert_eq!(refused, [201, 203, 205]);
+    assert_eq!(conn.open.len(), DEFAULT_MAX_STREAMS as usize);
 }
 
 /// A header block that never ends is cut off: at 64 CONTINUATION frames,
@@ -464,8 +494,17 @@ fn settings(params: &[(u16, u32)]) -> Vec<u8> {
 
 /// A connection that answers with a `len`-octet body, past its hello.
 fn serving(len: u64) -> MiniConnection {
+    let handler = Handler {
+        body: Body::new(len).unwrap(),
+        ..Handler::default()
+    };
+    serving_with(handler, false)
+}
+
+/// A connection past its SETTINGS, answering as `handler` says.
+fn serving_with(handler: Handler, offload: bool) -> MiniConnection {
     let mut out = Vec::new();
-    let mut conn = MiniConnection::with_body(&mut out, Body::new(len).unwrap());
+    let mut conn = MiniConnection::new(&mut out, Config { handler, offload });
     let mut hello = CLIENT_PREFACE.to_vec();
     hello.extend_from_slice(&SETTINGS_EMPTY);
     assert_eq!(conn.handle_input(&hello, &mut out), Ok(Status::Open));
@@ -504,7 +543,7 @@ fn a_large_body_goes_as_the_windows_open_in_frames_of_the_allowed_size() {
     assert_eq!(
         sizes,
         [
-            (FrameType::HEADERS, 11),
+            (FrameType::HEADERS, HEADERS_OF_12 - 2 + 6),
             (FrameType::DATA, 16_384),
             (FrameType::DATA, 16_384),
             (FrameType::DATA, 16_384),
@@ -711,13 +750,13 @@ fn the_response_queue_is_bounded_by_refusals() {
         Ok(Status::Open)
     );
     let mut gets = Vec::new();
-    let n = MAX_QUEUED_RESPONSES as u32 + 10;
+    let n = DEFAULT_MAX_STREAMS + 10;
     for i in 0..n {
         gets.extend(get(2 * i + 1));
     }
     out.clear();
     assert_eq!(step(&mut conn, &gets, &mut out), Ok(Status::Open));
-    assert_eq!(conn.queued_responses(), MAX_QUEUED_RESPONSES);
+    assert_eq!(conn.queued_responses(), DEFAULT_MAX_STREAMS as usize);
     let refused = frames(&out)
         .iter()
         .filter(|(h, p)| {
@@ -736,7 +775,10 @@ fn the_response_queue_is_bounded_by_refusals() {
 #[test]
 fn a_delayed_answer_goes_when_its_time_has_come() {
     let d = std::time::Duration::from_millis(5);
-    let mut conn = serving(12).hold(Hold::Delay(d));
+    let mut conn = serving_with(Handler {
+        work: Work::Delay(d),
+        ..Handler::default()
+    }, false);
     let mut out = Vec::new();
     assert_eq!(step(&mut conn, &get(1), &mut out), Ok(Status::Open));
     assert!(out.is_empty(), "nothing before its time");
@@ -762,7 +804,10 @@ fn a_delayed_answer_goes_when_its_time_has_come() {
 
 #[test]
 fn held_answers_go_when_released_in_any_order() {
-    let mut conn = serving(12).hold(Hold::Release);
+    let mut conn = serving_with(Handler {
+        work: Work::Cpu(std::time::Duration::from_millis(1)),
+        ..Handler::default()
+    }, true);
     let mut out = Vec::new();
     let mut gets = get(1);
     gets.extend(get(3));
@@ -770,9 +815,9 @@ fn held_answers_go_when_released_in_any_order() {
     assert_eq!(step(&mut conn, &gets, &mut out), Ok(Status::Open));
     assert!(out.is_empty());
     let mut held = Vec::new();
-    conn.take_held(|s| held.push(s));
+    conn.take_held(|s, _| held.push(s));
     assert_eq!(held, [1, 3, 5]);
-    conn.take_held(|s| held.push(s));
+    conn.take_held(|s, _| held.push(s));
     assert_eq!(held.len(), 3, "each is taken once");
     let mut got = Default::default();
     conn.release(5);
@@ -804,10 +849,11 @@ fn small_answers_go_at_once_within_the_room_and_queue_in_order() {
         gets.extend(get(2 * i + 1));
     }
     let mut out = Vec::new();
-    let room = 41 * 10 + 20;
+    let one = ANSWER_HEAD + 12;
+    let room = one * 10 + 20;
     let status = conn.handle_input_within(&gets, &mut out, room);
     assert_eq!(status, Ok(Status::Open));
-    assert_eq!(out.len(), 41 * 10, "ten whole answers fit");
+    assert_eq!(out.len(), one * 10, "ten whole answers fit");
     assert_eq!(conn.queued_responses(), 90);
     conn.poll_transmit(&mut out, usize::MAX);
     let mut got = Default::default();

@@ -15,7 +15,8 @@ use super::{feed, feed_traced, FeedError, Frames};
 use crate::buffers::{HIGH_WATER, READ_BUF};
 use std::time::Instant;
 
-use crate::engine::{EngineError, Handler, Hold, MiniConnection, Work};
+use crate::engine::mini::Config;
+use crate::engine::{EngineError, Handler, MiniConnection};
 use crate::tls::{TlsError, TlsSession};
 use crate::trace::{self, Name, NO_STATE};
 
@@ -38,6 +39,13 @@ impl From<FeedError> for PipelineError {
     }
 }
 
+/// The wall clock, whole seconds since the Unix epoch (the answers' `date`).
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 pub struct Pipeline {
     /// The connection's id, 1-based in accept order, for traces.
     client: u64,
@@ -57,11 +65,6 @@ pub struct Pipeline {
     out_seen: usize,
     /// The engine's frame count at the last [`Pipeline::progressed`].
     progress_frames: u64,
-    /// Each request's work, done as the engine answers it (none when it is
-    /// offloaded or a delay, which the engine holds the answers for).
-    work: Work,
-    /// `delay:`: the engine wants the time after each request.
-    delayed: bool,
 }
 
 impl Pipeline {
@@ -77,12 +80,11 @@ impl Pipeline {
     /// 2–7 KiB of pages that only they pinned.)
     pub fn new(tls: Box<dyn TlsSession>, client: u64, handler: Handler, offloaded: bool) -> Self {
         let mut plain_out = Vec::new();
-        let hold = match handler.work {
-            Work::Delay(d) => Hold::Delay(d),
-            w if offloaded && w.holds_a_thread() => Hold::Release,
-            _ => Hold::Never,
+        let config = Config {
+            handler,
+            offload: offloaded,
         };
-        let engine = MiniConnection::with_body(&mut plain_out, handler.body).hold(hold);
+        let engine = MiniConnection::new(&mut plain_out, config);
         Self {
             client,
             plain: tls.is_plain(),
@@ -95,11 +97,6 @@ impl Pipeline {
             in_seen: 0,
             out_seen: 0,
             progress_frames: 0,
-            work: match hold {
-                Hold::Never => handler.work,
-                _ => Work::None,
-            },
-            delayed: matches!(hold, Hold::Delay(_)),
         }
     }
 
@@ -203,7 +200,7 @@ impl Pipeline {
     }
 
     /// Offloaded: the requests whose work the driver has not started yet.
-    pub fn take_held(&mut self, each: impl FnMut(u32)) {
+    pub fn take_held(&mut self, each: impl FnMut(u32, crate::engine::Work)) {
         self.engine.take_held(each);
     }
 
@@ -248,8 +245,8 @@ impl Pipeline {
     pub fn run_engine(&mut self, room: usize) -> Result<usize, PipelineError> {
         let n = self.plain_in.len();
         let before = self.plain_out.len();
+        self.engine.set_date(unix_secs());
         if n > 0 {
-            let answered = self.engine.responses();
             let result = self
                 .engine
                 .handle_input_within(&self.plain_in, &mut self.plain_out, room);
@@ -257,13 +254,10 @@ impl Pipeline {
             self.in_seen = 0;
             // Each request answered in this step has its work done here,
             // inside the caller's engine slice, before the answers go.
-            if !self.work.is_none() {
-                for _ in answered..self.engine.responses() {
-                    super::do_work(self.client, &self.work);
-                }
-            }
+            let client = self.client;
+            self.engine.take_work(|w| super::do_work(client, &w));
             // A delayed answer is due from now.
-            if self.delayed {
+            if self.engine.wants_time() {
                 self.engine.handle_timeout(Instant::now());
             }
             // Status::Closed shows as `is_closed()`.

@@ -180,8 +180,8 @@ async fn serve_mini(
                 return Ok(());
             }
             if let Some(done_tx) = &done_tx {
-                let (id, work) = (sock.trace.client(), shared.handler.work);
-                conn.pipeline().take_held(|stream| {
+                let id = sock.trace.client();
+                conn.pipeline().take_held(|stream, work| {
                     let done = done_tx.clone();
                     tokio::task::spawn_blocking(move || {
                         conn::do_work(id, &work);

@@ -21,7 +21,6 @@ use super::offload;
 use super::state::select_next_action;
 use super::MAX_ACTIONS_PER_TURN;
 use crate::buffers::{BufPool, HIGH_WATER};
-use crate::engine::Work;
 use crate::server::conn::{ConnError, Pipeline};
 use crate::server::io::{interrupted, would_block};
 use crate::server::shared::Shared;
@@ -130,7 +129,6 @@ impl<S> Client<S> {
         key: usize,
         timers: &mut BTreeSet<(Instant, usize, u64)>,
         offload: Option<&offload::Pool>,
-        work: Work,
         inbox: &Arc<Inbox>,
     ) {
         if let Some(at) = self.pipeline.poll_timeout() {
@@ -138,7 +136,7 @@ impl<S> Client<S> {
         }
         if let Some(pool) = offload {
             let client = self.id;
-            self.pipeline.take_held(|stream| {
+            self.pipeline.take_held(|stream, work| {
                 pool.submit(offload::Job {
                     inbox: inbox.clone(),
                     key,

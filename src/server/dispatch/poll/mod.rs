@@ -221,7 +221,6 @@ impl PollLoop {
             key,
             &mut self.timers,
             self.options.offload.as_ref(),
-            self.shared.handler.work,
             &self.reactor.inbox,
         );
     }

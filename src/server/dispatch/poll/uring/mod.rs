@@ -611,7 +611,6 @@ impl UringLoop {
             key,
             &mut self.timers,
             self.options.offload.as_ref(),
-            self.shared.handler.work,
             &self.reactor.inbox,
         );
     }

@@ -1,0 +1,255 @@
+//! A request's header section, checked as its fields are decoded (RFC 9113
+//! §8.2–§8.3): what the mini engine keeps of it is its method, its route
+//! and its content-length, so nothing is stored per field.
+
+use super::super::route::{Method, Route};
+
+/// Pseudo-header fields of a request, as bits of [`Check::seen`].
+const METHOD: u8 = 1;
+const SCHEME: u8 = 2;
+const PATH: u8 = 4;
+const AUTHORITY: u8 = 8;
+
+/// What a well-formed request's header section says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub method: Method,
+    pub route: Route,
+    pub content_length: Option<u64>,
+}
+
+/// The checks of one header section (a request's or its trailers'),
+/// fed field by field.
+#[derive(Debug, Clone, Copy)]
+pub struct Check {
+    trailers: bool,
+    seen: u8,
+    regular: bool,
+    method: Method,
+    route: Route,
+    content_length: Option<u64>,
+    /// The first reason the section is malformed.
+    error: Option<&'static str>,
+}
+
+impl Check {
+    pub fn request() -> Self {
+        Self {
+            trailers: false,
+            seen: 0,
+            regular: false,
+            method: Method::Other,
+            route: Route::NotFound,
+            content_length: None,
+            error: None,
+        }
+    }
+
+    /// Trailers: no pseudo-header field at all (§8.1).
+    pub fn trailers() -> Self {
+        Self {
+            trailers: true,
+            ..Self::request()
+        }
+    }
+
+    pub fn field(&mut self, name: &[u8], value: &[u8]) {
+        if self.error.is_none() {
+            if let Err(why) = self.check(name, value) {
+                self.error = Some(why);
+            }
+        }
+    }
+
+    fn check(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
+        check_value(value)?;
+        if let Some(pseudo) = name.strip_prefix(b":") {
+            if self.trailers {
+                return Err("pseudo-header field in trailers");
+            }
+            if self.regular {
+                return Err("pseudo-header field after a regular field");
+            }
+            let bit = match pseudo {
+                b"method" => METHOD,
+                b"scheme" => SCHEME,
+                b"path" => PATH,
+                b"authority" => AUTHORITY,
+                b"status" => return Err("response pseudo-header field :status in a request"),
+                _ => return Err("unknown pseudo-header field"),
+            };
+            if self.seen & bit != 0 {
+                return Err("pseudo-header field repeated");
+            }
+            self.seen |= bit;
+            match bit {
+                METHOD => {
+                    if value.is_empty() || !value.iter().all(|&c| is_tchar(c)) {
+                        return Err(":method not a token");
+                    }
+                    self.method = Method::parse(value);
+                }
+                PATH => {
+                    if value.is_empty() {
+                        return Err("empty :path");
+                    }
+                    self.route = Route::parse(value);
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        self.regular = true;
+        check_name(name)?;
+        match name {
+            b"connection" | b"proxy-connection" | b"keep-alive" | b"transfer-encoding"
+            | b"upgrade" => Err("connection-specific header field"),
+            b"te" if value != b"trailers" => Err("te other than \"trailers\""),
+            b"content-length" => {
+                let n = (!value.is_empty()
+                    && value.len() <= 19
+                    && value.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(value).ok()?.parse::<u64>().ok())
+                .flatten()
+                .ok_or("content-length not a number")?;
+                match self.content_length {
+                    Some(m) if m != n => Err("two different content-lengths"),
+                    _ => {
+                        self.content_length = Some(n);
+                        Ok(())
+                    }
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The section's end: a request must have said `:method`, `:scheme`
+    /// and `:path` (CONNECT: `:authority` and neither of the others).
+    pub fn finish(self) -> Result<Head, &'static str> {
+        if let Some(why) = self.error {
+            return Err(why);
+        }
+        if !self.trailers {
+            if self.method == Method::Connect {
+                if self.seen & (SCHEME | PATH) != 0 || self.seen & AUTHORITY == 0 {
+                    return Err("CONNECT with :scheme or :path, or without :authority");
+                }
+            } else if self.seen & METHOD == 0 {
+                return Err(":method missing");
+            } else if self.seen & SCHEME == 0 {
+                return Err(":scheme missing");
+            } else if self.seen & PATH == 0 {
+                return Err(":path missing");
+            }
+        }
+        Ok(Head {
+            method: self.method,
+            route: self.route,
+            content_length: self.content_length,
+        })
+    }
+}
+
+/// §8.2.1: a name of lowercase token characters.
+fn check_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("empty field name");
+    }
+    if name.iter().any(u8::is_ascii_uppercase) {
+        return Err("field name with uppercase letters");
+    }
+    if !name.iter().all(|&c| is_tchar(c)) {
+        return Err("field name with a character outside a token");
+    }
+    Ok(())
+}
+
+/// §8.2.1: no NUL, CR or LF, and no whitespace at either end.
+fn check_value(value: &[u8]) -> Result<(), &'static str> {
+    if value.iter().any(|&c| matches!(c, 0 | b'\r' | b'\n')) {
+        return Err("field value with NUL, CR or LF");
+    }
+    if matches!(value.first(), Some(b' ' | b'\t')) || matches!(value.last(), Some(b' ' | b'\t')) {
+        return Err("field value with whitespace at an end");
+    }
+    Ok(())
+}
+
+/// RFC 9110 §5.6.2's tchar.
+fn is_tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(fields: &[(&str, &str)], trailers: bool) -> Result<Head, &'static str> {
+        let mut c = match trailers {
+            true => Check::trailers(),
+            false => Check::request(),
+        };
+        for (n, v) in fields {
+            c.field(n.as_bytes(), v.as_bytes());
+        }
+        c.finish()
+    }
+
+    const GET: [(&str, &str); 3] = [(":method", "GET"), (":scheme", "https"), (":path", "/")];
+
+    #[test]
+    fn a_plain_request_is_well_formed() {
+        let head = check(&GET, false).unwrap();
+        assert_eq!((head.method, head.route), (Method::Get, Route::Default));
+        let mut post = GET.to_vec();
+        post[0].1 = "POST";
+        post.push(("content-length", "12"));
+        post.push(("te", "trailers"));
+        let head = check(&post, false).unwrap();
+        assert_eq!((head.method, head.content_length), (Method::Post, Some(12)));
+        assert!(check(&[("x-checksum", "abc")], true).is_ok());
+        let connect = [(":method", "CONNECT"), (":authority", "h:443")];
+        assert_eq!(check(&connect, false).unwrap().method, Method::Connect);
+    }
+
+    /// Every kind of malformed section, each with its own reason.
+    #[test]
+    fn each_malformation_has_its_reason() {
+        let with = |extra: (&'static str, &'static str)| {
+            let mut f = GET.to_vec();
+            f.push(extra);
+            f
+        };
+        let cases: Vec<(Vec<(&str, &str)>, bool, &str)> = vec![
+            (with(("X-Upper", "1")), false, "field name with uppercase letters"),
+            (with(("a b", "1")), false, "field name with a character outside a token"),
+            (with(("", "1")), false, "empty field name"),
+            (with(("x", "a\nb")), false, "field value with NUL, CR or LF"),
+            (with(("x", " a")), false, "field value with whitespace at an end"),
+            (with((":foo", "1")), false, "unknown pseudo-header field"),
+            (with((":status", "200")), false, "response pseudo-header field :status in a request"),
+            (vec![("x", "1"), (":method", "GET")], false, "pseudo-header field after a regular field"),
+            (with((":path", "/")), false, "pseudo-header field repeated"),
+            (with(("connection", "close")), false, "connection-specific header field"),
+            (with(("te", "gzip")), false, "te other than \"trailers\""),
+            (with(("content-length", "1x")), false, "content-length not a number"),
+            (vec![(":method", "GET"), (":scheme", "http"), (":path", "")], false, "empty :path"),
+            (vec![(":method", "G T"), (":scheme", "http"), (":path", "/")], false, ":method not a token"),
+            (vec![(":scheme", "http"), (":path", "/")], false, ":method missing"),
+            (vec![(":method", "GET"), (":path", "/")], false, ":scheme missing"),
+            (vec![(":method", "GET"), (":scheme", "http")], false, ":path missing"),
+            (vec![(":method", "CONNECT"), (":path", "/")], false, "CONNECT with :scheme or :path, or without :authority"),
+            (vec![(":path", "/")], true, "pseudo-header field in trailers"),
+        ];
+        for (fields, trailers, why) in cases {
+            assert_eq!(check(&fields, trailers), Err(why), "{fields:?}");
+        }
+        let mut two = with(("content-length", "1"));
+        two.push(("content-length", "2"));
+        assert_eq!(check(&two, false), Err("two different content-lengths"));
+        two.pop();
+        two.push(("content-length", "1"));
+        assert!(check(&two, false).is_ok());
+    }
+}
