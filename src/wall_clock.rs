@@ -40,6 +40,13 @@ pub fn civil(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// Now, whole seconds since the Unix epoch (a response's `date`).
+pub fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Now, UTC, to the second: `2026-11-26T15:04:05Z`.
 pub fn utc_now() -> String {
     let (_, utc) = wall_clock_now();

@@ -30,9 +30,7 @@ fn poll(tls: TlsProvider) -> ServerConfig {
 fn connected_client(server: &h2lab::Server) -> RawConn {
     let mut conn = RawConn::connect(server);
     conn.write_all(&client_hello()).unwrap();
-    let mut settings = [0u8; 9];
-    conn.read_exact(&mut settings).expect("server SETTINGS");
-    assert_eq!(settings[3], FrameType::SETTINGS.0);
+    assert_eq!(conn.read_server_preface(), FrameType::SETTINGS.0);
     conn
 }
 
@@ -202,9 +200,11 @@ fn poll_loop_is_one_thread_and_idles_at_zero_cpu_with_1000_clients() {
         clients.push(c);
     }
     for c in &mut clients {
-        let mut settings = [0u8; 9];
+        // SETTINGS with SETTINGS_MAX_CONCURRENT_STREAMS: 9 + 6 octets.
+        let mut settings = [0u8; 15];
         c.read_exact(&mut settings)
             .expect("every client was accepted");
+        assert_eq!(settings[..4], [0, 0, 6, 4]);
     }
     assert_eq!(
         support::thread_count(pid),

@@ -392,24 +392,22 @@ fn failures_say_why() {
     assert_eq!(code, Some(1));
     assert_eq!(errors(&json, "not HTTP/2"), 1, "{json}");
 
-    // A GOAWAY with an error: the mini engine allows 256 unfinished
-    // uploads; 300 bodies held up by flow control are too many.
+    // A GOAWAY with an error: the mini engine ends a header block past
+    // 64 KiB (here a HEADERS and four CONTINUATIONs) with
+    // ENHANCE_YOUR_CALM.
     let mini = support::start(support::setup(Dispatch::Poll, TlsProvider::None));
-    let body = temp_dir("calm").join("body");
-    std::fs::write(&body, vec![0u8; 100_000]).unwrap();
-    let (code, json, _) = load(&[
-        "-n",
-        "300",
-        "-m",
-        "300",
-        "-d",
-        body.to_str().unwrap(),
-        mini.url(),
-    ]);
+    let big = format!("x-big: {}", "a".repeat(70_000));
+    let (code, json, _) = load(&["-n", "3", "-H", &big, mini.url()]);
     assert_eq!(code, Some(1));
     assert_eq!(errors(&json, "GOAWAY ENHANCE_YOUR_CALM"), 1, "{json}");
     assert_eq!(json["connection_errors"], 1, "{json}");
-    assert_eq!(json["requests"], 300, "{json}");
+    assert_eq!(json["requests"], 3, "{json}");
+    // A malformed request is its stream's error alone: `te` other than
+    // "trailers" (RFC 9113 §8.2.2) is reset, each request on its own.
+    let (code, json, _) = load(&["-n", "3", "-H", "te: gzip", mini.url()]);
+    assert_eq!(code, Some(1));
+    assert_eq!(errors(&json, "stream reset PROTOCOL_ERROR"), 3, "{json}");
+    assert_eq!(json["connection_errors"], 0, "{json}");
 }
 
 /// `-n` of 2^64-1 against a closed port: every request fails, none is lost

@@ -577,7 +577,14 @@ impl MiniConnection {
         if !s.headers_sent {
             let start = out.len();
             let end = if len == 0 { flags::END_STREAM } else { 0 };
-            headers_frame(&s.answer, self.config.handler.blind, &self.date, s.stream, end, out);
+            headers_frame(
+                &s.answer,
+                self.config.handler.blind,
+                &self.date,
+                s.stream,
+                end,
+                out,
+            );
             let n = out.len() - start;
             if n > left {
                 out.truncate(start);
@@ -800,7 +807,12 @@ impl MiniConnection {
         }
     }
 
-    fn on_continuation(&mut self, head: FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    fn on_continuation(
+        &mut self,
+        head: FrameHeader,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         // Same stream as the open block: checked in handle_frame.
         let Some(mut block) = self.header_block else {
             return Err(violation(
@@ -916,7 +928,13 @@ impl MiniConnection {
     /// Ends one stream in error (RST_STREAM): its request and answer are
     /// dropped, and its late frames taken quietly.
     fn reset_stream(&mut self, stream: u32, reason: Reason, out: &mut Vec<u8>) {
-        encode_frame(out, FrameType::RST_STREAM, 0, stream, &reason.0.to_be_bytes());
+        encode_frame(
+            out,
+            FrameType::RST_STREAM,
+            0,
+            stream,
+            &reason.0.to_be_bytes(),
+        );
         self.open.retain(|o| o.id != stream);
         self.sending.retain(|s| s.stream != stream);
         self.reset[self.reset_at % RESET_MEMORY] = stream;
@@ -1254,5 +1272,7 @@ mod response;
 
 #[cfg(test)]
 mod props;
+#[cfg(test)]
+mod reading;
 #[cfg(test)]
 mod tests;

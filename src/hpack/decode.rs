@@ -264,7 +264,10 @@ mod tests {
             );
             assert_eq!(d.table().size(), 57);
             let second = decode(&mut d, &hex(blocks[1])).unwrap();
-            assert_eq!(second.last().unwrap(), &pairs(&[("cache-control", "no-cache")])[0]);
+            assert_eq!(
+                second.last().unwrap(),
+                &pairs(&[("cache-control", "no-cache")])[0]
+            );
             assert_eq!(second[3], pairs(&[(":authority", "www.example.com")])[0]);
             assert_eq!(d.table().size(), 110);
             let third = decode(&mut d, &hex(blocks[2])).unwrap();
@@ -295,7 +298,10 @@ mod tests {
         assert_eq!(d.table().size(), 222);
         let second = decode(&mut d, &hex("4803 3330 37c1 c0bf")).unwrap();
         assert_eq!(second[0], pairs(&[(":status", "307")])[0]);
-        assert_eq!(second[3], pairs(&[("location", "https://www.example.com")])[0]);
+        assert_eq!(
+            second[3],
+            pairs(&[("location", "https://www.example.com")])[0]
+        );
         assert_eq!(d.table().size(), 222);
         let third = decode(
             &mut d,
@@ -315,10 +321,22 @@ mod tests {
             ("80", "indexed field with index 0"),
             ("be", "indexed field past both tables"),
             ("7f00 0161", "literal's name index past both tables"),
-            ("8220", "dynamic table size update after the block's first field"),
-            ("3fe2 1f", "dynamic table size update past SETTINGS_HEADER_TABLE_SIZE"),
-            ("0082 1fff 0161", "Huffman string padded with other than up to 7 one-bits"),
-            ("0081 18 0161", "Huffman string padded with other than up to 7 one-bits"),
+            (
+                "8220",
+                "dynamic table size update after the block's first field",
+            ),
+            (
+                "3fe2 1f",
+                "dynamic table size update past SETTINGS_HEADER_TABLE_SIZE",
+            ),
+            (
+                "0082 1fff 0161",
+                "Huffman string padded with other than up to 7 one-bits",
+            ),
+            (
+                "0081 18 0161",
+                "Huffman string padded with other than up to 7 one-bits",
+            ),
             ("0084 ffff ffff 0161", "Huffman string holds the EOS symbol"),
             ("0005 61", "string longer than what is left of the block"),
             ("ff ff ff ff ff 0f", "integer past 2^32-1 in a header block"),
@@ -328,7 +346,10 @@ mod tests {
             assert_eq!(err, DecodeError(why), "{block}");
         }
         for block in ["ff", "ff80", "00", "0001"] {
-            assert!(decode(&mut Decoder::new(4096), &hex(block)).is_err(), "{block}");
+            assert!(
+                decode(&mut Decoder::new(4096), &hex(block)).is_err(),
+                "{block}"
+            );
         }
         // Size updates at the start are fine, and 0 empties the table.
         let mut d = Decoder::new(4096);
@@ -346,9 +367,16 @@ mod tests {
         // "aaaa: 1111" (40), then a size-60 table of one entry, then a new
         // entry named by index 62 (that entry) with a 20-octet value.
         decode(&mut d, &hex("4004 6161 6161 0431 3131 31")).unwrap();
-        let fields = decode(&mut d, &hex("3f1d 7e14 7878 7878 7878 7878 7878 7878 7878 7878 7878 7878")).unwrap();
+        let fields = decode(
+            &mut d,
+            &hex("3f1d 7e14 7878 7878 7878 7878 7878 7878 7878 7878 7878 7878"),
+        )
+        .unwrap();
         assert_eq!(fields, pairs(&[("aaaa", "xxxxxxxxxxxxxxxxxxxx")]));
-        assert_eq!(d.table().get(0), Some((&b"aaaa"[..], &b"xxxxxxxxxxxxxxxxxxxx"[..])));
+        assert_eq!(
+            d.table().get(0),
+            Some((&b"aaaa"[..], &b"xxxxxxxxxxxxxxxxxxxx"[..]))
+        );
         assert_eq!(d.table().len(), 1);
     }
 }

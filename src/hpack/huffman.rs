@@ -177,7 +177,10 @@ fn symbol(window: u32) -> (u16, usize) {
 
 /// The octets `input` takes Huffman-coded.
 pub fn encoded_len(input: &[u8]) -> usize {
-    let bits: usize = input.iter().map(|&b| usize::from(LENGTHS[b as usize])).sum();
+    let bits: usize = input
+        .iter()
+        .map(|&b| usize::from(LENGTHS[b as usize]))
+        .sum();
     bits.div_ceil(8)
 }
 

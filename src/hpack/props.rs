@@ -10,7 +10,7 @@ use super::{Decoder, Encoder};
 
 /// A field: a name from the static table or made up, any octets as value
 /// (so that every Huffman code turns up), and how to send it.
-fn field() -> impl Strategy<Value = (Vec<u8>, Vec<u8>, u8)> {
+fn field() -> impl Strategy<Value = Field> {
     let name = prop_oneof![
         (0..STATIC.len()).prop_map(|i| STATIC[i].0.to_vec()),
         proptest::collection::vec(b'a'..=b'z', 1..12),
@@ -25,8 +25,11 @@ fn field() -> impl Strategy<Value = (Vec<u8>, Vec<u8>, u8)> {
     (name, value, 0u8..32)
 }
 
+/// A field as [`field`] makes it: name, value, httlib's flags.
+type Field = (Vec<u8>, Vec<u8>, u8);
+
 /// Blocks of fields, each maybe after a size update.
-fn blocks() -> impl Strategy<Value = Vec<(Option<u32>, Vec<(Vec<u8>, Vec<u8>, u8)>)>> {
+fn blocks() -> impl Strategy<Value = Vec<(Option<u32>, Vec<Field>)>> {
     let update = proptest::option::weighted(0.2, 0u32..=4096);
     proptest::collection::vec((update, proptest::collection::vec(field(), 0..20)), 1..12)
 }

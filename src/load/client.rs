@@ -273,13 +273,28 @@ impl<T: Copy> ClientConnection<T> {
             None => flags::END_STREAM,
             Some(_) => 0,
         };
+        // A block past the smallest frame size goes on in CONTINUATIONs
+        // (a request with a large -H).
+        let block = &request.block[..];
+        let max = DEFAULT_MAX_FRAME_SIZE as usize;
+        let mut at = block.len().min(max);
+        let ended = |at: usize| match at == block.len() {
+            true => flags::END_HEADERS,
+            false => 0,
+        };
         encode_frame(
             out,
             FrameType::HEADERS,
-            end | flags::END_HEADERS,
+            end | ended(at),
             stream,
-            &request.block,
+            &block[..at],
         );
+        while at < block.len() {
+            let n = (block.len() - at).min(max);
+            let f = ended(at + n);
+            encode_frame(out, FrameType::CONTINUATION, f, stream, &block[at..at + n]);
+            at += n;
+        }
         let body = request.body.clone().map(|b| (b, 0));
         let has_body = body.is_some();
         self.open.insert(

@@ -1,5 +1,6 @@
-//! The `h2` engine: the `h2` crate serves the same response as the mini
-//! engine (the seed's `:none/http2`, which used the full HTTP2 library).
+//! The `h2` engine: the `h2` crate serves the same answers as the mini
+//! engine, by method and path ([`super::route`]), with the same header
+//! fields (the seed's `:none/http2`, which used the full HTTP2 library).
 //! Not sans-IO: it drives any async byte stream, so it runs where a tokio
 //! runtime does (the `tokio` dispatch, or a runtime per connection).
 
@@ -16,7 +17,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use coalesce::{Coalesce, Gate, HOLD_AT_MOST};
 
-use super::body::{self, Body};
+use super::body;
+use super::date::HttpDate;
+use super::route::{Answer, Method, Route, ALLOWED};
+use super::{Handler, Work};
 
 /// A body up to this size goes with one `send_data` (the crate holds it
 /// until the windows let it go); a larger one through the crate's
@@ -33,19 +37,20 @@ pub struct Handshaken<T> {
 
 /// The server side of the HTTP/2 handshake on `io` (with TLS, the TLS
 /// handshake happens within it, as the crate reads).
-pub async fn handshake<T>(io: T) -> Result<Handshaken<T>, h2::Error>
+pub async fn handshake<T>(io: T, max_streams: u32) -> Result<Handshaken<T>, h2::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let gate = Arc::new(Gate::default());
     // The mini engine's limits, advertised: a client past the stream limit
-    // is refused streams instead of growing the server without bound, and
+    // (`--max-streams`) is refused streams instead of growing the server
+    // without bound, and
     // a header list past the mini engine's header-block cap is refused
     // (the crate's default is 16 MiB per request). Bodies larger than
     // SMALL_BODY go out through the capacity API, at most 64 KiB held per
     // stream (default 400 KiB).
     let conn = h2::server::Builder::new()
-        .max_concurrent_streams(super::mini::DEFAULT_MAX_STREAMS)
+        .max_concurrent_streams(max_streams)
         .max_header_list_size(super::mini::MAX_HEADER_BLOCK as u32)
         .max_send_buffer_size(64 * 1024)
         .handshake(Coalesce::new(io, gate.clone()))
@@ -54,11 +59,12 @@ where
 }
 
 /// Serves one connection until the client goes; `responses` counts the
-/// responses begun, also when the connection ends in an error. `work` is
-/// called once per request (its `--work`): it does the work and returns
-/// `None`, or returns what the answer must wait for; each answer
-/// carries `body`, large ones sent as the client's windows open, the
-/// streams served in turn. Each request
+/// responses begun, also when the connection ends in an error. Each
+/// request is answered by its method and path (`handler` is the answer
+/// to `/`); `work` is called once per request with its route's work: it
+/// does the work and returns `None`, or returns what the answer must wait
+/// for. Large bodies are sent as the client's windows open, the streams
+/// served in turn. Each request
 /// is read to its end before it is answered (its body, released to flow
 /// control as it comes and dropped, then its trailers), so that uploads of
 /// any size complete and the crate checks content-length and trailers.
@@ -68,8 +74,8 @@ where
 pub async fn serve<T>(
     handshaken: Handshaken<T>,
     responses: &mut u64,
-    work: &mut impl FnMut() -> Option<Wait>,
-    body: Body,
+    work: &mut impl FnMut(Work) -> Option<Wait>,
+    handler: Handler,
 ) -> Result<(), h2::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -78,9 +84,11 @@ where
     let mut uploads: Vec<Upload> = Vec::new();
     let mut sending: Vec<Sending> = Vec::new();
     // Requests whose answer waits (`delay:`, offloaded work).
-    let mut waiting: Vec<(Wait, SendResponse<Bytes>)> = Vec::new();
-    let mut answered = |respond, sending: &mut Vec<Sending>| {
-        if let Some(s) = answer(respond, body) {
+    let mut waiting: Vec<(Wait, SendResponse<Bytes>, Answer)> = Vec::new();
+    let mut date = HttpDate::default();
+    let mut answered = |respond, what: Answer, sending: &mut Vec<Sending>| {
+        date.set(crate::wall_clock::unix_secs());
+        if let Some(s) = answer(respond, &what, &date) {
             sending.push(s);
         }
         *responses += 1;
@@ -91,13 +99,20 @@ where
         loop {
             let progress = match conn.poll_accept(cx) {
                 Poll::Ready(Some(Ok((request, respond)))) => {
+                    let method = Method::parse(request.method().as_str().as_bytes());
+                    let route = Route::parse(request.uri().path().as_bytes());
+                    let what = Answer::to(method, route, handler);
                     let body = request.into_body();
                     match body.is_end_stream() {
-                        true => match work() {
-                            None => answered(respond, &mut sending),
-                            Some(wait) => waiting.push((wait, respond)),
+                        true => match work(what.work) {
+                            None => answered(respond, what, &mut sending),
+                            Some(wait) => waiting.push((wait, respond, what)),
                         },
-                        false => uploads.push(Upload { body, respond }),
+                        false => uploads.push(Upload {
+                            body,
+                            respond,
+                            answer: what,
+                        }),
                     }
                     true
                 }
@@ -116,8 +131,8 @@ where
                         match waiting[i].0.as_mut().poll(cx) {
                             Poll::Pending => i += 1,
                             Poll::Ready(()) => {
-                                let (_, respond) = waiting.swap_remove(i);
-                                answered(respond, &mut sending);
+                                let (_, respond, what) = waiting.swap_remove(i);
+                                answered(respond, what, &mut sending);
                             }
                         }
                     }
@@ -129,9 +144,10 @@ where
                             Poll::Ready(read) => {
                                 let upload = uploads.swap_remove(i);
                                 if read.is_ok() {
-                                    match work() {
-                                        None => answered(upload.respond, &mut sending),
-                                        Some(wait) => waiting.push((wait, upload.respond)),
+                                    let what = upload.answer;
+                                    match work(what.work) {
+                                        None => answered(upload.respond, what, &mut sending),
+                                        Some(wait) => waiting.push((wait, upload.respond, what)),
                                     }
                                 }
                             }
@@ -164,6 +180,7 @@ pub type Wait = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 struct Upload {
     body: RecvStream,
     respond: SendResponse<Bytes>,
+    answer: Answer,
 }
 
 impl Upload {
@@ -182,25 +199,34 @@ impl Upload {
 /// Sends the response's head, and its body if it is small; a large body
 /// comes back to be sent as capacity comes. A stream the client reset
 /// ends there (that stream only).
-fn answer(mut respond: SendResponse<Bytes>, body: Body) -> Option<Sending> {
-    // Built from constants: no header name or value to parse per request.
+fn answer(mut respond: SendResponse<Bytes>, what: &Answer, date: &HttpDate) -> Option<Sending> {
+    use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, DATE};
     let mut response = http::Response::new(());
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/html"),
-    );
-    let mut stream = respond.send_response(response, body.is_empty()).ok()?;
-    if body.is_empty() {
+    *response.status_mut() = http::StatusCode::from_u16(what.status).ok()?;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(what.content_type));
+    if what.has_content_length() {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(what.length));
+    }
+    if what.allow {
+        headers.insert(ALLOW, HeaderValue::from_static(ALLOWED));
+    }
+    if let Ok(d) = HeaderValue::from_bytes(date.text()) {
+        headers.insert(DATE, d);
+    }
+    let len = what.body_len();
+    let mut stream = respond.send_response(response, len == 0).ok()?;
+    if len == 0 {
         return None;
     }
-    if body.len() <= SMALL_BODY {
-        let _ = stream.send_data(piece(0, body.len() as usize), true);
+    if len <= SMALL_BODY {
+        let _ = stream.send_data(piece(0, len as usize), true);
         return None;
     }
     Some(Sending {
         stream,
         sent: 0,
-        len: body.len(),
+        len,
     })
 }
 

@@ -221,26 +221,83 @@ mod tests {
             f.push(extra);
             f
         };
-        let cases: Vec<(Vec<(&str, &str)>, bool, &str)> = vec![
-            (with(("X-Upper", "1")), false, "field name with uppercase letters"),
-            (with(("a b", "1")), false, "field name with a character outside a token"),
+        type Case<'a> = (Vec<(&'a str, &'a str)>, bool, &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                with(("X-Upper", "1")),
+                false,
+                "field name with uppercase letters",
+            ),
+            (
+                with(("a b", "1")),
+                false,
+                "field name with a character outside a token",
+            ),
             (with(("", "1")), false, "empty field name"),
             (with(("x", "a\nb")), false, "field value with NUL, CR or LF"),
-            (with(("x", " a")), false, "field value with whitespace at an end"),
+            (
+                with(("x", " a")),
+                false,
+                "field value with whitespace at an end",
+            ),
             (with((":foo", "1")), false, "unknown pseudo-header field"),
-            (with((":status", "200")), false, "response pseudo-header field :status in a request"),
-            (vec![("x", "1"), (":method", "GET")], false, "pseudo-header field after a regular field"),
+            (
+                with((":status", "200")),
+                false,
+                "response pseudo-header field :status in a request",
+            ),
+            (
+                vec![("x", "1"), (":method", "GET")],
+                false,
+                "pseudo-header field after a regular field",
+            ),
             (with((":path", "/")), false, "pseudo-header field repeated"),
-            (with(("connection", "close")), false, "connection-specific header field"),
+            (
+                with(("connection", "close")),
+                false,
+                "connection-specific header field",
+            ),
             (with(("te", "gzip")), false, "te other than \"trailers\""),
-            (with(("content-length", "1x")), false, "content-length not a number"),
-            (vec![(":method", "GET"), (":scheme", "http"), (":path", "")], false, "empty :path"),
-            (vec![(":method", "G T"), (":scheme", "http"), (":path", "/")], false, ":method not a token"),
-            (vec![(":scheme", "http"), (":path", "/")], false, ":method missing"),
-            (vec![(":method", "GET"), (":path", "/")], false, ":scheme missing"),
-            (vec![(":method", "GET"), (":scheme", "http")], false, ":path missing"),
-            (vec![(":method", "CONNECT"), (":path", "/")], false, "CONNECT with :scheme or :path, or without :authority"),
-            (vec![(":path", "/")], true, "pseudo-header field in trailers"),
+            (
+                with(("content-length", "1x")),
+                false,
+                "content-length not a number",
+            ),
+            (
+                vec![(":method", "GET"), (":scheme", "http"), (":path", "")],
+                false,
+                "empty :path",
+            ),
+            (
+                vec![(":method", "G T"), (":scheme", "http"), (":path", "/")],
+                false,
+                ":method not a token",
+            ),
+            (
+                vec![(":scheme", "http"), (":path", "/")],
+                false,
+                ":method missing",
+            ),
+            (
+                vec![(":method", "GET"), (":path", "/")],
+                false,
+                ":scheme missing",
+            ),
+            (
+                vec![(":method", "GET"), (":scheme", "http")],
+                false,
+                ":path missing",
+            ),
+            (
+                vec![(":method", "CONNECT"), (":path", "/")],
+                false,
+                "CONNECT with :scheme or :path, or without :authority",
+            ),
+            (
+                vec![(":path", "/")],
+                true,
+                "pseudo-header field in trailers",
+            ),
         ];
         for (fields, trailers, why) in cases {
             assert_eq!(check(&fields, trailers), Err(why), "{fields:?}");

@@ -83,15 +83,21 @@ mod tests {
         };
         let date = ("date".into(), "Sun, 06 Nov 1994 08:49:37 GMT".into());
         let f = |a: &[(&str, &str)]| -> Vec<(String, String)> {
-            let mut v: Vec<(String, String)> =
-                a.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            let mut v: Vec<(String, String)> = a
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
             v.push(date.clone());
             v
         };
         let get = Answer::to(Method::Get, Route::Default, handler);
         assert_eq!(
             fields(&get),
-            f(&[(":status", "200"), ("content-type", "text/html"), ("content-length", "12")])
+            f(&[
+                (":status", "200"),
+                ("content-type", "text/html"),
+                ("content-length", "12")
+            ])
         );
         let bytes = Answer::to(Method::Head, Route::Bytes(1_234_567), handler);
         assert_eq!(
@@ -105,10 +111,17 @@ mod tests {
         let teapot = Answer::to(Method::Get, Route::Status(418), handler);
         assert_eq!(
             fields(&teapot),
-            f(&[(":status", "418"), ("content-type", "text/plain"), ("content-length", "0")])
+            f(&[
+                (":status", "418"),
+                ("content-type", "text/plain"),
+                ("content-length", "0")
+            ])
         );
         let none = Answer::to(Method::Get, Route::Status(204), handler);
-        assert_eq!(fields(&none), f(&[(":status", "204"), ("content-type", "text/plain")]));
+        assert_eq!(
+            fields(&none),
+            f(&[(":status", "204"), ("content-type", "text/plain")])
+        );
         let put = Answer::to(Method::Other, Route::Default, handler);
         assert_eq!(
             fields(&put),

@@ -62,7 +62,13 @@ fn a_blind_get_gets_the_seed_response_with_stream_patched() {
         blind: true,
         ..Handler::default()
     };
-    let mut conn = MiniConnection::new(&mut out, Config { handler, offload: false });
+    let mut conn = MiniConnection::new(
+        &mut out,
+        Config {
+            handler,
+            offload: false,
+        },
+    );
     let mut hello = CLIENT_PREFACE.to_vec();
     hello.extend_from_slice(&SETTINGS_EMPTY);
     assert_eq!(step(&mut conn, &hello, &mut out), Ok(Status::Open));
@@ -775,10 +781,13 @@ fn the_response_queue_is_bounded_by_refusals() {
 #[test]
 fn a_delayed_answer_goes_when_its_time_has_come() {
     let d = std::time::Duration::from_millis(5);
-    let mut conn = serving_with(Handler {
-        work: Work::Delay(d),
-        ..Handler::default()
-    }, false);
+    let mut conn = serving_with(
+        Handler {
+            work: Work::Delay(d),
+            ..Handler::default()
+        },
+        false,
+    );
     let mut out = Vec::new();
     assert_eq!(step(&mut conn, &get(1), &mut out), Ok(Status::Open));
     assert!(out.is_empty(), "nothing before its time");
@@ -804,10 +813,13 @@ fn a_delayed_answer_goes_when_its_time_has_come() {
 
 #[test]
 fn held_answers_go_when_released_in_any_order() {
-    let mut conn = serving_with(Handler {
-        work: Work::Cpu(std::time::Duration::from_millis(1)),
-        ..Handler::default()
-    }, true);
+    let mut conn = serving_with(
+        Handler {
+            work: Work::Cpu(std::time::Duration::from_millis(1)),
+            ..Handler::default()
+        },
+        true,
+    );
     let mut out = Vec::new();
     let mut gets = get(1);
     gets.extend(get(3));

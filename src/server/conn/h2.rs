@@ -79,7 +79,7 @@ async fn drive<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let handshaken = engine_slices(client, engine::handshake(io));
+    let handshaken = engine_slices(client, engine::handshake(io, shared.handler.max_streams));
     let limits = shared.limits;
     let deadline = match &progress {
         Some(p) => p.next_deadline(limits, false),
@@ -90,24 +90,24 @@ where
     let handshaken = idle::within(deadline, async { Ok(handshaken.await?) }).await?;
     shared.trim.note();
     let handler = shared.handler;
-    let offload = shared.offload && handler.work.holds_a_thread();
-    // Each request's work: done here, or waited for (a timer for `delay:`,
-    // the runtime's blocking pool with `--offload`).
-    let mut work = move || -> Option<engine::Wait> {
-        if let Some(d) = handler.work.delay() {
+    let offload = shared.offload;
+    // Each request's work (its route's): done here, or waited for (a
+    // timer for `delay:`, the runtime's blocking pool with `--offload`).
+    let mut work = move |work: crate::engine::Work| -> Option<engine::Wait> {
+        if let Some(d) = work.delay() {
             return Some(Box::pin(tokio::time::sleep(d)));
         }
-        if offload {
-            let task = tokio::task::spawn_blocking(move || super::do_work(client, &handler.work));
+        if offload && work.holds_a_thread() {
+            let task = tokio::task::spawn_blocking(move || super::do_work(client, &work));
             return Some(Box::pin(async {
                 let _ = task.await;
             }));
         }
-        super::do_work(client, &handler.work);
+        super::do_work(client, &work);
         None
     };
     let serve = async {
-        let served = engine::serve(handshaken, responses, &mut work, handler.body);
+        let served = engine::serve(handshaken, responses, &mut work, handler);
         Ok(engine_slices(client, served).await?)
     };
     match (progress, limits.idle) {

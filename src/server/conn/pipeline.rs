@@ -39,13 +39,6 @@ impl From<FeedError> for PipelineError {
     }
 }
 
-/// The wall clock, whole seconds since the Unix epoch (the answers' `date`).
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 pub struct Pipeline {
     /// The connection's id, 1-based in accept order, for traces.
     client: u64,
@@ -245,7 +238,7 @@ impl Pipeline {
     pub fn run_engine(&mut self, room: usize) -> Result<usize, PipelineError> {
         let n = self.plain_in.len();
         let before = self.plain_out.len();
-        self.engine.set_date(unix_secs());
+        self.engine.set_date(crate::wall_clock::unix_secs());
         if n > 0 {
             let result = self
                 .engine
