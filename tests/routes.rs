@@ -20,8 +20,20 @@ const ROUTES: [(&str, &str, u16, u64, &str); 12] = [
     ("GET", "/", 200, 12, "text/html"),
     ("HEAD", "/", 200, 12, "text/html"),
     ("POST", "/", 200, 12, "text/html"),
-    ("GET", "/bytes/20000", 200, 20_000, "application/octet-stream"),
-    ("HEAD", "/bytes/20000", 200, 20_000, "application/octet-stream"),
+    (
+        "GET",
+        "/bytes/20000",
+        200,
+        20_000,
+        "application/octet-stream",
+    ),
+    (
+        "HEAD",
+        "/bytes/20000",
+        200,
+        20_000,
+        "application/octet-stream",
+    ),
     ("GET", "/bytes/0?q=1", 200, 0, "application/octet-stream"),
     ("GET", "/status/418", 418, 0, "text/plain"),
     ("GET", "/missing", 404, 0, "text/plain"),
@@ -56,7 +68,14 @@ fn ask_every_route(server: &h2lab::Server) -> BTreeMap<u32, Answer> {
         let mut block = Vec::new();
         for (n, v) in [
             (":method", *method),
-            (":scheme", if server.setup().tls.is_tls() { "https" } else { "http" }),
+            (
+                ":scheme",
+                if server.setup().tls.is_tls() {
+                    "https"
+                } else {
+                    "http"
+                },
+            ),
             (":path", path),
             (":authority", "localhost"),
         ] {
@@ -64,11 +83,27 @@ fn ask_every_route(server: &h2lab::Server) -> BTreeMap<u32, Answer> {
             encode::string(&mut block, n.as_bytes(), false);
             encode::string(&mut block, v.as_bytes(), true);
         }
-        let end = if *method == "POST" { 0 } else { flags::END_STREAM };
+        let end = if *method == "POST" {
+            0
+        } else {
+            flags::END_STREAM
+        };
         let stream = 2 * i as u32 + 1;
-        encode_frame(&mut wire, FrameType::HEADERS, flags::END_HEADERS | end, stream, &block);
+        encode_frame(
+            &mut wire,
+            FrameType::HEADERS,
+            flags::END_HEADERS | end,
+            stream,
+            &block,
+        );
         if *method == "POST" {
-            encode_frame(&mut wire, FrameType::DATA, flags::END_STREAM, stream, b"upload");
+            encode_frame(
+                &mut wire,
+                FrameType::DATA,
+                flags::END_STREAM,
+                stream,
+                b"upload",
+            );
         }
     }
     let mut conn = support::RawConn::connect(server);
@@ -154,7 +189,11 @@ fn every_route_is_answered_octet_by_octet(setup: Setup) {
     // curl, a real client, agrees on a route and its status.
     let mut cmd = tool("curl");
     cmd.args(["--silent", "--show-error", "--max-time", "10", "--insecure"]);
-    cmd.arg(if setup.tls.is_tls() { "--http2" } else { "--http2-prior-knowledge" });
+    cmd.arg(if setup.tls.is_tls() {
+        "--http2"
+    } else {
+        "--http2-prior-knowledge"
+    });
     cmd.args(["--write-out", " %{http_code}"]);
     let out = run(cmd.arg(format!("{}bytes/7", server.url())));
     assert_eq!(out.stdout, b"Hello W 200", "{setup}");

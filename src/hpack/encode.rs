@@ -52,6 +52,8 @@ pub fn literal(out: &mut Vec<u8>, name: usize, value: &[u8]) {
 pub struct Encoder {
     table: DynamicTable,
     huffman: bool,
+    /// A size update the next block must begin with (§4.2).
+    update: Option<usize>,
 }
 
 impl Encoder {
@@ -61,6 +63,16 @@ impl Encoder {
         Self {
             table: DynamicTable::new(size),
             huffman,
+            update: None,
+        }
+    }
+
+    /// The table may hold `size` octets from the next block on (the peer
+    /// changed its SETTINGS_HEADER_TABLE_SIZE): a size update starts it.
+    pub fn resize(&mut self, size: usize) {
+        if size != self.table.max_size() {
+            self.table.set_max_size(size);
+            self.update = Some(size);
         }
     }
 
@@ -72,6 +84,9 @@ impl Encoder {
         fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
         out: &mut Vec<u8>,
     ) {
+        if let Some(size) = self.update.take() {
+            int(out, 0x20, 5, size);
+        }
         for (name, value) in fields {
             let (whole, named) = self.find(name, value);
             if let Some(i) = whole {

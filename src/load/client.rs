@@ -21,7 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::request::Request;
+use super::request::{Expect, Request};
 use crate::engine::Body;
 use crate::frame::{
     encode_frame, encode_window_update, flags, parse_goaway, setting, FrameHeader, FrameType,
@@ -65,9 +65,12 @@ pub enum Outcome {
     /// The connection ended first.
     Lost,
     /// A whole response whose body was not the one expected (`load
-    /// --expect-body`): this many DATA octets, or the right number with
-    /// other content.
+    /// --expect-body`, or its route's): this many DATA octets, or the
+    /// right number with other content.
     WrongBody { octets: u64 },
+    /// A whole response with another status than its route's
+    /// (`/status/CODE`).
+    WrongStatus(u16),
 }
 
 /// A request that ended, with the tag the driver gave it.
@@ -114,6 +117,8 @@ struct Stream<T> {
     /// expected body's (with `--expect-body`).
     received: u64,
     intact: bool,
+    /// What the answer must be (its route's, or `--expect-body`).
+    expect: Expect,
 }
 
 impl<T> Stream<T> {
@@ -181,10 +186,18 @@ pub struct ClientConnection<T> {
     /// The server's first SETTINGS arrived: the connection is being served.
     established: bool,
     pub received: Received,
-    /// Every response's body must be this one (`--expect-body`).
+    /// Every response's body must be this one (`--expect-body`), unless
+    /// its route says otherwise.
     expect: Option<Body>,
     /// Our connection and stream windows, given back at half.
     window: u32,
+    /// Requests given as fields (`--browser-headers`) are encoded with
+    /// this connection's dynamic table (made at the first).
+    encoder: Option<crate::hpack::Encoder>,
+    /// The server's SETTINGS_HEADER_TABLE_SIZE, for the encoder.
+    table_size: usize,
+    /// Scratch for an encoded block.
+    block: Vec<u8>,
 }
 
 impl<T: Copy> ClientConnection<T> {
@@ -229,6 +242,9 @@ impl<T: Copy> ClientConnection<T> {
             received: Received::default(),
             expect: None,
             window,
+            encoder: None,
+            table_size: crate::hpack::DEFAULT_TABLE_SIZE,
+            block: Vec::new(),
         }
     }
 
@@ -273,9 +289,24 @@ impl<T: Copy> ClientConnection<T> {
             None => flags::END_STREAM,
             Some(_) => 0,
         };
+        let block = match &request.fields {
+            None => &request.block[..],
+            Some(fields) => {
+                let size = self.table_size;
+                let enc = self
+                    .encoder
+                    .get_or_insert_with(|| crate::hpack::Encoder::new(size, true));
+                enc.resize(size);
+                self.block.clear();
+                enc.encode(
+                    fields.iter().map(|(n, v)| (&n[..], &v[..])),
+                    &mut self.block,
+                );
+                &self.block[..]
+            }
+        };
         // A block past the smallest frame size goes on in CONTINUATIONs
         // (a request with a large -H).
-        let block = &request.block[..];
         let max = DEFAULT_MAX_FRAME_SIZE as usize;
         let mut at = block.len().min(max);
         let ended = |at: usize| match at == block.len() {
@@ -307,6 +338,10 @@ impl<T: Copy> ClientConnection<T> {
                 body,
                 received: 0,
                 intact: true,
+                expect: Expect {
+                    body: request.expect.body.or(self.expect),
+                    status: request.expect.status,
+                },
             },
         );
         if has_body {
@@ -507,7 +542,8 @@ impl<T: Copy> ClientConnection<T> {
             // One lookup per response: the last DATA is taken in `finish`.
             self.finish(head.stream, data, out, done);
         } else if let Some(s) = self.open.get_mut(&head.stream) {
-            s.take(data, self.expect.is_some());
+            let check = s.expect.body.is_some();
+            s.take(data, check);
             s.unacked = s.unacked.saturating_add(head.length);
             if s.unacked >= self.window / 2 {
                 encode_window_update(out, head.stream, s.unacked);
@@ -604,6 +640,9 @@ impl<T: Copy> ClientConnection<T> {
             let value = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);
             match u16::from_be_bytes([p[0], p[1]]) {
                 0x3 => self.max_streams = value,
+                setting::HEADER_TABLE_SIZE => {
+                    self.table_size = (value as usize).min(crate::hpack::DEFAULT_TABLE_SIZE)
+                }
                 setting::INITIAL_WINDOW_SIZE => {
                     if value > MAX_WINDOW_SIZE {
                         return Err(ClientError::FlowControl);
@@ -659,7 +698,7 @@ impl<T: Copy> ClientConnection<T> {
         done: &mut impl FnMut(Finished<T>),
     ) {
         if let Some(mut s) = self.open.remove(&stream) {
-            s.take(last, self.expect.is_some());
+            s.take(last, s.expect.body.is_some());
             if s.body.is_some() {
                 // Answered before its body was all sent (RFC 9113 §8.1):
                 // the rest is not wanted.
@@ -668,11 +707,14 @@ impl<T: Copy> ClientConnection<T> {
             }
             // A response without a status is not one: the stream was reset
             // in all but name.
-            let wrong = match self.expect {
+            let wrong = match s.expect.body {
                 Some(body) => !s.intact || s.received != body.len(),
                 None => false,
             };
             let outcome = match s.status {
+                Some(st) if s.expect.status.is_some_and(|want| want != st) => {
+                    Outcome::WrongStatus(st)
+                }
                 Some(_) if wrong => Outcome::WrongBody { octets: s.received },
                 Some(st) => Outcome::Status(st),
                 None => Outcome::Reset(Reason::PROTOCOL_ERROR),

@@ -27,9 +27,13 @@ use crate::cli::{self, bad_input, values, CmdResult, Exit};
 /// 2 on bad arguments or unusable files.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// http://HOST:PORT/PATH?QUERY or https://HOST:PORT/PATH?QUERY.
-    #[arg(required_unless_present = "input_file")]
-    pub url: Option<String>,
+    /// http://HOST:PORT/PATH?QUERY or https://HOST:PORT/PATH?QUERY; more
+    /// than one make a mix, each client taking them in turn, and
+    /// `URL@WEIGHT` sends that one WEIGHT times as often (e.g.
+    /// `http://h:8080/@99 http://h:8080/cpu/1ms@1`). The first one's
+    /// scheme, host and port are used for all.
+    #[arg(required_unless_present = "input_file", value_name = "URL")]
+    pub urls: Vec<String>,
     /// Connections.
     #[arg(short = 'c', long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub clients: u64,
@@ -65,15 +69,23 @@ pub struct Args {
     /// Send this file as every request's body.
     #[arg(short = 'd', long = "data", value_name = "FILE")]
     pub data: Option<PathBuf>,
-    /// Take the URLs from this file, one per line, each client using them
-    /// in turn; the first one's scheme, host and port are used for all.
+    /// Take the URLs from this file, one per line (each may end in
+    /// `@WEIGHT`), each client using them in turn; the first one's scheme,
+    /// host and port are used for all.
     #[arg(
         short = 'i',
         long = "input-file",
         value_name = "FILE",
-        conflicts_with = "url"
+        conflicts_with = "urls"
     )]
     pub input_file: Option<PathBuf>,
+    /// Send a browser's header fields besides -H (Chrome's for a
+    /// subresource, with a session cookie: about 600 octets a request
+    /// with the pseudo-header fields), HPACK-encoded with each
+    /// connection's dynamic table as browsers do, so that after the first
+    /// request most fields go as one octet each.
+    #[arg(long)]
+    pub browser_headers: bool,
     /// Accept any server certificate.
     #[arg(short = 'k', long)]
     pub insecure: bool,
@@ -98,6 +110,10 @@ pub struct Args {
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub json: bool,
+    /// Also write the per-path results to FILE as CSV (path, weight,
+    /// requests, succeeded, failed, codes, p50_us, p99_us, body_bytes).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
 }
 
 /// A rate: a finite number of requests per second, more than 0.
@@ -131,11 +147,13 @@ pub fn run(args: Args) -> CmdResult {
         (_, Some(d)) => Stop::Duration(d),
         (n, None) => Stop::Requests(n.unwrap_or(1)),
     };
-    let mut urls = match (&args.input_file, args.url) {
-        (Some(path), _) => read_urls(path).map_err(bad_input)?,
-        (None, Some(url)) => vec![url],
-        (None, None) => unreachable!("clap requires a URL or -i"),
+    let mut urls = match &args.input_file {
+        Some(path) => read_urls(path).map_err(bad_input)?,
+        None => args.urls,
     };
+    if urls.is_empty() {
+        return Err(bad_input(anyhow::anyhow!("no URL: give one, or -i FILE")));
+    }
     let url = urls.remove(0);
     let body = match &args.data {
         Some(path) => Some(Arc::from(std::fs::read(path).map_err(|e| {
@@ -160,6 +178,7 @@ pub fn run(args: Args) -> CmdResult {
         rps: args.rps,
         expect_body: args.expect_body,
         window: args.window.unwrap_or(super::client::WINDOW),
+        browser_headers: args.browser_headers,
     };
     let control = Control::default();
     // Ctrl-C (or SIGTERM) ends the run with a report; a second one exits
@@ -175,6 +194,12 @@ pub fn run(args: Args) -> CmdResult {
         run.join().expect("the load run does not panic")
     })
     .map_err(bad_input)?;
+    if let Some(path) = &args.csv {
+        let rows: Vec<_> = report.paths.iter().map(|p| p.row()).collect();
+        let text = crate::csv_file::to_string(rows)?;
+        std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
     match args.json {
         true => cli::out(format!("{}\n", serde_json::to_string(&report)?)),
         false => cli::out(report.to_string()),

@@ -69,6 +69,10 @@ pub struct LoadConfig {
     pub expect_body: Option<Body>,
     /// Our connection and stream receive windows (`--window`).
     pub window: u32,
+    /// Browser-like request headers (about 600 octets with a cookie),
+    /// encoded with each connection's dynamic table
+    /// (`--browser-headers`).
+    pub browser_headers: bool,
 }
 
 impl Default for LoadConfig {
@@ -90,6 +94,7 @@ impl Default for LoadConfig {
             rps: None,
             expect_body: None,
             window: client::WINDOW,
+            browser_headers: false,
         }
     }
 }
@@ -123,6 +128,11 @@ pub struct Plan {
     pub addr: std::net::SocketAddr,
     pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     pub requests: Vec<Request>,
+    /// The order in which each client takes `requests` (weights repeat
+    /// them), by index.
+    pub order: Vec<usize>,
+    /// Each request's weight.
+    pub weights: Vec<u32>,
     pub clients: usize,
     pub streams: usize,
     pub start: Instant,
@@ -152,7 +162,8 @@ impl LoadConfig {
                 self.threads, self.clients
             )));
         }
-        let target = url::parse_url(&self.url)?;
+        let (first, weight) = url::weighted(&self.url)?;
+        let target = url::parse_url(first)?;
         let tls = match target.https {
             true => {
                 let name = ServerName::try_from(target.host.clone())
@@ -162,11 +173,33 @@ impl LoadConfig {
             false => None,
         };
         let mut paths = vec![target.path.clone()];
+        let mut weights = vec![weight];
         for u in &self.more_urls {
+            let (u, w) = url::weighted(u)?;
             paths.push(url::path_of(u)?);
+            weights.push(w);
+        }
+        if weights.iter().map(|&w| u64::from(w)).sum::<u64>() > url::MAX_TOTAL_WEIGHT {
+            return Err(LoadError::Setup(format!(
+                "the weights add up to more than {}",
+                url::MAX_TOTAL_WEIGHT
+            )));
         }
         let mut authority = target.authority.clone();
         let mut headers = Vec::new();
+        // `--browser-headers`: a browser's set, but what -H says instead.
+        let mut headers_extra: Vec<(String, String)> = Vec::new();
+        if self.browser_headers {
+            for (n, v) in request::BROWSER_HEADERS {
+                if !self
+                    .headers
+                    .iter()
+                    .any(|h| matches!(h, Header::Field(m, _) if m == n))
+                {
+                    headers_extra.push((n.to_string(), v.to_string()));
+                }
+            }
+        }
         for h in &self.headers {
             match h {
                 Header::Authority(a) => authority = a.clone(),
@@ -185,8 +218,9 @@ impl LoadConfig {
                     authority: authority.clone(),
                     https: target.https,
                     path,
-                    headers: headers.clone(),
+                    headers: headers.iter().chain(&headers_extra).cloned().collect(),
                     body: self.body.clone(),
+                    indexed: self.browser_headers,
                 }
                 .encode()
             })
@@ -207,6 +241,8 @@ impl LoadConfig {
             addr: target.addr,
             tls,
             requests,
+            order: url::weighted_order(&weights),
+            weights,
             clients: self.clients,
             streams: self.streams,
             start,
@@ -261,7 +297,7 @@ pub fn run_with(config: &LoadConfig, control: &Control) -> Result<LoadReport, Lo
             })
             .collect::<Result<Vec<_>, _>>()
     })?;
-    let mut all = tally::Tally::new(plan.measure_from, 0);
+    let mut all = tally::Tally::new(plan.measure_from, 0, plan.requests.len());
     for t in tallies {
         all.merge(t);
     }

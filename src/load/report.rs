@@ -56,6 +56,64 @@ pub struct LoadReport {
     /// are counted nowhere else.
     pub interrupted: bool,
     pub abandoned: u64,
+    /// Per path of the run (`-i`, several URLs, weights), the requests
+    /// that were sent: their counts add up to `requests` but for those a
+    /// failed connection never sent.
+    pub paths: Vec<PathReport>,
+}
+
+/// One path's share of the run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PathReport {
+    pub path: String,
+    pub weight: u32,
+    pub requests: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Every status seen, with its count.
+    pub codes: BTreeMap<u16, u64>,
+    /// Latency of its succeeded requests, µs (2 significant digits).
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    /// DATA octets of its succeeded responses.
+    pub body_bytes: u64,
+}
+
+/// A [`PathReport`] as one CSV row (`load --csv`).
+#[derive(Debug, serde::Serialize)]
+pub struct PathRow<'a> {
+    pub path: &'a str,
+    pub weight: u32,
+    pub requests: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// `200:98 404:2`.
+    pub codes: String,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub body_bytes: u64,
+}
+
+impl PathReport {
+    pub fn row(&self) -> PathRow<'_> {
+        PathRow {
+            path: &self.path,
+            weight: self.weight,
+            requests: self.requests,
+            succeeded: self.succeeded,
+            failed: self.failed,
+            codes: codes_text(&self.codes, " "),
+            p50_us: self.p50_us,
+            p99_us: self.p99_us,
+            body_bytes: self.body_bytes,
+        }
+    }
+}
+
+/// `200:98 404:2`.
+fn codes_text(codes: &BTreeMap<u16, u64>, sep: &str) -> String {
+    let v: Vec<String> = codes.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+    v.join(sep)
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -274,6 +332,23 @@ pub(super) fn build(
         rate,
         interrupted,
         abandoned: t.abandoned,
+        paths: plan
+            .requests
+            .iter()
+            .zip(&plan.weights)
+            .zip(&t.paths)
+            .map(|((r, &weight), p)| PathReport {
+                path: r.path.clone(),
+                weight,
+                requests: p.succeeded + p.failed,
+                succeeded: p.succeeded,
+                failed: p.failed,
+                codes: p.statuses.clone(),
+                p50_us: (!p.hist.is_empty()).then(|| p.hist.value_at_quantile(0.5)),
+                p99_us: (!p.hist.is_empty()).then(|| p.hist.value_at_quantile(0.99)),
+                body_bytes: p.body,
+            })
+            .collect(),
     }
 }
 
@@ -385,6 +460,30 @@ impl fmt::Display for LoadReport {
                 tls.cipher,
                 tls.alpn.as_deref().unwrap_or("none")
             )?;
+        }
+        if self.paths.len() > 1 {
+            writeln!(
+                f,
+                "per path (weight: requests, succeeded, statuses, latency µs p50/p99, body):"
+            )?;
+            for p in &self.paths {
+                let us = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+                writeln!(
+                    f,
+                    "  {} ({}): {} requests, {} succeeded, {}, {}/{}, {}",
+                    p.path,
+                    p.weight,
+                    p.requests,
+                    p.succeeded,
+                    match p.codes.is_empty() {
+                        true => "no status".to_string(),
+                        false => codes_text(&p.codes, ", "),
+                    },
+                    us(p.p50_us),
+                    us(p.p99_us),
+                    bytes(p.body_bytes)
+                )?;
+            }
         }
         if let Some(r) = &self.rate {
             writeln!(

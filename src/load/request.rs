@@ -1,17 +1,73 @@
 //! The requests a load sends, each encoded once into an HPACK header block
 //! that is copied into every HEADERS frame: every field a literal without
 //! indexing (RFC 7541 §6.2.2) or a static-table entry, so the server's
-//! dynamic table never changes and one block serves every stream.
+//! dynamic table never changes and one block serves every stream. With
+//! `--browser-headers` a request is its fields instead, which each
+//! connection encodes with its own dynamic table, as browsers do.
+//!
+//! What an answer must be follows from the path when it is one of `h2lab
+//! serve`'s routes with a fixed answer: `/bytes/SIZE` (that body) and
+//! `/status/CODE` (that status).
 
 use std::sync::Arc;
+
+use crate::engine::route::Route;
+use crate::engine::Body;
 
 /// What one request is: method, path (with its query), extra headers and
 /// an optional body. Shared by every connection of every thread.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub block: Vec<u8>,
+    /// With `--browser-headers`: the fields, encoded per connection with
+    /// its dynamic table (then `block` is not used).
+    pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     pub body: Option<Arc<[u8]>>,
+    /// The path and query, for the report.
+    pub path: String,
+    /// What its answer must be, from its route.
+    pub expect: Expect,
 }
+
+/// What an answer must be: its body, its status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expect {
+    pub body: Option<Body>,
+    pub status: Option<u16>,
+}
+
+impl Expect {
+    /// What `h2lab serve` answers `path` with, where that is fixed.
+    pub fn of(path: &str) -> Expect {
+        match Route::parse(path.as_bytes()) {
+            Route::Bytes(n) => Expect {
+                body: Body::new(n),
+                status: Some(200),
+            },
+            Route::Status(code) => Expect {
+                body: Body::new(0),
+                status: Some(code),
+            },
+            _ => Expect::default(),
+        }
+    }
+}
+
+/// The fields a browser sends beside the request line, about 600 octets
+/// with the pseudo-header fields (`--browser-headers`): what Chrome sends
+/// for a page's subresource, with a session cookie.
+pub const BROWSER_HEADERS: [(&str, &str); 10] = [
+    ("sec-ch-ua", "\"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\""),
+    ("sec-ch-ua-mobile", "?0"),
+    ("sec-ch-ua-platform", "\"Linux\""),
+    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"),
+    ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
+    ("sec-fetch-site", "same-origin"),
+    ("sec-fetch-mode", "no-cors"),
+    ("accept-encoding", "gzip, deflate, br, zstd"),
+    ("accept-language", "en-US,en;q=0.9"),
+    ("cookie", "session=7f3c9a2e41d84b0f9e6c1a5d3b7e2f48; _ga=GA1.1.1839477264.1733486400; theme=dark; consent=analytics%3Dfalse%26ads%3Dfalse"),
+];
 
 /// The parts a request is built from (`--method`, the URL's path, `-H`, `-d`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,10 +79,29 @@ pub struct Spec {
     /// Lower-case names, checked by [`header`].
     pub headers: Vec<(String, String)>,
     pub body: Option<Arc<[u8]>>,
+    /// Encode per connection with a dynamic table (`--browser-headers`).
+    pub indexed: bool,
 }
 
 impl Spec {
     pub fn encode(&self) -> Request {
+        let fields = self.indexed.then(|| {
+            let scheme = if self.https { "https" } else { "http" };
+            let mut f: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            let mut push =
+                |n: &str, v: &str| f.push((n.as_bytes().to_vec(), v.as_bytes().to_vec()));
+            push(":method", &self.method);
+            push(":scheme", scheme);
+            push(":path", &self.path);
+            push(":authority", &self.authority);
+            for (n, v) in &self.headers {
+                push(n, v);
+            }
+            if let Some(body) = &self.body {
+                push("content-length", &body.len().to_string());
+            }
+            f
+        });
         let mut b = Vec::with_capacity(64);
         match self.method.as_str() {
             "GET" => b.push(0x82),
@@ -50,7 +125,10 @@ impl Spec {
         }
         Request {
             block: b,
+            fields,
             body: self.body.clone(),
+            path: self.path.clone(),
+            expect: Expect::of(&self.path),
         }
     }
 }

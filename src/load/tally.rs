@@ -61,6 +61,10 @@ impl Problem {
                 "wrong body",
                 format!("a response's body was not the one expected ({octets} octets)"),
             )),
+            Outcome::WrongStatus(status) => Some(Self::new(
+                "wrong status",
+                format!("a response's status was {status}, not its route's"),
+            )),
             Outcome::Status(_) | Outcome::Unprocessed | Outcome::Lost => None,
         }
     }
@@ -127,6 +131,44 @@ pub struct Schedule {
     pub max_lag_us: u64,
 }
 
+/// One path's share of a run (`-i` or several URLs).
+#[derive(Clone, Debug)]
+pub struct PathTally {
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Responses by status.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Latency of its succeeded requests, µs (2 significant digits: a
+    /// histogram per path stays small).
+    pub hist: Histogram<u64>,
+    /// DATA octets of its succeeded responses.
+    pub body: u64,
+}
+
+impl Default for PathTally {
+    fn default() -> Self {
+        Self {
+            succeeded: 0,
+            failed: 0,
+            statuses: BTreeMap::new(),
+            hist: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds"),
+            body: 0,
+        }
+    }
+}
+
+impl PathTally {
+    fn merge(&mut self, o: &PathTally) {
+        self.succeeded += o.succeeded;
+        self.failed += o.failed;
+        for (s, n) in &o.statuses {
+            *self.statuses.entry(*s).or_default() += n;
+        }
+        let _ = self.hist.add(&o.hist);
+        self.body += o.body;
+    }
+}
+
 pub struct Tally {
     /// Latency of succeeded requests, µs.
     pub hist: Histogram<u64>,
@@ -160,10 +202,12 @@ pub struct Tally {
     pub abandoned: u64,
     /// Only requests started at or after this count.
     pub from: Instant,
+    /// Per request of the run (per path), the requests that were sent.
+    pub paths: Vec<PathTally>,
 }
 
 impl Tally {
-    pub fn new(from: Instant, slots: usize) -> Self {
+    pub fn new(from: Instant, slots: usize, paths: usize) -> Self {
         Self {
             hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             succeeded: 0,
@@ -186,14 +230,16 @@ impl Tally {
             schedule: Schedule::default(),
             abandoned: 0,
             from,
+            paths: vec![PathTally::default(); paths],
         }
     }
 
-    /// A request of client `slot` ended (started at `started`), its
-    /// response carrying `body` DATA octets.
+    /// Request `request` (of the run's list) of client `slot` ended
+    /// (started at `started`), its response carrying `body` DATA octets.
     pub fn record(
         &mut self,
         slot: usize,
+        request: usize,
         started: Instant,
         outcome: Outcome,
         body: u64,
@@ -202,10 +248,21 @@ impl Tally {
         if started < self.from {
             return;
         }
-        if let Outcome::Status(s) = outcome {
+        let path = self.paths.get_mut(request);
+        let status = match outcome {
+            Outcome::Status(s) | Outcome::WrongStatus(s) => Some(s),
+            _ => None,
+        };
+        if let Some(s) = status {
             // A status over 999 is not HTTP: counted as 999.
             self.statuses[usize::from(s.min(999))] += 1;
         }
+        let path = path.map(|p| {
+            if let Some(s) = status {
+                *p.statuses.entry(s).or_default() += 1;
+            }
+            p
+        });
         if matches!(outcome, Outcome::Status(s) if (200..400).contains(&s)) {
             self.succeeded += 1;
             self.body_in += body;
@@ -214,8 +271,16 @@ impl Tally {
             }
             let us = now.saturating_duration_since(started).as_micros().max(1) as u64;
             let _ = self.hist.record(us.min(self.hist.high()));
+            if let Some(p) = path {
+                p.succeeded += 1;
+                p.body += body;
+                let _ = p.hist.record(us.min(p.hist.high()));
+            }
         } else {
             self.failed = self.failed.saturating_add(1);
+            if let Some(p) = path {
+                p.failed += 1;
+            }
             if let Some(p) = Problem::stream(outcome) {
                 self.problem(p);
             }
@@ -280,6 +345,12 @@ impl Tally {
         self.schedule.unsent += o.schedule.unsent;
         self.schedule.max_lag_us = self.schedule.max_lag_us.max(o.schedule.max_lag_us);
         self.abandoned += o.abandoned;
+        if self.paths.len() < o.paths.len() {
+            self.paths.resize(o.paths.len(), PathTally::default());
+        }
+        for (mine, theirs) in self.paths.iter_mut().zip(&o.paths) {
+            mine.merge(theirs);
+        }
     }
 }
 
@@ -290,19 +361,20 @@ mod tests {
     #[test]
     fn outcomes_are_counted_by_status_and_reason() {
         let t0 = Instant::now();
-        let mut t = Tally::new(t0, 2);
+        let mut t = Tally::new(t0, 2, 1);
         t.record(
+            0,
             0,
             t0,
             Outcome::Status(200),
             0,
             t0 + Duration::from_millis(1),
         );
-        t.record(1, t0, Outcome::Status(404), 0, t0);
-        t.record(1, t0, Outcome::Reset(Reason::CANCEL), 0, t0);
-        t.record(1, t0, Outcome::Reset(Reason::CANCEL), 0, t0);
-        let mut other = Tally::new(t0, 1);
-        other.record(0, t0, Outcome::Status(200), 0, t0);
+        t.record(1, 0, t0, Outcome::Status(404), 0, t0);
+        t.record(1, 0, t0, Outcome::Reset(Reason::CANCEL), 0, t0);
+        t.record(1, 0, t0, Outcome::Reset(Reason::CANCEL), 0, t0);
+        let mut other = Tally::new(t0, 1, 1);
+        other.record(0, 0, t0, Outcome::Status(200), 0, t0);
         other.connection_error(Problem::new("connect refused", "refused"));
         t.merge(other);
         assert_eq!((t.succeeded, t.failed, t.connection_errors), (2, 3, 1));
@@ -312,8 +384,8 @@ mod tests {
         assert_eq!(t.per_client, [1, 0, 1]);
         assert_eq!(t.hist.len(), 2);
         // Before the warm-up ended: not counted at all.
-        let mut late = Tally::new(t0 + Duration::from_secs(1), 1);
-        late.record(0, t0, Outcome::Status(500), 0, t0);
+        let mut late = Tally::new(t0 + Duration::from_secs(1), 1, 1);
+        late.record(0, 0, t0, Outcome::Status(500), 0, t0);
         assert_eq!((late.failed, late.status_counts().len()), (0, 0));
     }
 

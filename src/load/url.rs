@@ -15,6 +15,46 @@ pub struct Target {
     pub path: String,
 }
 
+/// The most a mix's weights may add up to.
+pub const MAX_TOTAL_WEIGHT: u64 = 100_000;
+
+/// `URL@WEIGHT` → (URL, WEIGHT); a URL without `@` followed by digits at
+/// its end weighs 1.
+pub fn weighted(url: &str) -> Result<(&str, u32), LoadError> {
+    match url.rsplit_once('@') {
+        Some((u, w)) if !w.is_empty() && w.bytes().all(|c| c.is_ascii_digit()) => {
+            match w.parse::<u32>() {
+                Ok(n) if n >= 1 && u64::from(n) <= MAX_TOTAL_WEIGHT => Ok((u, n)),
+                _ => Err(LoadError::Setup(format!(
+                    "weight {w} of {u}: a whole number from 1 to {MAX_TOTAL_WEIGHT}"
+                ))),
+            }
+        }
+        _ => Ok((url, 1)),
+    }
+}
+
+/// The order in which a client takes `weights.len()` requests, each as
+/// often as its weight says, spread out rather than in runs (smooth
+/// weighted round-robin, as nginx balances upstreams): `[3, 1]` is
+/// `0 0 1 0`.
+pub fn weighted_order(weights: &[u32]) -> Vec<usize> {
+    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+    let mut current = vec![0i64; weights.len()];
+    (0..total)
+        .map(|_| {
+            for (c, &w) in current.iter_mut().zip(weights) {
+                *c += i64::from(w);
+            }
+            let best = (0..weights.len())
+                .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
+                .unwrap_or(0);
+            current[best] -= total;
+            best
+        })
+        .collect()
+}
+
 pub fn parse_url(url: &str) -> Result<Target, LoadError> {
     let bad = || LoadError::Url(url.to_string());
     let uri: http::Uri = url.parse().map_err(|_| bad())?;

@@ -27,7 +27,8 @@ struct Slot {
     quota: u64,
     /// Requests to send again, first.
     retry: Vec<InFlight>,
-    /// Which of the run's requests goes next (`-i` takes them in turn).
+    /// Where in the run's order of requests this client is (`-i` takes
+    /// them in turn, weights repeat them).
     next_request: usize,
     /// `--rps`: when its requests are due.
     timetable: Option<Timetable>,
@@ -70,7 +71,7 @@ impl<'a> Worker<'a> {
             poll,
             timer,
             slots: Vec::with_capacity(clients.len()),
-            tally: Tally::new(plan.measure_from, clients.len()),
+            tally: Tally::new(plan.measure_from, clients.len(), plan.requests.len()),
             last_progress: plan.start,
             ended: Vec::new(),
         };
@@ -220,8 +221,8 @@ impl<'a> Worker<'a> {
                 None if issuing => now,
                 None => break,
             };
-            let request = s.next_request;
-            s.next_request = (request + 1) % plan.requests.len();
+            let request = plan.order[s.next_request];
+            s.next_request = (s.next_request + 1) % plan.order.len();
             let tag = InFlight {
                 started,
                 request,
@@ -367,7 +368,8 @@ impl<'a> Worker<'a> {
                     if matches!(outcome, Outcome::Status(_)) {
                         s.served += 1;
                     }
-                    self.tally.record(i, r.started, outcome, f.body, now);
+                    self.tally
+                        .record(i, r.request, r.started, outcome, f.body, now);
                 }
             }
         }
@@ -387,7 +389,7 @@ impl<'a> Worker<'a> {
         self.tally.headers_in += c.h2.received.headers;
         self.tally.data_in += c.h2.received.data;
         let tally = &mut self.tally;
-        c.h2.fail_all(|f| tally.record(i, f.tag.started, f.outcome, f.body, now));
+        c.h2.fail_all(|f| tally.record(i, f.tag.request, f.tag.started, f.outcome, f.body, now));
         let s = &self.slots[i];
         let work = !s.retry.is_empty() || (s.quota > 0 && self.issuing(now));
         if problem.is_none() && work && s.served > 0 {
@@ -419,7 +421,8 @@ impl<'a> Worker<'a> {
         let retry = std::mem::take(&mut s.retry);
         let quota = std::mem::take(&mut s.quota);
         for r in retry {
-            self.tally.record(i, r.started, Outcome::Lost, 0, now);
+            self.tally
+                .record(i, r.request, r.started, Outcome::Lost, 0, now);
         }
         if counted {
             self.tally.fail_unsent(quota);
