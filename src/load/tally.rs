@@ -257,12 +257,10 @@ impl Tally {
             // A status over 999 is not HTTP: counted as 999.
             self.statuses[usize::from(s.min(999))] += 1;
         }
-        let path = path.map(|p| {
-            if let Some(s) = status {
-                *p.statuses.entry(s).or_default() += 1;
-            }
-            p
-        });
+        let mut path = path;
+        if let (Some(p), Some(s)) = (path.as_deref_mut(), status) {
+            *p.statuses.entry(s).or_default() += 1;
+        }
         if matches!(outcome, Outcome::Status(s) if (200..400).contains(&s)) {
             self.succeeded += 1;
             self.body_in += body;
