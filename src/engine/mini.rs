@@ -1267,7 +1267,7 @@ fn check_padding(head: FrameHeader, payload: &[u8], fixed: usize) -> Result<()> 
     Ok(())
 }
 
-mod request;
+pub mod request;
 mod response;
 
 #[cfg(test)]
