@@ -93,7 +93,11 @@ impl tokio::io::AsyncRead for Frames {
 }
 
 impl tokio::io::AsyncWrite for Frames {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Poll::Ready(Ok(b.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -121,7 +125,8 @@ fn bench(c: &mut Criterion) {
             }
             b.iter(|| {
                 let mut n = 0usize;
-                d.decode(black_box(&block), |k, v| n += k.len() + v.len()).unwrap();
+                d.decode(black_box(&block), |k, v| n += k.len() + v.len())
+                    .unwrap();
                 black_box(n)
             })
         });
@@ -132,7 +137,8 @@ fn bench(c: &mut Criterion) {
             }
             b.iter(|| {
                 let mut check = h2lab::engine::mini::request::Check::request();
-                d.decode(black_box(&block), |k, v| check.field(k, v)).unwrap();
+                d.decode(black_box(&block), |k, v| check.field(k, v))
+                    .unwrap();
                 black_box(check.finish().unwrap())
             })
         });

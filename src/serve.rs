@@ -259,8 +259,13 @@ pub fn run(args: Args) -> CmdResult {
     });
     let setup = server.setup();
     let stats = server.stop();
+    // A blind server's figures are not of the same work: said on its line.
+    let blind = match config.blind {
+        true => " (blind: no request read)",
+        false => "",
+    };
     eprintln!(
-        "h2lab: {setup} stopped{}: {} connections, {} responses, {} writes, {} failed, {} refused, {} timed out",
+        "h2lab: {setup}{blind} stopped{}: {} connections, {} responses, {} writes, {} failed, {} refused, {} timed out",
         signal.map(|s| format!(" by signal {s}")).unwrap_or_default(),
         stats.accepted,
         stats.responses,

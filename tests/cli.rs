@@ -41,6 +41,36 @@ fn serve_prints_one_line_and_sigterm_stops_with_status_0() {
     assert!(err.contains(" 0 failed, 0 refused, 0 timed out"), "{err}");
 }
 
+/// `--blind` says so on the stop line, and answers any path as `/`;
+/// without it, a path that is no route is 404.
+#[test]
+fn a_blind_server_says_it_is_blind() {
+    let s = serve(&["--dispatch", "poll", "--blind"]);
+    let out = curl(
+        &["--http2-prior-knowledge", "--write-out", " %{http_code}"],
+        &format!("{}nothing", s.url),
+    );
+    assert_eq!(out.stdout, b"Hello World\n 200");
+    let err = String::from_utf8_lossy(&s.stop_with("TERM").stderr).to_string();
+    assert!(
+        err.contains("poll/mini/none (blind: no request read) stopped"),
+        "{err}"
+    );
+    let s = serve(&["--dispatch", "poll"]);
+    let out = curl(
+        &["--http2-prior-knowledge", "--write-out", "%{http_code}"],
+        &format!("{}nothing", s.url),
+    );
+    assert_eq!(out.stdout, b"404");
+    let err = String::from_utf8_lossy(&s.stop_with("TERM").stderr).to_string();
+    assert!(err.contains("poll/mini/none stopped"), "{err}");
+    let err = fails_with_one_line(
+        &["serve", "--engine", "h2", "--dispatch", "tokio", "--blind"],
+        2,
+    );
+    assert!(err.contains("--blind is the mini engine's"), "{err}");
+}
+
 #[test]
 fn sigint_stops_with_status_0_while_a_client_is_connected() {
     let s = serve(&["--dispatch", "single"]);

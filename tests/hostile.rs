@@ -1,6 +1,8 @@
 //! Hostile clients against every setup: ten clients that never read —
-//! pipelining GETs, flooding PINGs or SETTINGS, or opening streams with a
-//! zero flow-control window — while an ordinary client is served (on
+//! pipelining GETs, flooding PINGs or SETTINGS, opening streams with a
+//! zero flow-control window, or sending header blocks whose 1,000-octet
+//! fields each enter the HPACK dynamic table and evict the one before —
+//! while an ordinary client is served (on
 //! `single`, one hostile client and no ordinary one: it serves one client
 //! at a time, so there only the memory budget and the stop are checked). The
 //! server's memory stays within a budget above idle, the ordinary client
@@ -40,9 +42,19 @@ enum Kind {
     /// SETTINGS_INITIAL_WINDOW_SIZE 0, then GETs: no response body may be
     /// sent, so every stream stays open on the server.
     ZeroWindow,
+    /// GETs each with a new 1,000-octet field to index (RFC 7541 §6.2.1):
+    /// every block evicts the entries before it from the server's dynamic
+    /// table, which stays within its 4,096 octets.
+    EvictingHeaders,
 }
 
-const KINDS: [Kind; 4] = [Kind::Gets, Kind::Pings, Kind::Settings, Kind::ZeroWindow];
+const KINDS: [Kind; 5] = [
+    Kind::Gets,
+    Kind::Pings,
+    Kind::Settings,
+    Kind::ZeroWindow,
+    Kind::EvictingHeaders,
+];
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
@@ -73,6 +85,14 @@ fn batch(kind: Kind, next: &mut u32) -> Vec<u8> {
                 get[5..9].copy_from_slice(&next.to_be_bytes());
                 *next += 2;
                 b.extend_from_slice(&get);
+            }
+            Kind::EvictingHeaders => {
+                let mut block = vec![0x82, 0x86, 0x84, 0x40];
+                h2lab::hpack::encode::string(&mut block, b"x-flood", false);
+                let value = format!("{next:010}").repeat(100);
+                h2lab::hpack::encode::string(&mut block, value.as_bytes(), false);
+                b.extend(frame(1, 5, *next, &block));
+                *next += 2;
             }
             Kind::Pings => b.extend(frame(6, 0, 0, b"hostile!")),
             Kind::Settings => b.extend(frame(4, 0, 0, &[0, 2, 0, 0, 0, 0])),
