@@ -33,9 +33,12 @@ fn request(path: &'static [u8], authority: &'static [u8]) -> Fields {
     ]
 }
 
-/// The blocks, each as sent on a connection after `prime` (the blocks
-/// that came before it on that connection).
-fn blocks() -> Vec<(&'static str, Vec<u8>, Vec<Vec<u8>>)> {
+/// A block's name, its octets, and the blocks that came before it on its
+/// connection.
+type Case = (&'static str, Vec<u8>, Vec<Vec<u8>>);
+
+/// The blocks, each as sent on a connection after the ones before it.
+fn blocks() -> Vec<Case> {
     // The built-in client: static entries, the authority a raw literal.
     let builtin = vec![0x82, 0x86, 0x84, 0x01, 14]
         .into_iter()
