@@ -2,11 +2,13 @@
 //! what to send to a caller-owned buffer, takes what the server sent, and
 //! reports each request that ended. Requests are prebuilt header blocks
 //! ([`super::request`]); bodies go out as DATA within the server's flow
-//! control windows and frame size. Of a response only `:status` is read,
-//! the first field of its header block (RFC 9113 §8.3); we set
-//! SETTINGS_HEADER_TABLE_SIZE to 0, so the server cannot index into a
-//! dynamic table and no general HPACK decoder is needed (the one we tried
-//! built a Huffman table per string, and was 90% of the client's time).
+//! control windows and frame size. A response's header block is decoded
+//! ([`crate::hpack`]) for its `:status`, and its fields counted (how many,
+//! whether one is `date`: what the server did per response, for the
+//! bench's equal-work columns); we set SETTINGS_HEADER_TABLE_SIZE to 0, so
+//! the server cannot index into a dynamic table (a decoder we tried before
+//! ours built a Huffman table per string, and was 90% of the client's
+//! time; ours takes about 20 ns a block, benches/hpack.rs).
 //!
 //! Manners: at most [`DEFAULT_STREAMS`] requests before the server's
 //! SETTINGS arrive, never more than its SETTINGS_MAX_CONCURRENT_STREAMS;
@@ -137,6 +139,11 @@ impl<T> Stream<T> {
 pub struct Received {
     pub headers: u64,
     pub data: u64,
+    /// Response header blocks, the fields in them, and the blocks with a
+    /// `date`.
+    pub blocks: u64,
+    pub fields: u64,
+    pub dated: u64,
 }
 
 /// Stream ids are small odd numbers handed out in order: a multiply is
@@ -198,6 +205,8 @@ pub struct ClientConnection<T> {
     table_size: usize,
     /// Scratch for an encoded block.
     block: Vec<u8>,
+    /// The responses' header blocks (our table size is 0).
+    decoder: crate::hpack::Decoder,
 }
 
 impl<T: Copy> ClientConnection<T> {
@@ -245,6 +254,7 @@ impl<T: Copy> ClientConnection<T> {
             encoder: None,
             table_size: crate::hpack::DEFAULT_TABLE_SIZE,
             block: Vec::new(),
+            decoder: crate::hpack::Decoder::new(0),
         }
     }
 
@@ -517,7 +527,7 @@ impl<T: Copy> ClientConnection<T> {
         block.extend_from_slice(fragment);
         if head.has(flags::END_HEADERS) {
             let (stream, end, block) = self.headers.take().expect("set above");
-            self.on_header_block(stream, end, &block, out, done);
+            self.on_header_block(stream, end, &block, out, done)?;
         }
         Ok(())
     }
@@ -675,8 +685,12 @@ impl<T: Copy> ClientConnection<T> {
         block: &[u8],
         out: &mut Vec<u8>,
         done: &mut impl FnMut(Finished<T>),
-    ) {
-        let status = status_of(block);
+    ) -> Result<(), ClientError> {
+        let head = read_head(&mut self.decoder, block)?;
+        self.received.blocks += 1;
+        self.received.fields += u64::from(head.fields);
+        self.received.dated += u64::from(head.dated);
+        let status = head.status;
         if let Some(s) = self.open.get_mut(&stream) {
             // Informational (1xx) heads are followed by the real one.
             if s.status.is_none_or(|old| (100..200).contains(&old)) {
@@ -686,6 +700,7 @@ impl<T: Copy> ClientConnection<T> {
         if end_stream {
             self.finish(stream, &[], out, done);
         }
+        Ok(())
     }
 
     /// Stream `stream` ended, with `last` its last DATA (empty when a
@@ -791,80 +806,33 @@ fn not_a_server_preface(buf: &[u8]) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1); returns it and
-/// the octets it took.
-fn hpack_int(p: &[u8], n: u8) -> Option<(usize, usize)> {
-    let max = (1usize << n) - 1;
-    let first = usize::from(*p.first()?) & max;
-    if first < max {
-        return Some((first, 1));
-    }
-    let (mut value, mut shift) = (max, 0u32);
-    for (i, &b) in p.iter().enumerate().skip(1).take(4) {
-        value += usize::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-        shift += 7;
-    }
-    None
+/// What a response's header block says: its `:status`, how many fields,
+/// whether one is `date`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Head {
+    status: Option<u16>,
+    fields: u32,
+    dated: bool,
 }
 
-/// Huffman codes of the digits (RFC 7541 Appendix B): '0'..'2' in 5 bits,
-/// '3'..'9' in 6; a status code needs nothing else.
-fn huffman_digits(data: &[u8]) -> Option<String> {
-    let (mut acc, mut bits, mut out) = (0u32, 0u32, String::new());
-    for &b in data {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        loop {
-            if bits >= 5 && (acc >> (bits - 5)) & 0x1f <= 2 {
-                out.push(char::from(b'0' + ((acc >> (bits - 5)) & 0x1f) as u8));
-                bits -= 5;
-            } else if bits >= 6 && (0x19..=0x1f).contains(&((acc >> (bits - 6)) & 0x3f)) {
-                out.push(char::from(
-                    b'3' + (((acc >> (bits - 6)) & 0x3f) - 0x19) as u8,
-                ));
-                bits -= 6;
-            } else {
-                break;
+fn read_head(decoder: &mut crate::hpack::Decoder, block: &[u8]) -> Result<Head, ClientError> {
+    let mut head = Head::default();
+    decoder
+        .decode(block, |name, value| {
+            head.fields += 1;
+            match name {
+                b":status" if head.status.is_none() => {
+                    head.status = std::str::from_utf8(value)
+                        .ok()
+                        .filter(|v| v.len() == 3)
+                        .and_then(|v| v.parse().ok());
+                }
+                b"date" => head.dated = true,
+                _ => {}
             }
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // What is left must be padding: fewer than 8 one-bits (§5.2).
-    (bits < 8 && acc == (1 << bits) - 1).then_some(out)
-}
-
-/// The `:status` of a response header block: its first field, indexed in
-/// the static table or a literal with the static name `:status` (index 8),
-/// after any dynamic table size updates.
-fn status_of(block: &[u8]) -> Option<u16> {
-    let mut p = block;
-    while p.first()? & 0xe0 == 0x20 {
-        let (_, used) = hpack_int(p, 5)?;
-        p = &p[used..];
-    }
-    let first = *p.first()?;
-    if first & 0x80 != 0 {
-        let (index, _) = hpack_int(p, 7)?;
-        const STATIC: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
-        return STATIC.get(index.checked_sub(8)?).copied();
-    }
-    let prefix = if first & 0x40 != 0 { 6 } else { 4 };
-    let (name, used) = hpack_int(p, prefix)?;
-    if name != 8 {
-        return None;
-    }
-    p = &p[used..];
-    let huffman = p.first()? & 0x80 != 0;
-    let (len, used) = hpack_int(p, 7)?;
-    let value = p.get(used..used + len)?;
-    let text = match huffman {
-        true => huffman_digits(value)?,
-        false => String::from_utf8(value.to_vec()).ok()?,
-    };
-    text.parse().ok()
+        })
+        .map_err(|_| ClientError::Protocol("a response header block that is not HPACK"))?;
+    Ok(head)
 }
 
 /// The header block fragment of a HEADERS frame, past padding and priority.
@@ -915,35 +883,24 @@ mod tests {
 
     #[test]
     fn status_from_every_encoding() {
-        assert_eq!(status_of(&[0x88]), Some(200), "indexed");
-        assert_eq!(
-            status_of(&[0x8d, 0x5f, 0x00]),
-            Some(404),
-            "indexed, more fields"
-        );
-        assert_eq!(
-            status_of(&[0x20, 0x88]),
-            Some(200),
-            "after a table size update"
-        );
-        assert_eq!(
-            status_of(&[0x48, 3, b'2', b'0', b'1']),
-            Some(201),
-            "literal, indexing"
-        );
-        assert_eq!(
-            status_of(&[0x08, 3, b'5', b'0', b'3']),
-            Some(503),
-            "literal, no indexing"
-        );
+        let status = |block: &[u8]| {
+            read_head(&mut crate::hpack::Decoder::new(0), block).map(|h| h.status)
+        };
+        assert_eq!(status(&[0x88]), Ok(Some(200)), "indexed");
+        assert_eq!(status(&[0x8d, 0x5f, 0x00]), Ok(Some(404)), "indexed, more fields");
+        assert_eq!(status(&[0x20, 0x88]), Ok(Some(200)), "after a table size update");
+        assert_eq!(status(&[0x48, 3, b'2', b'0', b'1']), Ok(Some(201)), "literal, indexing");
+        assert_eq!(status(&[0x08, 3, b'5', b'0', b'3']), Ok(Some(503)), "literal, no indexing");
         // RFC 7541 C.6.1 and C.6.2: "302" and "307", Huffman coded.
-        assert_eq!(status_of(&[0x48, 0x82, 0x64, 0x02]), Some(302));
-        assert_eq!(status_of(&[0x48, 0x83, 0x64, 0x0e, 0xff]), Some(307));
-        assert_eq!(huffman_digits(&[0x10, 0x01]).as_deref(), Some("200"));
-        assert_eq!(status_of(&[0xbe]), None, "a dynamic index");
-        assert_eq!(status_of(&[0x41, 1, b'x']), None, "not :status");
-        assert_eq!(status_of(&[]), None);
-        assert_eq!(status_of(&[0x48, 0x05, b'2']), None, "truncated");
+        assert_eq!(status(&[0x48, 0x82, 0x64, 0x02]), Ok(Some(302)));
+        assert_eq!(status(&[0x48, 0x83, 0x64, 0x0e, 0xff]), Ok(Some(307)));
+        assert_eq!(status(&[0x41, 1, b'x']), Ok(None), "not :status");
+        assert_eq!(status(&[]), Ok(None));
+        assert!(status(&[0xbe]).is_err(), "a dynamic index, with our table at 0");
+        assert!(status(&[0x48, 0x05, b'2']).is_err(), "truncated");
+        let mut d = crate::hpack::Decoder::new(0);
+        let head = read_head(&mut d, &[0x88, 0x0f, 0x12, 3, b'M', b'o', b'n']).unwrap();
+        assert_eq!(head, Head { status: Some(200), fields: 2, dated: true });
     }
 
     /// Our client against our mini engine, in memory.

@@ -191,6 +191,11 @@ pub struct Traffic {
     /// Of the HTTP/2 frames received: header block and DATA payloads.
     pub headers_in: u64,
     pub data_in: u64,
+    /// Response header blocks, the fields they held, and how many had a
+    /// `date`: what the server did per response, read from the wire.
+    pub header_blocks: u64,
+    pub header_fields: u64,
+    pub dated_blocks: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -325,6 +330,9 @@ pub(super) fn build(
             bytes_in_measured: t.bytes_in_measured,
             bytes_out: t.bytes_out,
             headers_in: t.headers_in,
+            header_blocks: t.header_blocks,
+            header_fields: t.header_fields,
+            dated_blocks: t.dated,
             data_in: t.data_in,
         },
         per_client: MinMeanMax::of(&per),
@@ -441,6 +449,17 @@ impl fmt::Display for LoadReport {
             bytes(t.data_in),
             bytes(t.bytes_out)
         )?;
+        if t.header_blocks > 0 {
+            let per = |n: u64| n as f64 / t.header_blocks as f64;
+            writeln!(
+                f,
+                "response heads: {} blocks, {:.2} fields and {:.1} octets each, {} with a date",
+                t.header_blocks,
+                per(t.header_fields),
+                per(t.headers_in),
+                t.dated_blocks
+            )?;
+        }
         match &self.latency_us {
             Some(l) => writeln!(
                 f,

@@ -188,6 +188,11 @@ pub struct Tally {
     pub bytes_in_measured: u64,
     pub headers_in: u64,
     pub data_in: u64,
+    /// Response header blocks received, the fields in them, and the
+    /// blocks with a `date` (warm-up included, as `headers_in`).
+    pub header_blocks: u64,
+    pub header_fields: u64,
+    pub dated: u64,
     /// DATA octets of the counted responses that succeeded (goodput).
     pub body_in: u64,
     /// Requests sent again (REFUSED_STREAM, or unprocessed by a GOAWAY).
@@ -221,6 +226,9 @@ impl Tally {
             bytes_out: 0,
             bytes_in_measured: 0,
             headers_in: 0,
+            header_blocks: 0,
+            header_fields: 0,
+            dated: 0,
             data_in: 0,
             body_in: 0,
             retried: 0,
@@ -331,6 +339,9 @@ impl Tally {
         self.bytes_in_measured += o.bytes_in_measured;
         self.bytes_out += o.bytes_out;
         self.headers_in += o.headers_in;
+        self.header_blocks += o.header_blocks;
+        self.header_fields += o.header_fields;
+        self.dated += o.dated;
         self.data_in += o.data_in;
         self.body_in += o.body_in;
         self.retried += o.retried;

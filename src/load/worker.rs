@@ -387,6 +387,9 @@ impl<'a> Worker<'a> {
         self.tally.bytes_in += c.bytes_in;
         self.tally.bytes_out += c.bytes_out;
         self.tally.headers_in += c.h2.received.headers;
+        self.tally.header_blocks += c.h2.received.blocks;
+        self.tally.header_fields += c.h2.received.fields;
+        self.tally.dated += c.h2.received.dated;
         self.tally.data_in += c.h2.received.data;
         let tally = &mut self.tally;
         c.h2.fail_all(|f| tally.record(i, f.tag.request, f.tag.started, f.outcome, f.body, now));
