@@ -28,7 +28,7 @@ use serde::Serialize;
 use super::child::{serve_child, ServeFailure};
 use super::confidence::{self, Interval};
 use super::counts::{self, Counts};
-use super::{meter, system};
+use super::{h2load, meter, system, LoadClient, Measured};
 use crate::cli::{self, values, CmdError, CmdResult, Exit};
 use crate::load::{self, LoadConfig, Stop};
 
@@ -117,6 +117,11 @@ pub struct Args {
     /// Print a markdown table instead.
     #[arg(long)]
     pub markdown: bool,
+    /// Who makes the load: the built-in client (in this process, pinned
+    /// to --pin-client), or h2load (pinned there; it prints no
+    /// percentiles, so the table has no latency rows then).
+    #[arg(long, value_enum, default_value_t = LoadClient::Builtin)]
+    pub client: LoadClient,
 }
 
 /// One run of one side.
@@ -217,7 +222,15 @@ pub fn run(args: Args) -> CmdResult {
         let mut pair = [None, None];
         for side in order {
             let (exe, serve_args) = &sides[side];
-            let run = measure(&args, exe, serve_args, pin_server.as_deref(), side, false);
+            let run = measure(
+                &args,
+                exe,
+                serve_args,
+                pin_server.as_deref(),
+                pin_client.as_deref(),
+                side,
+                false,
+            );
             if system::interrupted() {
                 break 'pairs;
             }
@@ -255,7 +268,15 @@ pub fn run(args: Args) -> CmdResult {
     let mut counts_missing = counts::perf_usable().err();
     if !interrupted && counts_missing.is_none() {
         for (side, (exe, serve_args)) in sides.iter().enumerate() {
-            match measure(&args, exe, serve_args, pin_server.as_deref(), side, true) {
+            match measure(
+                &args,
+                exe,
+                serve_args,
+                pin_server.as_deref(),
+                pin_client.as_deref(),
+                side,
+                true,
+            ) {
                 Ok((_, c)) => counted[side] = Some(c),
                 Err(_) if system::interrupted() => {
                     counts_missing.get_or_insert("interrupted during the counting runs".into());
@@ -301,6 +322,7 @@ fn measure(
     exe: &std::path::Path,
     serve_args: &[String],
     pin: Option<&str>,
+    pin_client: Option<&str>,
     side: usize,
     counting: bool,
 ) -> Result<(Sample, Counts), CmdError> {
@@ -315,9 +337,13 @@ fn measure(
             serve_args.join(" ")
         ))
     })?;
-    let (report, metered) =
-        meter::around(&[child.id()], args.warm_up, args.duration, counting, || {
-            load::run(&LoadConfig {
+    let (measured, metered) = meter::around(
+        &[child.id()],
+        args.warm_up,
+        args.duration,
+        counting,
+        || match args.client {
+            LoadClient::Builtin => load::run(&LoadConfig {
                 url: url.clone(),
                 clients: args.clients as usize,
                 streams: args.pipeline as usize,
@@ -326,27 +352,57 @@ fn measure(
                 insecure: true,
                 ..LoadConfig::default()
             })
-        });
+            .map_err(|e| e.to_string())
+            .and_then(|report| match report.succeeded {
+                0 => Err(format!("no request succeeded ({report})")),
+                _ => Ok(Measured {
+                    req_per_s: report.req_per_s,
+                    p50_us: report.latency_us.map(|l| l.p50),
+                    p99_us: report.latency_us.map(|l| l.p99),
+                    mean_us: report.latency_us.map_or(0.0, |l| l.mean),
+                    succeeded: report.succeeded,
+                    failed: report.failed,
+                    connection_errors: report.connection_errors,
+                    seconds: report.seconds,
+                    goodput_bytes_per_s: report.goodput_bytes_per_s,
+                    octets_in: Some(report.traffic.bytes_in_measured),
+                }),
+            }),
+            LoadClient::H2load => h2load::run_with(
+                &h2load::Shape {
+                    clients: args.clients as usize,
+                    pipeline: args.pipeline as usize,
+                    threads: 1,
+                    duration: args.duration,
+                    warm_up: args.warm_up,
+                    timeout: Duration::from_secs(10),
+                    window: None,
+                    pin: pin_client,
+                },
+                &url,
+            )
+            .map_err(|e| e.to_string()),
+        },
+    );
     drop(child);
-    let report = report.map_err(|e| CmdError::Failed(anyhow::anyhow!("{name}: {e}")))?;
+    let m = measured.map_err(|e| CmdError::Failed(anyhow::anyhow!("{name}: {e}")))?;
     let metered = metered.map_err(|e| CmdError::Failed(anyhow::anyhow!("{name}: {e}")))?;
-    if report.succeeded == 0 {
+    if m.succeeded == 0 {
         return Err(CmdError::Failed(anyhow::anyhow!(
-            "{name}: no request succeeded ({report})"
+            "{name}: no request succeeded"
         )));
     }
-    let l = report.latency_us.unwrap_or_default();
     let counts = Counts::per_request(
-        report.succeeded,
+        m.succeeded,
         metered.syscalls,
         Some(metered.ctx_switches),
-        Some(report.traffic.bytes_in_measured),
+        m.octets_in,
     );
     let sample = Sample {
-        cpu_us_per_req: metered.cpu_s * 1e6 / report.succeeded as f64,
-        req_per_s: report.req_per_s,
-        p50_us: l.p50 as f64,
-        p99_us: l.p99 as f64,
+        cpu_us_per_req: metered.cpu_s * 1e6 / m.succeeded as f64,
+        req_per_s: m.req_per_s,
+        p50_us: m.p50_us.map_or(f64::NAN, |v| v as f64),
+        p99_us: m.p99_us.map_or(f64::NAN, |v| v as f64),
         ctx_switches_per_req: counts.ctx_switches_per_req.unwrap_or(0.0),
     };
     Ok((sample, counts))
@@ -359,12 +415,15 @@ fn report(
     counts_missing: Option<String>,
     interrupted: bool,
 ) -> AbReport {
-    let figures = vec![
+    let mut figures = vec![
         compare("CPU µs/request", &samples, |s| s.cpu_us_per_req),
         compare("req/s", &samples, |s| s.req_per_s),
-        compare("p50 µs", &samples, |s| s.p50_us),
-        compare("p99 µs", &samples, |s| s.p99_us),
     ];
+    // h2load prints no percentiles.
+    if args.client == LoadClient::Builtin {
+        figures.push(compare("p50 µs", &samples, |s| s.p50_us));
+        figures.push(compare("p99 µs", &samples, |s| s.p99_us));
+    }
     // Context switches are counted in every timed run: their median.
     let ctx = |side: usize| {
         median(

@@ -9,20 +9,50 @@ use super::{BenchConfig, BenchError, Cell, Measured};
 
 /// One run of h2load against `url` for the bench's duration.
 pub fn run(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
+    run_with(
+        &Shape {
+            clients: cell.clients,
+            pipeline: cell.pipeline,
+            // As many threads as the server has, at most one per connection.
+            threads: cell.threads.clamp(1, cell.clients),
+            duration: config.duration,
+            warm_up: config.warm_up,
+            timeout: config.timeout,
+            window: config.window,
+            pin: config.pin_client.as_deref(),
+        },
+        url,
+    )
+}
+
+/// What an h2load run is asked.
+pub struct Shape<'a> {
+    pub clients: usize,
+    pub pipeline: usize,
+    pub threads: usize,
+    pub duration: std::time::Duration,
+    pub warm_up: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub window: Option<u32>,
+    /// CPUs for h2load (`taskset -c`).
+    pub pin: Option<&'a str>,
+}
+
+/// One run of h2load against `url` as `shape` says.
+pub fn run_with(shape: &Shape<'_>, url: &str) -> Result<Measured, BenchError> {
     let started = Instant::now();
-    let secs = config.timeout.as_secs().max(1).to_string();
-    let child = system::owned(pinned(Command::new("h2load"), config.pin_client.as_deref()))
+    let secs = shape.timeout.as_secs().max(1).to_string();
+    let child = system::owned(pinned(Command::new("h2load"), shape.pin))
         .arg(format!(
             "--duration={}ms",
-            config.duration.as_millis().max(1)
+            shape.duration.as_millis().max(1)
         ))
-        .arg(format!("--warm-up-time={}ms", config.warm_up.as_millis()))
-        .args(["-c", &cell.clients.to_string()])
-        .args(["-m", &cell.pipeline.to_string()])
-        // As many threads as the server has, at most one per connection.
-        .args(["-t", &cell.threads.clamp(1, cell.clients).to_string()])
+        .arg(format!("--warm-up-time={}ms", shape.warm_up.as_millis()))
+        .args(["-c", &shape.clients.to_string()])
+        .args(["-m", &shape.pipeline.to_string()])
+        .args(["-t", &shape.threads.to_string()])
         .args(["-T", &secs, "-N", &secs])
-        .args(window_bits(config.window))
+        .args(window_bits(shape.window))
         .arg(url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

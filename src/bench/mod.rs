@@ -368,18 +368,18 @@ fn trace_cost(
 
 /// What a load client reports of one run (the server's CPU is read apart).
 #[derive(Clone, Debug, PartialEq)]
-struct Measured {
-    req_per_s: f64,
-    p50_us: Option<u64>,
-    p99_us: Option<u64>,
-    mean_us: f64,
-    succeeded: u64,
-    failed: u64,
-    connection_errors: u64,
-    seconds: f64,
-    goodput_bytes_per_s: f64,
+pub struct Measured {
+    pub req_per_s: f64,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub mean_us: f64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub connection_errors: u64,
+    pub seconds: f64,
+    pub goodput_bytes_per_s: f64,
     /// Octets the client read in the measured time (`None`: h2load).
-    octets_in: Option<u64>,
+    pub octets_in: Option<u64>,
 }
 
 fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {

@@ -111,6 +111,25 @@ impl Route {
     }
 }
 
+/// A response's `content-type` (an enum, so that comparing answers, which
+/// the mini engine does per response, compares no text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    Html,
+    OctetStream,
+    Plain,
+}
+
+impl ContentType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentType::Html => "text/html",
+            ContentType::OctetStream => "application/octet-stream",
+            ContentType::Plain => "text/plain",
+        }
+    }
+}
+
 /// What a request is answered: its status, header fields, body and the
 /// work done before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +139,7 @@ pub struct Answer {
     pub length: u64,
     /// Whether the body is sent (not for HEAD).
     pub send_body: bool,
-    pub content_type: &'static str,
+    pub content_type: ContentType,
     /// 405: `allow` says which methods are.
     pub allow: bool,
     pub work: Work,
@@ -136,7 +155,7 @@ impl Answer {
             status,
             length: 0,
             send_body: true,
-            content_type: "text/plain",
+            content_type: ContentType::Plain,
             allow: false,
             work: Work::None,
         };
@@ -151,7 +170,7 @@ impl Answer {
                 Route::Default => Answer::default_for(handler),
                 Route::Bytes(n) => Answer {
                     length: n,
-                    content_type: "application/octet-stream",
+                    content_type: ContentType::OctetStream,
                     ..plain(200)
                 },
                 Route::Work(work) => Answer {
@@ -174,7 +193,7 @@ impl Answer {
             status: 200,
             length: handler.body.len(),
             send_body: true,
-            content_type: "text/html",
+            content_type: ContentType::Html,
             allow: false,
             work: handler.work,
         }

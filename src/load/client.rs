@@ -883,24 +883,49 @@ mod tests {
 
     #[test]
     fn status_from_every_encoding() {
-        let status = |block: &[u8]| {
-            read_head(&mut crate::hpack::Decoder::new(0), block).map(|h| h.status)
-        };
+        let status =
+            |block: &[u8]| read_head(&mut crate::hpack::Decoder::new(0), block).map(|h| h.status);
         assert_eq!(status(&[0x88]), Ok(Some(200)), "indexed");
-        assert_eq!(status(&[0x8d, 0x5f, 0x00]), Ok(Some(404)), "indexed, more fields");
-        assert_eq!(status(&[0x20, 0x88]), Ok(Some(200)), "after a table size update");
-        assert_eq!(status(&[0x48, 3, b'2', b'0', b'1']), Ok(Some(201)), "literal, indexing");
-        assert_eq!(status(&[0x08, 3, b'5', b'0', b'3']), Ok(Some(503)), "literal, no indexing");
+        assert_eq!(
+            status(&[0x8d, 0x5f, 0x00]),
+            Ok(Some(404)),
+            "indexed, more fields"
+        );
+        assert_eq!(
+            status(&[0x20, 0x88]),
+            Ok(Some(200)),
+            "after a table size update"
+        );
+        assert_eq!(
+            status(&[0x48, 3, b'2', b'0', b'1']),
+            Ok(Some(201)),
+            "literal, indexing"
+        );
+        assert_eq!(
+            status(&[0x08, 3, b'5', b'0', b'3']),
+            Ok(Some(503)),
+            "literal, no indexing"
+        );
         // RFC 7541 C.6.1 and C.6.2: "302" and "307", Huffman coded.
         assert_eq!(status(&[0x48, 0x82, 0x64, 0x02]), Ok(Some(302)));
         assert_eq!(status(&[0x48, 0x83, 0x64, 0x0e, 0xff]), Ok(Some(307)));
         assert_eq!(status(&[0x41, 1, b'x']), Ok(None), "not :status");
         assert_eq!(status(&[]), Ok(None));
-        assert!(status(&[0xbe]).is_err(), "a dynamic index, with our table at 0");
+        assert!(
+            status(&[0xbe]).is_err(),
+            "a dynamic index, with our table at 0"
+        );
         assert!(status(&[0x48, 0x05, b'2']).is_err(), "truncated");
         let mut d = crate::hpack::Decoder::new(0);
         let head = read_head(&mut d, &[0x88, 0x0f, 0x12, 3, b'M', b'o', b'n']).unwrap();
-        assert_eq!(head, Head { status: Some(200), fields: 2, dated: true });
+        assert_eq!(
+            head,
+            Head {
+                status: Some(200),
+                fields: 2,
+                dated: true
+            }
+        );
     }
 
     /// Our client against our mini engine, in memory.

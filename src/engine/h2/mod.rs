@@ -204,7 +204,10 @@ fn answer(mut respond: SendResponse<Bytes>, what: &Answer, date: &HttpDate) -> O
     let mut response = http::Response::new(());
     *response.status_mut() = http::StatusCode::from_u16(what.status).ok()?;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(what.content_type));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(what.content_type.as_str()),
+    );
     if what.has_content_length() {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(what.length));
     }

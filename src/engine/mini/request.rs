@@ -53,6 +53,7 @@ impl Check {
         }
     }
 
+    #[inline]
     pub fn field(&mut self, name: &[u8], value: &[u8]) {
         if self.error.is_none() {
             if let Err(why) = self.check(name, value) {
@@ -151,15 +152,54 @@ impl Check {
     }
 }
 
+/// What each octet may be: a token character (RFC 9110 §5.6.2's tchar),
+/// an uppercase letter, an octet a field value must not hold (NUL, CR,
+/// LF). A table, so that a field's check is one load per octet.
+const TCHAR: u8 = 1;
+const UPPER: u8 = 2;
+const NOT_IN_VALUE: u8 = 4;
+const CLASS: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() {
+            t[c] |= TCHAR;
+        }
+        if b.is_ascii_uppercase() {
+            t[c] |= UPPER;
+        }
+        c += 1;
+    }
+    let extra = b"!#$%&'*+-.^_`|~";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] |= TCHAR;
+        i += 1;
+    }
+    t[0] |= NOT_IN_VALUE;
+    t[b'\r' as usize] |= NOT_IN_VALUE;
+    t[b'\n' as usize] |= NOT_IN_VALUE;
+    t
+}
+
 /// §8.2.1: a name of lowercase token characters.
 fn check_name(name: &[u8]) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("empty field name");
     }
-    if name.iter().any(u8::is_ascii_uppercase) {
+    let mut all = TCHAR;
+    let mut any = 0;
+    for &c in name {
+        all &= CLASS[c as usize];
+        any |= CLASS[c as usize];
+    }
+    if any & UPPER != 0 {
         return Err("field name with uppercase letters");
     }
-    if !name.iter().all(|&c| is_tchar(c)) {
+    if all & TCHAR == 0 {
         return Err("field name with a character outside a token");
     }
     Ok(())
@@ -167,7 +207,7 @@ fn check_name(name: &[u8]) -> Result<(), &'static str> {
 
 /// §8.2.1: no NUL, CR or LF, and no whitespace at either end.
 fn check_value(value: &[u8]) -> Result<(), &'static str> {
-    if value.iter().any(|&c| matches!(c, 0 | b'\r' | b'\n')) {
+    if holds_nul_cr_or_lf(value) {
         return Err("field value with NUL, CR or LF");
     }
     if matches!(value.first(), Some(b' ' | b'\t')) || matches!(value.last(), Some(b' ' | b'\t')) {
@@ -176,9 +216,31 @@ fn check_value(value: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Whether `v` holds NUL, CR or LF: eight octets at a time (a word has a
+/// zero octet iff `(x - 0x01..) & !x & 0x80..` is not 0, and `x ^ c..` has
+/// one where `x` has `c`), the rest one by one. The check of every value
+/// of every request, so it is worth the trick: octet by octet it was a
+/// sixth of `poll`'s CPU at 5 × 100.
+fn holds_nul_cr_or_lf(v: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let mut words = v.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().expect("8 octets"));
+        if zero(x) | zero(x ^ (LO * u64::from(b'\r'))) | zero(x ^ (LO * u64::from(b'\n'))) != 0 {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&c| CLASS[c as usize] & NOT_IN_VALUE != 0)
+}
+
 /// RFC 9110 §5.6.2's tchar.
 fn is_tchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+    CLASS[c as usize] & TCHAR != 0
 }
 
 #[cfg(test)]
@@ -197,6 +259,23 @@ mod tests {
     }
 
     const GET: [(&str, &str); 3] = [(":method", "GET"), (":scheme", "https"), (":path", "/")];
+
+    /// At every position of values of every length to 40, each of NUL,
+    /// CR and LF is found, and nothing else is.
+    #[test]
+    fn nul_cr_and_lf_are_found_anywhere() {
+        for len in 1..40 {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = c;
+                    let bad = matches!(c, 0 | b'\r' | b'\n');
+                    assert_eq!(holds_nul_cr_or_lf(&v), bad, "{len} {at} {c}");
+                }
+            }
+        }
+        assert!(!holds_nul_cr_or_lf(b""));
+    }
 
     #[test]
     fn a_plain_request_is_well_formed() {

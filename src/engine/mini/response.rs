@@ -28,7 +28,7 @@ pub fn block(answer: &Answer, date: &HttpDate, out: &mut Vec<u8>) {
         500 => indexed(out, 14),
         code => literal(out, STATUS, digits(u64::from(code), &mut [0; 20])),
     }
-    literal(out, CONTENT_TYPE, answer.content_type.as_bytes());
+    literal(out, CONTENT_TYPE, answer.content_type.as_str().as_bytes());
     if answer.has_content_length() {
         literal(out, CONTENT_LENGTH, digits(answer.length, &mut [0; 20]));
     }
