@@ -25,6 +25,9 @@ use super::system;
 /// All system calls, then the read-like and the write-like ones.
 const ALL: &str = "raw_syscalls:sys_enter";
 const READS: [&str; 5] = ["read", "readv", "recvfrom", "recvmsg", "recvmmsg"];
+/// Reads at an offset: a file's (h2o's and nghttpd's file handlers, and
+/// `serve --body-file`, read the file per request with one of these).
+const FILE_READS: [&str; 3] = ["pread64", "preadv", "preadv2"];
 const WRITES: [&str; 6] = [
     "write",
     "writev",
@@ -40,6 +43,19 @@ pub struct Syscalls {
     pub all: u64,
     pub reads: u64,
     pub writes: u64,
+    pub file_reads: u64,
+}
+
+/// What the server put in each response, read from the wire by the
+/// load client (a probe of a few requests before each run): header fields
+/// and header block octets per response, the share of responses with a
+/// `date`, body octets per response.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Heads {
+    pub fields: f64,
+    pub octets: f64,
+    pub dated: f64,
+    pub body: f64,
 }
 
 /// Counts per succeeded request (`None`: not counted).
@@ -54,6 +70,18 @@ pub struct Counts {
     /// Requests per read-like call (calls that found nothing included).
     pub requests_per_read: Option<f64>,
     pub ctx_switches_per_req: Option<f64>,
+    /// pread-like calls per request: the server's file reads.
+    #[serde(default)]
+    pub file_reads_per_req: Option<f64>,
+    /// What each response carried ([`Heads`]).
+    #[serde(default)]
+    pub head_fields: Option<f64>,
+    #[serde(default)]
+    pub head_octets: Option<f64>,
+    #[serde(default)]
+    pub head_dated: Option<f64>,
+    #[serde(default)]
+    pub body_octets: Option<f64>,
 }
 
 impl Counts {
@@ -82,7 +110,33 @@ impl Counts {
                 .filter(|s| s.reads > 0)
                 .map(|s| requests as f64 / s.reads as f64),
             ctx_switches_per_req: ctx_switches.map(per),
+            file_reads_per_req: s.map(|s| per(s.file_reads)),
+            ..Counts::default()
         }
+    }
+
+    /// These counts with what each response carried, where they have none.
+    pub fn with_heads(self, heads: Option<Heads>) -> Counts {
+        match heads {
+            None => self,
+            Some(h) => Counts {
+                head_fields: self.head_fields.or(Some(h.fields)),
+                head_octets: self.head_octets.or(Some(h.octets)),
+                head_dated: self.head_dated.or(Some(h.dated)),
+                body_octets: self.body_octets.or(Some(h.body)),
+                ..self
+            },
+        }
+    }
+
+    /// What each response carried, if probed.
+    pub fn heads(&self) -> Option<Heads> {
+        Some(Heads {
+            fields: self.head_fields?,
+            octets: self.head_octets?,
+            dated: self.head_dated?,
+            body: self.body_octets?,
+        })
     }
 
     /// These counts with the context switches of `timed` (which has them
@@ -265,6 +319,7 @@ impl Perf {
             READS
                 .iter()
                 .chain(&WRITES)
+                .chain(&FILE_READS)
                 .map(|s| format!("syscalls:sys_enter_{s}")),
         );
         let pid_list: Vec<String> = pids.iter().map(u32::to_string).collect();
@@ -331,6 +386,7 @@ impl Perf {
             all: count(ALL).ok_or_else(|| format!("perf stat counted no {ALL}: {out}"))?,
             reads: sum(&READS),
             writes: sum(&WRITES),
+            file_reads: sum(&FILE_READS),
         })
     }
 
@@ -401,6 +457,7 @@ mod tests {
             all: 300,
             reads: 50,
             writes: 25,
+            file_reads: 100,
         };
         let c = Counts::per_request(100, Some(s), Some(40), Some(10_000));
         assert_eq!(c.syscalls_per_req, Some(3.0));
@@ -409,6 +466,7 @@ mod tests {
         assert_eq!(c.octets_per_write, Some(400.0));
         assert_eq!(c.requests_per_read, Some(2.0));
         assert_eq!(c.ctx_switches_per_req, Some(0.4));
+        assert_eq!(c.file_reads_per_req, Some(1.0));
         assert_eq!(
             Counts::per_request(0, Some(s), Some(1), None),
             Counts::default()

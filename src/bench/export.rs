@@ -68,7 +68,7 @@ impl Exporter<Results> for Table {
             .iter()
             .any(|m| m.cell.body != crate::engine::Body::default());
         let mut out = format!(
-            "{:<w$} {:>4} {:>4} {:>10} {:>21} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6} {:>6} {:>7} {:>7} {:>9}{}\n",
+            "{:<w$} {:>4} {:>4} {:>10} {:>21} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6} {:>6} {:>7} {:>13} {:>7} {:>7} {:>9}{}\n",
             "setup",
             "c",
             "m",
@@ -82,6 +82,8 @@ impl Exporter<Results> for Table {
             "cs/r",
             "sys/r",
             "B/write",
+            "response head",
+            "pread/r",
             "failed",
             "conn err",
             if goodput { "     MiB/s" } else { "" }
@@ -104,7 +106,7 @@ impl Exporter<Results> for Table {
             };
             let _ = writeln!(
                 out,
-                "{:<w$} {:>4} {:>4} {:>10.0} {:>21} {:>8} {:>8} {:>9.2} {:>15} {:>5}{mark} {:>5}{wake} {:>6} {:>7} {:>7} {:>9}{}",
+                "{:<w$} {:>4} {:>4} {:>10.0} {:>21} {:>8} {:>8} {:>9.2} {:>15} {:>5}{mark} {:>5}{wake} {:>6} {:>7} {:>13} {:>7} {:>7} {:>9}{}",
                 m.cell.to_string(),
                 m.cell.clients,
                 m.cell.pipeline,
@@ -121,6 +123,8 @@ impl Exporter<Results> for Table {
                 count(m.counts.ctx_switches_per_req, 2),
                 count(m.counts.syscalls_per_req, 2),
                 count(m.counts.octets_per_write, 0),
+                head(&m.counts),
+                count(m.counts.file_reads_per_req, 2),
                 m.failed,
                 m.connection_errors,
                 match goodput {
@@ -364,6 +368,20 @@ impl Exporter<Results> for Markdown<'_> {
         }
         out.push_str(&self.machine);
         Ok(out)
+    }
+}
+
+/// What each response carried, in one column: fields, header block
+/// octets, `d` when it had a date (`4f 50B d`); `–` when not probed.
+fn head(c: &super::counts::Counts) -> String {
+    match c.heads() {
+        None => "–".into(),
+        Some(h) => format!(
+            "{:.0}f {:.0}B{}",
+            h.fields,
+            h.octets,
+            if h.dated >= 0.5 { " d" } else { "" }
+        ),
     }
 }
 

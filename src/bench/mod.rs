@@ -288,6 +288,8 @@ fn run_one(
         cell.offload,
         trace.as_ref(),
     )?;
+    // What the server puts in each response, read before the run.
+    let heads = probe(server.url())?;
     // nginx's worker exists before the load starts: the set is stable.
     // The load warms up first; the server is metered from its end.
     let (m, metered) = meter::around(
@@ -332,7 +334,8 @@ fn run_one(
             metered.syscalls,
             Some(metered.ctx_switches),
             m.octets_in,
-        ),
+        )
+        .with_heads(Some(heads)),
         trace,
         pace_ns: None,
     })
@@ -380,6 +383,26 @@ pub struct Measured {
     pub goodput_bytes_per_s: f64,
     /// Octets the client read in the measured time (`None`: h2load).
     pub octets_in: Option<u64>,
+}
+
+/// What the server at `url` puts in each response: 4 requests, one at a
+/// time, by the built-in client, which decodes every response head.
+fn probe(url: &str) -> Result<counts::Heads, BenchError> {
+    const N: u64 = 4;
+    let report = load::run(&LoadConfig {
+        url: url.to_string(),
+        stop: Stop::Requests(N),
+        insecure: true,
+        ..LoadConfig::default()
+    })?;
+    let t = &report.traffic;
+    let per = |n: u64| n as f64 / t.header_blocks.max(1) as f64;
+    Ok(counts::Heads {
+        fields: per(t.header_fields),
+        octets: per(t.headers_in),
+        dated: per(t.dated_blocks),
+        body: per(t.data_in),
+    })
 }
 
 fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {

@@ -13,7 +13,7 @@ use crate::csv_file::{self, CsvFileError};
 use crate::engine::{Body, Work};
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read,head_fields,head_octets,head_dated,body_octets,file_reads_per_req";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -122,6 +122,20 @@ pub struct Row {
     pub octets_per_write: Option<f64>,
     #[serde(default)]
     pub requests_per_read: Option<f64>,
+    /// The same work per request? What the server did for each, read from
+    /// the wire (a probe before each run) and from its system calls: the
+    /// response's header fields, its header block octets, the share of
+    /// responses with a `date`, body octets, and pread-like file reads.
+    #[serde(default)]
+    pub head_fields: Option<f64>,
+    #[serde(default)]
+    pub head_octets: Option<f64>,
+    #[serde(default)]
+    pub head_dated: Option<f64>,
+    #[serde(default)]
+    pub body_octets: Option<f64>,
+    #[serde(default)]
+    pub file_reads_per_req: Option<f64>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -180,6 +194,11 @@ impl Row {
             writes_per_req: None,
             octets_per_write: None,
             requests_per_read: None,
+            head_fields: None,
+            head_octets: None,
+            head_dated: None,
+            body_octets: None,
+            file_reads_per_req: None,
         }
     }
 
@@ -192,6 +211,11 @@ impl Row {
             writes_per_req: r(c.writes_per_req),
             octets_per_write: c.octets_per_write.map(|v| round(v, 1)),
             requests_per_read: r(c.requests_per_read),
+            head_fields: c.head_fields.map(|v| round(v, 2)),
+            head_octets: c.head_octets.map(|v| round(v, 1)),
+            head_dated: c.head_dated.map(|v| round(v, 2)),
+            body_octets: c.body_octets.map(|v| round(v, 1)),
+            file_reads_per_req: r(c.file_reads_per_req),
             ..self
         }
     }
@@ -204,6 +228,11 @@ impl Row {
             octets_per_write: self.octets_per_write,
             requests_per_read: self.requests_per_read,
             ctx_switches_per_req: self.ctx_switches_per_req,
+            file_reads_per_req: self.file_reads_per_req,
+            head_fields: self.head_fields,
+            head_octets: self.head_octets,
+            head_dated: self.head_dated,
+            body_octets: self.body_octets,
         }
     }
 
@@ -451,6 +480,10 @@ mod tests {
                 syscalls_per_req: Some(0.37),
                 octets_per_write: Some(412.345),
                 ctx_switches_per_req: Some(0.02),
+                head_fields: Some(4.0),
+                head_octets: Some(50.0),
+                head_dated: Some(1.0),
+                body_octets: Some(12.0),
                 ..Counts::default()
             },
         };
@@ -460,7 +493,7 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,,4.0,50.0,1.0,12.0,")
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);

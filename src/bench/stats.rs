@@ -209,7 +209,8 @@ pub fn medians(
                 .find(|r| r.cell == *cell)
                 .map(|r| r.counts)
                 .unwrap_or_default()
-                .with_ctx_switches((!ctx.is_empty()).then(|| median(ctx)));
+                .with_ctx_switches((!ctx.is_empty()).then(|| median(ctx)))
+                .with_heads(mine.iter().find_map(|r| r.counts.heads()));
             let rps: Vec<f64> = mine.iter().map(|r| r.req_per_s).collect();
             let cpu: Vec<f64> = mine.iter().map(|r| r.cpu_us_per_req).collect();
             let pct = |f: fn(&Run) -> Option<u64>| -> Option<u64> {
