@@ -167,6 +167,13 @@ pub struct Args {
     /// blind server says so.
     #[arg(long)]
     pub blind: bool,
+    /// Answer `/` (and its work routes) with this file's octets, read from
+    /// the file for every request with one pread, as h2o's and nghttpd's
+    /// file handlers do: to compare servers on the same body source (the
+    /// bench counts the reads). Its length is taken at start; at most
+    /// 64MiB.
+    #[arg(long, value_name = "PATH", conflicts_with = "body")]
+    pub body_file: Option<PathBuf>,
 }
 
 /// The deadline for a client's handshake, preface and SETTINGS.
@@ -208,6 +215,7 @@ impl Args {
             offload: self.offload.unwrap_or(0) as usize,
             max_streams: self.max_streams,
             blind: self.blind,
+            body_file: self.body_file,
         }
     }
 }

@@ -86,7 +86,7 @@ const BLIND_HEADERS: [u8; 11] = [
 ];
 
 /// How a connection answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     /// The answer to `/` (`--body`, `--work`); SETTINGS_MAX_CONCURRENT_STREAMS
     /// (at most [`MAX_STREAMS_LIMIT`]); blind: the seed's answer, no
@@ -181,10 +181,13 @@ struct OpenStream {
 
 /// A response on its way out: its HEADERS, then its body in DATA frames
 /// as the windows allow.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Outgoing {
     stream: u32,
     answer: Answer,
+    /// A `--body-file` answer's octets, once the driver has read them
+    /// ([`MiniConnection::fill_bodies`]); nothing goes before.
+    data: Option<Box<[u8]>>,
     due: Due,
     headers_sent: bool,
     /// Body octets sent so far.
@@ -229,6 +232,9 @@ pub struct MiniConnection {
     /// Work of the answers begun since the driver last took it
     /// ([`MiniConnection::take_work`]), done on its thread.
     work: Vec<Work>,
+    /// Answers whose body the driver must read from `--body-file`
+    /// ([`MiniConnection::fill_bodies`]), by stream.
+    unread: Vec<u32>,
     /// The client's SETTINGS_INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE.
     initial_window: i64,
     max_frame: u32,
@@ -278,8 +284,9 @@ impl MiniConnection {
         settings[..2].copy_from_slice(&setting::MAX_CONCURRENT_STREAMS.to_be_bytes());
         settings[2..].copy_from_slice(&max.to_be_bytes());
         encode_frame(out, FrameType::SETTINGS, 0, 0, &settings);
-        let default = Answer::default_for(config.handler);
+        let default = Answer::default_for(&config.handler);
         let date = HttpDate::default();
+        let whole = prebuilt(&default, config.handler.blind, &date);
         Self {
             state: State::Preface(0),
             pending: Vec::new(),
@@ -295,9 +302,10 @@ impl MiniConnection {
             config,
             default,
             date,
-            whole: prebuilt(&default, config.handler.blind, &date),
+            whole,
             sending: VecDeque::new(),
             work: Vec::new(),
+            unread: Vec::new(),
             initial_window: i64::from(frame::DEFAULT_WINDOW_SIZE),
             max_frame: DEFAULT_MAX_FRAME_SIZE,
             conn_window: i64::from(frame::DEFAULT_WINDOW_SIZE),
@@ -360,6 +368,20 @@ impl MiniConnection {
             if s.due == Due::Held(false) {
                 s.due = Due::Held(true);
                 each(s.stream, s.answer.work);
+            }
+        }
+    }
+
+    /// Answers from `--body-file` begun since the last call: `read` fills
+    /// each one's body (the driver reads the file, one read per answer,
+    /// as a file server does). Call it after every input.
+    pub fn fill_bodies(&mut self, mut read: impl FnMut(&mut Vec<u8>)) {
+        for stream in std::mem::take(&mut self.unread) {
+            if let Some(s) = self.sending.iter_mut().find(|s| s.stream == stream) {
+                let mut data = Vec::new();
+                read(&mut data);
+                data.resize(s.answer.body_len() as usize, 0);
+                s.data = Some(data.into_boxed_slice());
             }
         }
     }
@@ -546,7 +568,7 @@ impl MiniConnection {
     /// DATA frame if the windows, the frame size and `left` allow one that
     /// is not needlessly small. Returns whether anything was appended.
     fn send_frames(&mut self, s: &mut Outgoing, out: &mut Vec<u8>, mut left: usize) -> bool {
-        if s.due != Due::Now {
+        if s.due != Due::Now || (s.answer.file && s.answer.send_body && s.data.is_none()) {
             return false;
         }
         let len = s.answer.body_len();
@@ -627,7 +649,10 @@ impl MiniConnection {
             stream: s.stream,
         }
         .encode(out);
-        Body::append(s.sent, n, out);
+        match &s.data {
+            Some(data) => out.extend_from_slice(&data[s.sent as usize..s.sent as usize + n]),
+            None => Body::append(s.sent, n, out),
+        }
         s.sent += n as u64;
         s.window -= n as i64;
         self.conn_window -= n as i64;
@@ -906,7 +931,7 @@ impl MiniConnection {
         }
         let answer = match self.config.handler.blind {
             true => self.default,
-            false => Answer::to(head.method, head.route, self.config.handler),
+            false => Answer::to(head.method, head.route, &self.config.handler),
         };
         if block.end_stream {
             if head.content_length.unwrap_or(0) != 0 {
@@ -994,9 +1019,13 @@ impl MiniConnection {
                 Due::Now
             }
         };
+        if answer.file && answer.send_body && answer.length > 0 {
+            self.unread.push(stream);
+        }
         let mut s = Outgoing {
             stream,
             answer,
+            data: None,
             due,
             headers_sent: false,
             sent: 0,
@@ -1109,7 +1138,7 @@ impl MiniConnection {
 /// length of its HEADERS frame; `None` otherwise.
 fn prebuilt(answer: &Answer, blind: bool, date: &HttpDate) -> Option<(Box<[u8]>, usize)> {
     let len = answer.body_len();
-    if len == 0 || len > u64::from(DEFAULT_MAX_FRAME_SIZE) {
+    if len == 0 || len > u64::from(DEFAULT_MAX_FRAME_SIZE) || answer.file {
         return None;
     }
     let mut whole = Vec::with_capacity(128 + HEADER_LEN + len as usize);

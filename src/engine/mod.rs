@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod date;
+pub mod file;
 pub mod h2;
 pub mod mini;
 pub mod route;
@@ -17,12 +18,15 @@ pub use work::Work;
 /// response with this body (the other routes: [`route`]); at most
 /// `max_streams` at once per connection; `blind`, nothing is read and
 /// every request gets the answer to `/` (the mini engine only).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handler {
     pub work: Work,
     pub body: Body,
     pub max_streams: u32,
     pub blind: bool,
+    /// `--body-file`: `/` is answered with this file, read per request
+    /// (instead of `body`).
+    pub file: Option<file::BodyFile>,
 }
 
 impl Default for Handler {
@@ -32,6 +36,7 @@ impl Default for Handler {
             body: Body::default(),
             max_streams: mini::DEFAULT_MAX_STREAMS,
             blind: false,
+            file: None,
         }
     }
 }

@@ -143,6 +143,8 @@ pub struct Answer {
     /// 405: `allow` says which methods are.
     pub allow: bool,
     pub work: Work,
+    /// The body is `--body-file`'s, read for this answer.
+    pub file: bool,
 }
 
 /// `allow`'s value.
@@ -150,7 +152,7 @@ pub const ALLOWED: &str = "GET, HEAD, POST";
 
 impl Answer {
     /// The answer to `method` on `route`, `handler` being the default one.
-    pub fn to(method: Method, route: Route, handler: Handler) -> Answer {
+    pub fn to(method: Method, route: Route, handler: &Handler) -> Answer {
         let plain = |status: u16| Answer {
             status,
             length: 0,
@@ -158,6 +160,7 @@ impl Answer {
             content_type: ContentType::Plain,
             allow: false,
             work: Work::None,
+            file: false,
         };
         let mut answer = match method {
             Method::Connect | Method::Other => {
@@ -188,14 +191,15 @@ impl Answer {
     }
 
     /// GET `/`.
-    pub fn default_for(handler: Handler) -> Answer {
+    pub fn default_for(handler: &Handler) -> Answer {
         Answer {
             status: 200,
-            length: handler.body.len(),
+            length: handler.file.as_ref().map_or(handler.body.len(), |f| f.len()),
             send_body: true,
             content_type: ContentType::Html,
             allow: false,
             work: handler.work,
+            file: handler.file.is_some(),
         }
     }
 
@@ -256,18 +260,18 @@ mod tests {
             body: Body::new(100).unwrap(),
             ..Handler::default()
         };
-        let get = Answer::to(Method::Get, Route::Default, handler);
+        let get = Answer::to(Method::Get, Route::Default, &handler);
         assert_eq!((get.status, get.length, get.body_len()), (200, 100, 100));
         assert_eq!(get.work, handler.work);
-        let head = Answer::to(Method::Head, Route::Default, handler);
+        let head = Answer::to(Method::Head, Route::Default, &handler);
         assert_eq!((head.status, head.length, head.body_len()), (200, 100, 0));
-        let post = Answer::to(Method::Post, Route::Bytes(7), handler);
+        let post = Answer::to(Method::Post, Route::Bytes(7), &handler);
         assert_eq!((post.length, post.work), (7, Work::None));
-        let put = Answer::to(Method::Other, Route::Default, handler);
+        let put = Answer::to(Method::Other, Route::Default, &handler);
         assert_eq!((put.status, put.allow, put.body_len()), (405, true, 0));
-        let missing = Answer::to(Method::Get, Route::NotFound, handler);
+        let missing = Answer::to(Method::Get, Route::NotFound, &handler);
         assert_eq!((missing.status, missing.body_len()), (404, 0));
-        let no_content = Answer::to(Method::Get, Route::Status(204), handler);
+        let no_content = Answer::to(Method::Get, Route::Status(204), &handler);
         assert!(!no_content.has_content_length());
         assert!(get.has_content_length());
     }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::engine::file::BodyFile;
 use crate::engine::{Body, Handler, Work};
 use crate::identity::{CertError, Identity};
 use crate::tls::{ClientHelloHook, TlsAcceptor, TlsError, TlsProvider};
@@ -172,6 +173,8 @@ pub enum ServerError {
     OffloadNotForDispatch,
     #[error("--offload with --blind needs work that holds a thread to move (--work cpu:DURATION or sleep:DURATION), not `{0}`: a blind server answers every request as `/`, so no route brings work")]
     OffloadWithoutWork(Work),
+    #[error("--body-file {0}")]
+    BodyFile(String),
     #[error("--blind is the mini engine's (the seed's engine, which reads no request); the h2 crate always reads them")]
     BlindNotForEngine,
 
@@ -247,6 +250,8 @@ pub struct ServerConfig {
     /// The mini engine reads no request and answers every one as `/`
     /// (`--blind`, the seed's engine).
     pub blind: bool,
+    /// `/` is answered with this file, read per request (`--body-file`).
+    pub body_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -274,6 +279,7 @@ impl Default for ServerConfig {
             offload: 0,
             max_streams: crate::engine::mini::DEFAULT_MAX_STREAMS,
             blind: false,
+            body_file: None,
         }
     }
 }
@@ -405,6 +411,10 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
         }
     }
     trim::keep_heap_top();
+    let file = match &config.body_file {
+        Some(path) => Some(BodyFile::open(path).map_err(ServerError::BodyFile)?),
+        None => None,
+    };
     let identity = match config.tls {
         TlsProvider::None => Identity::development(), // unused
         _ => Identity::load(config.cert.as_deref(), config.key.as_deref())?,
@@ -442,6 +452,7 @@ pub fn start(config: &ServerConfig) -> Result<Server, ServerError> {
             body: config.body,
             max_streams: config.max_streams,
             blind: config.blind,
+            file,
         },
         config.offload,
     ));

@@ -60,7 +60,7 @@ impl Shared {
             limits: self.limits,
             writes: &self.counters.writes,
             trim: &self.trim,
-            handler: self.handler,
+            handler: self.handler.clone(),
             offload: self.offload > 0,
         }
     }

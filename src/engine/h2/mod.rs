@@ -88,7 +88,7 @@ where
     let mut date = HttpDate::default();
     let mut answered = |respond, what: Answer, sending: &mut Vec<Sending>| {
         date.set(crate::wall_clock::unix_secs());
-        if let Some(s) = answer(respond, &what, &date) {
+        if let Some(s) = answer(respond, &what, &date, handler.file.as_ref()) {
             sending.push(s);
         }
         *responses += 1;
@@ -101,7 +101,7 @@ where
                 Poll::Ready(Some(Ok((request, respond)))) => {
                     let method = Method::parse(request.method().as_str().as_bytes());
                     let route = Route::parse(request.uri().path().as_bytes());
-                    let what = Answer::to(method, route, handler);
+                    let what = Answer::to(method, route, &handler);
                     let body = request.into_body();
                     match body.is_end_stream() {
                         true => match work(what.work) {
@@ -199,7 +199,12 @@ impl Upload {
 /// Sends the response's head, and its body if it is small; a large body
 /// comes back to be sent as capacity comes. A stream the client reset
 /// ends there (that stream only).
-fn answer(mut respond: SendResponse<Bytes>, what: &Answer, date: &HttpDate) -> Option<Sending> {
+fn answer(
+    mut respond: SendResponse<Bytes>,
+    what: &Answer,
+    date: &HttpDate,
+    file: Option<&super::file::BodyFile>,
+) -> Option<Sending> {
     use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, DATE};
     let mut response = http::Response::new(());
     *response.status_mut() = http::StatusCode::from_u16(what.status).ok()?;
@@ -222,14 +227,29 @@ fn answer(mut respond: SendResponse<Bytes>, what: &Answer, date: &HttpDate) -> O
     if len == 0 {
         return None;
     }
+    // `--body-file`: read for this answer, as a file server does.
+    let data = match (what.file, file) {
+        (true, Some(f)) => {
+            let mut v = Vec::new();
+            f.read(&mut v);
+            v.resize(len as usize, 0);
+            Some(Bytes::from(v))
+        }
+        _ => None,
+    };
     if len <= SMALL_BODY {
-        let _ = stream.send_data(piece(0, len as usize), true);
+        let first = match &data {
+            Some(d) => d.clone(),
+            None => piece(0, len as usize),
+        };
+        let _ = stream.send_data(first, true);
         return None;
     }
     Some(Sending {
         stream,
         sent: 0,
         len,
+        data,
     })
 }
 
@@ -245,6 +265,8 @@ struct Sending {
     stream: SendStream<Bytes>,
     sent: u64,
     len: u64,
+    /// `--body-file`'s octets, read for this answer; else the pattern.
+    data: Option<Bytes>,
 }
 
 impl Sending {
@@ -261,7 +283,11 @@ impl Sending {
                 Some(Err(_)) | None => return Poll::Ready(()),
             };
             let end = self.sent + n as u64 == self.len;
-            if self.stream.send_data(piece(self.sent, n), end).is_err() {
+            let octets = match &self.data {
+                Some(d) => d.slice(self.sent as usize..self.sent as usize + n),
+                None => piece(self.sent, n),
+            };
+            if self.stream.send_data(octets, end).is_err() {
                 return Poll::Ready(());
             }
             self.sent += n as u64;

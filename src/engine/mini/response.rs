@@ -90,7 +90,7 @@ mod tests {
             v.push(date.clone());
             v
         };
-        let get = Answer::to(Method::Get, Route::Default, handler);
+        let get = Answer::to(Method::Get, Route::Default, &handler);
         assert_eq!(
             fields(&get),
             f(&[
@@ -99,7 +99,7 @@ mod tests {
                 ("content-length", "12")
             ])
         );
-        let bytes = Answer::to(Method::Head, Route::Bytes(1_234_567), handler);
+        let bytes = Answer::to(Method::Head, Route::Bytes(1_234_567), &handler);
         assert_eq!(
             fields(&bytes),
             f(&[
@@ -108,7 +108,7 @@ mod tests {
                 ("content-length", "1234567")
             ])
         );
-        let teapot = Answer::to(Method::Get, Route::Status(418), handler);
+        let teapot = Answer::to(Method::Get, Route::Status(418), &handler);
         assert_eq!(
             fields(&teapot),
             f(&[
@@ -117,12 +117,12 @@ mod tests {
                 ("content-length", "0")
             ])
         );
-        let none = Answer::to(Method::Get, Route::Status(204), handler);
+        let none = Answer::to(Method::Get, Route::Status(204), &handler);
         assert_eq!(
             fields(&none),
             f(&[(":status", "204"), ("content-type", "text/plain")])
         );
-        let put = Answer::to(Method::Other, Route::Default, handler);
+        let put = Answer::to(Method::Other, Route::Default, &handler);
         assert_eq!(
             fields(&put),
             f(&[
@@ -132,7 +132,7 @@ mod tests {
                 ("allow", "GET, HEAD, POST")
             ])
         );
-        let missing = Answer::to(Method::Get, Route::NotFound, handler);
+        let missing = Answer::to(Method::Get, Route::NotFound, &handler);
         assert_eq!(fields(&missing)[0], (":status".into(), "404".into()));
     }
 }

@@ -89,7 +89,7 @@ where
     };
     let handshaken = idle::within(deadline, async { Ok(handshaken.await?) }).await?;
     shared.trim.note();
-    let handler = shared.handler;
+    let handler = shared.handler.clone();
     let offload = shared.offload;
     // Each request's work (its route's): done here, or waited for (a
     // timer for `delay:`, the runtime's blocking pool with `--offload`).

@@ -58,6 +58,8 @@ pub struct Pipeline {
     out_seen: usize,
     /// The engine's frame count at the last [`Pipeline::progressed`].
     progress_frames: u64,
+    /// `--body-file`: read for each answer that needs it.
+    file: Option<crate::engine::file::BodyFile>,
 }
 
 impl Pipeline {
@@ -73,6 +75,7 @@ impl Pipeline {
     /// 2–7 KiB of pages that only they pinned.)
     pub fn new(tls: Box<dyn TlsSession>, client: u64, handler: Handler, offloaded: bool) -> Self {
         let mut plain_out = Vec::new();
+        let file = handler.file.clone();
         let config = Config {
             handler,
             offload: offloaded,
@@ -90,6 +93,7 @@ impl Pipeline {
             in_seen: 0,
             out_seen: 0,
             progress_frames: 0,
+            file,
         }
     }
 
@@ -247,6 +251,9 @@ impl Pipeline {
             self.in_seen = 0;
             // Each request answered in this step has its work done here,
             // inside the caller's engine slice, before the answers go.
+            if let Some(file) = &self.file {
+                self.engine.fill_bodies(|buf| file.read(buf));
+            }
             let client = self.client;
             self.engine.take_work(|w| super::do_work(client, &w));
             // A delayed answer is due from now.

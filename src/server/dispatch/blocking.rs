@@ -138,7 +138,7 @@ fn handle(id: u64, sock: TcpStream, shared: &Shared) {
                     sock,
                     trace: SocketTrace::new(id, writes, false),
                 };
-                let conn = MiniConn::new(tls, id, shared.handler, false);
+                let conn = MiniConn::new(tls, id, shared.handler.clone(), false);
                 serve_mini(sock, conn, shared.limits, &mut responses)
             }
             Engine::H2 => {

@@ -122,7 +122,7 @@ async fn connection(id: u64, sock: TcpStream, shared: Arc<Shared>, stop: watch::
                     sock,
                     trace: SocketTrace::new(id, writes, false),
                 };
-                let conn = MiniConn::new(tls, id, shared.handler, shared.offload > 0);
+                let conn = MiniConn::new(tls, id, shared.handler.clone(), shared.offload > 0);
                 serve_mini(sock, conn, &shared, &mut responses, stop).await
             }
             Engine::H2 => {
