@@ -30,8 +30,34 @@ impl ServerChild {
 
 /// A server under measurement: our child, or a peer (with its children).
 pub enum Running {
-    H2lab { child: ServerChild, url: String },
+    H2lab {
+        child: ServerChild,
+        url: String,
+        /// `Source::File`: the body file, removed when the run is over.
+        file: Option<BodyFileGuard>,
+    },
     Peer(peers::RunningPeer),
+}
+
+/// A body file the bench wrote for `serve --body-file`; removed on drop.
+pub struct BodyFileGuard(std::path::PathBuf);
+
+impl Drop for BodyFileGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Writes `body`'s octets (the pattern `serve --body` sends, so that the
+/// load client's check holds) to a file of its own.
+fn body_file(body: Body) -> std::io::Result<BodyFileGuard> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("h2lab-body-{}-{n}.html", std::process::id()));
+    let mut content = Vec::with_capacity(body.len() as usize);
+    Body::append(0, body.len() as usize, &mut content);
+    std::fs::write(&path, content)?;
+    Ok(BodyFileGuard(path))
 }
 
 impl Running {
@@ -46,10 +72,13 @@ impl Running {
         threads: usize,
         handler: Handler,
         offload: usize,
+        source: super::matrix::Source,
         trace: Option<&TraceConfig>,
     ) -> Result<Running, BenchError> {
         match target {
-            Target::H2lab(setup) => start_serve(config, setup, threads, handler, offload, trace),
+            Target::H2lab(setup) => {
+                start_serve(config, setup, threads, handler, offload, source, trace)
+            }
             Target::Peer { peer, tls } => peers::start(
                 peer,
                 tls,
@@ -110,9 +139,19 @@ fn start_serve(
     threads: usize,
     handler: Handler,
     offload: usize,
+    source: super::matrix::Source,
     trace: Option<&TraceConfig>,
 ) -> Result<Running, BenchError> {
     let mut args: Vec<String> = Vec::new();
+    let file = match source {
+        super::matrix::Source::File => {
+            Some(body_file(handler.body).map_err(|e| BenchError::Serve {
+                target: Target::H2lab(setup),
+                reason: format!("cannot write the body file: {e}"),
+            })?)
+        }
+        _ => None,
+    };
     let mut arg = |name: &str, value: String| args.extend([name.to_string(), value]);
     if offload > 0 {
         arg("--offload", offload.to_string());
@@ -123,8 +162,10 @@ fn start_serve(
     if !handler.work.is_none() {
         arg("--work", handler.work.to_string());
     }
-    if handler.body != Body::default() {
-        arg("--body", handler.body.to_string());
+    match &file {
+        Some(f) => arg("--body-file", f.0.display().to_string()),
+        None if handler.body != Body::default() => arg("--body", handler.body.to_string()),
+        None => {}
     }
     if let Some(t) = trace {
         arg("--trace", t.prefix.display().to_string());
@@ -132,8 +173,11 @@ fn start_serve(
     arg("--dispatch", setup.dispatch.to_string());
     arg("--engine", setup.engine.to_string());
     arg("--tls", setup.tls.name().to_string());
+    if handler.blind {
+        args.push("--blind".into());
+    }
     match serve_child(&config.exe, &args, config.pin_server.as_deref()) {
-        Ok((child, url)) => Ok(Running::H2lab { child, url }),
+        Ok((child, url)) => Ok(Running::H2lab { child, url, file }),
         Err(ServeFailure::Spawn(source)) => Err(BenchError::Spawn {
             exe: config.exe.clone(),
             source,

@@ -87,6 +87,21 @@ pub struct Args {
     /// work is `cpu:` or `sleep:`; the others run once, without.
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(0..=1024))]
     pub offload: Vec<u64>,
+    /// How our servers read and answer, comma-separated: an axis.
+    /// `reading` (every request HPACK-decoded, checked and routed, the
+    /// body from memory), `blind` (the seed's engine: nothing read; the
+    /// mini engine only), `file` (reading, and the body read from a file
+    /// per request, as h2o's and nghttpd's file handlers do). Peers run
+    /// once. Every row says what the server put in each response and its
+    /// file reads per request, so the work compared is stated.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        value_enum,
+        default_value = "reading"
+    )]
+    pub source: Vec<super::matrix::Source>,
     /// The load client's connection and stream receive windows, e.g.
     /// `64KiB` or `16MiB` (see `load --window`); with h2load, -w and -W of
     /// the power of two at or above it. Default: the built-in client's
@@ -325,6 +340,7 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         work: args.work.clone(),
         bodies: args.body.clone(),
         offload: args.offload.iter().map(|&n| n as usize).collect(),
+        sources: args.source.clone(),
         window: args.window,
         duration: args.duration,
         warm_up: args.warm_up,

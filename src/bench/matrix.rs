@@ -101,14 +101,53 @@ pub struct Cell {
     /// `bench --offload`: worker threads for the work (poll and tokio
     /// with `cpu:` or `sleep:` work only; 0: none).
     pub offload: usize,
+    /// `bench --source`: how our server reads and answers (ours only).
+    pub source: Source,
+}
+
+/// How our server reads a request and where its body comes from
+/// (`bench --source`), so that a row says what work it did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Every request read (HPACK, checks, route), the body from memory.
+    #[default]
+    Reading,
+    /// The seed's engine: nothing read, every request answered as `/`
+    /// (`serve --blind`; the mini engine only).
+    Blind,
+    /// Every request read, the body read from a file per request, as a
+    /// peer's file handler does (`serve --body-file`).
+    File,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Reading => "reading",
+            Source::Blind => "blind",
+            Source::File => "file",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Source, String> {
+        match s {
+            "reading" => Ok(Source::Reading),
+            "blind" => Ok(Source::Blind),
+            "file" => Ok(Source::File),
+            other => Err(format!("'{other}' is not a source (reading, blind, file)")),
+        }
+    }
 }
 
 impl Cell {
-    /// What the cell's server does for each request.
+    /// What the cell's server does for each request (the file of
+    /// `Source::File` is the bench's to write: see `child`).
     pub fn handler(&self) -> Handler {
         Handler {
             work: self.work,
             body: self.body,
+            blind: self.source == Source::Blind,
             ..Handler::default()
         }
     }
@@ -128,9 +167,12 @@ impl fmt::Display for Cell {
             Work::None => {}
             work => write!(f, " {work}")?,
         }
-        match self.offload {
-            0 => Ok(()),
-            n => write!(f, " offload={n}"),
+        if self.offload > 0 {
+            write!(f, " offload={}", self.offload)?;
+        }
+        match self.source {
+            Source::Reading => Ok(()),
+            s => write!(f, " {}", s.name()),
         }
     }
 }
@@ -148,6 +190,7 @@ struct CellColumns {
     work: String,
     body: String,
     offload: usize,
+    source: Source,
 }
 
 impl From<Cell> for CellColumns {
@@ -164,6 +207,7 @@ impl From<Cell> for CellColumns {
             work: c.work.to_string(),
             body: c.body.to_string(),
             offload: c.offload,
+            source: c.source,
         }
     }
 }
@@ -204,23 +248,36 @@ impl BenchConfig {
                 true => &[Body::SEED],
                 false => &self.bodies,
             };
-            for &body in bodies {
-                for &threads in threads {
-                    for &work in work {
-                        for offload in self.offloads(target, work) {
-                            for &clients in &self.clients {
-                                for &pipeline in &self.pipelines {
-                                    for &traced in tracing {
-                                        cells.push(Cell {
-                                            target,
-                                            clients,
-                                            pipeline,
-                                            threads,
-                                            traced,
-                                            work,
-                                            body,
-                                            offload,
-                                        });
+            // Blind is the mini engine's; a peer has its own ways.
+            let sources: Vec<Source> = match target {
+                Target::H2lab(s) => self
+                    .sources
+                    .iter()
+                    .copied()
+                    .filter(|&src| src != Source::Blind || s.engine == crate::server::Engine::Mini)
+                    .collect(),
+                Target::Peer { .. } => vec![Source::Reading],
+            };
+            for &source in &sources {
+                for &body in bodies {
+                    for &threads in threads {
+                        for &work in work {
+                            for offload in self.offloads(target, work) {
+                                for &clients in &self.clients {
+                                    for &pipeline in &self.pipelines {
+                                        for &traced in tracing {
+                                            cells.push(Cell {
+                                                target,
+                                                clients,
+                                                pipeline,
+                                                threads,
+                                                traced,
+                                                work,
+                                                body,
+                                                offload,
+                                                source,
+                                            });
+                                        }
                                     }
                                 }
                             }

@@ -77,6 +77,8 @@ pub struct BenchConfig {
     pub bodies: Vec<Body>,
     /// `--offload`: worker threads per cell, where it applies (empty: none).
     pub offload: Vec<usize>,
+    /// `--source`: how our servers read and answer, per cell.
+    pub sources: Vec<matrix::Source>,
     /// `--window`: the load client's receive windows (`None`: its default,
     /// 1 GiB for the built-in client, h2load's own).
     pub window: Option<u32>,
@@ -286,6 +288,7 @@ fn run_one(
         cell.threads,
         cell.handler(),
         cell.offload,
+        cell.source,
         trace.as_ref(),
     )?;
     // What the server puts in each response, read before the run.

@@ -194,7 +194,10 @@ impl Answer {
     pub fn default_for(handler: &Handler) -> Answer {
         Answer {
             status: 200,
-            length: handler.file.as_ref().map_or(handler.body.len(), |f| f.len()),
+            length: handler
+                .file
+                .as_ref()
+                .map_or(handler.body.len(), |f| f.len()),
             send_body: true,
             content_type: ContentType::Html,
             allow: false,

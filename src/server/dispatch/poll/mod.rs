@@ -322,7 +322,12 @@ impl PollLoop {
         entry.insert(Client::new(
             id,
             sock,
-            Pipeline::new(tls, id, self.shared.handler.clone(), self.options.offload.is_some()),
+            Pipeline::new(
+                tls,
+                id,
+                self.shared.handler.clone(),
+                self.options.offload.is_some(),
+            ),
         ));
         // Our SETTINGS (h2c) can go out before the first event.
         self.enqueue(key);

@@ -460,7 +460,12 @@ impl UringLoop {
         let key = self.clients.insert(Client::new(
             id,
             Conn::new(sock),
-            Pipeline::new(tls, id, self.shared.handler.clone(), self.options.offload.is_some()),
+            Pipeline::new(
+                tls,
+                id,
+                self.shared.handler.clone(),
+                self.options.offload.is_some(),
+            ),
         ));
         // Our SETTINGS go out at once; the receives start after the turn.
         self.enqueue(key);
