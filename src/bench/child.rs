@@ -33,8 +33,9 @@ pub enum Running {
     H2lab {
         child: ServerChild,
         url: String,
-        /// `Source::File`: the body file, removed when the run is over.
-        file: Option<BodyFileGuard>,
+        /// `Source::File`: the body file, kept until the run is over
+        /// (removed on drop).
+        _file: Option<BodyFileGuard>,
     },
     Peer(peers::RunningPeer),
 }
@@ -177,7 +178,11 @@ fn start_serve(
         args.push("--blind".into());
     }
     match serve_child(&config.exe, &args, config.pin_server.as_deref()) {
-        Ok((child, url)) => Ok(Running::H2lab { child, url, file }),
+        Ok((child, url)) => Ok(Running::H2lab {
+            child,
+            url,
+            _file: file,
+        }),
         Err(ServeFailure::Spawn(source)) => Err(BenchError::Spawn {
             exe: config.exe.clone(),
             source,

@@ -455,6 +455,7 @@ mod tests {
             work: Work::Cpu(std::time::Duration::from_micros(50)),
             body: "1MiB".parse().unwrap(),
             offload: 4,
+            source: Source::File,
         };
         let median = Median {
             cell,
@@ -503,7 +504,7 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,,4.0,50.0,1.0,12.0,,")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,,4.0,50.0,1.0,12.0,,file")
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);

@@ -120,6 +120,7 @@ impl Median {
             work: crate::engine::Work::None,
             body: crate::engine::Body::default(),
             offload: 0,
+            source: super::matrix::Source::Reading,
         };
         Median {
             cell,
