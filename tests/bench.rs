@@ -266,6 +266,68 @@ fn the_work_axis_reaches_our_servers_and_not_the_peers() {
     assert_eq!(medians.iter().filter(|m| m.engine == "peer").count(), 1);
 }
 
+/// `--source reading,blind,file` on the mini engine (blind is the mini
+/// engine's: h2 runs reading and file only) beside h2o: every row says
+/// what each response carried, read from the wire, and the file reads per
+/// request from the counting run: the file source and h2o read the file
+/// once per request, the others never.
+#[test]
+fn the_source_axis_states_the_work_per_request() {
+    let _serial = serial();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("source.csv");
+    let out = bench(
+        "--dispatch poll,tokio --engine mini,h2 --tls none --peers h2o --require-peers \
+         --clients 1 --pipeline 10 --source reading,blind,file --duration 0.3 --warm-up 0.1 \
+         --repeat 1 --precision 0",
+        &["--out", csv.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let medians: Vec<Row> = rows(&csv)
+        .into_iter()
+        .filter(|r| r.kind == RowKind::Median)
+        .collect();
+    // poll/mini ×3, tokio/mini ×3, tokio/h2 ×2, h2o.
+    assert_eq!(medians.len(), 9, "{table}");
+    for m in &medians {
+        let label = format!("{}/{}/{} {:?}", m.dispatch, m.engine, m.tls, m.source);
+        let reads = m
+            .file_reads_per_req
+            .unwrap_or_else(|| panic!("{label}: no count"));
+        let dated = m.head_dated.unwrap_or_else(|| panic!("{label}: no probe"));
+        let fields = m.head_fields.unwrap();
+        match (m.engine.as_str(), m.source.as_deref()) {
+            ("mini", Some("blind")) => {
+                assert_eq!(
+                    (fields, dated, m.head_octets),
+                    (2.0, 0.0, Some(11.0)),
+                    "{label}"
+                );
+                assert!(reads < 0.01, "{label}: {reads}");
+            }
+            ("peer", None) => {
+                assert!(fields >= 4.0 && dated == 1.0, "{label}: {m:?}");
+                assert!((0.95..1.2).contains(&reads), "{label}: {reads}");
+            }
+            (_, Some("file")) => {
+                assert_eq!((fields, dated), (4.0, 1.0), "{label}");
+                assert!((0.95..1.2).contains(&reads), "{label}: {reads}");
+            }
+            (_, None) => {
+                assert_eq!((fields, dated), (4.0, 1.0), "{label}");
+                assert!(reads < 0.01, "{label}: {reads}");
+            }
+            other => panic!("{label}: {other:?}"),
+        }
+        assert_eq!(m.body_octets, Some(12.0), "{label}");
+    }
+    assert!(table.contains("poll/mini/none blind"), "{table}");
+    assert!(table.contains("poll/mini/none file"), "{table}");
+}
+
 #[test]
 fn an_empty_matrix_is_an_error() {
     let _serial = serial();

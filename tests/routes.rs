@@ -2,7 +2,8 @@
 //! one connection asks for each, and each answer's status, header fields
 //! and body are checked octet by octet, HEAD's having the GET's fields
 //! and no body; curl, a real client, gets the same. A blind mini server
-//! answers every path as `/`, and says it is blind.
+//! answers every path as `/`, and says it is blind. `--body-file` is read
+//! for every request: a change to the file shows in the next answer.
 
 mod support;
 
@@ -201,7 +202,10 @@ fn every_route_is_answered_octet_by_octet(setup: Setup) {
     assert_eq!(stats.responses, ROUTES.len() as u64 + 1, "{setup}");
 }
 
-setup_tests!(every_route_is_answered_octet_by_octet);
+setup_tests!(
+    every_route_is_answered_octet_by_octet,
+    a_body_file_is_read_for_every_request
+);
 
 setup_tests!(for [poll_mini_none, thread_mini_rustls, uring_mini_none] a_blind_server_answers_every_path_as_the_root);
 
@@ -227,4 +231,33 @@ fn a_blind_server_answers_every_path_as_the_root(setup: Setup) {
         assert_eq!(a.body, b"Hello World\n", "{setup}: {method} {path}");
     }
     server.stop();
+}
+
+/// `/` answers with the file's octets, read per request: the same
+/// length written again with other octets is the next answer.
+fn a_body_file_is_read_for_every_request(setup: Setup) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("body-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{setup}.html").replace('/', "-"));
+    std::fs::write(&path, "<p>first answer</p>\n").unwrap();
+    let server = h2lab::start(&ServerConfig {
+        body_file: Some(path.clone()),
+        ..support::config(setup)
+    })
+    .unwrap();
+    let get = || {
+        let mut cmd = tool("curl");
+        cmd.args(["--silent", "--show-error", "--max-time", "10", "--insecure"]);
+        cmd.arg(if setup.tls.is_tls() {
+            "--http2"
+        } else {
+            "--http2-prior-knowledge"
+        });
+        run(cmd.arg(server.url())).stdout
+    };
+    assert_eq!(get(), b"<p>first answer</p>\n", "{setup}");
+    std::fs::write(&path, "<p>other answer</p>\n").unwrap();
+    assert_eq!(get(), b"<p>other answer</p>\n", "{setup}");
+    server.stop();
+    let _ = std::fs::remove_file(&path);
 }
