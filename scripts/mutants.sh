@@ -18,6 +18,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 modules=(
+  src/hpack/huffman.rs
+  src/hpack/table.rs
+  src/hpack/decode.rs
+  src/hpack/encode.rs
+  src/engine/mini/request.rs
+  src/engine/mini/response.rs
+  src/engine/route.rs
+  src/engine/date.rs
   src/engine/mini.rs
   src/frame.rs
   src/tls/client_hello.rs

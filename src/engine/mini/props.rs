@@ -340,3 +340,129 @@ proptest! {
         prop_assert_eq!(answered, ended.len() + extra);
     }
 }
+
+/// A malformed request, by kind (RFC 9113 §8.1.1, §8.2, §8.3, §5.3.1):
+/// each is a stream error, RST_STREAM PROTOCOL_ERROR on its stream alone.
+#[derive(Clone, Copy, Debug)]
+enum Malformed {
+    UppercaseName,
+    NotATokenName,
+    NulInValue,
+    SpaceAtAnEnd,
+    UnknownPseudo,
+    ResponsePseudo,
+    PseudoAfterRegular,
+    RepeatedPseudo,
+    ConnectionSpecific,
+    TeNotTrailers,
+    EmptyPath,
+    NoMethod,
+    NoScheme,
+    NoPath,
+    ContentLengthNotANumber,
+    ContentLengthWithoutData,
+    DependsOnItself,
+}
+
+const MALFORMED: [Malformed; 17] = [
+    Malformed::UppercaseName,
+    Malformed::NotATokenName,
+    Malformed::NulInValue,
+    Malformed::SpaceAtAnEnd,
+    Malformed::UnknownPseudo,
+    Malformed::ResponsePseudo,
+    Malformed::PseudoAfterRegular,
+    Malformed::RepeatedPseudo,
+    Malformed::ConnectionSpecific,
+    Malformed::TeNotTrailers,
+    Malformed::EmptyPath,
+    Malformed::NoMethod,
+    Malformed::NoScheme,
+    Malformed::NoPath,
+    Malformed::ContentLengthNotANumber,
+    Malformed::ContentLengthWithoutData,
+    Malformed::DependsOnItself,
+];
+
+/// The HEADERS frame (END_STREAM) of a request on `stream`, malformed as
+/// `m` says or well-formed; fields are raw literals without indexing.
+fn request_frame(stream: u32, m: Option<Malformed>) -> Vec<u8> {
+    let mut fields: Vec<(&[u8], &[u8])> = vec![
+        (b":method", b"GET"),
+        (b":scheme", b"https"),
+        (b":path", b"/"),
+        (b":authority", b"h"),
+    ];
+    let regular = |f: &mut Vec<(&[u8], &[u8])>, n: &'static [u8], v: &'static [u8]| f.push((n, v));
+    match m {
+        None | Some(Malformed::DependsOnItself) => {}
+        Some(Malformed::UppercaseName) => regular(&mut fields, b"X-Up", b"1"),
+        Some(Malformed::NotATokenName) => regular(&mut fields, b"x(y)", b"1"),
+        Some(Malformed::NulInValue) => regular(&mut fields, b"x", b"a\0b"),
+        Some(Malformed::SpaceAtAnEnd) => regular(&mut fields, b"x", b"a\t"),
+        Some(Malformed::UnknownPseudo) => regular(&mut fields, b":x", b"1"),
+        Some(Malformed::ResponsePseudo) => regular(&mut fields, b":status", b"200"),
+        Some(Malformed::PseudoAfterRegular) => fields.insert(0, (b"x", b"1")),
+        Some(Malformed::RepeatedPseudo) => regular(&mut fields, b":path", b"/"),
+        Some(Malformed::ConnectionSpecific) => regular(&mut fields, b"upgrade", b"h2c"),
+        Some(Malformed::TeNotTrailers) => regular(&mut fields, b"te", b"gzip"),
+        Some(Malformed::EmptyPath) => fields[2].1 = b"",
+        Some(Malformed::NoMethod) => drop(fields.remove(0)),
+        Some(Malformed::NoScheme) => drop(fields.remove(1)),
+        Some(Malformed::NoPath) => drop(fields.remove(2)),
+        Some(Malformed::ContentLengthNotANumber) => regular(&mut fields, b"content-length", b"1e3"),
+        Some(Malformed::ContentLengthWithoutData) => regular(&mut fields, b"content-length", b"5"),
+    }
+    let mut payload = Vec::new();
+    let mut flag = flags::END_STREAM | flags::END_HEADERS;
+    if matches!(m, Some(Malformed::DependsOnItself)) {
+        payload.extend_from_slice(&stream.to_be_bytes());
+        payload.push(15);
+        flag |= flags::PRIORITY;
+    }
+    for (n, v) in fields {
+        payload.push(0);
+        crate::hpack::encode::string(&mut payload, n, false);
+        crate::hpack::encode::string(&mut payload, v, false);
+    }
+    let mut f = Vec::new();
+    encode_frame(&mut f, FrameType::HEADERS, flag, stream, &payload);
+    f
+}
+
+proptest! {
+    /// Good and malformed requests of every kind mixed, cut anywhere: each
+    /// malformed one is reset with PROTOCOL_ERROR and nothing else is said
+    /// on its stream, each good one is answered, and the connection lives
+    /// on to the end.
+    #[test]
+    fn every_malformed_request_is_its_own_stream_error(
+        kinds in proptest::collection::vec(proptest::option::weighted(0.5, 0..MALFORMED.len()), 1..40),
+        cuts in proptest::collection::vec(any::<usize>(), 0..16),
+    ) {
+        let (mut wire, _, _) = encode(&[]);
+        for (i, k) in kinds.iter().enumerate() {
+            wire.extend(request_frame(2 * i as u32 + 1, k.map(|k| MALFORMED[k])));
+        }
+        let (out, first, conn) = feed(&pieces(&wire, &cuts));
+        prop_assert!(first.is_none(), "{:?}", first);
+        prop_assert!(!conn.is_closed());
+        let frames = frames_of(&out);
+        for (i, k) in kinds.iter().enumerate() {
+            let stream = 2 * i as u32 + 1;
+            let mine: Vec<&(FrameHeader, Vec<u8>)> = frames.iter().filter(|(h, _)| h.stream == stream).collect();
+            match k {
+                Some(k) => {
+                    prop_assert_eq!(mine.len(), 1, "{:?}: {:?}", MALFORMED[*k], mine);
+                    prop_assert_eq!(mine[0].0.kind, FrameType::RST_STREAM);
+                    prop_assert_eq!(&mine[0].1[..], &Reason::PROTOCOL_ERROR.0.to_be_bytes()[..]);
+                }
+                None => {
+                    prop_assert!(mine.iter().any(|(h, p)| h.kind == FrameType::DATA && p == b"Hello World\n"), "{:?}", mine);
+                }
+            }
+        }
+        let good = kinds.iter().filter(|k| k.is_none()).count();
+        prop_assert_eq!(conn.responses(), good as u64);
+    }
+}
