@@ -328,6 +328,55 @@ fn the_source_axis_states_the_work_per_request() {
     assert!(table.contains("poll/mini/none file"), "{table}");
 }
 
+/// `--mix` is an axis of our servers: `/` alone, and a mix whose
+/// `/bytes/100` answers are checked against their route, with both load
+/// clients; every request succeeds and the rows carry the mix.
+#[test]
+fn the_mix_axis_reaches_both_clients() {
+    let _serial = serial();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    for client in ["builtin", "h2load"] {
+        let csv = dir.join(format!("mix-{client}.csv"));
+        let out = bench(
+            &format!(
+                "--dispatch poll --tls none --clients 1 --pipeline 10 --mix /,/@3+/bytes/100@1 \
+                 --client {client} --duration 0.3 --warm-up 0.1 --repeat 1"
+            ),
+            &["--out", csv.to_str().unwrap()],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{client}: {err}");
+        let table = String::from_utf8_lossy(&out.stdout);
+        let medians: Vec<Row> = rows(&csv)
+            .into_iter()
+            .filter(|r| r.kind == RowKind::Median)
+            .collect();
+        let mixes: Vec<Option<&str>> = medians.iter().map(|m| m.mix.as_deref()).collect();
+        assert_eq!(
+            mixes,
+            [Some("/"), Some("/@3+/bytes/100@1")],
+            "{client}: {table}"
+        );
+        for m in &medians {
+            assert!(m.succeeded > 0 && m.failed == 0, "{client}: {m:?}");
+        }
+        assert!(
+            table.contains("poll/mini/none mix=/@3+/bytes/100@1"),
+            "{table}"
+        );
+        // The mix's answers are larger: more DATA per response.
+        assert!(
+            medians[1].goodput_mib_per_s > medians[0].goodput_mib_per_s,
+            "{client}: {table}"
+        );
+    }
+    let err =
+        String::from_utf8_lossy(&bench("--dispatch poll --tls none --mix nopath", &[]).stderr)
+            .to_string();
+    assert!(err.contains("is not PATH or PATH@WEIGHT"), "{err}");
+}
+
 #[test]
 fn an_empty_matrix_is_an_error() {
     let _serial = serial();

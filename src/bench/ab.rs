@@ -379,7 +379,7 @@ fn measure(
                     window: None,
                     pin: pin_client,
                 },
-                &url,
+                std::slice::from_ref(&url),
             )
             .map_err(|e| e.to_string()),
         },

@@ -102,6 +102,14 @@ pub struct Args {
         default_value = "reading"
     )]
     pub source: Vec<super::matrix::Source>,
+    /// Request mixes, comma-separated: an axis. A mix is paths joined by
+    /// `+`, each `PATH` or `PATH@WEIGHT` (the routes of `serve --help`):
+    /// `/,/@99+/cpu/1ms@1` compares `/` alone with one `/cpu/1ms` in a
+    /// hundred. Each client takes the paths in turn, a weight repeating
+    /// its path (h2load: the same, as several URIs). Ours only: a peer
+    /// serves one file and runs once, at `/`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = super::matrix::Mix::parse)]
+    pub mix: Vec<super::matrix::Mix>,
     /// The load client's connection and stream receive windows, e.g.
     /// `64KiB` or `16MiB` (see `load --window`); with h2load, -w and -W of
     /// the power of two at or above it. Default: the built-in client's
@@ -341,6 +349,7 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         bodies: args.body.clone(),
         offload: args.offload.iter().map(|&n| n as usize).collect(),
         sources: args.source.clone(),
+        mixes: args.mix.clone(),
         window: args.window,
         duration: args.duration,
         warm_up: args.warm_up,

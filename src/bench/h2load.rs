@@ -7,8 +7,27 @@ use std::time::Instant;
 use super::system::{self, pinned};
 use super::{BenchConfig, BenchError, Cell, Measured};
 
-/// One run of h2load against `url` for the bench's duration.
+/// One run of h2load against `url` for the bench's duration; a cell's
+/// mix is given as h2load takes several URIs, each client taking them in
+/// turn (a weight repeats its URI, spread as `h2lab load` spreads them).
 pub fn run(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
+    let urls = match cell.mix {
+        None => vec![url.to_string()],
+        Some(m) => {
+            let mut uris = Vec::new();
+            let mut weights = Vec::new();
+            for u in m.urls(url) {
+                let (u, w) = crate::load::url::weighted(&u)
+                    .map_err(|e| BenchError::H2load(e.to_string()))?;
+                uris.push(u.to_string());
+                weights.push(w);
+            }
+            crate::load::url::weighted_order(&weights)
+                .into_iter()
+                .map(|i| uris[i].clone())
+                .collect()
+        }
+    };
     run_with(
         &Shape {
             clients: cell.clients,
@@ -21,7 +40,7 @@ pub fn run(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
             window: config.window,
             pin: config.pin_client.as_deref(),
         },
-        url,
+        &urls,
     )
 }
 
@@ -38,8 +57,8 @@ pub struct Shape<'a> {
     pub pin: Option<&'a str>,
 }
 
-/// One run of h2load against `url` as `shape` says.
-pub fn run_with(shape: &Shape<'_>, url: &str) -> Result<Measured, BenchError> {
+/// One run of h2load against `urls` (one, or a mix) as `shape` says.
+pub fn run_with(shape: &Shape<'_>, urls: &[String]) -> Result<Measured, BenchError> {
     let started = Instant::now();
     let secs = shape.timeout.as_secs().max(1).to_string();
     let child = system::owned(pinned(Command::new("h2load"), shape.pin))
@@ -53,7 +72,7 @@ pub fn run_with(shape: &Shape<'_>, url: &str) -> Result<Measured, BenchError> {
         .args(["-t", &shape.threads.to_string()])
         .args(["-T", &secs, "-N", &secs])
         .args(window_bits(shape.window))
-        .arg(url)
+        .args(urls)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -103,6 +103,71 @@ pub struct Cell {
     pub offload: usize,
     /// `bench --source`: how our server reads and answers (ours only).
     pub source: Source,
+    /// `bench --mix`: the paths the load asks for, with weights
+    /// (`/@99+/cpu/1ms@1`); `None`: `/` alone. Ours only.
+    pub mix: Option<Mix>,
+}
+
+/// A request mix (`bench --mix`): paths joined by `+`, each `PATH` or
+/// `PATH@WEIGHT`, as `h2lab load` takes URLs. Interned, so that a cell
+/// stays `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mix(&'static str);
+
+impl Mix {
+    /// Checks `spec` (every path starts with `/`, every weight is a
+    /// whole number from 1) and interns it.
+    pub fn parse(spec: &str) -> Result<Mix, String> {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Err("an empty mix".into());
+        }
+        for part in spec.split('+') {
+            let path = match part.rsplit_once('@') {
+                Some((p, w)) if !w.is_empty() && w.bytes().all(|c| c.is_ascii_digit()) => {
+                    match w.parse::<u32>() {
+                        Ok(n) if n >= 1 => p,
+                        _ => {
+                            return Err(format!(
+                                "weight {w} in the mix '{spec}': a whole number from 1"
+                            ))
+                        }
+                    }
+                }
+                _ => part,
+            };
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                return Err(format!(
+                    "'{part}' in the mix '{spec}' is not PATH or PATH@WEIGHT"
+                ));
+            }
+        }
+        Ok(Mix(intern(spec)))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    /// The URLs of the mix on the server at `base` (`http://h:p/`), each
+    /// with its weight (`URL@W`, as `h2lab load` takes them).
+    pub fn urls(self, base: &str) -> Vec<String> {
+        let base = base.trim_end_matches('/');
+        self.0.split('+').map(|p| format!("{base}{p}")).collect()
+    }
+}
+
+/// One `&'static str` per distinct mix, for the life of the process (a
+/// bench, or a report of one, has a few).
+fn intern(s: &str) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&known) = seen.iter().find(|&&k| k == s) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    seen.push(leaked);
+    leaked
 }
 
 /// How our server reads a request and where its body comes from
@@ -170,9 +235,12 @@ impl fmt::Display for Cell {
         if self.offload > 0 {
             write!(f, " offload={}", self.offload)?;
         }
-        match self.source {
-            Source::Reading => Ok(()),
-            s => write!(f, " {}", s.name()),
+        if self.source != Source::Reading {
+            write!(f, " {}", self.source.name())?;
+        }
+        match self.mix {
+            None => Ok(()),
+            Some(m) => write!(f, " mix={}", m.as_str()),
         }
     }
 }
@@ -191,6 +259,7 @@ struct CellColumns {
     body: String,
     offload: usize,
     source: Source,
+    mix: Option<String>,
 }
 
 impl From<Cell> for CellColumns {
@@ -208,6 +277,7 @@ impl From<Cell> for CellColumns {
             body: c.body.to_string(),
             offload: c.offload,
             source: c.source,
+            mix: c.mix.map(|m| m.as_str().to_string()),
         }
     }
 }
@@ -258,7 +328,18 @@ impl BenchConfig {
                     .collect(),
                 Target::Peer { .. } => vec![Source::Reading],
             };
-            for &source in &sources {
+            // A mix is ours: a peer serves one file, at `/`.
+            let mixes: Vec<Option<Mix>> = match target {
+                Target::H2lab(_) if !self.mixes.is_empty() => {
+                    self.mixes.iter().map(|&m| Some(m)).collect()
+                }
+                _ => vec![None],
+            };
+            let variants: Vec<(Source, Option<Mix>)> = sources
+                .iter()
+                .flat_map(|&s| mixes.iter().map(move |&m| (s, m)))
+                .collect();
+            for &(source, mix) in &variants {
                 for &body in bodies {
                     for &threads in threads {
                         for &work in work {
@@ -276,6 +357,7 @@ impl BenchConfig {
                                                 body,
                                                 offload,
                                                 source,
+                                                mix,
                                             });
                                         }
                                     }

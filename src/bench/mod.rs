@@ -79,6 +79,8 @@ pub struct BenchConfig {
     pub offload: Vec<usize>,
     /// `--source`: how our servers read and answer, per cell.
     pub sources: Vec<matrix::Source>,
+    /// `--mix`: the request mixes, per cell, ours only (empty: `/`).
+    pub mixes: Vec<matrix::Mix>,
     /// `--window`: the load client's receive windows (`None`: its default,
     /// 1 GiB for the built-in client, h2load's own).
     pub window: Option<u32>,
@@ -409,8 +411,14 @@ fn probe(url: &str) -> Result<counts::Heads, BenchError> {
 }
 
 fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
+    let mut urls = match cell.mix {
+        Some(m) => m.urls(url),
+        None => vec![url.to_string()],
+    };
+    let first = urls.remove(0);
     let report = load::run(&LoadConfig {
-        url: url.to_string(),
+        url: first,
+        more_urls: urls,
         clients: cell.clients,
         streams: cell.pipeline,
         // As many threads as the server has, at most one per connection

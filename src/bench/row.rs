@@ -7,14 +7,14 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::confidence::Interval;
-use super::matrix::Source;
+use super::matrix::{Mix, Source};
 use super::stats::PaceRange;
 use super::{Cell, Counts, LoadClient, Median, Results, Run, Target, TraceCost};
 use crate::csv_file::{self, CsvFileError};
 use crate::engine::{Body, Work};
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read,head_fields,head_octets,head_dated,body_octets,file_reads_per_req,source";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read,head_fields,head_octets,head_dated,body_octets,file_reads_per_req,source,mix";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -141,6 +141,9 @@ pub struct Row {
     /// from before).
     #[serde(default)]
     pub source: Option<String>,
+    /// `bench --mix`: the paths asked for (empty: `/`).
+    #[serde(default)]
+    pub mix: Option<String>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -205,6 +208,7 @@ impl Row {
             body_octets: None,
             file_reads_per_req: None,
             source: (cell.source != Source::Reading).then(|| cell.source.name().to_string()),
+            mix: cell.mix.map(|m| m.as_str().to_string()),
         }
     }
 
@@ -325,6 +329,7 @@ impl Row {
                 Some(s) => Source::parse(s)?,
                 None => Source::Reading,
             },
+            mix: self.mix.as_deref().map(Mix::parse).transpose()?,
         })
     }
 
@@ -456,6 +461,7 @@ mod tests {
             body: "1MiB".parse().unwrap(),
             offload: 4,
             source: Source::File,
+            mix: Some(Mix::parse("/@99+/cpu/1ms@1").unwrap()),
         };
         let median = Median {
             cell,
@@ -504,7 +510,7 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,,4.0,50.0,1.0,12.0,,file")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,,4.0,50.0,1.0,12.0,,file,/@99+/cpu/1ms@1")
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);

@@ -121,6 +121,7 @@ impl Median {
             body: crate::engine::Body::default(),
             offload: 0,
             source: super::matrix::Source::Reading,
+            mix: None,
         };
         Median {
             cell,

@@ -15,7 +15,7 @@ mod tally;
 mod timer;
 mod timetable;
 mod tls;
-mod url;
+pub mod url;
 mod worker;
 
 use crate::engine::Body;
