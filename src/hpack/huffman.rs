@@ -121,38 +121,59 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
     // The next bits, left-aligned: `nbits` of them are real, the rest 0.
     let mut acc: u64 = 0;
     let mut nbits: usize = 0;
-    let mut bytes = input.iter();
-    out.reserve(input.len() * 8 / 5);
+    let mut pos = 0;
+    out.reserve(input.len() * 8 / 5 + 1);
     loop {
-        while nbits <= 56 {
-            match bytes.next() {
-                Some(&b) => {
-                    acc |= u64::from(b) << (56 - nbits);
-                    nbits += 8;
-                }
-                None => break,
+        // Refill: whole octets while there is room for one.
+        if pos + 8 <= input.len() {
+            let take = (63 - nbits) / 8;
+            let word = u64::from_be_bytes(input[pos..pos + 8].try_into().expect("8 octets"));
+            // The `take` first octets of `word`, placed after the real bits.
+            acc |= (word >> (64 - 8 * take)) << (64 - nbits - 8 * take);
+            nbits += 8 * take;
+            pos += take;
+        } else {
+            while nbits <= 56 && pos < input.len() {
+                acc |= u64::from(input[pos]) << (56 - nbits);
+                nbits += 8;
+                pos += 1;
             }
         }
-        if nbits == 0 {
-            return Ok(());
+        // With 30 bits or more every code is whole: no end to check.
+        while nbits >= 30 {
+            let (sym, len) = symbol((acc >> 32) as u32);
+            if sym == EOS {
+                return Err(HuffmanError::Eos);
+            }
+            out.push(sym as u8);
+            acc <<= len;
+            nbits -= len;
         }
-        let window = (acc >> 32) as u32;
-        let (sym, len) = symbol(window);
-        if len > nbits {
-            // What is left is not a whole symbol: it must be padding, the
-            // start of EOS (all ones) and shorter than an octet.
-            let ones = (1u64 << nbits) - 1;
-            return match nbits < 8 && acc >> (64 - nbits) == ones {
-                true => Ok(()),
-                false => Err(HuffmanError::Padding),
-            };
+        if pos < input.len() {
+            continue;
         }
-        if sym == EOS {
-            return Err(HuffmanError::Eos);
+        // The input's end: what is left is symbols, then padding.
+        loop {
+            if nbits == 0 {
+                return Ok(());
+            }
+            let (sym, len) = symbol((acc >> 32) as u32);
+            if len > nbits {
+                // Not a whole symbol: it must be padding, the start of
+                // EOS (all ones) and shorter than an octet.
+                let ones = (1u64 << nbits) - 1;
+                return match nbits < 8 && acc >> (64 - nbits) == ones {
+                    true => Ok(()),
+                    false => Err(HuffmanError::Padding),
+                };
+            }
+            if sym == EOS {
+                return Err(HuffmanError::Eos);
+            }
+            out.push(sym as u8);
+            acc <<= len;
+            nbits -= len;
         }
-        out.push(sym as u8);
-        acc <<= len;
-        nbits -= len;
     }
 }
 
