@@ -893,7 +893,7 @@ impl MiniConnection {
                     false => request::Check::request(),
                 };
                 self.decoder
-                    .decode(fragment, |n, v| check.field(n, v))
+                    .decode_known(fragment, |n, v, known| check.field_known(n, v, known))
                     .map_err(|e| violation(Reason::COMPRESSION_ERROR, e.0))?;
                 check.finish()
             }

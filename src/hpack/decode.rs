@@ -30,6 +30,26 @@ pub struct Decoder {
     scratch: Vec<u8>,
 }
 
+/// What is known of a field before its caller looks at it: its name, its
+/// value, or both, are ones the caller already accepted (the static
+/// table's, or a dynamic entry's that the caller's verdict marked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    pub name: bool,
+    pub value: bool,
+}
+
+impl Known {
+    pub const BOTH: Known = Known {
+        name: true,
+        value: true,
+    };
+    pub const NOTHING: Known = Known {
+        name: false,
+        value: false,
+    };
+}
+
 /// Where a decoded string is: in the block itself, in the scratch buffer,
 /// or in a table.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +84,23 @@ impl Decoder {
         block: &[u8],
         mut field: impl FnMut(&[u8], &[u8]),
     ) -> Result<(), DecodeError> {
+        self.decode_known(block, |n, v, _| {
+            field(n, v);
+            false
+        })
+    }
+
+    /// [`Decoder::decode`], telling `field` what is known of each field
+    /// before it looks: its name or value is the static table's, or the
+    /// field is a dynamic entry for which `field` said `true` when it was
+    /// inserted. `field`'s answer for a field that is inserted is kept
+    /// with its entry: a caller that checks fields (the mini engine)
+    /// checks an entry's octets once, not at every reference to it.
+    pub fn decode_known(
+        &mut self,
+        block: &[u8],
+        mut field: impl FnMut(&[u8], &[u8], Known) -> bool,
+    ) -> Result<(), DecodeError> {
         let mut pos = 0;
         // Size updates come first, or not at all (§4.2).
         let mut updates_allowed = true;
@@ -73,7 +110,14 @@ impl Decoder {
                 // Indexed field (§6.1).
                 let index = int(block, &mut pos, 7)?;
                 let (name, value) = self.entry(index)?;
-                field(name, value);
+                let known = match index <= STATIC.len() {
+                    true => Known::BOTH,
+                    false => match self.table.verdict(index - STATIC.len() - 1) {
+                        true => Known::BOTH,
+                        false => Known::NOTHING,
+                    },
+                };
+                field(name, value, known);
                 updates_allowed = false;
                 continue;
             }
@@ -106,6 +150,14 @@ impl Decoder {
                 _ => return Err(DecodeError("literal's name index past both tables")),
             };
             let value = string(block, &mut pos, &mut self.scratch)?;
+            let known = Known {
+                name: match name {
+                    Str::Static(_) => true,
+                    Str::Dynamic(i) => self.table.verdict(i),
+                    _ => false,
+                },
+                value: false,
+            };
             if indexing {
                 // The name may be evicted by the insertion itself (§4.4):
                 // copied first.
@@ -116,15 +168,16 @@ impl Decoder {
                     name = Str::Scratch(start, self.scratch.len());
                 }
             }
-            field(
+            let verdict = field(
                 resolve(name, block, &self.scratch, Some(&self.table)),
                 resolve(value, block, &self.scratch, Some(&self.table)),
+                known,
             );
             if indexing {
                 // Neither is in the table (a dynamic name was copied).
                 let name = resolve(name, block, &self.scratch, None);
                 let value = resolve(value, block, &self.scratch, None);
-                self.table.insert(name, value);
+                self.table.insert_with(name, value, verdict);
             }
         }
         if self.scratch.capacity() > KEEP_SCRATCH {

@@ -94,6 +94,9 @@ struct Entry {
     at: usize,
     name: usize,
     value: usize,
+    /// The decoder's caller's verdict on the field when it was inserted
+    /// ([`super::decode::Decoder::decode_known`]).
+    verdict: bool,
 }
 
 impl DynamicTable {
@@ -121,6 +124,11 @@ impl DynamicTable {
         self.entries.is_empty()
     }
 
+    /// The verdict stored with entry `i` (0 the newest).
+    pub fn verdict(&self, i: usize) -> bool {
+        self.entries.get(i).is_some_and(|e| e.verdict)
+    }
+
     /// Entry `i`, 0 the newest (HPACK index 62).
     pub fn get(&self, i: usize) -> Option<(&[u8], &[u8])> {
         let e = self.entries.get(i)?;
@@ -142,6 +150,11 @@ impl DynamicTable {
     /// Adds an entry (§4.4): older ones are evicted to make room; an entry
     /// larger than the maximum size empties the table and is not added.
     pub fn insert(&mut self, name: &[u8], value: &[u8]) {
+        self.insert_with(name, value, false);
+    }
+
+    /// [`DynamicTable::insert`], keeping `verdict` with the entry.
+    pub fn insert_with(&mut self, name: &[u8], value: &[u8], verdict: bool) {
         let size = name.len() + value.len() + ENTRY_OVERHEAD;
         if size > self.max {
             self.evict_to(0);
@@ -157,6 +170,7 @@ impl DynamicTable {
             at,
             name: name.len(),
             value: value.len(),
+            verdict,
         });
         self.size += size;
     }

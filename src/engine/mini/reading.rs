@@ -454,3 +454,50 @@ fn each_route_brings_its_own_work() {
         "offloaded, nothing for the driver's thread"
     );
 }
+
+/// A field the client indexed into the dynamic table is checked when it
+/// is inserted, and its verdict kept: a bad one is malformed at every
+/// reference to it, a good one is taken at every reference (the checks
+/// are not repeated, `Check::field_known`).
+#[test]
+fn an_indexed_field_keeps_its_verdict() {
+    let (mut conn, mut out) = connected();
+    let pseudo: [(&[u8], &[u8]); 3] = [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":path", b"/"),
+    ];
+    let block = |extra: (&[u8], &[u8]), index: bool| {
+        let mut b = Vec::new();
+        let mut enc = crate::hpack::Encoder::new(0, false);
+        enc.encode(pseudo, &mut b);
+        match index {
+            true => {
+                b.push(0x40);
+                encode::string(&mut b, extra.0, false);
+                encode::string(&mut b, extra.1, false);
+            }
+            false => b.push(0xbe), // the newest dynamic entry, index 62
+        }
+        b
+    };
+    let mut input = Vec::new();
+    let mut send = |stream: u32, b: Vec<u8>| {
+        encode_frame(&mut input, FrameType::HEADERS, 5, stream, &b);
+    };
+    send(1, block((b"x-bad", b"a\nb"), true));
+    send(3, block((b"", b""), false));
+    send(5, block((b"x-good", b"fine"), true));
+    send(7, block((b"", b""), false));
+    step(&mut conn, &input, &mut out);
+    let got = replies(&out);
+    assert_eq!(got[&1].reset, Some(Reason::PROTOCOL_ERROR));
+    assert_eq!(
+        got[&3].reset,
+        Some(Reason::PROTOCOL_ERROR),
+        "referenced again: still bad"
+    );
+    assert_eq!(got[&5].body, b"Hello World\n");
+    assert_eq!(got[&7].body, b"Hello World\n");
+    assert!(conn.decoder.table().verdict(0), "the good entry is marked");
+}

@@ -3,6 +3,7 @@
 //! and its content-length, so nothing is stored per field.
 
 use super::super::route::{Method, Route};
+use crate::hpack::decode::Known;
 
 /// Pseudo-header fields of a request, as bits of [`Check::seen`].
 const METHOD: u8 = 1;
@@ -55,15 +56,34 @@ impl Check {
 
     #[inline]
     pub fn field(&mut self, name: &[u8], value: &[u8]) {
+        self.field_known(name, value, Known::NOTHING);
+    }
+
+    /// [`Check::field`], the octets of the name or the value already
+    /// known good where `known` says (the static table's, or a dynamic
+    /// entry's checked when it was inserted). Returns whether the field's
+    /// octets are good (§8.2.1: name and value), for the decoder to keep
+    /// with a dynamic entry: its octets are then checked once per
+    /// connection, not at every request that refers to it.
+    #[inline]
+    pub fn field_known(&mut self, name: &[u8], value: &[u8], known: Known) -> bool {
+        let pseudo = name.first() == Some(&b':');
+        let octets_ok = (known.name || pseudo || check_name(name).is_ok())
+            && (known.value || check_value(value).is_ok());
         if self.error.is_none() {
-            if let Err(why) = self.check(name, value) {
+            if let Err(why) = self.check(name, value, octets_ok) {
                 self.error = Some(why);
             }
         }
+        octets_ok
     }
 
-    fn check(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
-        check_value(value)?;
+    /// The checks of one field; its octets' (§8.2.1) only if `octets_ok`
+    /// is not already known.
+    fn check(&mut self, name: &[u8], value: &[u8], octets_ok: bool) -> Result<(), &'static str> {
+        if !octets_ok {
+            check_value(value)?;
+        }
         if let Some(pseudo) = name.strip_prefix(b":") {
             if self.trailers {
                 return Err("pseudo-header field in trailers");
@@ -101,7 +121,9 @@ impl Check {
             return Ok(());
         }
         self.regular = true;
-        check_name(name)?;
+        if !octets_ok {
+            check_name(name)?;
+        }
         match name {
             b"connection" | b"proxy-connection" | b"keep-alive" | b"transfer-encoding"
             | b"upgrade" => Err("connection-specific header field"),
