@@ -413,6 +413,42 @@ mod tests {
         assert_eq!(d.table().max_size(), 4096);
     }
 
+    /// A name index one past the dynamic table, whatever its size, is an
+    /// error, not an empty name.
+    #[test]
+    fn a_name_index_past_the_dynamic_table_is_refused() {
+        let mut d = Decoder::new(4096);
+        decode(&mut d, &hex("4001 6101 62")).unwrap(); // one entry: 62
+                                                       // 0x7f 0x01: index 64 (63 + 1) with indexing: past 62.
+        assert_eq!(
+            decode(&mut d, &hex("7f01 0178")),
+            Err(DecodeError("literal's name index past both tables"))
+        );
+        assert_eq!(
+            decode(&mut d, &hex("7e 0178")).unwrap(),
+            pairs(&[("a", "x")])
+        );
+    }
+
+    /// A Huffman string past 4 KiB leaves no scratch buffer behind; a
+    /// small one keeps its buffer for the next block.
+    #[test]
+    fn the_scratch_buffer_is_kept_small() {
+        let mut d = Decoder::new(4096);
+        let mut small = vec![0x00, 0x81, 0x1f, 0x81, 0x1f]; // "a": "a"
+        decode(&mut d, &small).unwrap();
+        assert!(d.scratch.capacity() > 0, "kept");
+        let mut code = Vec::new();
+        super::huffman::encode(&[b'a'; 10_000], &mut code);
+        let mut big = vec![0x00, 0x81, 0x1f];
+        super::super::encode::int(&mut big, 0x80, 7, code.len());
+        big.extend_from_slice(&code);
+        decode(&mut d, &big).unwrap();
+        assert_eq!(d.scratch.capacity(), 0, "dropped");
+        small.truncate(5);
+        decode(&mut d, &small).unwrap();
+    }
+
     /// A literal with indexing whose name is the entry it evicts (§4.4).
     #[test]
     fn a_new_entry_may_name_the_entry_it_evicts() {
