@@ -593,3 +593,85 @@ fn progress_shows_on_a_terminal() {
         String::from_utf8_lossy(&plain.stderr)
     );
 }
+
+/// A weighted mix, with a browser's headers: every path gets its share
+/// exactly, its answers are checked against its route, the per-path
+/// counts add up to the total (text, JSON and CSV), and the browser's
+/// fields go as a few octets each after the first request. Against a
+/// blind server, which answers every path as `/`, the same mix fails
+/// exactly the requests whose route says otherwise.
+#[test]
+fn a_mix_is_reported_path_by_path() {
+    let server = support::start(support::setup(Dispatch::Poll, TlsProvider::None));
+    let base = server.url().trim_end_matches('/').to_string();
+    let urls = [
+        format!("{base}/@3"),
+        format!("{base}/bytes/100@1"),
+        format!("{base}/status/204@1"),
+    ];
+    let csv = temp_dir("mix").join("paths.csv");
+    let (code, json, _) = load(&[
+        "-n",
+        "500",
+        "-m",
+        "10",
+        "--browser-headers",
+        "--csv",
+        csv.to_str().unwrap(),
+        &urls[0],
+        &urls[1],
+        &urls[2],
+    ]);
+    assert_eq!(code, Some(0), "{json}");
+    let paths = json["paths"].as_array().unwrap();
+    let got: Vec<(&str, u64, u64, u64)> = paths
+        .iter()
+        .map(|p| {
+            (
+                p["path"].as_str().unwrap(),
+                p["requests"].as_u64().unwrap(),
+                p["succeeded"].as_u64().unwrap(),
+                p["body_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/", 300, 300, 3600),
+            ("/bytes/100", 100, 100, 10_000),
+            ("/status/204", 100, 100, 0)
+        ]
+    );
+    let total: u64 = got.iter().map(|g| g.1).sum();
+    assert_eq!(total, json["requests"].as_u64().unwrap());
+    assert_eq!(paths[2]["codes"]["204"], 100, "{json}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(text.contains("/bytes/100,1,100,100,0,200:100,"), "{text}");
+    // About 600 octets of fields a request if sent raw; with the dynamic
+    // table, after the first request of each path, a few octets each.
+    let out = json["traffic"]["bytes_out"].as_u64().unwrap();
+    assert!(out < 500 * 60, "{out} octets out for 500 requests");
+    assert_eq!(json["traffic"]["dated_blocks"], 500, "{json}");
+    server.stop();
+
+    let blind = h2lab::start(&h2lab::ServerConfig {
+        blind: true,
+        ..support::config(support::setup(Dispatch::Poll, TlsProvider::None))
+    })
+    .unwrap();
+    let base = blind.url().trim_end_matches('/').to_string();
+    let (code, json, _) = load(&[
+        "-n",
+        "50",
+        &format!("{base}/@3"),
+        &format!("{base}/bytes/100@1"),
+        &format!("{base}/status/204@1"),
+    ]);
+    assert_eq!(code, Some(1));
+    assert_eq!(errors(&json, "wrong body"), 10, "{json}");
+    assert_eq!(errors(&json, "wrong status"), 10, "{json}");
+    assert_eq!(json["succeeded"], 30, "{json}");
+    blind.stop();
+}
