@@ -398,6 +398,18 @@ mod tests {
             let err = decode(&mut Decoder::new(4096), &hex(block)).unwrap_err();
             assert_eq!(err, DecodeError(why), "{block}");
         }
+        // 2^32-1 exactly is an integer (an index past the tables here);
+        // one more is not.
+        let max = "ff 80 ff ff ff 0f";
+        let err = decode(&mut Decoder::new(4096), &hex(max)).unwrap_err();
+        assert_eq!(err, DecodeError("indexed field past both tables"), "{max}");
+        let past = "ff 81 ff ff ff 0f";
+        let err = decode(&mut Decoder::new(4096), &hex(past)).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError("integer past 2^32-1 in a header block"),
+            "{past}"
+        );
         for block in ["ff", "ff80", "00", "0001"] {
             assert!(
                 decode(&mut Decoder::new(4096), &hex(block)).is_err(),

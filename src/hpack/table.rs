@@ -224,7 +224,9 @@ mod tests {
     #[test]
     fn entries_are_evicted_oldest_first() {
         let mut t = DynamicTable::new(100);
+        assert!(t.is_empty());
         t.insert(b"aaaa", b"1111"); // 40
+        assert!(!t.is_empty());
         t.insert(b"bbbb", b"2222"); // 80
         assert_eq!((t.len(), t.size()), (2, 80));
         assert_eq!(t.get(0), Some((&b"bbbb"[..], &b"2222"[..])));
