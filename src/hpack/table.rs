@@ -243,17 +243,41 @@ mod tests {
         assert_eq!((t.len(), t.size()), (1, 32));
     }
 
-    /// Thousands of insertions keep the buffer within four maximum sizes.
+    /// Thousands of insertions, the buffer compacted again and again:
+    /// every entry reads back as a model of the table says (newest first,
+    /// evicted by size), and the buffer stays within four maximum sizes
+    /// while holding at least the live octets.
     #[test]
     fn the_buffer_stays_bounded() {
         let mut t = DynamicTable::new(4096);
+        let mut model: std::collections::VecDeque<(Vec<u8>, Vec<u8>)> = Default::default();
         for i in 0..10_000usize {
+            let name = format!("name-{i}").into_bytes();
             let value = vec![b'v'; i % 300];
-            t.insert(format!("name-{i}").as_bytes(), &value);
-            let (name, v) = t.get(0).unwrap();
-            assert_eq!((name, v), (format!("name-{i}").as_bytes(), &value[..]));
-            assert!(t.size() <= 4096);
+            t.insert(&name, &value);
+            model.push_front((name, value));
+            let size = |m: &std::collections::VecDeque<(Vec<u8>, Vec<u8>)>| {
+                m.iter().map(|(n, v)| n.len() + v.len() + 32).sum::<usize>()
+            };
+            while size(&model) > 4096 {
+                model.pop_back();
+            }
+            assert_eq!(t.len(), model.len(), "after {i}");
+            for (k, (n, v)) in model.iter().enumerate() {
+                assert_eq!(t.get(k), Some((&n[..], &v[..])), "entry {k} after {i}");
+            }
+            assert_eq!(t.size(), size(&model));
+            assert!(t.capacity() >= t.size() - 32 * t.len());
         }
         assert!(t.capacity() <= 4 * 4096, "{}", t.capacity());
+    }
+
+    /// An entry of exactly the maximum size fits (§4.4: only a larger
+    /// one empties the table).
+    #[test]
+    fn an_entry_of_the_maximum_size_fits() {
+        let mut t = DynamicTable::new(40);
+        t.insert(b"aaaa", b"1111");
+        assert_eq!((t.len(), t.size()), (1, 40));
     }
 }
