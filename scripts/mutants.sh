@@ -3,7 +3,7 @@
 # mutant (a changed operator, a function that returns a default, a
 # condition forced true or false) is built and must fail `cargo test --lib`.
 #
-#   scripts/mutants.sh                 every module below (about 840 mutants,
+#   scripts/mutants.sh                 every module below (about 1,400 mutants,
 #                                      7 to 8 s each on this 2-core VM)
 #   scripts/mutants.sh --in-diff REV   only the mutants on lines changed
 #                                      since REV, in those modules (minutes)
