@@ -294,7 +294,9 @@ fn offloaded_work_runs_beside_the_loop() {
     assert!(s.stop_with("TERM").status.success());
 }
 
-/// `--offload` where it means nothing is refused with one line, exit 2.
+/// `--offload` where it means nothing is refused with one line, exit 2:
+/// on a dispatch without a loop to free, and on a blind server without
+/// `--work` that holds a thread (reading, the routes bring work).
 #[test]
 fn offload_is_refused_where_it_means_nothing() {
     for (args, says) in [
@@ -306,12 +308,13 @@ fn offload_is_refused_where_it_means_nothing() {
             &["--dispatch", "thread", "--work", "sleep:1ms"][..],
             "only for --dispatch poll, uring and tokio",
         ),
+        // Blind, no route brings work: only --work can.
         (
-            &["--dispatch", "poll"][..],
+            &["--dispatch", "poll", "--blind"][..],
             "needs work that holds a thread",
         ),
         (
-            &["--dispatch", "tokio", "--work", "delay:1ms"][..],
+            &["--dispatch", "tokio", "--blind", "--work", "delay:1ms"][..],
             "needs work that holds a thread",
         ),
     ] {
