@@ -35,7 +35,11 @@ COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline",
            "body", "goodput_mib_per_s", "offload",
            "req_per_s_ci_low", "req_per_s_ci_high", "cpu_ci_low", "cpu_ci_high", "settled",
            "ctx_switches_per_req", "syscalls_per_req", "reads_per_req", "writes_per_req",
-           "octets_per_write", "requests_per_read"]
+           "octets_per_write", "requests_per_read",
+           "head_fields", "head_octets", "head_dated", "body_octets", "file_reads_per_req",
+           "source", "mix"]
+# Columns added with what each response carried, the source and the mix.
+WORK = 7
 # Columns added with the confidence intervals and the counts.
 NEWER = 11
 
@@ -46,12 +50,15 @@ def read_medians(path):
         # `# key: value` lines before the header describe the machine.
         reader = csv.reader(line for line in f if not line.startswith("#"))
         header = next(reader, None)
-        # CSVs from before the intervals and counts lack their columns;
+        # CSVs from before the responses' work, the source and the mix
+        # lack their seven columns; from before the intervals and counts,
+        # theirs;
         # from before the body and offload axes, their three too; from
         # before the work axis, its column; from before the machine's pace,
         # its three; from before the threads axis, that one as well.
-        older = [COLUMNS[:-(NEWER + n)] for n in (3, 4, 7, 8)]
-        if header not in [COLUMNS, COLUMNS[:-NEWER]] + older:
+        base = COLUMNS[:-WORK]
+        older = [base[:-(NEWER + n)] for n in (3, 4, 7, 8)]
+        if header not in [COLUMNS, base, base[:-NEWER]] + older:
             raise ValueError(f"{path}: not an h2lab bench CSV (header {header})")
         rows = []
         for line, cols in enumerate(reader, start=2):
