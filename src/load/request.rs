@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::engine::route::Route;
 use crate::engine::Body;
+use crate::hpack::encode;
 
 /// What one request is: method, path (with its query), extra headers and
 /// an optional body. Shared by every connection of every thread.
@@ -135,30 +136,12 @@ impl Spec {
 
 /// A literal field without indexing whose name is static entry `index`.
 fn literal(b: &mut Vec<u8>, index: usize, value: &str) {
-    int(b, 0x00, 4, index);
-    string(b, value);
+    encode::literal(b, index, value.as_bytes());
 }
 
 /// A string literal, not Huffman coded.
 fn string(b: &mut Vec<u8>, s: &str) {
-    int(b, 0x00, 7, s.len());
-    b.extend_from_slice(s.as_bytes());
-}
-
-/// An HPACK integer with an `n`-bit prefix after the bits `first`.
-fn int(b: &mut Vec<u8>, first: u8, n: u8, value: usize) {
-    let max = (1usize << n) - 1;
-    if value < max {
-        b.push(first | value as u8);
-        return;
-    }
-    b.push(first | max as u8);
-    let mut rest = value - max;
-    while rest >= 128 {
-        b.push((rest % 128) as u8 | 0x80);
-        rest /= 128;
-    }
-    b.push(rest as u8);
+    encode::string(b, s.as_bytes(), false);
 }
 
 /// Headers HTTP/2 forbids (RFC 9113 §8.2.2) or that we set ourselves.
