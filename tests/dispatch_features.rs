@@ -371,7 +371,7 @@ fn poll_accepts_again_after_the_fd_limit() {
         .collect();
     // Past ~25 clients accept fails (EMFILE); the others wait in the queue.
     support::wait_until("at the fd limit with clients queued", || {
-        support::open_fds(pid) >= 32 && support::accept_queue(addr).is_some_and(|q| q > 0)
+        support::slots_taken(pid, 32) == 32 && support::accept_queue(addr).is_some_and(|q| q > 0)
     });
     let last = conns.pop().unwrap();
     conns.truncate(10);

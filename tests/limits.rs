@@ -334,7 +334,7 @@ fn forty_clients(addr: std::net::SocketAddr, pid: u32, args: &[&str]) -> Vec<Tcp
     support::wait_until(&format!("{args:?}: at the fd limit"), || {
         let heard: Vec<Heard> = clients.iter().map(heard).collect();
         let queued = support::accept_queue(addr).unwrap_or(0);
-        let full = slots_taken(pid) == LIMIT;
+        let full = support::slots_taken(pid, LIMIT) == LIMIT;
         let count = |h: Heard| heard.iter().filter(|&&x| x == h).count() as u64;
         match (single, thread) {
             (true, _) => queued == 39,
@@ -368,17 +368,6 @@ fn heard(client: &TcpStream) -> Heard {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Heard::Nothing,
         Err(_) => Heard::Closed,
     }
-}
-
-/// The descriptor numbers below [`LIMIT`] that `pid` holds: what the limit
-/// counts. (A descriptor inherited above it, such as the jobserver pipe
-/// cargo may pass down, takes no room.)
-fn slots_taken(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
-        .filter(|&fd| fd < LIMIT)
-        .count()
 }
 
 /// The descriptors the fd-limit tests give the server (`prlimit --nofile`).

@@ -205,6 +205,17 @@ pub fn open_fds(pid: u32) -> usize {
         .count()
 }
 
+/// The descriptor numbers below `limit` that `pid` holds: what an fd
+/// limit of `limit` counts. (A descriptor inherited above it, such as the
+/// jobserver pipe cargo may pass down, takes no room.)
+pub fn slots_taken(pid: u32, limit: usize) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
+        .filter(|&fd| fd < limit)
+        .count()
+}
+
 /// The connections waiting in the accept queue of the IPv4 TCP listener
 /// at `local` (`/proc/net/tcp`: a listening socket's receive queue is its
 /// accept queue). None when nothing listens there.
