@@ -37,6 +37,7 @@ pub mod frame;
 pub mod hpack;
 pub mod identity;
 pub mod load;
+pub mod netns;
 pub mod serve;
 pub mod server;
 pub mod tls;

@@ -288,7 +288,15 @@ fn nginx_goaway_is_followed_by_reconnecting() {
 /// h2o over TLS: the report names the TLS it negotiated.
 #[test]
 fn h2o_over_tls_reports_the_session() {
-    let peer = peers::start(Peer::H2o, true, 1, None, Default::default()).expect("h2o");
+    let peer = peers::start(
+        Peer::H2o,
+        true,
+        1,
+        None,
+        Default::default(),
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    )
+    .expect("h2o");
     let (code, json, err) = load(&[
         "-n",
         "500",

@@ -37,7 +37,12 @@ COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline",
            "ctx_switches_per_req", "syscalls_per_req", "reads_per_req", "writes_per_req",
            "octets_per_write", "requests_per_read",
            "head_fields", "head_octets", "head_dated", "body_octets", "file_reads_per_req",
-           "source", "mix"]
+           "source", "mix",
+           "net", "link", "server_cpu_packets", "client_cpu_packets", "server_cpu_steered",
+           "client_cpu_steered", "server_segs_in", "server_segs_out", "client_segs_in",
+           "client_segs_out", "client_share_min"]
+# Columns added with the network: the topology, the link, whose packets.
+NET = 11
 # Columns added with what each response carried, the source and the mix.
 WORK = 7
 # Columns added with the confidence intervals and the counts.
@@ -56,9 +61,11 @@ def read_medians(path):
         # from before the body and offload axes, their three too; from
         # before the work axis, its column; from before the machine's pace,
         # its three; from before the threads axis, that one as well.
-        base = COLUMNS[:-WORK]
+        # From before the network's columns, theirs too.
+        with_work = COLUMNS[:-NET]
+        base = with_work[:-WORK]
         older = [base[:-(NEWER + n)] for n in (3, 4, 7, 8)]
-        if header not in [COLUMNS, base, base[:-NEWER]] + older:
+        if header not in [COLUMNS, with_work, base, base[:-NEWER]] + older:
             raise ValueError(f"{path}: not an h2lab bench CSV (header {header})")
         rows = []
         for line, cols in enumerate(reader, start=2):

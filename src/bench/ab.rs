@@ -31,6 +31,8 @@ use super::counts::{self, Counts};
 use super::{h2load, meter, system, LoadClient, Measured};
 use crate::cli::{self, values, CmdError, CmdResult, Exit};
 use crate::load::{self, LoadConfig, Stop};
+use crate::netns::segments::Side;
+use crate::netns::Net;
 
 /// Compare two servers, A and B, in paired runs: each pair runs A then B
 /// (or B then A, in turn), each run a fresh `h2lab serve` child pinned to
@@ -122,6 +124,8 @@ pub struct Args {
     /// percentiles, so the table has no latency rows then).
     #[arg(long, value_enum, default_value_t = LoadClient::Builtin)]
     pub client: LoadClient,
+    #[command(flatten)]
+    pub net: super::command::NetArgs,
 }
 
 /// One run of one side.
@@ -186,6 +190,9 @@ pub fn run(args: Args) -> CmdResult {
         (None, None) => system::default_pins().unzip(),
         (s, c) => (s.clone(), c.clone()),
     };
+    let net = args
+        .net
+        .set_up(pin_server.as_deref(), pin_client.as_deref())?;
     if let Some(cpus) = &pin_client {
         system::pin_self(cpus).map_err(|e| anyhow::anyhow!(e))?;
     }
@@ -209,7 +216,13 @@ pub fn run(args: Args) -> CmdResult {
         }
     });
     // Timed before the servers run, on the CPUs they and the load use.
-    let machine = super::Machine::of_ab(pin_server.as_deref(), pin_client.as_deref());
+    let machine =
+        super::Machine::of_ab(pin_server.as_deref(), pin_client.as_deref(), net.describe());
+    let place = Place {
+        pin_server: pin_server.as_deref(),
+        pin_client: pin_client.as_deref(),
+        net: &net,
+    };
     let started = Instant::now();
     let mut samples: Vec<(Sample, Sample)> = Vec::new();
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -222,15 +235,7 @@ pub fn run(args: Args) -> CmdResult {
         let mut pair = [None, None];
         for side in order {
             let (exe, serve_args) = &sides[side];
-            let run = measure(
-                &args,
-                exe,
-                serve_args,
-                pin_server.as_deref(),
-                pin_client.as_deref(),
-                side,
-                false,
-            );
+            let run = measure(&args, exe, serve_args, &place, side, false);
             if system::interrupted() {
                 break 'pairs;
             }
@@ -268,15 +273,7 @@ pub fn run(args: Args) -> CmdResult {
     let mut counts_missing = counts::perf_usable().err();
     if !interrupted && counts_missing.is_none() {
         for (side, (exe, serve_args)) in sides.iter().enumerate() {
-            match measure(
-                &args,
-                exe,
-                serve_args,
-                pin_server.as_deref(),
-                pin_client.as_deref(),
-                side,
-                true,
-            ) {
+            match measure(&args, exe, serve_args, &place, side, true) {
                 Ok((_, c)) => counted[side] = Some(c),
                 Err(_) if system::interrupted() => {
                     counts_missing.get_or_insert("interrupted during the counting runs".into());
@@ -314,6 +311,13 @@ fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
 }
 
+/// Where each side runs: the CPUs and the network.
+struct Place<'a> {
+    pin_server: Option<&'a str>,
+    pin_client: Option<&'a str>,
+    net: &'a Net,
+}
+
 /// One run of side `side` (0: A, 1: B): a fresh server, warmed up, then
 /// measured, with its CPU time and context switches read around the
 /// measured part; a `counting` run also counts its system calls.
@@ -321,13 +325,22 @@ fn measure(
     args: &Args,
     exe: &std::path::Path,
     serve_args: &[String],
-    pin: Option<&str>,
-    pin_client: Option<&str>,
+    place: &Place,
     side: usize,
     counting: bool,
 ) -> Result<(Sample, Counts), CmdError> {
+    let (pin, pin_client, net) = (place.pin_server, place.pin_client, place.net);
     let name = ["A", "B"][side];
-    let (child, url) = serve_child(exe, serve_args, pin).map_err(|e| {
+    let host = net.server_host();
+    let mut serve_args = serve_args.to_vec();
+    if !host.is_loopback() {
+        serve_args.extend(["--host".into(), host.to_string()]);
+    }
+    let serve_args = &serve_args[..];
+    let started = net
+        .within(Side::Server, || serve_child(exe, serve_args, pin))
+        .map_err(|e| CmdError::Failed(e.into()))?;
+    let (child, url) = started.map_err(|e| {
         let why = match e {
             ServeFailure::Spawn(e) => format!("cannot run {}: {e}", exe.display()),
             ServeFailure::NotServing(said) => said,
@@ -337,53 +350,57 @@ fn measure(
             serve_args.join(" ")
         ))
     })?;
-    let (measured, metered) = meter::around(
-        &[child.id()],
-        args.warm_up,
-        args.duration,
-        counting,
-        || match args.client {
-            LoadClient::Builtin => load::run(&LoadConfig {
-                url: url.clone(),
-                clients: args.clients as usize,
-                streams: args.pipeline as usize,
-                stop: Stop::Duration(args.duration),
-                warm_up: args.warm_up,
-                insecure: true,
-                ..LoadConfig::default()
-            })
-            .map_err(|e| e.to_string())
-            .and_then(|report| match report.succeeded {
-                0 => Err(format!("no request succeeded ({report})")),
-                _ => Ok(Measured {
-                    req_per_s: report.req_per_s,
-                    p50_us: report.latency_us.map(|l| l.p50),
-                    p99_us: report.latency_us.map(|l| l.p99),
-                    mean_us: report.latency_us.map_or(0.0, |l| l.mean),
-                    succeeded: report.succeeded,
-                    failed: report.failed,
-                    connection_errors: report.connection_errors,
-                    seconds: report.seconds,
-                    goodput_bytes_per_s: report.goodput_bytes_per_s,
-                    octets_in: Some(report.traffic.bytes_in_measured),
-                }),
-            }),
-            LoadClient::H2load => h2load::run_with(
-                &h2load::Shape {
+    let measured_in_ns = net.within(Side::Client, || {
+        meter::around(
+            &[child.id()],
+            args.warm_up,
+            args.duration,
+            counting,
+            None,
+            || match args.client {
+                LoadClient::Builtin => load::run(&LoadConfig {
+                    url: url.clone(),
                     clients: args.clients as usize,
-                    pipeline: args.pipeline as usize,
-                    threads: 1,
-                    duration: args.duration,
+                    streams: args.pipeline as usize,
+                    stop: Stop::Duration(args.duration),
                     warm_up: args.warm_up,
-                    timeout: Duration::from_secs(10),
-                    window: None,
-                    pin: pin_client,
-                },
-                std::slice::from_ref(&url),
-            )
-            .map_err(|e| e.to_string()),
-        },
-    );
+                    insecure: true,
+                    ..LoadConfig::default()
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|report| match report.succeeded {
+                    0 => Err(format!("no request succeeded ({report})")),
+                    _ => Ok(Measured {
+                        req_per_s: report.req_per_s,
+                        p50_us: report.latency_us.map(|l| l.p50),
+                        p99_us: report.latency_us.map(|l| l.p99),
+                        mean_us: report.latency_us.map_or(0.0, |l| l.mean),
+                        succeeded: report.succeeded,
+                        failed: report.failed,
+                        connection_errors: report.connection_errors,
+                        seconds: report.seconds,
+                        goodput_bytes_per_s: report.goodput_bytes_per_s,
+                        octets_in: Some(report.traffic.bytes_in_measured),
+                    }),
+                }),
+                LoadClient::H2load => h2load::run_with(
+                    &h2load::Shape {
+                        clients: args.clients as usize,
+                        pipeline: args.pipeline as usize,
+                        threads: 1,
+                        duration: args.duration,
+                        warm_up: args.warm_up,
+                        timeout: Duration::from_secs(10),
+                        window: None,
+                        pin: pin_client,
+                    },
+                    std::slice::from_ref(&url),
+                )
+                .map_err(|e| e.to_string()),
+            },
+        )
+    });
+    let (measured, metered) = measured_in_ns.map_err(|e| CmdError::Failed(e.into()))?;
     drop(child);
     let m = measured.map_err(|e| CmdError::Failed(anyhow::anyhow!("{name}: {e}")))?;
     let metered = metered.map_err(|e| CmdError::Failed(anyhow::anyhow!("{name}: {e}")))?;

@@ -86,6 +86,7 @@ impl Running {
                 threads,
                 config.pin_server.as_deref(),
                 handler.body,
+                config.net.server_host(),
             )
             .map(Running::Peer)
             .map_err(|reason| BenchError::Serve { target, reason }),
@@ -176,6 +177,10 @@ fn start_serve(
     arg("--tls", setup.tls.name().to_string());
     if handler.blind {
         args.push("--blind".into());
+    }
+    let host = config.net.server_host();
+    if !host.is_loopback() {
+        args.extend(["--host".into(), host.to_string()]);
     }
     match serve_child(&config.exe, &args, config.pin_server.as_deref()) {
         Ok((child, url)) => Ok(Running::H2lab {

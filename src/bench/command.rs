@@ -11,6 +11,8 @@ use super::export::{Csv, Exporter, Json, Table};
 use super::{matrix, system, BenchConfig, LoadClient, Peer, Results};
 use crate::cli::{self, values, CmdError, CmdResult, Exit};
 use crate::engine::{Body, Work};
+use crate::netns::link::Link;
+use crate::netns::{Net, NetSpec, Topology};
 use crate::server::{Dispatch, Engine};
 use crate::tls::TlsProvider;
 
@@ -190,10 +192,65 @@ pub struct Args {
     /// (0: not timed).
     #[arg(long, value_name = "SECS", default_value = "0.1", value_parser = values::secs_or_zero)]
     pub pace: Duration,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `--net` and `--link`, for `bench` and `ab`.
+#[derive(Debug, clap::Args)]
+pub struct NetArgs {
+    /// How the server and the load are joined. `loopback`: 127.0.0.1,
+    /// where each side's send runs the other side's receive on the
+    /// sender's CPU. `rfs`: loopback with receive flow steering to the
+    /// reading thread's CPU, set for the run and restored after. `veth`:
+    /// the server and the load each in a network namespace the run makes,
+    /// joined by a veth pair (198.18.0.1 and .2, addresses that exist only
+    /// inside them), each end's receive steered to its side's pinned CPU;
+    /// removed after the run, and a killed run's leftovers at the next
+    /// start. `rfs` and `veth` need root (CAP_NET_ADMIN and
+    /// CAP_SYS_ADMIN) and pinned sides; without them they are refused at
+    /// once. Every row says, per request, the packets each side's CPUs
+    /// processed, the steering interrupts they took, and each side's own
+    /// segments (docs/net.md).
+    #[arg(long, value_enum, default_value_t = Topology::Loopback)]
+    pub net: Topology,
+    /// Shape both directions of the veth pair (with --net veth):
+    /// `rate=1gbit` (the kernel's token bucket, tbf; bit, kbit, mbit,
+    /// gbit), `delay=20ms` and `loss=0.1%` (netem, which some kernels lack:
+    /// then refused at once, naming the module).
+    #[arg(long, value_name = "SPEC", value_parser = Link::parse)]
+    pub link: Option<Link>,
+}
+
+impl NetArgs {
+    /// Makes the topology for servers on `server` CPUs and the load on
+    /// `client` CPUs. A refusal (no privilege, no pins, no netem) is input
+    /// the command cannot use: exit 2.
+    pub fn set_up(
+        &self,
+        server: Option<&str>,
+        client: Option<&str>,
+    ) -> Result<std::sync::Arc<Net>, CmdError> {
+        let cpus = |list: Option<&str>| list.and_then(system::cpu_list).unwrap_or_default();
+        let spec = NetSpec {
+            topology: self.net,
+            link: self.link.unwrap_or_default(),
+            server_cpus: cpus(server),
+            client_cpus: cpus(client),
+        };
+        match Net::set_up(spec) {
+            Ok(net) => Ok(std::sync::Arc::new(net)),
+            Err(e) if e.is_refusal() => Err(cli::bad_input(e)),
+            Err(e) => Err(CmdError::Failed(e.into())),
+        }
+    }
 }
 
 pub fn run(args: Args) -> CmdResult {
-    let config = config(&args)?;
+    let mut config = config(&args)?;
+    config.net = args
+        .net
+        .set_up(config.pin_server.as_deref(), config.pin_client.as_deref())?;
     type Output = dyn Exporter<Results, Error = super::export::ExportError>;
     let files: Vec<(&PathBuf, &Output)> = [(&args.out, &Csv as &Output), (&args.json, &Json)]
         .into_iter()
@@ -221,6 +278,7 @@ pub fn run(args: Args) -> CmdResult {
     if let (Some(cpus), LoadClient::Builtin) = (&config.pin_client, args.client) {
         system::pin_self(cpus).map_err(anyhow::Error::msg)?;
     }
+    eprintln!("h2lab: bench: network: {}", config.net.describe());
     eprintln!(
         "h2lab: bench: servers on CPUs {}, load on CPUs {}; {} s warm-up, {} s measured, {} repeats{}{}",
         config.pin_server.as_deref().unwrap_or("any"),
@@ -370,5 +428,7 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         }),
         pin_server,
         pin_client,
+        // Made in `run`, once the options are known to be good.
+        net: std::sync::Arc::new(Net::set_up(NetSpec::default())?),
     })
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::system;
+use crate::netns::attribution::Attribution;
 
 /// All system calls, then the read-like and the write-like ones.
 const ALL: &str = "raw_syscalls:sys_enter";
@@ -82,6 +83,10 @@ pub struct Counts {
     pub head_dated: Option<f64>,
     #[serde(default)]
     pub body_octets: Option<f64>,
+    /// Whose kernel work each side's CPU did, per request (the runs'
+    /// median in a cell's).
+    #[serde(default)]
+    pub net: Option<Attribution>,
 }
 
 impl Counts {
@@ -137,6 +142,14 @@ impl Counts {
             dated: self.head_dated?,
             body: self.body_octets?,
         })
+    }
+
+    /// These counts with `net` where they have none.
+    pub fn with_net(self, net: Option<Attribution>) -> Counts {
+        Counts {
+            net: self.net.or(net),
+            ..self
+        }
     }
 
     /// These counts with the context switches of `timed` (which has them

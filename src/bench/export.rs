@@ -68,7 +68,7 @@ impl Exporter<Results> for Table {
             .iter()
             .any(|m| m.cell.body != crate::engine::Body::default());
         let mut out = format!(
-            "{:<w$} {:>4} {:>4} {:>10} {:>21} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6} {:>6} {:>7} {:>13} {:>7} {:>7} {:>9}{}\n",
+            "{:<w$} {:>4} {:>4} {:>10} {:>21} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6} {:>6} {:>7} {:>13} {:>7} {:>7} {:>9} {:>13} {:>5}{}\n",
             "setup",
             "c",
             "m",
@@ -86,6 +86,8 @@ impl Exporter<Results> for Table {
             "pread/r",
             "failed",
             "conn err",
+            "pkts/r srv·ld",
+            "ld≥%",
             if goodput { "     MiB/s" } else { "" }
         );
         let machine = results.machine.as_ref();
@@ -106,7 +108,7 @@ impl Exporter<Results> for Table {
             };
             let _ = writeln!(
                 out,
-                "{:<w$} {:>4} {:>4} {:>10.0} {:>21} {:>8} {:>8} {:>9.2} {:>15} {:>5}{mark} {:>5}{wake} {:>6} {:>7} {:>13} {:>7} {:>7} {:>9}{}",
+                "{:<w$} {:>4} {:>4} {:>10.0} {:>21} {:>8} {:>8} {:>9.2} {:>15} {:>5}{mark} {:>5}{wake} {:>6} {:>7} {:>13} {:>7} {:>7} {:>9} {:>13} {:>5}{}",
                 m.cell.to_string(),
                 m.cell.clients,
                 m.cell.pipeline,
@@ -127,6 +129,14 @@ impl Exporter<Results> for Table {
                 count(m.counts.file_reads_per_req, 2),
                 m.failed,
                 m.connection_errors,
+                match m.counts.net {
+                    Some(n) => format!("{:.1}·{:.1}", n.server_cpu_packets, n.client_cpu_packets),
+                    None => "–".into(),
+                },
+                match m.counts.net {
+                    Some(n) => format!("{:.0}", n.client_share_min * 100.0),
+                    None => "–".into(),
+                },
                 match goodput {
                     true => format!(" {:>9.1}", m.goodput_mib_per_s),
                     false => String::new(),
@@ -164,6 +174,12 @@ impl Exporter<Results> for Table {
             out,
             "cs/r: the server's context switches per request; sys/r: its system calls per request and B/write its octets per write-like call, from a counting run of each cell (– : not counted)"
         );
+        if results.medians.iter().any(|m| m.counts.net.is_some()) {
+            let _ = writeln!(
+                out,
+                "pkts/r: packets the server's CPUs · the load's CPUs processed in their receive softirqs, per request; ld≥%: at least this share of the server CPUs' packets were the load's (docs/net.md)"
+            );
+        }
         if let Some(note) = pace_note(&results.medians) {
             let _ = writeln!(out, "~ {note}");
         }

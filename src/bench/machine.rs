@@ -44,6 +44,10 @@ pub struct Machine {
     pub nginx: String,
     pub h2o: String,
     pub nghttpd: String,
+    /// `--net` and `--link`: how the server and the load were joined.
+    pub network: String,
+    /// How the kernel charges softirq time (what "server CPU" holds).
+    pub softirq_time: String,
 }
 
 impl Machine {
@@ -72,6 +76,7 @@ impl Machine {
                 None => "not timed".into(),
             },
             client: config.client.name().into(),
+            network: config.net.describe(),
             wake_up: wake_up(config.pin_server.as_deref(), config.pin_client.as_deref()),
             syscalls: match (config.count_syscalls, super::counts::perf_usable()) {
                 (true, _) => "counted by perf stat (raw_syscalls and syscalls tracepoints) in one more run per cell, whose times are not kept".into(),
@@ -91,7 +96,7 @@ impl Machine {
 
     /// This machine, for `ab`: with its wake-up latency between the two
     /// pinned CPUs and its pinning.
-    pub fn of_ab(pin_server: Option<&str>, pin_client: Option<&str>) -> Machine {
+    pub fn of_ab(pin_server: Option<&str>, pin_client: Option<&str>, network: String) -> Machine {
         Machine {
             date: crate::wall_clock::utc_now(),
             pinning: format!(
@@ -101,6 +106,7 @@ impl Machine {
             ),
             wake_up: wake_up(pin_server, pin_client),
             client: "builtin".into(),
+            network,
             ..Machine::here()
         }
     }
@@ -171,6 +177,7 @@ impl Machine {
             nginx: peer(Peer::Nginx),
             h2o: peer(Peer::H2o),
             nghttpd: peer(Peer::Nghttpd),
+            softirq_time: crate::netns::softirq_accounting(),
             ..Machine::default()
         }
     }

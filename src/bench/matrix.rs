@@ -9,6 +9,8 @@ use serde::Serialize;
 use super::peers::Peer;
 use super::BenchConfig;
 use crate::engine::{Body, Handler, Work};
+use crate::netns::link::Link;
+use crate::netns::Topology;
 use crate::server::{Dispatch, Engine, Setup};
 use crate::tls::TlsProvider;
 
@@ -106,6 +108,10 @@ pub struct Cell {
     /// `bench --mix`: the paths the load asks for, with weights
     /// (`/@99+/cpu/1ms@1`); `None`: `/` alone. Ours only.
     pub mix: Option<Mix>,
+    /// `--net`: how the server and the load are joined (the whole run's).
+    pub net: Topology,
+    /// `--link`: the veth pair's shape (the whole run's; `None`: none).
+    pub link: Option<&'static Link>,
 }
 
 /// A request mix (`bench --mix`): paths joined by `+`, each `PATH` or
@@ -159,6 +165,18 @@ impl Mix {
 
 /// One `&'static str` per distinct mix, for the life of the process (a
 /// bench, or a report of one, has a few).
+/// `link`, kept for the process's life (a bench has one).
+pub fn intern_link(link: Link) -> &'static Link {
+    static SEEN: std::sync::Mutex<Vec<&'static Link>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&known) = seen.iter().find(|&&k| *k == link) {
+        return known;
+    }
+    let leaked: &'static Link = Box::leak(Box::new(link));
+    seen.push(leaked);
+    leaked
+}
+
 fn intern(s: &str) -> &'static str {
     static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
@@ -238,9 +256,15 @@ impl fmt::Display for Cell {
         if self.source != Source::Reading {
             write!(f, " {}", self.source.name())?;
         }
-        match self.mix {
+        if let Some(m) = self.mix {
+            write!(f, " mix={}", m.as_str())?;
+        }
+        if self.net != Topology::Loopback {
+            write!(f, " net={}", self.net)?;
+        }
+        match self.link {
+            Some(link) => write!(f, " link={link}"),
             None => Ok(()),
-            Some(m) => write!(f, " mix={}", m.as_str()),
         }
     }
 }
@@ -260,6 +284,8 @@ struct CellColumns {
     offload: usize,
     source: Source,
     mix: Option<String>,
+    net: Topology,
+    link: Option<String>,
 }
 
 impl From<Cell> for CellColumns {
@@ -278,11 +304,19 @@ impl From<Cell> for CellColumns {
             offload: c.offload,
             source: c.source,
             mix: c.mix.map(|m| m.as_str().to_string()),
+            net: c.net,
+            link: c.link.map(|l| l.to_string()),
         }
     }
 }
 
 impl BenchConfig {
+    /// The run's link, interned (once a bench), so that a cell stays small.
+    fn link(&self) -> Option<&'static Link> {
+        let link = self.net.spec().link;
+        link.is_shaped().then(|| intern_link(link))
+    }
+
     /// Every target × body × threads × work × offload × clients ×
     /// pipeline, targets in the order given; offload only on poll and
     /// tokio with `cpu:` or `sleep:` work (`--offload 0,8` compares); threads only where a server has them (tokio,
@@ -358,6 +392,8 @@ impl BenchConfig {
                                                 offload,
                                                 source,
                                                 mix,
+                                                net: self.net.spec().topology,
+                                                link: self.link(),
                                             });
                                         }
                                     }

@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{Body, Work};
 use crate::load::{self, LoadConfig, Stop};
+use crate::netns::attribution::Attribution;
+use crate::netns::segments::Side;
 use crate::server::Setup;
 pub use counts::Counts;
 pub use machine::Machine;
@@ -109,6 +111,9 @@ pub struct BenchConfig {
     pub trace_dir: PathBuf,
     /// The machine's pace, timed before the first run and after each.
     pub pace: Option<pace::Pace>,
+    /// `--net` and `--link`, made for the whole bench (undone when the
+    /// last holder drops it).
+    pub net: std::sync::Arc<crate::netns::Net>,
 }
 
 /// What tracing cost in a traced run, from the trace's own metadata.
@@ -181,6 +186,8 @@ pub enum BenchError {
     Meter(String),
     #[error("{cell}: the trace: {reason}")]
     Trace { cell: Cell, reason: String },
+    #[error("the network: {0}")]
+    Net(String),
     #[error("interrupted after {runs} runs")]
     Interrupted { runs: usize },
 }
@@ -284,30 +291,54 @@ fn run_one(
         );
         crate::trace::TraceConfig::new(config.trace_dir.join(name.replace('/', "-")))
     });
-    let server = child::Running::start(
-        config,
-        cell.target,
-        cell.threads,
-        cell.handler(),
-        cell.offload,
-        cell.source,
-        trace.as_ref(),
-    )?;
-    // What the server puts in each response, read before the run.
-    let heads = probe(server.url())?;
-    // nginx's worker exists before the load starts: the set is stable.
-    // The load warms up first; the server is metered from its end.
-    let (m, metered) = meter::around(
-        &server.pids(),
-        config.warm_up,
-        config.duration,
-        counting,
-        || match config.client {
-            LoadClient::Builtin => builtin(config, cell, server.url()),
-            LoadClient::H2load => h2load::run(config, cell, server.url()),
-        },
-    );
+    let net = &config.net;
+    let server = net
+        .within(Side::Server, || {
+            child::Running::start(
+                config,
+                cell.target,
+                cell.threads,
+                cell.handler(),
+                cell.offload,
+                cell.source,
+                trace.as_ref(),
+            )
+        })
+        .map_err(|e| BenchError::Net(e.to_string()))??;
+    let port = port_of(server.url());
+    // The load, its probe and the meter run in the load's namespace.
+    let (heads, m, metered) = net
+        .within(Side::Client, || {
+            // What the server puts in each response, read before the run.
+            let heads = probe(server.url())?;
+            // nginx's worker exists before the load starts: the set is
+            // stable. The load warms up first; the server is metered
+            // from its end.
+            let (m, metered) = meter::around(
+                &server.pids(),
+                config.warm_up,
+                config.duration,
+                counting,
+                port.map(|port| meter::NetWindow { net, port }),
+                || match config.client {
+                    LoadClient::Builtin => builtin(config, cell, server.url()),
+                    LoadClient::H2load => h2load::run(config, cell, server.url()),
+                },
+            );
+            Ok::<_, BenchError>((heads, m, metered))
+        })
+        .map_err(|e| BenchError::Net(e.to_string()))??;
     let (m, metered) = (m?, metered.map_err(BenchError::Meter)?);
+    let attribution = metered.net.as_ref().and_then(|(a, b, span)| {
+        let spec = net.spec();
+        Attribution::between(
+            a,
+            b,
+            &spec.server_cpus,
+            &spec.client_cpus,
+            m.req_per_s * span.as_secs_f64(),
+        )
+    });
     let cpu = metered.cpu_s;
     // A traced server must stop cleanly for its trace to be complete.
     let trace = match trace {
@@ -340,7 +371,8 @@ fn run_one(
             Some(metered.ctx_switches),
             m.octets_in,
         )
-        .with_heads(Some(heads)),
+        .with_heads(Some(heads))
+        .with_net(attribution),
         trace,
         pace_ns: None,
     })
@@ -372,6 +404,13 @@ fn trace_cost(
         span_ns: meta.span_cost_ns,
         event_ns: meta.event_cost_ns,
     })
+}
+
+/// The port of a server's URL (`None` if it has none).
+fn port_of(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    authority.rsplit_once(':')?.1.parse().ok()
 }
 
 /// What a load client reports of one run (the server's CPU is read apart).

@@ -5,7 +5,7 @@
 //! Measured like our servers: CPU from /proc, summed over the peer's
 //! process and its children (nginx's workers).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,22 +81,23 @@ impl Drop for RunningPeer {
     }
 }
 
-/// A free loopback port (bound, then released for the peer to take).
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free port on `host` (bound, then released for the peer to take).
+fn free_port(host: IpAddr) -> std::io::Result<u16> {
+    Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Starts `peer` with TLS or h2c and `threads` workers (0: one; under
-/// `taskset -c PIN` if given), serving `body`, and waits until it accepts
-/// connections.
+/// `taskset -c PIN` if given), serving `body` on `host` (127.0.0.1, or the
+/// server's end of a veth pair), and waits until it accepts connections.
 pub fn start(
     peer: Peer,
     tls: bool,
     threads: usize,
     pin: Option<&str>,
     body: Body,
+    host: IpAddr,
 ) -> Result<RunningPeer, String> {
     let binary = peer.find().ok_or_else(|| {
         format!(
@@ -119,9 +120,17 @@ pub fn start(
         Body::append(0, body.len() as usize, &mut content);
         std::fs::write(dir.join("index.html"), content)?;
         set_mode(&dir.join("index.html"), 0o644)?;
-        let port = free_port()?;
+        let port = free_port(host)?;
         Ok((
-            command(peer, &binary, &dir, port, tls, threads.max(1), body)?,
+            command(
+                peer,
+                &binary,
+                &dir,
+                SocketAddr::from((host, port)),
+                tls,
+                threads.max(1),
+                body,
+            )?,
             port,
         ))
     };
@@ -138,9 +147,9 @@ pub fn start(
     let running = RunningPeer {
         child,
         dir,
-        url: format!("{scheme}://127.0.0.1:{port}/"),
+        url: format!("{scheme}://{host}:{port}/"),
     };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = SocketAddr::from((host, port));
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         if super::system::interrupted() {
@@ -177,11 +186,12 @@ fn command(
     peer: Peer,
     binary: &Path,
     dir: &Path,
-    port: u16,
+    addr: SocketAddr,
     tls: bool,
     threads: usize,
     body: Body,
 ) -> std::io::Result<Command> {
+    let (host, port) = (addr.ip(), addr.port());
     let d = dir.display();
     let mut cmd = Command::new(binary);
     match peer {
@@ -200,7 +210,7 @@ fn command(
                  http {{\n  access_log off;\n  keepalive_requests 1000000000;\n\
                  client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;\n\
                  fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n\
-                 server {{\n    listen 127.0.0.1:{port} {listen};\n\
+                 server {{\n    listen {host}:{port} {listen};\n\
                  ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
                  location / {{ {answer} }}\n  }}\n}}\n"
             );
@@ -219,7 +229,7 @@ fn command(
             // h2o 2.2 cannot answer from memory; file.file keeps the file
             // open and reads it with one pread per request.
             let conf = format!(
-                "listen:\n  host: 127.0.0.1\n  port: {port}\n{ssl}num-threads: {threads}\n\
+                "listen:\n  host: {host}\n  port: {port}\n{ssl}num-threads: {threads}\n\
                  error-log: {d}/error.log\nhosts:\n  default:\n    paths:\n      /:\n        file.file: {d}/index.html\n"
             );
             std::fs::write(dir.join("h2o.conf"), conf)?;
@@ -227,7 +237,7 @@ fn command(
             cmd.arg("-c").arg(dir.join("h2o.conf"));
         }
         Peer::Nghttpd => {
-            cmd.args(["-a", "127.0.0.1", "-n", &threads.to_string(), "-d"])
+            cmd.args(["-a", &host.to_string(), "-n", &threads.to_string(), "-d"])
                 .arg(dir);
             match tls {
                 true => {

@@ -12,9 +12,13 @@ use super::stats::PaceRange;
 use super::{Cell, Counts, LoadClient, Median, Results, Run, Target, TraceCost};
 use crate::csv_file::{self, CsvFileError};
 use crate::engine::{Body, Work};
+use crate::netns::attribution::Attribution;
+use crate::netns::link::Link;
+use crate::netns::Topology;
+use clap::ValueEnum;
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read,head_fields,head_octets,head_dated,body_octets,file_reads_per_req,source,mix";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read,head_fields,head_octets,head_dated,body_octets,file_reads_per_req,source,mix,net,link,server_cpu_packets,client_cpu_packets,server_cpu_steered,client_cpu_steered,server_segs_in,server_segs_out,client_segs_in,client_segs_out,client_share_min";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -144,6 +148,37 @@ pub struct Row {
     /// `bench --mix`: the paths asked for (empty: `/`).
     #[serde(default)]
     pub mix: Option<String>,
+    /// `bench --net`: loopback, rfs or veth (empty in CSVs from before:
+    /// loopback).
+    #[serde(default)]
+    pub net: Option<String>,
+    /// `bench --link`: the veth pair's shape (`rate=1gbit`); empty: none.
+    #[serde(default)]
+    pub link: Option<String>,
+    /// Whose kernel work each side's CPU did, per request (docs/net.md):
+    /// packets the server's and the load's CPUs processed in their receive
+    /// softirqs, steering interrupts each received, each side's own
+    /// segments in and out, and the least share of the server CPU's
+    /// packets that were the load's. Empty where not counted (and in CSVs
+    /// from before).
+    #[serde(default)]
+    pub server_cpu_packets: Option<f64>,
+    #[serde(default)]
+    pub client_cpu_packets: Option<f64>,
+    #[serde(default)]
+    pub server_cpu_steered: Option<f64>,
+    #[serde(default)]
+    pub client_cpu_steered: Option<f64>,
+    #[serde(default)]
+    pub server_segs_in: Option<f64>,
+    #[serde(default)]
+    pub server_segs_out: Option<f64>,
+    #[serde(default)]
+    pub client_segs_in: Option<f64>,
+    #[serde(default)]
+    pub client_segs_out: Option<f64>,
+    #[serde(default)]
+    pub client_share_min: Option<f64>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -209,6 +244,17 @@ impl Row {
             file_reads_per_req: None,
             source: (cell.source != Source::Reading).then(|| cell.source.name().to_string()),
             mix: cell.mix.map(|m| m.as_str().to_string()),
+            net: Some(cell.net.name().to_string()),
+            link: cell.link.map(|l| l.to_string()),
+            server_cpu_packets: None,
+            client_cpu_packets: None,
+            server_cpu_steered: None,
+            client_cpu_steered: None,
+            server_segs_in: None,
+            server_segs_out: None,
+            client_segs_in: None,
+            client_segs_out: None,
+            client_share_min: None,
         }
     }
 
@@ -226,6 +272,15 @@ impl Row {
             head_dated: c.head_dated.map(|v| round(v, 2)),
             body_octets: c.body_octets.map(|v| round(v, 1)),
             file_reads_per_req: r(c.file_reads_per_req),
+            server_cpu_packets: c.net.map(|n| round(n.server_cpu_packets, 3)),
+            client_cpu_packets: c.net.map(|n| round(n.client_cpu_packets, 3)),
+            server_cpu_steered: c.net.map(|n| round(n.server_cpu_steered, 3)),
+            client_cpu_steered: c.net.map(|n| round(n.client_cpu_steered, 3)),
+            server_segs_in: c.net.map(|n| round(n.server_segs_in, 3)),
+            server_segs_out: c.net.map(|n| round(n.server_segs_out, 3)),
+            client_segs_in: c.net.map(|n| round(n.client_segs_in, 3)),
+            client_segs_out: c.net.map(|n| round(n.client_segs_out, 3)),
+            client_share_min: c.net.map(|n| round(n.client_share_min, 3)),
             ..self
         }
     }
@@ -243,6 +298,17 @@ impl Row {
             head_octets: self.head_octets,
             head_dated: self.head_dated,
             body_octets: self.body_octets,
+            net: self.server_cpu_packets.map(|_| Attribution {
+                server_cpu_packets: self.server_cpu_packets.unwrap_or(0.0),
+                client_cpu_packets: self.client_cpu_packets.unwrap_or(0.0),
+                server_cpu_steered: self.server_cpu_steered.unwrap_or(0.0),
+                client_cpu_steered: self.client_cpu_steered.unwrap_or(0.0),
+                server_segs_in: self.server_segs_in.unwrap_or(0.0),
+                server_segs_out: self.server_segs_out.unwrap_or(0.0),
+                client_segs_in: self.client_segs_in.unwrap_or(0.0),
+                client_segs_out: self.client_segs_out.unwrap_or(0.0),
+                client_share_min: self.client_share_min.unwrap_or(0.0),
+            }),
         }
     }
 
@@ -330,6 +396,16 @@ impl Row {
                 None => Source::Reading,
             },
             mix: self.mix.as_deref().map(Mix::parse).transpose()?,
+            net: match self.net.as_deref() {
+                None => Topology::Loopback,
+                Some(n) => {
+                    Topology::from_str(n, false).map_err(|_| format!("unknown net {n:?}"))?
+                }
+            },
+            link: match self.link.as_deref() {
+                None => None,
+                Some(l) => Some(super::matrix::intern_link(Link::parse(l)?)),
+            },
         })
     }
 
@@ -462,6 +538,10 @@ mod tests {
             offload: 4,
             source: Source::File,
             mix: Some(Mix::parse("/@99+/cpu/1ms@1").unwrap()),
+            net: Topology::Veth,
+            link: Some(super::super::matrix::intern_link(
+                Link::parse("rate=1gbit").unwrap(),
+            )),
         };
         let median = Median {
             cell,
@@ -501,6 +581,17 @@ mod tests {
                 head_octets: Some(50.0),
                 head_dated: Some(1.0),
                 body_octets: Some(12.0),
+                net: Some(Attribution {
+                    server_cpu_packets: 8.98,
+                    client_cpu_packets: 18.7414,
+                    server_cpu_steered: 7.0,
+                    client_cpu_steered: 15.4,
+                    server_segs_in: 9.1,
+                    server_segs_out: 763.0,
+                    client_segs_in: 762.0,
+                    client_segs_out: 9.1,
+                    client_share_min: 0.0,
+                }),
                 ..Counts::default()
             },
         };
@@ -510,7 +601,16 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,,4.0,50.0,1.0,12.0,,file,/@99+/cpu/1ms@1")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,,4.0,50.0,1.0,12.0,,file,/@99+/cpu/1ms@1,veth,rate=1gbit,8.98,18.741,7.0,15.4,9.1,763.0,762.0,9.1,0.0")
+        );
+        assert_eq!(
+            row.to_median()
+                .unwrap()
+                .counts
+                .net
+                .unwrap()
+                .client_cpu_packets,
+            18.741
         );
         let back = row.to_median().unwrap();
         assert_eq!(back.cell, cell);

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::confidence::{self, Interval};
 use super::{Cell, Counts, Run, TraceCost};
+use crate::netns::attribution::Attribution;
 
 /// The runs of one cell, summed up.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -122,6 +123,8 @@ impl Median {
             offload: 0,
             source: super::matrix::Source::Reading,
             mix: None,
+            net: crate::netns::Topology::Loopback,
+            link: None,
         };
         Median {
             cell,
@@ -212,7 +215,10 @@ pub fn medians(
                 .map(|r| r.counts)
                 .unwrap_or_default()
                 .with_ctx_switches((!ctx.is_empty()).then(|| median(ctx)))
-                .with_heads(mine.iter().find_map(|r| r.counts.heads()));
+                .with_heads(mine.iter().find_map(|r| r.counts.heads()))
+                .with_net(Attribution::median(
+                    &mine.iter().filter_map(|r| r.counts.net).collect::<Vec<_>>(),
+                ));
             let rps: Vec<f64> = mine.iter().map(|r| r.req_per_s).collect();
             let cpu: Vec<f64> = mine.iter().map(|r| r.cpu_us_per_req).collect();
             let pct = |f: fn(&Run) -> Option<u64>| -> Option<u64> {
