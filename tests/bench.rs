@@ -66,13 +66,14 @@ fn bench_servers() -> usize {
 
 /// The table's header and cells, without its footer lines (`! …` says
 /// how many cells are not to be trusted, `w …` how many are mostly
-/// wake-ups, `cs/r: …` what the counts' columns mean, `~ …` what the
+/// wake-ups, `cs/r: …` and `pkts/r: …` what the counts' columns mean,
+/// `~ …` what the
 /// machine's pace did).
 fn table_lines(table: &str) -> usize {
     table
         .lines()
         .filter(|l| {
-            !["! ", "w ", "cs/r: ", "~ "]
+            !["! ", "w ", "cs/r: ", "pkts/r: ", "~ "]
                 .iter()
                 .any(|p| l.starts_with(p))
         })
