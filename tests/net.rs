@@ -88,7 +88,7 @@ fn said(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
-/// With 1 MiB answers the server sends several times the segments it
+/// With 1 MiB answers the server sends more than twice the segments it
 /// receives. On loopback a sender's CPU processes what it sends: the
 /// server's CPU processed the client's incoming segments (and the ACKs
 /// the client sent from there). On `veth` and
@@ -111,21 +111,21 @@ fn each_cpu_processes_the_packets_its_topology_gives_it() {
             "{net}: server CPU {srv_cpu}, load CPU {cli_cpu}, server in {srv_in}, load in {cli_in}, steered {:?}/{:?}",
             row.server_cpu_steered, row.client_cpu_steered
         );
-        assert!(cli_in > 3.0 * srv_in, "{figures}");
+        assert!(cli_in > 2.0 * srv_in, "{figures}");
         match net {
             // Loopback: the client's incoming segments, all of them, and a
             // few more: ACKs the client's socket sent while its receive ran
-            // in the server CPU's softirq, processed there too (8-10% more
+            // in the server CPU's softirq, processed there too (8-15% more
             // here), never more than the server's own incoming.
             "loopback" => {
                 assert!(srv_cpu >= 0.95 * cli_in, "{figures}");
                 assert!(srv_cpu <= cli_in + srv_in, "{figures}");
-                assert!(f(row.client_share_min) > 0.5, "{figures}");
+                assert!(f(row.client_share) > 0.6, "{figures}");
                 assert_eq!(f(row.server_cpu_steered), 0.0, "{figures}");
             }
             _ => {
                 assert!(within(srv_cpu, srv_in, 10.0), "{figures}");
-                assert!(f(row.client_share_min) < 0.1, "{figures}");
+                assert!(f(row.client_share) < 0.1, "{figures}");
                 assert!(f(row.server_cpu_steered) > 0.5 * srv_in, "{figures}");
             }
         }

@@ -314,10 +314,33 @@ fn a_link_holds_its_rate() {
     let _serial = serial();
     let csv = dir().join("link-rate.csv");
     let out = run(Command::new(release_exe())
-        .args(["bench", "--dispatch", "poll", "--tls", "none", "--body", "16MiB"])
+        .args([
+            "bench",
+            "--dispatch",
+            "poll",
+            "--tls",
+            "none",
+            "--body",
+            "16MiB",
+        ])
         .args(["--clients", "1", "--pipeline", "1", "--net", "veth"])
-        .args(["--link", "rate=100mbit", "--duration", "5", "--warm-up", "1.5"])
-        .args(["--repeat", "1", "--precision", "0", "--no-count", "--pace", "0"])
+        .args([
+            "--link",
+            "rate=100mbit",
+            "--duration",
+            "5",
+            "--warm-up",
+            "1.5",
+        ])
+        .args([
+            "--repeat",
+            "1",
+            "--precision",
+            "0",
+            "--no-count",
+            "--pace",
+            "0",
+        ])
         .arg("--out")
         .arg(&csv));
     assert!(

@@ -87,7 +87,7 @@ impl Exporter<Results> for Table {
             "failed",
             "conn err",
             "pkts/r srv·ld",
-            "ld≥%",
+            "ld %",
             if goodput { "     MiB/s" } else { "" }
         );
         let machine = results.machine.as_ref();
@@ -134,7 +134,7 @@ impl Exporter<Results> for Table {
                     None => "–".into(),
                 },
                 match m.counts.net {
-                    Some(n) => format!("{:.0}", n.client_share_min * 100.0),
+                    Some(n) => format!("{:.0}", n.client_share * 100.0),
                     None => "–".into(),
                 },
                 match goodput {
@@ -177,7 +177,7 @@ impl Exporter<Results> for Table {
         if results.medians.iter().any(|m| m.counts.net.is_some()) {
             let _ = writeln!(
                 out,
-                "pkts/r: packets the server's CPUs · the load's CPUs processed in their receive softirqs, per request; ld≥%: at least this share of the server CPUs' packets were the load's (docs/net.md)"
+                "pkts/r: packets the server's CPUs · the load's CPUs processed in their receive softirqs, per request; ld %: the share of those on the server's CPUs that were the load's (on loopback a packet is processed on the CPU that sent it; steered, on the receiver's: docs/net.md)"
             );
         }
         if let Some(note) = pace_note(&results.medians) {

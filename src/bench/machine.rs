@@ -112,12 +112,17 @@ impl Machine {
     }
 
     /// One line on what the machine adds: its hypervisor, cpuidle driver
-    /// and wake-up latency.
+    /// and wake-up latency, and how the sides were joined.
     pub fn summary(&self) -> String {
-        format!(
+        let mut line = format!(
             "{}; cpuidle {}; wake-up {}",
             self.virtualization, self.cpuidle, self.wake_up
-        )
+        );
+        if !self.network.is_empty() {
+            line.push_str("; network: ");
+            line.push_str(&self.network);
+        }
+        line
     }
 
     /// The median one-way wake-up latency, µs, if it was timed.

@@ -334,6 +334,7 @@ fn run_one(
         Attribution::between(
             a,
             b,
+            spec.topology,
             &spec.server_cpus,
             &spec.client_cpus,
             m.req_per_s * span.as_secs_f64(),

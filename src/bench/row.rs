@@ -18,7 +18,7 @@ use crate::netns::Topology;
 use clap::ValueEnum;
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read,head_fields,head_octets,head_dated,body_octets,file_reads_per_req,source,mix,net,link,server_cpu_packets,client_cpu_packets,server_cpu_steered,client_cpu_steered,server_segs_in,server_segs_out,client_segs_in,client_segs_out,client_share_min";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read,head_fields,head_octets,head_dated,body_octets,file_reads_per_req,source,mix,net,link,server_cpu_packets,client_cpu_packets,server_cpu_steered,client_cpu_steered,server_segs_in,server_segs_out,client_segs_in,client_segs_out,client_share";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,8 +158,8 @@ pub struct Row {
     /// Whose kernel work each side's CPU did, per request (docs/net.md):
     /// packets the server's and the load's CPUs processed in their receive
     /// softirqs, steering interrupts each received, each side's own
-    /// segments in and out, and the least share of the server CPU's
-    /// packets that were the load's. Empty where not counted (and in CSVs
+    /// segments in and out, and the share of the server CPUs' packets
+    /// that were the load's. Empty where not counted (and in CSVs
     /// from before).
     #[serde(default)]
     pub server_cpu_packets: Option<f64>,
@@ -178,7 +178,7 @@ pub struct Row {
     #[serde(default)]
     pub client_segs_out: Option<f64>,
     #[serde(default)]
-    pub client_share_min: Option<f64>,
+    pub client_share: Option<f64>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -254,7 +254,7 @@ impl Row {
             server_segs_out: None,
             client_segs_in: None,
             client_segs_out: None,
-            client_share_min: None,
+            client_share: None,
         }
     }
 
@@ -280,7 +280,7 @@ impl Row {
             server_segs_out: c.net.map(|n| round(n.server_segs_out, 3)),
             client_segs_in: c.net.map(|n| round(n.client_segs_in, 3)),
             client_segs_out: c.net.map(|n| round(n.client_segs_out, 3)),
-            client_share_min: c.net.map(|n| round(n.client_share_min, 3)),
+            client_share: c.net.map(|n| round(n.client_share, 3)),
             ..self
         }
     }
@@ -307,7 +307,7 @@ impl Row {
                 server_segs_out: self.server_segs_out.unwrap_or(0.0),
                 client_segs_in: self.client_segs_in.unwrap_or(0.0),
                 client_segs_out: self.client_segs_out.unwrap_or(0.0),
-                client_share_min: self.client_share_min.unwrap_or(0.0),
+                client_share: self.client_share.unwrap_or(0.0),
             }),
         }
     }
@@ -590,7 +590,7 @@ mod tests {
                     server_segs_out: 763.0,
                     client_segs_in: 762.0,
                     client_segs_out: 9.1,
-                    client_share_min: 0.0,
+                    client_share: 0.0,
                 }),
                 ..Counts::default()
             },

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::segments::Segments;
 use super::softnet::Softnet;
+use super::Topology;
 
 /// Everything counted at one moment of a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,13 +33,15 @@ pub struct Attribution {
     /// The load's sockets' own segments.
     pub client_segs_in: f64,
     pub client_segs_out: f64,
-    /// At least this share of the packets the server's CPUs processed were
-    /// the load's (its incoming segments): what they processed beyond all
-    /// of the server's own incoming segments, from 0 to 1. The counters
-    /// cannot say which packet was whose, so this is a lower bound; it is
-    /// near the true share when each side's packets are processed on one
-    /// CPU, as on loopback (the sender's) and on `veth` (the receiver's).
-    pub client_share_min: f64,
+    /// The share of the packets the server's CPUs processed that were the
+    /// load's (its incoming segments), from 0 to 1, by where the kernel
+    /// processes a packet in the topology: on loopback, on the CPU that
+    /// sent it, so the load's packets there are the ones the server sent
+    /// (its segments out); with steering (`rfs`, `veth`), on the
+    /// receiver's, so they are what the server's CPUs processed beyond
+    /// the server's own incoming segments. `tests/net.rs` checks each
+    /// rule against the counts.
+    pub client_share: f64,
 }
 
 impl Attribution {
@@ -47,6 +50,7 @@ impl Attribution {
     pub fn between(
         a: &Snapshot,
         b: &Snapshot,
+        topology: Topology,
         server_cpus: &[usize],
         client_cpus: &[usize],
         requests: f64,
@@ -59,9 +63,13 @@ impl Attribution {
         let server = a.server.since(b.server);
         let client = a.client.since(b.client);
         let per = |n: u64| n as f64 / requests;
+        let clients = match topology {
+            Topology::Loopback => server.sent.min(srv.processed),
+            Topology::Rfs | Topology::Veth => srv.processed.saturating_sub(server.received),
+        };
         let share = match srv.processed {
             0 => 0.0,
-            p => p.saturating_sub(server.received) as f64 / p as f64,
+            p => clients as f64 / p as f64,
         };
         Some(Attribution {
             server_cpu_packets: per(srv.processed),
@@ -72,7 +80,7 @@ impl Attribution {
             server_segs_out: per(server.sent),
             client_segs_in: per(client.received),
             client_segs_out: per(client.sent),
-            client_share_min: share,
+            client_share: share,
         })
     }
 
@@ -99,7 +107,7 @@ impl Attribution {
             server_segs_out: m(|a| a.server_segs_out),
             client_segs_in: m(|a| a.client_segs_in),
             client_segs_out: m(|a| a.client_segs_out),
-            client_share_min: m(|a| a.client_share_min),
+            client_share: m(|a| a.client_share),
         })
     }
 }
@@ -133,24 +141,29 @@ mod tests {
     }
 
     /// Loopback, 1 MiB answers: the server's CPU processed what it sent
-    /// (the client's incoming data), 22 a request, of which 7 could at
-    /// most have been its own incoming segments.
+    /// (the client's incoming data, 20 a request) and 2 of the ACKs the
+    /// client sent from there.
     #[test]
     fn loopback_puts_the_clients_receive_on_the_servers_cpu() {
         let a = snap((1000, 0), (500, 0), (100, 100), (100, 100));
         let b = snap(
             (1000 + 2200, 0),
-            (500 + 700, 0),
-            (100 + 700, 100 + 2200),
-            (100 + 2200, 100 + 700),
+            (500 + 500, 0),
+            (100 + 700, 100 + 2000),
+            (100 + 2000, 100 + 700),
         );
-        let at = Attribution::between(&a, &b, &[0], &[1], 100.0).unwrap();
+        let at = Attribution::between(&a, &b, Topology::Loopback, &[0], &[1], 100.0).unwrap();
         assert_eq!(at.server_cpu_packets, 22.0);
-        assert_eq!(at.client_cpu_packets, 7.0);
+        assert_eq!(at.client_cpu_packets, 5.0);
         assert_eq!(at.server_segs_in, 7.0);
-        assert_eq!(at.client_segs_in, 22.0);
-        assert_eq!(at.client_share_min, 15.0 / 22.0);
+        assert_eq!(at.server_segs_out, 20.0);
+        assert_eq!(at.client_segs_in, 20.0);
+        assert_eq!(at.client_share, 20.0 / 22.0);
         assert_eq!(at.server_cpu_steered, 0.0);
+        // Steered, the same counts would say the server's CPU processed
+        // its 7 and 15 of the client's.
+        let steered = Attribution::between(&a, &b, Topology::Veth, &[0], &[1], 100.0).unwrap();
+        assert_eq!(steered.client_share, 15.0 / 22.0);
     }
 
     /// Steered: the server's CPU processed its own 7, no more.
@@ -158,14 +171,14 @@ mod tests {
     fn steering_leaves_the_server_its_own() {
         let a = snap((0, 0), (0, 0), (0, 0), (0, 0));
         let b = snap((700, 650), (2200, 2100), (700, 2200), (2200, 700));
-        let at = Attribution::between(&a, &b, &[0], &[1], 100.0).unwrap();
-        assert_eq!(at.client_share_min, 0.0);
+        let at = Attribution::between(&a, &b, Topology::Rfs, &[0], &[1], 100.0).unwrap();
+        assert_eq!(at.client_share, 0.0);
         assert_eq!(at.server_cpu_steered, 6.5);
         assert_eq!(at.client_cpu_steered, 21.0);
         assert_eq!(at.server_segs_out, 22.0);
         assert_eq!(at.client_segs_out, 7.0);
         // Both CPUs on one side: all of it.
-        let both = Attribution::between(&a, &b, &[0, 1], &[], 100.0).unwrap();
+        let both = Attribution::between(&a, &b, Topology::Veth, &[0, 1], &[], 100.0).unwrap();
         assert_eq!(both.server_cpu_packets, 29.0);
         assert_eq!(both.client_cpu_packets, 0.0);
     }
@@ -173,9 +186,15 @@ mod tests {
     #[test]
     fn no_request_no_figures() {
         let a = Snapshot::default();
-        assert_eq!(Attribution::between(&a, &a, &[0], &[1], 0.0), None);
-        assert_eq!(Attribution::between(&a, &a, &[0], &[1], f64::NAN), None);
-        let none = Attribution::between(&a, &a, &[0], &[1], 5.0).unwrap();
+        assert_eq!(
+            Attribution::between(&a, &a, Topology::Loopback, &[0], &[1], 0.0),
+            None
+        );
+        assert_eq!(
+            Attribution::between(&a, &a, Topology::Loopback, &[0], &[1], f64::NAN),
+            None
+        );
+        let none = Attribution::between(&a, &a, Topology::Loopback, &[0], &[1], 5.0).unwrap();
         assert_eq!(none, Attribution::default());
     }
 
@@ -183,11 +202,11 @@ mod tests {
     fn medians_are_taken_figure_by_figure() {
         let at = |x: f64, y: f64| Attribution {
             server_cpu_packets: x,
-            client_share_min: y,
+            client_share: y,
             ..Attribution::default()
         };
         let m = Attribution::median(&[at(1.0, 0.9), at(3.0, 0.1), at(2.0, 0.5)]).unwrap();
-        assert_eq!((m.server_cpu_packets, m.client_share_min), (2.0, 0.5));
+        assert_eq!((m.server_cpu_packets, m.client_share), (2.0, 0.5));
         let m = Attribution::median(&[at(1.0, 0.0), at(4.0, 1.0)]).unwrap();
         assert_eq!(m.server_cpu_packets, 2.5);
         assert_eq!(Attribution::median(&[]), None);
