@@ -279,6 +279,9 @@ pub fn run(args: Args) -> CmdResult {
         system::pin_self(cpus).map_err(anyhow::Error::msg)?;
     }
     eprintln!("h2lab: bench: network: {}", config.net.describe());
+    if let Err(why) = config.net.counted() {
+        eprintln!("h2lab: bench: whose packets each CPU processed is not counted: {why}");
+    }
     eprintln!(
         "h2lab: bench: servers on CPUs {}, load on CPUs {}; {} s warm-up, {} s measured, {} repeats{}{}",
         config.pin_server.as_deref().unwrap_or("any"),

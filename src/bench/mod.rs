@@ -319,7 +319,8 @@ fn run_one(
                 config.warm_up,
                 config.duration,
                 counting,
-                port.map(|port| meter::NetWindow { net, port }),
+                port.filter(|_| net.counted().is_ok())
+                    .map(|port| meter::NetWindow { net, port }),
                 || match config.client {
                     LoadClient::Builtin => builtin(config, cell, server.url()),
                     LoadClient::H2load => h2load::run(config, cell, server.url()),

@@ -129,6 +129,8 @@ pub struct NetSpec {
 #[derive(Debug)]
 pub struct Net {
     spec: NetSpec,
+    /// Whether each side's segments can be read (`ss`); `Err`: why not.
+    segments: Result<(), String>,
     veth: Option<Veth>,
     _rfs: Option<rfs::Rfs>,
 }
@@ -183,6 +185,7 @@ impl Net {
         }
         Ok(Net {
             spec,
+            segments: segments::usable(),
             veth,
             _rfs: rfs,
         })
@@ -190,6 +193,15 @@ impl Net {
 
     pub fn spec(&self) -> &NetSpec {
         &self.spec
+    }
+
+    /// Whether a run's counts can be read: the sides pinned apart, and
+    /// `ss` there (`Err`: why not; loopback runs without them).
+    pub fn counted(&self) -> Result<(), String> {
+        if self.spec.server_cpus.is_empty() || self.spec.client_cpus.is_empty() {
+            return Err("the server and the load are not pinned apart".into());
+        }
+        self.segments.clone()
     }
 
     /// The address the server binds and the load connects to.
@@ -540,5 +552,14 @@ mod tests {
         let net = Net::set_up(NetSpec::default()).unwrap();
         assert_eq!(net.server_host(), IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(net.within(Side::Client, || 7).unwrap(), 7);
+        // Not pinned apart: nothing to attribute to a side.
+        assert!(net.counted().unwrap_err().contains("pinned"));
+        let pinned = Net::set_up(NetSpec {
+            server_cpus: vec![0],
+            client_cpus: vec![1],
+            ..NetSpec::default()
+        })
+        .unwrap();
+        assert_eq!(pinned.counted(), Ok(()));
     }
 }

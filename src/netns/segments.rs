@@ -21,6 +21,18 @@ pub enum Side {
     Client,
 }
 
+/// Whether `ss` runs here (`Err`: why not, and what to install).
+pub fn usable() -> Result<(), String> {
+    match Command::new("ss").arg("-V").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "ss -V: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run ss ({e}): apt-get install iproute2")),
+    }
+}
+
 impl Segments {
     /// The established sockets of `side` for the server's `port`, in this
     /// thread's network namespace.

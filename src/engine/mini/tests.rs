@@ -872,3 +872,279 @@ fn small_answers_go_at_once_within_the_room_and_queue_in_order() {
     let ended = data_of(&out, &mut got);
     assert_eq!(ended, (0..100u32).map(|i| 2 * i + 1).collect::<Vec<_>>());
 }
+
+// What the driver asks of the engine: each signal and count checked on
+// its own (mutation testing found them unchecked by the unit tests).
+
+/// A GET of `path` on `stream`, the path a literal.
+fn get_path(stream: u32, path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86];
+    crate::hpack::encode::literal(&mut block, 4, path.as_bytes());
+    let mut f = Vec::new();
+    encode_frame(
+        &mut f,
+        FrameType::HEADERS,
+        flags::END_STREAM | flags::END_HEADERS,
+        stream,
+        &block,
+    );
+    f
+}
+
+#[test]
+fn established_once_the_hello_is_in_and_whole_frames_are_counted() {
+    let mut out = Vec::new();
+    let mut conn = MiniConnection::accept(&mut out);
+    assert!(!conn.is_established());
+    assert_eq!(conn.frames(), 0);
+    assert_eq!(
+        conn.handle_input(CLIENT_PREFACE, &mut out),
+        Ok(Status::Open)
+    );
+    assert!(!conn.is_established(), "the preface alone");
+    assert_eq!(
+        conn.handle_input(&SETTINGS_EMPTY[..5], &mut out),
+        Ok(Status::Open)
+    );
+    assert_eq!(conn.frames(), 0, "half a frame");
+    assert_eq!(
+        conn.handle_input(&SETTINGS_EMPTY[5..], &mut out),
+        Ok(Status::Open)
+    );
+    assert!(conn.is_established());
+    assert_eq!(conn.frames(), 1);
+    assert_eq!(
+        step(&mut conn, &[get(1), get(3)].concat(), &mut out),
+        Ok(Status::Open)
+    );
+    assert_eq!(conn.frames(), 3);
+    assert!(conn
+        .handle_input(b"not a frame at all, far too long", &mut out)
+        .is_err());
+    assert!(!conn.is_established(), "closed");
+}
+
+#[test]
+fn with_body_answers_with_that_body() {
+    let mut out = Vec::new();
+    let mut conn = MiniConnection::with_body(&mut out, Body::new(100).unwrap());
+    let mut hello = CLIENT_PREFACE.to_vec();
+    hello.extend_from_slice(&SETTINGS_EMPTY);
+    assert_eq!(step(&mut conn, &hello, &mut out), Ok(Status::Open));
+    out.clear();
+    assert_eq!(step(&mut conn, &get(1), &mut out), Ok(Status::Open));
+    let mut got = std::collections::BTreeMap::new();
+    assert_eq!(data_of(&out, &mut got), [1]);
+    assert_eq!(got[&1], 100);
+}
+
+#[test]
+fn the_date_is_the_clocks_and_a_blind_answer_has_none() {
+    let day = 1_800_000_000;
+    let mut conn = serving(12);
+    let mut out = Vec::new();
+    for (stream, secs) in [(1, day), (3, day + 86_400)] {
+        conn.set_date(secs);
+        out.clear();
+        assert_eq!(step(&mut conn, &get(stream), &mut out), Ok(Status::Open));
+        let text = crate::engine::date::HttpDate::at(secs).text().to_vec();
+        assert!(
+            out.windows(text.len()).any(|w| w == text),
+            "stream {stream}: no date of {secs}"
+        );
+    }
+    // Blind: the seed's octets, whatever the clock says.
+    let handler = Handler {
+        blind: true,
+        ..Handler::default()
+    };
+    let mut blind = serving_with(handler, false);
+    let mut seed = Vec::new();
+    assert_eq!(step(&mut blind, &get(1), &mut seed), Ok(Status::Open));
+    blind.set_date(day);
+    out.clear();
+    assert_eq!(step(&mut blind, &get(3), &mut out), Ok(Status::Open));
+    seed[5..9].copy_from_slice(&3u32.to_be_bytes());
+    let data_at = HEADER_LEN + FrameHeader::parse(&seed).unwrap().length as usize;
+    seed[data_at + 5..data_at + 9].copy_from_slice(&3u32.to_be_bytes());
+    assert_eq!(out, seed);
+}
+
+#[test]
+fn only_a_delayed_answer_asks_for_the_time() {
+    let mut conn = serving(12);
+    let mut out = Vec::new();
+    assert_eq!(step(&mut conn, &get(1), &mut out), Ok(Status::Open));
+    assert!(!conn.wants_time());
+    assert_eq!(
+        conn.handle_input(&get_path(3, "/delay/1ms"), &mut out),
+        Ok(Status::Open)
+    );
+    assert!(conn.wants_time());
+    conn.handle_timeout(Instant::now());
+    assert!(!conn.wants_time(), "stamped");
+}
+
+/// `--body-file`: an answer waits for the driver's read, and each gets
+/// the octets read for it.
+#[test]
+fn file_answers_carry_what_was_read_for_each() {
+    let path = std::env::temp_dir().join(format!("h2lab-mini-file-{}", std::process::id()));
+    std::fs::write(&path, [b'x'; 20]).unwrap();
+    let file = crate::engine::file::BodyFile::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let handler = Handler {
+        file: Some(file),
+        ..Handler::default()
+    };
+    let mut conn = serving_with(handler, false);
+    let mut out = Vec::new();
+    assert_eq!(
+        step(&mut conn, &[get(1), get(3)].concat(), &mut out),
+        Ok(Status::Open)
+    );
+    assert!(
+        frames(&out).iter().all(|(h, _)| h.kind != FrameType::DATA),
+        "no body before it is read"
+    );
+    let mut reads = [b'A', b'B'].into_iter();
+    conn.fill_bodies(|data| data.extend_from_slice(&[reads.next().unwrap(); 20]));
+    assert_eq!(reads.next(), None, "one read per answer");
+    out.clear();
+    conn.poll_transmit(&mut out, usize::MAX);
+    let bodies: Vec<(u32, Vec<u8>)> = frames(&out)
+        .into_iter()
+        .filter(|(h, _)| h.kind == FrameType::DATA)
+        .map(|(h, p)| (h.stream, p))
+        .collect();
+    assert_eq!(bodies, [(1, vec![b'A'; 20]), (3, vec![b'B'; 20])]);
+}
+
+#[test]
+fn wants_transmit_says_whether_a_frame_could_go() {
+    let mut conn = serving(100_000);
+    let mut out = Vec::new();
+    // Streams start with no window, the connection with 65,535.
+    let zero = settings(&[(setting::INITIAL_WINDOW_SIZE, 0)]);
+    assert_eq!(step(&mut conn, &zero, &mut out), Ok(Status::Open));
+    assert!(!conn.wants_transmit(), "nothing queued");
+    assert_eq!(conn.handle_input(&get(1), &mut out), Ok(Status::Open));
+    assert!(conn.wants_transmit(), "its HEADERS");
+    conn.poll_transmit(&mut out, usize::MAX);
+    assert!(!conn.wants_transmit(), "no stream window");
+    assert_eq!(
+        conn.handle_input(&window_update(1, 1 << 30), &mut out),
+        Ok(Status::Open)
+    );
+    assert!(conn.wants_transmit(), "both windows open");
+    out.clear();
+    conn.poll_transmit(&mut out, usize::MAX);
+    let mut got = std::collections::BTreeMap::new();
+    data_of(&out, &mut got);
+    assert_eq!(got[&1], 65_535, "the connection's window");
+    assert!(!conn.wants_transmit(), "no connection window");
+    assert_eq!(
+        conn.handle_input(&window_update(0, 10), &mut out),
+        Ok(Status::Open)
+    );
+    assert!(conn.wants_transmit());
+}
+
+/// What is in `out` before a pull takes none of its room, and the count
+/// returned is what the pull appended.
+#[test]
+fn a_pull_counts_only_what_it_appends() {
+    let pull = |before: usize| {
+        let mut conn = serving(100_000);
+        let mut out = vec![7u8; before];
+        assert_eq!(conn.handle_input(&get(1), &mut out), Ok(Status::Open));
+        let n = conn.poll_transmit(&mut out, 20_000);
+        assert_eq!(n, out.len() - before);
+        out.split_off(before)
+    };
+    let alone = pull(0);
+    assert!(
+        alone.len() > 16_000 && alone.len() <= 20_000,
+        "{}",
+        alone.len()
+    );
+    assert_eq!(pull(5_000), alone);
+}
+
+/// Small answers by the thousand: the prebuilt path keeps the
+/// connection's window too, and stops at its last octet.
+#[test]
+fn small_answers_stop_at_the_connections_window() {
+    let mut conn = serving(12);
+    let mut out = Vec::new();
+    let mut got = std::collections::BTreeMap::new();
+    let mut stream = 1;
+    for _ in 0..60 {
+        let batch: Vec<u8> = (0..95).flat_map(|i| get(stream + 2 * i)).collect();
+        stream += 2 * 95;
+        out.clear();
+        assert_eq!(step(&mut conn, &batch, &mut out), Ok(Status::Open));
+        data_of(&out, &mut got);
+        // Unanswered streams stay open: keep under the limit.
+        if got.values().sum::<u64>() >= 65_535 {
+            break;
+        }
+    }
+    assert_eq!(got.values().sum::<u64>(), 65_535);
+    assert!(got.values().all(|&n| n <= 12));
+}
+
+/// A header block up to [`MAX_HEADER_BLOCK`] is taken whole, spread over
+/// CONTINUATIONs.
+#[test]
+fn a_header_block_of_60_kib_is_answered() {
+    let mut conn = serving(12);
+    let mut out = Vec::new();
+    let mut block = vec![0x82, 0x86, 0x84];
+    block.push(0x00);
+    crate::hpack::encode::string(&mut block, b"x-big", false);
+    crate::hpack::encode::string(&mut block, &vec![b'a'; 60 * 1024], false);
+    let mut input = Vec::new();
+    let mut chunks = block.chunks(16_000).peekable();
+    let mut first = true;
+    while let Some(chunk) = chunks.next() {
+        let end = if chunks.peek().is_none() {
+            flags::END_HEADERS
+        } else {
+            0
+        };
+        let (kind, fl) = match first {
+            true => (FrameType::HEADERS, flags::END_STREAM | end),
+            false => (FrameType::CONTINUATION, end),
+        };
+        encode_frame(&mut input, kind, fl, 1, chunk);
+        first = false;
+    }
+    assert_eq!(step(&mut conn, &input, &mut out), Ok(Status::Open));
+    let mut got = std::collections::BTreeMap::new();
+    assert_eq!(data_of(&out, &mut got), [1], "answered");
+}
+
+/// A connection error still lets the responses begun before it send what
+/// they can at once, up to 64 KiB, before its GOAWAY.
+#[test]
+fn a_failing_connection_flushes_up_to_64_kib_first() {
+    let mut conn = serving(1 << 20);
+    let mut out = Vec::new();
+    let open = [
+        settings(&[(setting::INITIAL_WINDOW_SIZE, 1 << 30)]),
+        window_update(0, 1 << 30),
+        get(1),
+    ]
+    .concat();
+    assert_eq!(conn.handle_input(&open, &mut out), Ok(Status::Open));
+    out.clear();
+    // PING with 7 octets: FRAME_SIZE_ERROR.
+    let mut bad = Vec::new();
+    encode_frame(&mut bad, FrameType::PING, 0, 0, &[0; 7]);
+    assert!(conn.handle_input(&bad, &mut out).is_err());
+    let mut got = std::collections::BTreeMap::new();
+    data_of(&out[..out.len() - 17], &mut got);
+    assert!(got[&1] > 60_000 && got[&1] <= 65_536, "{}", got[&1]);
+    expect_goaway(&out, Reason::FRAME_SIZE_ERROR);
+}
