@@ -1148,3 +1148,70 @@ fn a_failing_connection_flushes_up_to_64_kib_first() {
     assert!(got[&1] > 60_000 && got[&1] <= 65_536, "{}", got[&1]);
     expect_goaway(&out, Reason::FRAME_SIZE_ERROR);
 }
+
+/// A preface that goes wrong in its second part says where, counted from
+/// its first octet.
+#[test]
+fn a_preface_mismatch_says_its_offset_across_reads() {
+    let mut out = Vec::new();
+    let mut conn = MiniConnection::accept(&mut out);
+    assert_eq!(
+        conn.handle_input(&CLIENT_PREFACE[..10], &mut out),
+        Ok(Status::Open)
+    );
+    let mut rest = CLIENT_PREFACE[10..].to_vec();
+    rest[3] ^= 0xff;
+    let err = conn.handle_input(&rest, &mut out).unwrap_err();
+    assert_eq!(err, EngineError::PrefaceMismatch { offset: 13 });
+}
+
+/// The default answer's prebuilt octets go only whole, only within the
+/// room and only once: HEADERS sent alone (no window yet) are not sent
+/// again with the body.
+#[test]
+fn the_prebuilt_answer_goes_whole_within_the_room_and_once() {
+    // Too little room for the whole answer: the HEADERS alone, at most.
+    let mut conn = serving(12);
+    let mut out = Vec::new();
+    assert_eq!(conn.handle_input(&get(1), &mut out), Ok(Status::Open));
+    let n = conn.poll_transmit(&mut out, ANSWER_HEAD);
+    assert!(n <= ANSWER_HEAD, "{n}");
+    // No stream window: the HEADERS go alone, then the body once it opens.
+    let mut conn = serving(12);
+    let zero = settings(&[(setting::INITIAL_WINDOW_SIZE, 0)]);
+    assert_eq!(step(&mut conn, &zero, &mut out), Ok(Status::Open));
+    out.clear();
+    assert_eq!(step(&mut conn, &get(1), &mut out), Ok(Status::Open));
+    let kinds =
+        |out: &[u8]| -> Vec<FrameType> { frames(out).into_iter().map(|(h, _)| h.kind).collect() };
+    assert_eq!(kinds(&out), [FrameType::HEADERS]);
+    out.clear();
+    assert_eq!(
+        step(&mut conn, &window_update(1, 100), &mut out),
+        Ok(Status::Open)
+    );
+    assert_eq!(kinds(&out), [FrameType::DATA]);
+    let mut got = std::collections::BTreeMap::new();
+    assert_eq!(data_of(&out, &mut got), [1]);
+    assert_eq!(got[&1], 12);
+}
+
+/// Room for exactly a whole answer (its HEADERS, its DATA header and body)
+/// takes it whole; room for exactly its HEADERS takes those.
+#[test]
+fn room_for_exactly_an_answer_takes_it() {
+    let request = get_path(1, "/bytes/100");
+    let mut whole = Vec::new();
+    let mut conn = serving(12);
+    assert_eq!(conn.handle_input(&request, &mut whole), Ok(Status::Open));
+    conn.poll_transmit(&mut whole, usize::MAX);
+    let headers = HEADER_LEN + FrameHeader::parse(&whole).unwrap().length as usize;
+    assert_eq!(whole.len(), headers + HEADER_LEN + 100);
+    for (room, expected) in [(whole.len(), whole.len()), (headers, headers)] {
+        let mut conn = serving(12);
+        let mut out = Vec::new();
+        assert_eq!(conn.handle_input(&request, &mut out), Ok(Status::Open));
+        assert_eq!(conn.poll_transmit(&mut out, room), expected, "room {room}");
+        assert_eq!(out, whole[..expected]);
+    }
+}
