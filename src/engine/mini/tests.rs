@@ -1215,3 +1215,147 @@ fn room_for_exactly_an_answer_takes_it() {
         assert_eq!(out, whole[..expected]);
     }
 }
+
+/// The first frame must be a SETTINGS that is not an ACK: a frame of
+/// another type without flags, and a SETTINGS ACK, are both refused.
+#[test]
+fn the_first_frame_is_a_settings_without_ack() {
+    for (what, first) in [
+        ("WINDOW_UPDATE", window_update(0, 10)),
+        ("SETTINGS ACK", SETTINGS_ACK.to_vec()),
+    ] {
+        let mut out = Vec::new();
+        let mut conn = MiniConnection::accept(&mut out);
+        let input = [CLIENT_PREFACE, &first[..]].concat();
+        let err = step(&mut conn, &input, &mut out).unwrap_err();
+        assert_eq!(err.reason(), Reason::PROTOCOL_ERROR, "{what}");
+    }
+}
+
+/// Inside a header block only CONTINUATION on the same stream may come.
+#[test]
+fn a_header_block_takes_only_its_own_continuation() {
+    let mut open = Vec::new();
+    encode_frame(
+        &mut open,
+        FrameType::HEADERS,
+        flags::END_STREAM,
+        1,
+        &[0x82, 0x86],
+    );
+    let mut other = Vec::new();
+    encode_frame(
+        &mut other,
+        FrameType::CONTINUATION,
+        flags::END_HEADERS,
+        3,
+        &[0x84],
+    );
+    for (what, next) in [
+        ("CONTINUATION on stream 3", other),
+        ("PING", {
+            let mut ping = Vec::new();
+            encode_frame(&mut ping, FrameType::PING, 0, 0, &[0; 8]);
+            ping
+        }),
+    ] {
+        let mut conn = serving(12);
+        let mut out = Vec::new();
+        assert_eq!(conn.handle_input(&open, &mut out), Ok(Status::Open));
+        let err = conn.handle_input(&next, &mut out).unwrap_err();
+        assert_eq!(err.reason(), Reason::PROTOCOL_ERROR, "{what}");
+    }
+}
+
+/// GOAWAY: shorter than 8 octets is FRAME_SIZE_ERROR; with debug data
+/// after its 8, it closes the connection quietly.
+#[test]
+fn goaway_needs_eight_octets_and_may_carry_more() {
+    let mut conn = serving(12);
+    let mut out = Vec::new();
+    let mut short = Vec::new();
+    encode_frame(&mut short, FrameType::GOAWAY, 0, 0, &[0; 4]);
+    let err = conn.handle_input(&short, &mut out).unwrap_err();
+    assert_eq!(err.reason(), Reason::FRAME_SIZE_ERROR);
+    let mut conn = serving(12);
+    let mut long = Vec::new();
+    encode_frame(&mut long, FrameType::GOAWAY, 0, 0, b"\0\0\0\0\0\0\0\0bye");
+    assert_eq!(conn.handle_input(&long, &mut out), Ok(Status::Closed));
+}
+
+/// DATA on a stream already answered and closed is STREAM_CLOSED, not a
+/// stream never opened.
+#[test]
+fn data_on_a_finished_stream_is_stream_closed() {
+    let mut conn = serving(12);
+    let mut out = Vec::new();
+    assert_eq!(step(&mut conn, &get(1), &mut out), Ok(Status::Open));
+    let mut data = Vec::new();
+    encode_frame(&mut data, FrameType::DATA, 0, 1, b"late");
+    let err = conn.handle_input(&data, &mut out).unwrap_err();
+    assert_eq!(err.reason(), Reason::STREAM_CLOSED);
+}
+
+/// An empty DATA frame on a stream we reset gives nothing back (a
+/// WINDOW_UPDATE of 0 would be the client's PROTOCOL_ERROR).
+#[test]
+fn empty_data_on_a_reset_stream_gives_nothing_back() {
+    let mut conn = serving(12);
+    let mut out = Vec::new();
+    // `te: gzip`: malformed, the stream is reset.
+    let mut block = vec![0x82, 0x86, 0x84, 0x00];
+    crate::hpack::encode::string(&mut block, b"te", false);
+    crate::hpack::encode::string(&mut block, b"gzip", false);
+    let mut headers = Vec::new();
+    encode_frame(
+        &mut headers,
+        FrameType::HEADERS,
+        flags::END_HEADERS,
+        1,
+        &block,
+    );
+    assert_eq!(step(&mut conn, &headers, &mut out), Ok(Status::Open));
+    assert!(frames(&out)
+        .iter()
+        .any(|(h, _)| h.kind == FrameType::RST_STREAM));
+    out.clear();
+    let mut empty = Vec::new();
+    encode_frame(&mut empty, FrameType::DATA, 0, 1, b"");
+    assert_eq!(step(&mut conn, &empty, &mut out), Ok(Status::Open));
+    assert!(out.is_empty(), "{out:?}");
+    let mut some = Vec::new();
+    encode_frame(&mut some, FrameType::DATA, 0, 1, b"abc");
+    assert_eq!(step(&mut conn, &some, &mut out), Ok(Status::Open));
+    assert_eq!(out, window_update(0, 3));
+}
+
+/// Padding is not content: a padded DATA frame whose content is what
+/// content-length said ends the request, answered.
+#[test]
+fn padded_data_counts_only_its_content() {
+    let mut conn = serving(12);
+    let mut out = Vec::new();
+    // POST / with content-length: 5 (name index 28).
+    let mut block = vec![0x83, 0x86, 0x84];
+    crate::hpack::encode::literal(&mut block, 28, b"5");
+    let mut input = Vec::new();
+    encode_frame(
+        &mut input,
+        FrameType::HEADERS,
+        flags::END_HEADERS,
+        1,
+        &block,
+    );
+    // Pad length 3, five octets of content, three of padding.
+    let payload = [&[3u8][..], b"hello", &[0, 0, 0]].concat();
+    encode_frame(
+        &mut input,
+        FrameType::DATA,
+        flags::END_STREAM | flags::PADDED,
+        1,
+        &payload,
+    );
+    assert_eq!(step(&mut conn, &input, &mut out), Ok(Status::Open));
+    let mut got = std::collections::BTreeMap::new();
+    assert_eq!(data_of(&out, &mut got), [1], "answered, not reset");
+}
