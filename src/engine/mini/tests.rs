@@ -1359,3 +1359,44 @@ fn padded_data_counts_only_its_content() {
     let mut got = std::collections::BTreeMap::new();
     assert_eq!(data_of(&out, &mut got), [1], "answered, not reset");
 }
+
+/// content-length over several DATA frames: the sum must match at the
+/// end, neither short nor over; frames before the end may be any part.
+#[test]
+fn content_length_is_checked_at_the_end_of_the_body() {
+    let post = |stream: u32| {
+        let mut block = vec![0x83, 0x86, 0x84];
+        crate::hpack::encode::literal(&mut block, 28, b"5");
+        let mut f = Vec::new();
+        encode_frame(
+            &mut f,
+            FrameType::HEADERS,
+            flags::END_HEADERS,
+            stream,
+            &block,
+        );
+        f
+    };
+    let data = |stream: u32, end: bool, octets: &[u8]| {
+        let mut f = Vec::new();
+        let fl = if end { flags::END_STREAM } else { 0 };
+        encode_frame(&mut f, FrameType::DATA, fl, stream, octets);
+        f
+    };
+    let reset = |out: &[u8], stream: u32| {
+        frames(out)
+            .iter()
+            .any(|(h, _)| h.kind == FrameType::RST_STREAM && h.stream == stream)
+    };
+    let mut conn = serving(12);
+    let mut out = Vec::new();
+    let input = [post(1), data(1, false, b"ab"), data(1, true, b"cde")].concat();
+    assert_eq!(step(&mut conn, &input, &mut out), Ok(Status::Open));
+    let mut got = std::collections::BTreeMap::new();
+    assert_eq!(data_of(&out, &mut got), [1], "five in two frames");
+    assert!(!reset(&out, 1));
+    out.clear();
+    let short = [post(3), data(3, true, b"abc")].concat();
+    assert_eq!(step(&mut conn, &short, &mut out), Ok(Status::Open));
+    assert!(reset(&out, 3), "three of five");
+}
