@@ -209,9 +209,9 @@ pub struct NetArgs {
     /// removed after the run, and a killed run's leftovers at the next
     /// start. `rfs` and `veth` need root (CAP_NET_ADMIN and
     /// CAP_SYS_ADMIN) and pinned sides; without them they are refused at
-    /// once. Every row says, per request, the packets each side's CPUs
-    /// processed, the steering interrupts they took, and each side's own
-    /// segments (docs/net.md).
+    /// once. Every bench row says, per request, the packets each side's
+    /// CPUs processed, the steering interrupts they took, and each side's
+    /// own segments (docs/net.md); `ab` names the network it ran on.
     #[arg(long, value_enum, default_value_t = Topology::Loopback)]
     pub net: Topology,
     /// Shape both directions of the veth pair (with --net veth):
