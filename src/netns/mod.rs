@@ -31,7 +31,7 @@ pub mod softnet;
 use std::fmt;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
@@ -481,11 +481,6 @@ fn accounting(config: &str) -> String {
         true => format!("{how}, CONFIG_IRQ_TIME_ACCOUNTING: softirq time is charged to no task, so a process's CPU time leaves out the receive work its CPU did"),
         false => format!("{how}, no CONFIG_IRQ_TIME_ACCOUNTING: a softirq is charged to the task it interrupted, so a process's CPU time holds the receive work its CPU did while it ran"),
     }
-}
-
-/// Where the tests look for leftovers: the state directory.
-pub fn state_dir() -> PathBuf {
-    PathBuf::from(STATE_DIR)
 }
 
 #[cfg(test)]
