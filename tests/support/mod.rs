@@ -380,7 +380,6 @@ impl RawConn {
             match self.read(&mut buf) {
                 Ok(0) => return all,
                 Ok(n) => all.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -396,20 +395,36 @@ impl RawConn {
     }
 }
 
+/// A read or write is tried again when interrupted (EINTR): a socket with
+/// a receive timeout is not restarted by the kernel after a signal, and a
+/// test thread that set up an io_uring ring (the uring probe) can be
+/// notified by it. An interrupted read is not an answer from the server.
 impl Read for RawConn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.read(buf),
-            Self::Tls(s) => s.read(buf),
+        loop {
+            let got = match self {
+                Self::Plain(s) => s.read(buf),
+                Self::Tls(s) => s.read(buf),
+            };
+            match got {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                got => return got,
+            }
         }
     }
 }
 
 impl Write for RawConn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.write(buf),
-            Self::Tls(s) => s.write(buf),
+        loop {
+            let put = match self {
+                Self::Plain(s) => s.write(buf),
+                Self::Tls(s) => s.write(buf),
+            };
+            match put {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                put => return put,
+            }
         }
     }
 
