@@ -34,6 +34,10 @@ pub enum Command {
     BenchCompare(crate::bench::diff::Args),
     Report(crate::bench::report::Args),
     TraceConvert(crate::trace::command::Args),
+    /// For `load --load-hosts` on another host: our version, then our
+    /// clock for every line read, until the input ends.
+    #[command(hide = true)]
+    RemoteClock,
 }
 
 /// Runs the command line; the process's exit code.
@@ -61,6 +65,11 @@ pub fn main() -> ExitCode {
         Command::BenchCompare(args) => crate::bench::diff::run(args),
         Command::Report(args) => crate::bench::report::run(args),
         Command::TraceConvert(args) => crate::trace::command::run(args),
+        Command::RemoteClock => {
+            crate::hosts::serve_clock(std::io::stdin().lock(), std::io::stdout().lock())
+                .map(|()| Exit::Success)
+                .map_err(|e| CmdError::Failed(e.into()))
+        }
     };
     match result {
         Ok(Exit::Success) => ExitCode::SUCCESS,

@@ -34,6 +34,7 @@ pub mod csv_file;
 pub mod engine;
 pub mod export;
 pub mod frame;
+pub mod hosts;
 pub mod hpack;
 pub mod identity;
 pub mod load;

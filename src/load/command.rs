@@ -114,6 +114,12 @@ pub struct Args {
     /// requests, succeeded, failed, codes, p50_us, p99_us, body_bytes).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    #[command(flatten)]
+    pub hosts: super::remote::HostArgs,
+    /// Run as a --load-hosts agent: start at this instant (ns since the
+    /// epoch, this host's clock) and write the tally as JSON.
+    #[arg(long, hide = true, value_name = "NS", conflicts_with_all = ["json", "csv", "load_hosts"])]
+    pub agent_start: Option<u64>,
 }
 
 /// A rate: a finite number of requests per second, more than 0.
@@ -142,26 +148,29 @@ fn read_urls(path: &PathBuf) -> anyhow::Result<Vec<String>> {
     Ok(urls)
 }
 
-pub fn run(args: Args) -> CmdResult {
+/// The run `args` ask for (`-i` and `-d` read).
+fn config_of(args: &Args) -> anyhow::Result<LoadConfig> {
     let stop = match (args.requests, args.duration) {
         (_, Some(d)) => Stop::Duration(d),
         (n, None) => Stop::Requests(n.unwrap_or(1)),
     };
     let mut urls = match &args.input_file {
-        Some(path) => read_urls(path).map_err(bad_input)?,
-        None => args.urls,
+        Some(path) => read_urls(path)?,
+        None => args.urls.clone(),
     };
     if urls.is_empty() {
-        return Err(bad_input(anyhow::anyhow!("no URL: give one, or -i FILE")));
+        anyhow::bail!("no URL: give one, or -i FILE");
     }
     let url = urls.remove(0);
     let body = match &args.data {
-        Some(path) => Some(Arc::from(std::fs::read(path).map_err(|e| {
-            bad_input(anyhow::anyhow!("cannot read {}: {e}", path.display()))
-        })?)),
+        Some(path) => {
+            Some(Arc::from(std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("cannot read {}: {e}", path.display())
+            })?))
+        }
         None => None,
     };
-    let config = LoadConfig {
+    Ok(LoadConfig {
         url,
         more_urls: urls,
         clients: args.clients as usize,
@@ -170,16 +179,20 @@ pub fn run(args: Args) -> CmdResult {
         stop,
         warm_up: args.warm_up.unwrap_or_default(),
         insecure: args.insecure,
-        cacert: args.cacert,
+        cacert: args.cacert.clone(),
         timeout: args.timeout,
-        method: args.method,
-        headers: args.headers,
+        method: args.method.clone(),
+        headers: args.headers.clone(),
         body,
         rps: args.rps,
         expect_body: args.expect_body,
         window: args.window.unwrap_or(super::client::WINDOW),
         browser_headers: args.browser_headers,
-    };
+    })
+}
+
+pub fn run(args: Args) -> CmdResult {
+    let config = config_of(&args).map_err(bad_input)?;
     let control = Control::default();
     // Ctrl-C (or SIGTERM) ends the run with a report; a second one exits
     // at once, for a run that does not end.
@@ -188,8 +201,21 @@ pub fn run(args: Args) -> CmdResult {
             .and_then(|_| signal_hook::flag::register(signal, control.interrupted.clone()))
             .map_err(|e| anyhow::anyhow!("cannot watch for signals: {e}"))?;
     }
+    if let Some(start) = args.agent_start {
+        return match super::remote::agent(&config, start, &control).map_err(bad_input)? {
+            true => Ok(Exit::Success),
+            false => Ok(Exit::Failure),
+        };
+    }
+    let hosts = match args.hosts.load_hosts.is_empty() {
+        true => None,
+        false => Some(super::remote::Hosts::reach(&args.hosts).map_err(bad_input)?),
+    };
     let report = std::thread::scope(|scope| {
-        let run = scope.spawn(|| super::run_with(&config, &control));
+        let run = scope.spawn(|| match &hosts {
+            None => super::run_with(&config, &control),
+            Some(hosts) => hosts.run(&config, args.data.as_deref(), hosts.start(), &control),
+        });
         show_progress(&config, &control, || run.is_finished());
         run.join().expect("the load run does not panic")
     })
@@ -245,6 +271,144 @@ fn show_progress(config: &LoadConfig, control: &Control, finished: impl Fn() -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Line {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(words: &[&str]) -> Args {
+        <Line as clap::Parser>::try_parse_from(std::iter::once("load").chain(words.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    /// An agent's command line carries every option of the run: parsed
+    /// again, it is the run with the host's share, and nothing else
+    /// changed.
+    #[test]
+    fn an_agent_runs_what_the_controller_was_asked() {
+        let dir = std::env::temp_dir().join(format!("h2lab-argv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("body file");
+        std::fs::write(&data, b"up").unwrap();
+        let urls = dir.join("urls");
+        std::fs::write(
+            &urls,
+            "http://198.18.0.1:8080/\nhttp://198.18.0.1:8080/bytes/10@3\n",
+        )
+        .unwrap();
+        let (data_s, urls_s) = (data.display().to_string(), urls.display().to_string());
+        let full = [
+            "-c",
+            "5",
+            "-m",
+            "7",
+            "-t",
+            "3",
+            "-D",
+            "1500ms",
+            "--warm-up",
+            "250ms",
+            "--rps",
+            "1000",
+            "--method",
+            "PUT",
+            "-H",
+            "x-a: b c",
+            "-H",
+            "Host: there",
+            "-d",
+            &data_s,
+            "--cacert",
+            "/tmp/ca.pem",
+            "--timeout",
+            "3s",
+            "--expect-body",
+            "64KiB",
+            "--window",
+            "1MiB",
+            "--browser-headers",
+            "--load-hosts",
+            "a,b",
+            "--remote-bin",
+            "/opt/h2lab",
+            "--ssh-config",
+            "/tmp/c",
+            "--json",
+            "--csv",
+            "/tmp/x.csv",
+            "-i",
+            &urls_s,
+        ];
+        let args = parse(&full);
+        assert_eq!(args.hosts.load_hosts.len(), 2);
+        let config = config_of(&args).unwrap();
+        let share = super::super::remote::Share {
+            clients: 2,
+            threads: 1,
+            requests: None,
+            rps: Some(400.0),
+        };
+        let argv = super::super::remote::agent_argv(&config, Some(&data), &share, 77);
+        assert_eq!(&argv[..3], ["load", "--agent-start", "77"]);
+        let words: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+        let again = parse(&words);
+        assert_eq!(again.agent_start, Some(77));
+        assert!(again.hosts.load_hosts.is_empty() && !again.json && again.csv.is_none());
+        let mut want = config.clone();
+        want.clients = 2;
+        want.threads = 1;
+        want.rps = Some(400.0);
+        assert_eq!(
+            format!("{:?}", config_of(&again).unwrap()),
+            format!("{want:?}")
+        );
+
+        // -n, and -k.
+        let args = parse(&["-c", "2", "-n", "10", "-k", "http://h:1/", "http://h:1/x@2"]);
+        let config = config_of(&args).unwrap();
+        let share = super::super::remote::Share {
+            clients: 2,
+            threads: 1,
+            requests: Some(6),
+            rps: None,
+        };
+        let argv = super::super::remote::agent_argv(&config, None, &share, 5);
+        let words: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+        let again = config_of(&parse(&words)).unwrap();
+        let mut want = config.clone();
+        want.stop = Stop::Requests(6);
+        assert_eq!(format!("{again:?}"), format!("{want:?}"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_agent_takes_no_report_options_and_hosts_need_hosts() {
+        let refused = |words: &[&str]| {
+            <Line as clap::Parser>::try_parse_from(
+                std::iter::once("load").chain(words.iter().copied()),
+            )
+            .is_err()
+        };
+        assert!(refused(&["--agent-start", "1", "--json", "http://h:1/"]));
+        assert!(refused(&[
+            "--agent-start",
+            "1",
+            "--load-hosts",
+            "a",
+            "http://h:1/"
+        ]));
+        assert!(refused(&["--remote-bin", "x", "http://h:1/"]));
+        assert!(refused(&["--ssh-config", "x", "http://h:1/"]));
+        assert!(refused(&[
+            "--load-hosts",
+            "-oProxyCommand=x",
+            "http://h:1/"
+        ]));
+        assert!(!refused(&["--load-hosts", "a,u@b", "http://h:1/"]));
+    }
 
     #[test]
     fn rates_are_positive_and_finite() {

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod command;
 mod conn;
+pub mod remote;
 mod report;
 pub mod request;
 mod tally;
@@ -16,6 +17,7 @@ mod timer;
 mod timetable;
 mod tls;
 pub mod url;
+mod wire;
 mod worker;
 
 use crate::engine::Body;
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 
-pub use report::{Latency, LoadReport};
+pub use report::{HostReport, Latency, LoadReport};
 use request::{Header, Request, Spec};
 
 /// When to stop issuing requests.
@@ -265,6 +267,19 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
 /// [`run`], stopped early when `control.interrupted` is set (the report
 /// then says so), and counting finished requests into `control.finished`.
 pub fn run_with(config: &LoadConfig, control: &Control) -> Result<LoadReport, LoadError> {
+    let (plan, all, started) = run_tally(config, control)?;
+    let interrupted = control
+        .interrupted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    Ok(report::build(config, &plan, all, started, interrupted))
+}
+
+/// The run itself: its plan, every thread's tally merged, and when it
+/// started (UTC).
+fn run_tally(
+    config: &LoadConfig,
+    control: &Control,
+) -> Result<(Plan, tally::Tally, String), LoadError> {
     let started = crate::wall_clock::utc_now();
     let plan = config.plan()?;
     let c = config.clients as u64;
@@ -301,8 +316,5 @@ pub fn run_with(config: &LoadConfig, control: &Control) -> Result<LoadReport, Lo
     for t in tallies {
         all.merge(t);
     }
-    let interrupted = control
-        .interrupted
-        .load(std::sync::atomic::Ordering::Relaxed);
-    Ok(report::build(config, &plan, all, started, interrupted))
+    Ok((plan, all, started))
 }

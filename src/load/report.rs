@@ -60,6 +60,27 @@ pub struct LoadReport {
     /// that were sent: their counts add up to `requests` but for those a
     /// failed connection never sent.
     pub paths: Vec<PathReport>,
+    /// `--load-hosts`: each host's share (absent from a local run's JSON).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostReport>,
+}
+
+/// One load host's part of a run (`--load-hosts`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub clients: usize,
+    /// Its requests counted, succeeded and failed (0 for a lost host).
+    pub requests: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Its clock minus the controller's, µs, and the bound on that.
+    pub clock_offset_us: f64,
+    pub clock_within_us: f64,
+    /// Its measured time, s.
+    pub seconds: Option<f64>,
+    /// Why its results are missing: the session lost, the agent dead.
+    pub lost: Option<String>,
 }
 
 /// One path's share of the run.
@@ -226,6 +247,19 @@ pub(super) fn build(
             .as_secs_f64(),
         None => end.duration_since(plan.start).as_secs_f64(),
     };
+    build_timed(config, plan, t, started, interrupted, seconds)
+}
+
+/// [`build`] with the measured time given (`--load-hosts`: the longest of
+/// the agents', who started together).
+pub(super) fn build_timed(
+    config: &LoadConfig,
+    plan: &Plan,
+    t: Tally,
+    started: String,
+    interrupted: bool,
+    seconds: f64,
+) -> LoadReport {
     let h = &t.hist;
     let latency_us = (!h.is_empty()).then(|| Latency {
         min: h.min(),
@@ -357,6 +391,7 @@ pub(super) fn build(
                 body_bytes: p.body,
             })
             .collect(),
+        hosts: Vec::new(),
     }
 }
 
@@ -519,6 +554,23 @@ impl fmt::Display for LoadReport {
                     "the server could not keep up with {} req/s (latencies count from each request's scheduled time)",
                     r.target_rps
                 )?;
+            }
+        }
+        for h in &self.hosts {
+            write!(
+                f,
+                "host {}: {} clients, {} requests, {} succeeded, {} failed; clock {:+.1} µs (within {:.1} µs)",
+                h.host,
+                h.clients,
+                h.requests,
+                h.succeeded,
+                h.failed,
+                h.clock_offset_us,
+                h.clock_within_us
+            )?;
+            match &h.lost {
+                Some(why) => writeln!(f, "; LOST: {why}")?,
+                None => writeln!(f)?,
             }
         }
         Ok(())
