@@ -317,6 +317,7 @@ fn two_hosts_make_one_run_and_their_counts_add_up() {
         );
         assert!(off.abs() <= within + 1.0, "{h}");
         assert!(within < 50_000.0, "{h}");
+        assert!(h["late_us"].as_f64().is_some_and(|l| l >= 0.0), "{h}");
     }
     let per = &report["per_client"];
     assert_eq!(
@@ -340,7 +341,7 @@ fn a_lost_agent_or_connection_is_named_and_leaves_nothing() {
     let url = lab.url();
     for kill in ["agent", "ssh"] {
         let controller = lab.within(|| {
-            lab.load("a,b", &ours(), &["-c", "2", "-D", "3s", "--json"])
+            lab.load("a,b", &ours(), &["-c", "2", "-D", "2s", "--json"])
                 .arg(&url)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -349,7 +350,8 @@ fn a_lost_agent_or_connection_is_named_and_leaves_nothing() {
         });
         wait_until(&format!("{kill}: both agents run"), || agents().len() == 2);
         both_loading(&lab);
-        // Host b's: the agent under b's sshd, or the controller's ssh to b.
+        // Host b's: the agent under b's sshd, or the controller's
+        // connection to b (its ssh master, which b's sessions share).
         let victim = match kill {
             "agent" => {
                 let under_b = descendants(lab.sshd[1].id());
@@ -362,11 +364,14 @@ fn a_lost_agent_or_connection_is_named_and_leaves_nothing() {
                 let sshs: Vec<u32> = descendants(controller.id())
                     .into_iter()
                     .filter(|p| {
-                        std::fs::read_to_string(format!("/proc/{p}/cmdline"))
-                            .is_ok_and(|c| c.starts_with("ssh\0") && c.contains("\0b\0"))
+                        std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                            c.starts_with("ssh\0")
+                                && c.contains("\0b\0")
+                                && c.contains("ControlMaster=yes")
+                        })
                     })
                     .collect();
-                assert_eq!(sshs.len(), 1, "the controller's one ssh to b");
+                assert_eq!(sshs.len(), 1, "the controller's connection to b");
                 sshs[0]
             }
         };
@@ -463,4 +468,147 @@ fn another_version_and_an_unreachable_host_are_refused() {
     }
     assert_nothing_left(&lab, "after the refusals");
     assert_eq!(netns::made_by_runs().len(), 2, "the lab's own namespaces");
+}
+
+/// `bench` with the server here and its load from hosts `a` and `b`: the
+/// rows say where the load ran, the server was metered while it ran (CPU
+/// per request, system calls counted), and every request succeeded.
+#[test]
+fn bench_runs_its_load_from_two_hosts() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let csv = lab.dir.join("bench.csv");
+    let config = lab.dir.join("ssh_config");
+    let out = lab.within(|| {
+        run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .args([
+                "bench",
+                "--dispatch",
+                "poll",
+                "--tls",
+                "none",
+                "--clients",
+                "4",
+            ])
+            .args([
+                "--pipeline",
+                "1",
+                "--warm-up",
+                "0.3",
+                "--duration",
+                "1",
+                "--repeat",
+                "1",
+            ])
+            .args(["--precision", "0", "--pace", "0", "--listen", "198.18.0.1"])
+            .args(["--load-hosts", "a,b", "--ssh-config"])
+            .arg(&config)
+            .arg("--remote-bin")
+            .arg(ours())
+            .arg("--out")
+            .arg(&csv))
+    });
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("load from a (clock ") && err.contains(", b (clock "),
+        "the hosts and their clocks: {err}"
+    );
+    let rows: Vec<h2lab::bench::row::Row> =
+        h2lab::csv_file::read(&csv, h2lab::bench::row::CSV_HEADER, "a bench CSV").unwrap();
+    assert!(rows.len() >= 3, "a run, a counting run and a median");
+    for r in &rows {
+        assert_eq!(r.load_hosts.as_deref(), Some("a,b"), "{r:?}");
+        assert!(
+            r.succeeded > 0 && r.failed == 0 && r.connection_errors == 0,
+            "{r:?}"
+        );
+    }
+    let median = rows
+        .iter()
+        .find(|r| r.kind == h2lab::bench::row::RowKind::Median)
+        .unwrap();
+    // The meter's window fell on the load: a poll server's debug build
+    // spends several µs a request (nothing would be near 0).
+    assert!(median.cpu_us_per_req > 2.0, "{median:?}");
+    assert!(median.syscalls_per_req.unwrap() > 1.0, "{median:?}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("# network: ")
+            && l.contains("servers listen on 198.18.0.1, load from a (clock")),
+        "the machine block names the hosts: {text}"
+    );
+    assert_nothing_left(&lab, "after the bench");
+}
+
+/// `ab` with its load from a host, and the refusals that need no host:
+/// --load-hosts without --listen, with a loopback --listen, with
+/// --client h2load.
+#[test]
+fn ab_runs_its_load_from_a_host_and_refuses_what_cannot_work() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let config = lab.dir.join("ssh_config").display().to_string();
+    let bin = ours().display().to_string();
+    let ab = |extra: &[&str]| {
+        lab.within(|| {
+            run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+                .args([
+                    "ab",
+                    "--a",
+                    "--dispatch poll",
+                    "--b",
+                    "--dispatch poll",
+                    "-c",
+                    "2",
+                ])
+                .args([
+                    "--duration",
+                    "0.2",
+                    "--warm-up",
+                    "0.05",
+                    "--pairs",
+                    "3",
+                    "--json",
+                ])
+                .args([
+                    "--load-hosts",
+                    "a",
+                    "--ssh-config",
+                    &config,
+                    "--remote-bin",
+                    &bin,
+                ])
+                .args(extra))
+        })
+    };
+    let out = ab(&["--listen", "198.18.0.1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = report.to_string();
+    assert!(text.contains("load from a (clock"), "{text}");
+    assert_eq!(
+        report["samples"].as_array().map(Vec::len),
+        Some(3),
+        "{text}"
+    );
+    for (extra, says) in [
+        (&[][..], "--load-hosts needs --listen ADDR"),
+        (
+            &["--listen", "127.0.0.1"][..],
+            "cannot reach a loopback --listen",
+        ),
+        (
+            &["--listen", "198.18.0.1", "--client", "h2load"][..],
+            "built-in load client",
+        ),
+    ] {
+        let out = ab(extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    assert_nothing_left(&lab, "after ab");
 }

@@ -40,7 +40,9 @@ COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline",
            "source", "mix",
            "net", "link", "server_cpu_packets", "client_cpu_packets", "server_cpu_steered",
            "client_cpu_steered", "server_segs_in", "server_segs_out", "client_segs_in",
-           "client_segs_out", "client_share"]
+           "client_segs_out", "client_share", "load_hosts"]
+# The column added with the load hosts (`--load-hosts`).
+HOSTS = 1
 # Columns added with the network: the topology, the link, whose packets.
 NET = 11
 # Columns added with what each response carried, the source and the mix.
@@ -61,11 +63,13 @@ def read_medians(path):
         # from before the body and offload axes, their three too; from
         # before the work axis, its column; from before the machine's pace,
         # its three; from before the threads axis, that one as well.
-        # From before the network's columns, theirs too.
-        with_work = COLUMNS[:-NET]
+        # From before the network's columns, theirs too; from before the
+        # load hosts, that one.
+        with_net = COLUMNS[:-HOSTS]
+        with_work = with_net[:-NET]
         base = with_work[:-WORK]
         older = [base[:-(NEWER + n)] for n in (3, 4, 7, 8)]
-        if header not in [COLUMNS, with_work, base, base[:-NEWER]] + older:
+        if header not in [COLUMNS, with_net, with_work, base, base[:-NEWER]] + older:
             raise ValueError(f"{path}: not an h2lab bench CSV (header {header})")
         rows = []
         for line, cols in enumerate(reader, start=2):

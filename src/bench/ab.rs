@@ -190,6 +190,7 @@ pub fn run(args: Args) -> CmdResult {
         (None, None) => system::default_pins().unzip(),
         (s, c) => (s.clone(), c.clone()),
     };
+    let hosts = args.net.hosts(args.client)?;
     let net = args
         .net
         .set_up(pin_server.as_deref(), pin_client.as_deref())?;
@@ -216,12 +217,17 @@ pub fn run(args: Args) -> CmdResult {
         }
     });
     // Timed before the servers run, on the CPUs they and the load use.
-    let machine =
-        super::Machine::of_ab(pin_server.as_deref(), pin_client.as_deref(), net.describe());
+    let machine = super::Machine::of_ab(
+        pin_server.as_deref(),
+        pin_client.as_deref(),
+        super::network_line(&net, args.net.listen, hosts.as_deref()),
+    );
     let place = Place {
         pin_server: pin_server.as_deref(),
         pin_client: pin_client.as_deref(),
         net: &net,
+        listen: args.net.listen,
+        hosts: hosts.as_deref(),
     };
     let started = Instant::now();
     let mut samples: Vec<(Sample, Sample)> = Vec::new();
@@ -316,6 +322,10 @@ struct Place<'a> {
     pin_server: Option<&'a str>,
     pin_client: Option<&'a str>,
     net: &'a Net,
+    /// `--listen`.
+    listen: Option<std::net::IpAddr>,
+    /// `--load-hosts`, reached.
+    hosts: Option<&'a super::load::remote::Hosts>,
 }
 
 /// One run of side `side` (0: A, 1: B): a fresh server, warmed up, then
@@ -331,7 +341,7 @@ fn measure(
 ) -> Result<(Sample, Counts), CmdError> {
     let (pin, pin_client, net) = (place.pin_server, place.pin_client, place.net);
     let name = ["A", "B"][side];
-    let host = net.server_host();
+    let host = place.listen.unwrap_or_else(|| net.server_host());
     let mut serve_args = serve_args.to_vec();
     if !host.is_loopback() {
         serve_args.extend(["--host".into(), host.to_string()]);
@@ -350,39 +360,37 @@ fn measure(
             serve_args.join(" ")
         ))
     })?;
+    let start = place.hosts.map(|h| h.start());
+    let lead = start.map_or(Duration::ZERO, load::remote::Hosts::until);
     let measured_in_ns = net.within(Side::Client, || {
         meter::around(
             &[child.id()],
+            lead,
             args.warm_up,
             args.duration,
             counting,
             None,
             || match args.client {
-                LoadClient::Builtin => load::run(&LoadConfig {
-                    url: url.clone(),
-                    clients: args.clients as usize,
-                    streams: args.pipeline as usize,
-                    stop: Stop::Duration(args.duration),
-                    warm_up: args.warm_up,
-                    insecure: true,
-                    ..LoadConfig::default()
-                })
-                .map_err(|e| e.to_string())
-                .and_then(|report| match report.succeeded {
-                    0 => Err(format!("no request succeeded ({report})")),
-                    _ => Ok(Measured {
-                        req_per_s: report.req_per_s,
-                        p50_us: report.latency_us.map(|l| l.p50),
-                        p99_us: report.latency_us.map(|l| l.p99),
-                        mean_us: report.latency_us.map_or(0.0, |l| l.mean),
-                        succeeded: report.succeeded,
-                        failed: report.failed,
-                        connection_errors: report.connection_errors,
-                        seconds: report.seconds,
-                        goodput_bytes_per_s: report.goodput_bytes_per_s,
-                        octets_in: Some(report.traffic.bytes_in_measured),
-                    }),
-                }),
+                LoadClient::Builtin => {
+                    let config = LoadConfig {
+                        url: url.clone(),
+                        clients: args.clients as usize,
+                        streams: args.pipeline as usize,
+                        stop: Stop::Duration(args.duration),
+                        warm_up: args.warm_up,
+                        insecure: true,
+                        ..LoadConfig::default()
+                    };
+                    let report = match (place.hosts, start) {
+                        (Some(h), Some(at)) => super::load_from_hosts(h, &config, at),
+                        _ => load::run(&config),
+                    };
+                    match report {
+                        Err(e) => Err(e.to_string()),
+                        Ok(r) if r.succeeded == 0 => Err(format!("no request succeeded ({r})")),
+                        Ok(r) => Ok(Measured::of(&r)),
+                    }
+                }
                 LoadClient::H2load => h2load::run_with(
                     &h2load::Shape {
                         clients: args.clients as usize,

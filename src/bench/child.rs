@@ -86,7 +86,7 @@ impl Running {
                 threads,
                 config.pin_server.as_deref(),
                 handler.body,
-                config.net.server_host(),
+                config.server_host(),
             )
             .map(Running::Peer)
             .map_err(|reason| BenchError::Serve { target, reason }),
@@ -178,7 +178,7 @@ fn start_serve(
     if handler.blind {
         args.push("--blind".into());
     }
-    let host = config.net.server_host();
+    let host = config.server_host();
     if !host.is_loopback() {
         args.extend(["--host".into(), host.to_string()]);
     }

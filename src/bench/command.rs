@@ -220,9 +220,55 @@ pub struct NetArgs {
     /// then refused at once, naming the module).
     #[arg(long, value_name = "SPEC", value_parser = Link::parse)]
     pub link: Option<Link>,
+    /// The address the servers listen on and the load reaches them at
+    /// (default 127.0.0.1, or 198.18.0.1 with --net veth). With
+    /// --load-hosts: an address of this machine that the hosts reach.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::IpAddr>,
+    /// The load from other hosts, over ssh (`--load-hosts`), and how to
+    /// reach them. The server runs here, metered as always, and the hosts
+    /// start each run's load at the same instant: the meter's window is
+    /// set from it. Built-in load client only; --net stays loopback (the
+    /// network is the hosts' own); a lost host fails the run, naming it.
+    #[command(flatten)]
+    pub hosts: crate::load::remote::HostArgs,
 }
 
 impl NetArgs {
+    /// `--load-hosts`, reached (each host's version checked, its clock
+    /// offset measured), after the checks that need no host; `None`
+    /// without it. A refusal is input the command cannot use: exit 2.
+    pub fn hosts(
+        &self,
+        client: LoadClient,
+    ) -> Result<Option<std::sync::Arc<crate::load::remote::Hosts>>, CmdError> {
+        let refuse = |why: &str| Err(cli::bad_input(anyhow::anyhow!("{why}")));
+        if self.listen.is_some() && self.net != Topology::Loopback {
+            return refuse("--listen is for --net loopback (the veth server's address is its own)");
+        }
+        if self.hosts.load_hosts.is_empty() {
+            return Ok(None);
+        }
+        if self.net != Topology::Loopback {
+            return refuse("--load-hosts: the network is the hosts' own; leave --net loopback");
+        }
+        if client != LoadClient::Builtin {
+            return refuse("--load-hosts runs the built-in load client, not --client h2load");
+        }
+        match self.listen {
+            None => return refuse(
+                "--load-hosts needs --listen ADDR: an address of this machine that the hosts reach",
+            ),
+            Some(a) if a.is_loopback() => {
+                return refuse("--load-hosts: the hosts cannot reach a loopback --listen address")
+            }
+            Some(_) => {}
+        }
+        crate::load::remote::Hosts::reach(&self.hosts)
+            .map(|h| Some(std::sync::Arc::new(h)))
+            .map_err(cli::bad_input)
+    }
+
     /// Makes the topology for servers on `server` CPUs and the load on
     /// `client` CPUs. A refusal (no privilege, no pins, no netem) is input
     /// the command cannot use: exit 2.
@@ -248,6 +294,8 @@ impl NetArgs {
 
 pub fn run(args: Args) -> CmdResult {
     let mut config = config(&args)?;
+    config.listen = args.net.listen;
+    config.hosts = args.net.hosts(args.client)?;
     config.net = args
         .net
         .set_up(config.pin_server.as_deref(), config.pin_client.as_deref())?;
@@ -279,6 +327,13 @@ pub fn run(args: Args) -> CmdResult {
         system::pin_self(cpus).map_err(anyhow::Error::msg)?;
     }
     eprintln!("h2lab: bench: network: {}", config.net.describe());
+    if let Some(hosts) = &config.hosts {
+        eprintln!(
+            "h2lab: bench: servers listen on {}; load from {}",
+            config.server_host(),
+            hosts.describe()
+        );
+    }
     if let Err(why) = config.net.counted() {
         eprintln!("h2lab: bench: whose packets each CPU processed is not counted: {why}");
     }
@@ -433,5 +488,7 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         pin_client,
         // Made in `run`, once the options are known to be good.
         net: std::sync::Arc::new(Net::set_up(NetSpec::default())?),
+        hosts: None,
+        listen: None,
     })
 }

@@ -112,6 +112,9 @@ pub struct Cell {
     pub net: Topology,
     /// `--link`: the veth pair's shape (the whole run's; `None`: none).
     pub link: Option<&'static Link>,
+    /// `--load-hosts`: the hosts the load ran from (`a,b`; the whole
+    /// run's; `None`: here).
+    pub load_hosts: Option<&'static str>,
 }
 
 /// A request mix (`bench --mix`): paths joined by `+`, each `PATH` or
@@ -177,7 +180,7 @@ pub fn intern_link(link: Link) -> &'static Link {
     leaked
 }
 
-fn intern(s: &str) -> &'static str {
+pub fn intern(s: &str) -> &'static str {
     static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(&known) = seen.iter().find(|&&k| k == s) {
@@ -262,8 +265,11 @@ impl fmt::Display for Cell {
         if self.net != Topology::Loopback {
             write!(f, " net={}", self.net)?;
         }
-        match self.link {
-            Some(link) => write!(f, " link={link}"),
+        if let Some(link) = self.link {
+            write!(f, " link={link}")?;
+        }
+        match self.load_hosts {
+            Some(hosts) => write!(f, " load={hosts}"),
             None => Ok(()),
         }
     }
@@ -286,6 +292,7 @@ struct CellColumns {
     mix: Option<String>,
     net: Topology,
     link: Option<String>,
+    load_hosts: Option<String>,
 }
 
 impl From<Cell> for CellColumns {
@@ -306,11 +313,19 @@ impl From<Cell> for CellColumns {
             mix: c.mix.map(|m| m.as_str().to_string()),
             net: c.net,
             link: c.link.map(|l| l.to_string()),
+            load_hosts: c.load_hosts.map(str::to_string),
         }
     }
 }
 
 impl BenchConfig {
+    /// The run's load hosts (`a,b`), interned.
+    fn load_hosts(&self) -> Option<&'static str> {
+        let hosts = self.hosts.as_ref()?;
+        let names: Vec<String> = hosts.hosts.iter().map(|h| h.to_string()).collect();
+        Some(intern(&names.join(",")))
+    }
+
     /// The run's link, interned (once a bench), so that a cell stays small.
     fn link(&self) -> Option<&'static Link> {
         let link = self.net.spec().link;
@@ -394,6 +409,7 @@ impl BenchConfig {
                                                 mix,
                                                 net: self.net.spec().topology,
                                                 link: self.link(),
+                                                load_hosts: self.load_hosts(),
                                             });
                                         }
                                     }

@@ -45,12 +45,16 @@ pub struct NetWindow<'a> {
 /// The share of the measured time the network window spans.
 const NET_SPAN: f64 = 0.9;
 
-/// Runs `load` (which loads for `warm_up` without counting, then
-/// measures for `measured`) and meters the server's processes `pids` over
-/// the measured part; with `count_syscalls`, perf counts their system
-/// calls too.
+/// Runs `load` (which begins loading `lead` from now, loads for `warm_up`
+/// without counting, then measures for `measured`) and meters the
+/// server's processes `pids` over the measured part; with
+/// `count_syscalls`, perf counts their system calls too. `lead` is zero
+/// for a load run here, and the instant the hosts were told to start for
+/// one run from other hosts (`--load-hosts`).
+#[allow(clippy::too_many_arguments)]
 pub fn around<T>(
     pids: &[u32],
+    lead: Duration,
     warm_up: Duration,
     measured: Duration,
     count_syscalls: bool,
@@ -67,6 +71,7 @@ pub fn around<T>(
     let (out, window) = std::thread::scope(|s| {
         let window = s.spawn(|| {
             let started = Instant::now();
+            let warm_up = lead + warm_up;
             std::thread::sleep(warm_up);
             let mut perf = perf;
             if let Some(p) = perf.as_mut() {

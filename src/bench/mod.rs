@@ -114,6 +114,38 @@ pub struct BenchConfig {
     /// `--net` and `--link`, made for the whole bench (undone when the
     /// last holder drops it).
     pub net: std::sync::Arc<crate::netns::Net>,
+    /// `--load-hosts`, reached (versions checked, clocks measured) once a
+    /// bench; `None`: the load runs here.
+    pub hosts: Option<std::sync::Arc<load::remote::Hosts>>,
+    /// `--listen`: the address the server binds and the load reaches it
+    /// at; `None`: the network's (127.0.0.1, or the veth server's).
+    pub listen: Option<std::net::IpAddr>,
+}
+
+/// How the sides were joined, as the machine block says it: the
+/// network, and with `--load-hosts` where the servers listen and each
+/// host with its clock offset.
+pub fn network_line(
+    net: &crate::netns::Net,
+    listen: Option<std::net::IpAddr>,
+    hosts: Option<&load::remote::Hosts>,
+) -> String {
+    let mut line = net.describe();
+    if let Some(hosts) = hosts {
+        let at = listen.unwrap_or_else(|| net.server_host());
+        line.push_str(&format!(
+            "; servers listen on {at}, load from {}",
+            hosts.describe()
+        ));
+    }
+    line
+}
+
+impl BenchConfig {
+    /// Where the servers listen.
+    pub fn server_host(&self) -> std::net::IpAddr {
+        self.listen.unwrap_or_else(|| self.net.server_host())
+    }
 }
 
 /// What tracing cost in a traced run, from the trace's own metadata.
@@ -185,7 +217,7 @@ pub enum BenchError {
     #[error("cannot meter the server: {0}")]
     Meter(String),
     #[error("{cell}: the trace: {reason}")]
-    Trace { cell: Cell, reason: String },
+    Trace { cell: Box<Cell>, reason: String },
     #[error("the network: {0}")]
     Net(String),
     #[error("interrupted after {runs} runs")]
@@ -314,16 +346,24 @@ fn run_one(
             // nginx's worker exists before the load starts: the set is
             // stable. The load warms up first; the server is metered
             // from its end.
+            // Load hosts start at an instant a moment ahead, which the
+            // meter's window is set from.
+            let start = config.hosts.as_ref().map(|h| h.start());
+            let lead = start.map_or(Duration::ZERO, load::remote::Hosts::until);
             let (m, metered) = meter::around(
                 &server.pids(),
+                lead,
                 config.warm_up,
                 config.duration,
                 counting,
                 port.filter(|_| net.counted().is_ok())
                     .map(|port| meter::NetWindow { net, port }),
-                || match config.client {
-                    LoadClient::Builtin => builtin(config, cell, server.url()),
-                    LoadClient::H2load => h2load::run(config, cell, server.url()),
+                || match (&config.hosts, start, config.client) {
+                    (Some(hosts), Some(start), _) => {
+                        from_hosts(config, cell, server.url(), hosts, start)
+                    }
+                    (_, _, LoadClient::Builtin) => builtin(config, cell, server.url()),
+                    (_, _, LoadClient::H2load) => h2load::run(config, cell, server.url()),
                 },
             );
             Ok::<_, BenchError>((heads, m, metered))
@@ -388,7 +428,10 @@ fn trace_cost(
     trace: &crate::trace::TraceConfig,
     succeeded: u64,
 ) -> Result<TraceCost, BenchError> {
-    let failed = |reason: String| BenchError::Trace { cell, reason };
+    let failed = |reason: String| BenchError::Trace {
+        cell: Box::new(cell),
+        reason,
+    };
     server.terminate().map_err(failed)?;
     let meta = crate::trace::TraceMeta::read(&trace.meta_path())
         .map_err(|e| failed(format!("{}: {e}", trace.meta_path().display())))?;
@@ -452,12 +495,67 @@ fn probe(url: &str) -> Result<counts::Heads, BenchError> {
 }
 
 fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, BenchError> {
+    Ok(Measured::of(&load::run(&load_config(config, cell, url))?))
+}
+
+/// The cell's load from `--load-hosts`, all of them starting at `start`
+/// (ns, our clock). A lost host fails the run, naming it.
+fn from_hosts(
+    config: &BenchConfig,
+    cell: Cell,
+    url: &str,
+    hosts: &load::remote::Hosts,
+    start: u64,
+) -> Result<Measured, BenchError> {
+    let report = load_from_hosts(hosts, &load_config(config, cell, url), start)?;
+    Ok(Measured::of(&report))
+}
+
+/// `config` from the load hosts, all starting at `start` (ns, our
+/// clock); a lost host is an error that names it (a run without its
+/// share is not the cell's). SIGINT or SIGTERM at the bench
+/// ([`system::interrupt`]) tells every host to stop at once.
+pub fn load_from_hosts(
+    hosts: &load::remote::Hosts,
+    config: &LoadConfig,
+    start: u64,
+) -> Result<load::LoadReport, load::LoadError> {
+    let control = load::Control::default();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let report = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if system::interrupted() {
+                    control
+                        .interrupted
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let report = hosts.run(config, None, start, &control);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        report
+    })?;
+    match report.hosts.iter().find(|h| h.lost.is_some()) {
+        Some(h) => Err(load::LoadError::Setup(format!(
+            "load host {}: lost: {}",
+            h.host,
+            h.lost.as_deref().unwrap_or("")
+        ))),
+        None => Ok(report),
+    }
+}
+
+/// The built-in client's load for `cell` on the server at `url`.
+fn load_config(config: &BenchConfig, cell: Cell, url: &str) -> LoadConfig {
     let mut urls = match cell.mix {
         Some(m) => m.urls(url),
         None => vec![url.to_string()],
     };
     let first = urls.remove(0);
-    let report = load::run(&LoadConfig {
+    LoadConfig {
         url: first,
         more_urls: urls,
         clients: cell.clients,
@@ -473,18 +571,24 @@ fn builtin(config: &BenchConfig, cell: Cell, url: &str) -> Result<Measured, Benc
         expect_body: Some(cell.body),
         window: config.window.unwrap_or(crate::load::client::WINDOW),
         ..LoadConfig::default()
-    })?;
-    let l = report.latency_us.unwrap_or_default();
-    Ok(Measured {
-        req_per_s: report.req_per_s,
-        p50_us: report.latency_us.map(|l| l.p50),
-        p99_us: report.latency_us.map(|l| l.p99),
-        mean_us: l.mean,
-        succeeded: report.succeeded,
-        failed: report.failed,
-        connection_errors: report.connection_errors,
-        seconds: report.seconds,
-        goodput_bytes_per_s: report.goodput_bytes_per_s,
-        octets_in: Some(report.traffic.bytes_in_measured),
-    })
+    }
+}
+
+impl Measured {
+    /// What the built-in client's report says of the run.
+    pub fn of(report: &load::LoadReport) -> Measured {
+        let l = report.latency_us.unwrap_or_default();
+        Measured {
+            req_per_s: report.req_per_s,
+            p50_us: report.latency_us.map(|l| l.p50),
+            p99_us: report.latency_us.map(|l| l.p99),
+            mean_us: l.mean,
+            succeeded: report.succeeded,
+            failed: report.failed,
+            connection_errors: report.connection_errors,
+            seconds: report.seconds,
+            goodput_bytes_per_s: report.goodput_bytes_per_s,
+            octets_in: Some(report.traffic.bytes_in_measured),
+        }
+    }
 }

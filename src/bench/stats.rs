@@ -125,6 +125,7 @@ impl Median {
             mix: None,
             net: crate::netns::Topology::Loopback,
             link: None,
+            load_hosts: None,
         };
         Median {
             cell,

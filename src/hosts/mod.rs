@@ -18,7 +18,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use clock::Offset;
 
@@ -93,6 +93,11 @@ pub struct Ssh {
     pub config: Option<PathBuf>,
     /// The h2lab on the hosts: a name found on their PATH, or a path.
     pub remote_bin: String,
+    /// A directory for OpenSSH's control sockets: every session to a host
+    /// goes over the one connection its [`Ssh::connect`] made (the master,
+    /// ControlMaster), in milliseconds instead of a handshake each.
+    /// `None`: each session its own connection.
+    pub control: Option<PathBuf>,
 }
 
 impl Default for Ssh {
@@ -100,6 +105,7 @@ impl Default for Ssh {
         Ssh {
             config: None,
             remote_bin: "h2lab".into(),
+            control: None,
         }
     }
 }
@@ -122,11 +128,33 @@ impl Ssh {
     /// password prompt, no host key question), no terminal, keep-alives
     /// that find a lost connection within about 6 s.
     pub fn command(&self, host: &Host, args: &[String]) -> Command {
+        self.command_as(host, args, false)
+    }
+
+    /// [`Ssh::command`]; a `master` makes the connection the host's other
+    /// sessions share (with a control directory).
+    fn command_as(&self, host: &Host, args: &[String], master: bool) -> Command {
         let mut ssh = Command::new("ssh");
         ssh.args(["-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"])
             .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3"]);
         if let Some(config) = &self.config {
             ssh.arg("-F").arg(config);
+        }
+        if let Some(dir) = &self.control {
+            // %C: a hash of the host, port and user, the same for the
+            // master and its sessions. A session without its master (gone)
+            // makes a connection of its own.
+            ssh.arg("-o")
+                .arg(format!("ControlPath={}/%C", dir.display()))
+                .args([
+                    "-o",
+                    if master {
+                        "ControlMaster=yes"
+                    } else {
+                        "ControlMaster=no"
+                    },
+                ])
+                .args(["-o", "ControlPersist=no"]);
         }
         let line: Vec<String> = std::iter::once(self.remote_bin.as_str())
             .chain(args.iter().map(String::as_str))
@@ -138,12 +166,15 @@ impl Ssh {
 
     /// Starts `remote_bin ARGS` on `host`.
     pub fn open(&self, host: &Host, args: &[String]) -> Result<Session, HostError> {
+        self.spawn(host, self.command_as(host, args, false))
+    }
+
+    fn spawn(&self, host: &Host, mut cmd: Command) -> Result<Session, HostError> {
         use std::os::unix::process::CommandExt;
         // A process group of its own: Ctrl-C at the terminal reaches the
         // controller alone, which then asks every host to stop and report
         // (ssh killed by it would lose the host's results).
-        let mut child = self
-            .command(host, args)
+        let mut child = cmd
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -181,10 +212,17 @@ impl Ssh {
         })
     }
 
-    /// Opens a clock session on `host`: checks that it runs our version,
-    /// then measures its clock's offset from ours (`samples` exchanges).
-    pub fn clock(&self, host: &Host, samples: usize) -> Result<Offset, HostError> {
-        let mut s = self.open(host, &["remote-clock".to_string()])?;
+    /// Connects to `host`: opens its clock session (the master of its
+    /// connection, with a control directory), checks that it runs our
+    /// version, then measures its clock's offset from ours (`samples`
+    /// exchanges). The session stays open, and with it the connection,
+    /// until the [`Link`] is dropped.
+    pub fn connect(&self, host: &Host, samples: usize) -> Result<Link, HostError> {
+        let opened = Instant::now();
+        let mut s = self.spawn(
+            host,
+            self.command_as(host, &["remote-clock".to_string()], true),
+        )?;
         let lost = |s: &mut Session| {
             let why = s.end();
             HostError::Unreachable(s.host.clone(), why)
@@ -193,6 +231,7 @@ impl Ssh {
             Ok(Some(line)) => line,
             _ => return Err(lost(&mut s)),
         };
+        let opening = opened.elapsed();
         let ours = version();
         if theirs != ours {
             return Err(HostError::Version {
@@ -219,9 +258,56 @@ impl Ssh {
                 received: now_ns(),
             });
         }
-        s.close();
-        clock::estimate(&taken)
-            .ok_or_else(|| HostError::Clock(host.clone(), "our clock stepped back".into()))
+        let offset = clock::estimate(&taken)
+            .ok_or_else(|| HostError::Clock(host.clone(), "our clock stepped back".into()))?;
+        Ok(Link {
+            session: s,
+            offset,
+            opening,
+        })
+    }
+}
+
+/// A host reached ([`Ssh::connect`]).
+pub struct Link {
+    /// The clock session, held open: the connection's master.
+    pub session: Session,
+    pub offset: Offset,
+    /// How long the first session took to open: ssh's connection and
+    /// the remote h2lab's start, to its first line.
+    pub opening: Duration,
+}
+
+/// A directory for control sockets, private to this process, removed
+/// when dropped.
+#[derive(Debug)]
+pub struct ControlDir(PathBuf);
+
+impl ControlDir {
+    pub fn new() -> io::Result<ControlDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("h2lab-ssh-{}-{n}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(ControlDir(path))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ControlDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Session({}, ssh pid {})", self.host, self.child.id())
     }
 }
 
@@ -372,6 +458,7 @@ mod tests {
         let ssh = Ssh {
             config: Some("/tmp/cfg".into()),
             remote_bin: "/opt/h2lab".into(),
+            control: Some("/tmp/ctl".into()),
         };
         let c = ssh.command(&"a".parse().unwrap(), &["load".into(), "x y".into()]);
         let args: Vec<_> = c

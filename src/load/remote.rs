@@ -29,8 +29,10 @@ use super::{Control, LoadConfig, LoadError, LoadReport, Stop};
 
 /// Clock exchanges a host's offset is measured from.
 const CLOCK_SAMPLES: usize = 8;
-/// How far ahead of now the agents start: room for every session to open.
-const START_AHEAD: Duration = Duration::from_millis(1500);
+/// How far ahead of now the agents start: room for every session to open,
+/// three times the slowest opening seen, within these bounds.
+const LEAD_MIN: Duration = Duration::from_millis(200);
+const LEAD_MAX: Duration = Duration::from_secs(5);
 /// A progress line from an agent this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
@@ -122,38 +124,69 @@ pub struct Hosts {
     pub hosts: Vec<Host>,
     pub ssh: Ssh,
     pub offsets: Vec<Offset>,
+    /// How far ahead a run starts ([`Hosts::start`]).
+    pub lead: Duration,
+    /// Each host's connection, which its sessions share (ControlMaster):
+    /// closed when the hosts are dropped.
+    _links: Vec<hosts::Session>,
+    _control: hosts::ControlDir,
 }
 
 impl Hosts {
     /// Checks every host's version and measures its clock, all at once:
     /// a run whose offsets are not all known does not start.
     pub fn reach(args: &HostArgs) -> Result<Hosts, LoadError> {
+        let control = hosts::ControlDir::new()
+            .map_err(|e| LoadError::Setup(format!("a directory for ssh's control sockets: {e}")))?;
         let ssh = Ssh {
             config: args.ssh_config.clone(),
             remote_bin: args.remote_bin.clone().unwrap_or_else(|| "h2lab".into()),
+            control: Some(control.path().to_path_buf()),
         };
-        let offsets = std::thread::scope(|scope| {
+        let links = std::thread::scope(|scope| {
             let asks: Vec<_> = args
                 .load_hosts
                 .iter()
-                .map(|h| scope.spawn(|| ssh.clock(h, CLOCK_SAMPLES)))
+                .map(|h| scope.spawn(|| ssh.connect(h, CLOCK_SAMPLES)))
                 .collect();
             asks.into_iter()
                 .map(|a| a.join().expect("a clock exchange does not panic"))
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(|e| LoadError::Setup(e.to_string()))?;
+        // Later sessions share the connections: the lead is three times
+        // the slowest such session's opening, timed now.
+        let mut slowest = Duration::ZERO;
+        for host in &args.load_hosts {
+            let opened = Instant::now();
+            let mut s = ssh
+                .open(host, &["remote-clock".to_string()])
+                .map_err(|e| LoadError::Setup(e.to_string()))?;
+            if !matches!(s.line(), Ok(Some(_))) {
+                let why = s.end();
+                return Err(LoadError::Setup(format!("{host}: unreachable: {why}")));
+            }
+            slowest = slowest.max(opened.elapsed());
+        }
         Ok(Hosts {
             hosts: args.load_hosts.clone(),
             ssh,
-            offsets,
+            offsets: links.iter().map(|l| l.offset).collect(),
+            lead: (3 * slowest).clamp(LEAD_MIN, LEAD_MAX),
+            _links: links.into_iter().map(|l| l.session).collect(),
+            _control: control,
         })
     }
 
     /// An instant a moment ahead (ns since the epoch, our clock): room
     /// for every session to open before it.
     pub fn start(&self) -> u64 {
-        hosts::now_ns() + START_AHEAD.as_nanos() as u64
+        hosts::now_ns() + self.lead.as_nanos() as u64
+    }
+
+    /// How long from now until `start` (ns, our clock).
+    pub fn until(start: u64) -> Duration {
+        Duration::from_nanos(start.saturating_sub(hosts::now_ns()))
     }
 
     /// Each host's clock offset, as a line for people.
@@ -206,7 +239,7 @@ impl Hosts {
                 .map_err(|e| LoadError::Setup(e.to_string()))?;
             sessions.push(session);
         }
-        let (results, lost) = collect(config, &mut sessions, control);
+        let (results, lost) = collect(config, self.lead, &mut sessions, control);
         drop(sessions);
         let mut all = super::tally::Tally::new(plan.measure_from, 0, plan.requests.len());
         let mut seconds: f64 = 0.0;
@@ -223,6 +256,7 @@ impl Hosts {
                 clock_offset_us: self.offsets[i].ns as f64 / 1e3,
                 clock_within_us: self.offsets[i].within_ns as f64 / 1e3,
                 seconds: None,
+                late_us: None,
                 lost,
             };
             match result {
@@ -234,6 +268,7 @@ impl Hosts {
                     report.failed = tally.failed;
                     report.requests = tally.succeeded.saturating_add(tally.failed);
                     report.seconds = Some(r.seconds);
+                    report.late_us = Some(r.late_us);
                     seconds = seconds.max(r.seconds);
                     interrupted |= r.interrupted;
                     all.merge(tally);
@@ -329,6 +364,7 @@ enum Heard {
 /// Waits for every agent: its result, or why there is none.
 fn collect(
     config: &LoadConfig,
+    lead: Duration,
     sessions: &mut [hosts::Session],
     control: &Control,
 ) -> (Vec<Option<AgentResult>>, Vec<Option<String>>) {
@@ -341,7 +377,7 @@ fn collect(
     }
     drop(tx);
     // The agents end by their own bounds; past these, a host is lost.
-    let bound = START_AHEAD
+    let bound = lead
         + config.warm_up
         + match config.stop {
             Stop::Duration(d) => d,
@@ -449,6 +485,7 @@ pub fn agent(config: &LoadConfig, start: u64, control: &Control) -> Result<bool,
         }
         std::thread::sleep(Duration::from_nanos(start - now).min(Duration::from_millis(50)));
     }
+    let late_us = hosts::now_ns().saturating_sub(start) as f64 / 1e3;
     let result = std::thread::scope(|scope| {
         let run = scope.spawn(|| super::run_tally(config, control));
         while !run.is_finished() {
@@ -464,6 +501,7 @@ pub fn agent(config: &LoadConfig, start: u64, control: &Control) -> Result<bool,
     let line = serde_json::to_string(&AgentResult {
         seconds: report.seconds,
         interrupted,
+        late_us,
         tally: wire,
     })
     .expect("a result serializes");

@@ -79,6 +79,9 @@ pub struct HostReport {
     pub clock_within_us: f64,
     /// Its measured time, s.
     pub seconds: Option<f64>,
+    /// How long after the common instant it began, µs (its own clock;
+    /// from the sleep's wake-up, or a session that opened late).
+    pub late_us: Option<f64>,
     /// Why its results are missing: the session lost, the agent dead.
     pub lost: Option<String>,
 }
@@ -568,6 +571,9 @@ impl fmt::Display for LoadReport {
                 h.clock_offset_us,
                 h.clock_within_us
             )?;
+            if let Some(late) = h.late_us {
+                write!(f, "; began {:.1} ms after the start", late / 1e3)?;
+            }
             match &h.lost {
                 Some(why) => writeln!(f, "; LOST: {why}")?,
                 None => writeln!(f)?,

@@ -20,6 +20,9 @@ pub struct AgentResult {
     pub seconds: f64,
     /// Its run was interrupted (a `stop` from the controller, or a signal).
     pub interrupted: bool,
+    /// How long after the instant it was given it began, µs (its clock):
+    /// a session that opened late starts late.
+    pub late_us: f64,
     pub tally: TallyWire,
 }
 
