@@ -6,7 +6,9 @@
 # benchmarks that exist only inside them), and in the load's namespace
 # two sshd, hosts `a` (port 2201) and `b` (port 2202), with host and user
 # keys made here, never the machine's own. Each sshd and so each session
-# it runs is pinned to LOAD_CPUS (default 1): pin the server apart.
+# it runs is pinned to LOAD_CPU (default 1), and each veth end's receive
+# is steered to its side's CPU (RPS: SERVER_CPU, default 0, and LOAD_CPU),
+# as on two machines: pin the server to SERVER_CPU.
 #
 #   scripts/hosts-lab.sh up      make it; prints the ssh configuration file
 #   scripts/hosts-lab.sh down    remove it all
@@ -22,7 +24,8 @@ set -euo pipefail
 dir=/run/h2lab-lab
 srv=h2lab-lab-srv
 cli=h2lab-lab-cli
-load_cpus=${LOAD_CPUS:-1}
+load_cpu=${LOAD_CPU:-1}
+server_cpu=${SERVER_CPU:-0}
 
 down() {
   for pidfile in "$dir"/sshd-*.pid; do
@@ -44,6 +47,9 @@ up() {
   for ns in "$srv" "$cli"; do ip -n "$ns" link set lo up; done
   ip -n "$srv" link set h2llabs up
   ip -n "$cli" link set h2llabc up
+  # /sys shows a namespace's devices to a process that mounted it there.
+  ip netns exec "$srv" sh -c "printf %x $((1 << server_cpu)) > /sys/class/net/h2llabs/queues/rx-0/rps_cpus"
+  ip netns exec "$cli" sh -c "printf %x $((1 << load_cpu)) > /sys/class/net/h2llabc/queues/rx-0/rps_cpus"
   ssh-keygen -q -t ed25519 -N '' -C h2lab-lab -f "$dir/host"
   ssh-keygen -q -t ed25519 -N '' -C h2lab-lab -f "$dir/user"
   cp "$dir/user.pub" "$dir/authorized_keys"
@@ -64,7 +70,7 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 LogLevel ERROR
 EOF
-    ip netns exec "$cli" taskset -c "$load_cpus" /usr/sbin/sshd -f "$dir/sshd_$name"
+    ip netns exec "$cli" taskset -c "$load_cpu" /usr/sbin/sshd -f "$dir/sshd_$name"
     echo "[198.18.0.2]:$port $(cat "$dir/host.pub")" >>"$dir/known_hosts"
     printf 'Host %s\n  HostName 198.18.0.2\n  Port %s\n' "$name" "$port" >>"$dir/ssh_config"
   done

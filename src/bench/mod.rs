@@ -123,20 +123,21 @@ pub struct BenchConfig {
 }
 
 /// How the sides were joined, as the machine block says it: the
-/// network, and with `--load-hosts` where the servers listen and each
-/// host with its clock offset.
+/// network, or with `--listen` where the servers listen, and with
+/// `--load-hosts` each host with its clock offset.
 pub fn network_line(
     net: &crate::netns::Net,
     listen: Option<std::net::IpAddr>,
     hosts: Option<&load::remote::Hosts>,
 ) -> String {
-    let mut line = net.describe();
-    if let Some(hosts) = hosts {
-        let at = listen.unwrap_or_else(|| net.server_host());
-        line.push_str(&format!(
-            "; servers listen on {at}, load from {}",
-            hosts.describe()
-        ));
+    let mut line = match listen {
+        Some(at) => format!("servers listen on {at}"),
+        None => net.describe(),
+    };
+    match hosts {
+        Some(hosts) => line.push_str(&format!(", load from {}", hosts.describe())),
+        None if listen.is_some() => line.push_str(", load here"),
+        None => {}
     }
     line
 }
