@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn paths_lead_to_their_routes() {
         let ms = Duration::from_millis(1);
-        let cases: [(&str, Route); 17] = [
+        let cases: [(&str, Route); 24] = [
             ("/", Route::Default),
             ("/?x=1", Route::Default),
             ("/bytes/0", Route::Bytes(0)),
@@ -250,6 +250,23 @@ mod tests {
             ("/index.html", Route::NotFound),
             ("*", Route::NotFound),
             ("/bytes/5/6", Route::NotFound),
+            // Digits only, at most 12 of them: Rust's parse would take a
+            // sign, and leading zeros past 12.
+            ("/bytes/+12", Route::NotFound),
+            ("/status/+200", Route::NotFound),
+            ("/bytes/0000000000012", Route::NotFound),
+            ("/bytes/000000000012", Route::Bytes(12)),
+            // A duration is ASCII letters, digits and a point (a path's
+            // `µ` would come percent-encoded: `us` is the unit).
+            (
+                "/sleep/1.5ms",
+                Route::Work(Work::Sleep(Duration::from_micros(1500))),
+            ),
+            ("/cpu/50µs", Route::NotFound),
+            (
+                "/cpu/50us",
+                Route::Work(Work::Cpu(Duration::from_micros(50))),
+            ),
         ];
         for (path, route) in cases {
             assert_eq!(Route::parse(path.as_bytes()), route, "{path}");
@@ -270,6 +287,8 @@ mod tests {
         assert_eq!((head.status, head.length, head.body_len()), (200, 100, 0));
         let post = Answer::to(Method::Post, Route::Bytes(7), &handler);
         assert_eq!((post.length, post.work), (7, Work::None));
+        assert_eq!(post.body(), Body::new(7).unwrap());
+        assert_eq!(head.body(), Body::new(0).unwrap());
         let put = Answer::to(Method::Other, Route::Default, &handler);
         assert_eq!((put.status, put.allow, put.body_len()), (405, true, 0));
         let missing = Answer::to(Method::Get, Route::NotFound, &handler);
