@@ -4,20 +4,25 @@
 # by a veth pair, the server's `h2lab-lab-srv` (198.18.0.1) and the load's
 # `h2lab-lab-cli` (198.18.0.2, addresses of the range reserved for
 # benchmarks that exist only inside them), and in the load's namespace
-# two sshd, hosts `a` (port 2201) and `b` (port 2202), with host and user
-# keys made here, never the machine's own. Each sshd and so each session
-# it runs is pinned to LOAD_CPU (default 1), and each veth end's receive
-# is steered to its side's CPU (RPS: SERVER_CPU, default 0, and LOAD_CPU),
-# as on two machines: pin the server to SERVER_CPU.
+# two sshd, hosts `a` (port 2201) and `b` (port 2202), and in the
+# server's one, host `s` (198.18.0.1 port 2200, for --server-host), with
+# host and user keys made here, never the machine's own. The load hosts'
+# sshd, and so each session they run, are pinned to LOAD_CPU (default 1),
+# host `s`'s to SERVER_CPU (default 0), and each veth end's receive is
+# steered to its side's CPU (RPS), as on two machines: pin the server to
+# SERVER_CPU.
 #
 #   scripts/hosts-lab.sh up      make it; prints the ssh configuration file
 #   scripts/hosts-lab.sh down    remove it all
 #
-# Then, from the server's namespace:
+# Then, from the server's namespace (the server here, the load on a and b):
 #
 #   ip netns exec h2lab-lab-srv target/release/h2lab bench --listen 198.18.0.1 \
 #     --load-hosts a,b --ssh-config /run/h2lab-lab/ssh_config \
 #     --remote-bin "$PWD/target/release/h2lab" --dispatch poll --tls none
+#
+# or from the load's (the server on s): ip netns exec h2lab-lab-cli ...
+#   bench --listen 198.18.0.1 --server-host s [--load-hosts a] ...
 #
 # Needs root (namespaces, sshd), iproute2 and openssh-server.
 set -euo pipefail
@@ -55,11 +60,12 @@ up() {
   cp "$dir/user.pub" "$dir/authorized_keys"
   : >"$dir/known_hosts"
   : >"$dir/ssh_config"
-  for host in a:2201 b:2202; do
-    name=${host%:*} port=${host#*:}
+  for host in a:2201:198.18.0.2:$cli:$load_cpu b:2202:198.18.0.2:$cli:$load_cpu \
+              s:2200:198.18.0.1:$srv:$server_cpu; do
+    IFS=: read -r name port addr ns cpu <<<"$host"
     cat >"$dir/sshd_$name" <<EOF
 Port $port
-ListenAddress 198.18.0.2
+ListenAddress $addr
 HostKey $dir/host
 PidFile $dir/sshd-$name.pid
 AuthorizedKeysFile $dir/authorized_keys
@@ -70,9 +76,9 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 LogLevel ERROR
 EOF
-    ip netns exec "$cli" taskset -c "$load_cpu" /usr/sbin/sshd -f "$dir/sshd_$name"
-    echo "[198.18.0.2]:$port $(cat "$dir/host.pub")" >>"$dir/known_hosts"
-    printf 'Host %s\n  HostName 198.18.0.2\n  Port %s\n' "$name" "$port" >>"$dir/ssh_config"
+    ip netns exec "$ns" taskset -c "$cpu" /usr/sbin/sshd -f "$dir/sshd_$name"
+    echo "[$addr]:$port $(cat "$dir/host.pub")" >>"$dir/known_hosts"
+    printf 'Host %s\n  HostName %s\n  Port %s\n' "$name" "$addr" "$port" >>"$dir/ssh_config"
   done
   cat >>"$dir/ssh_config" <<EOF
 Host *

@@ -38,6 +38,10 @@ pub enum Command {
     /// clock for every line read, until the input ends.
     #[command(hide = true)]
     RemoteClock,
+    /// For `bench --server-host` on the server's host: a cell's server,
+    /// metered when asked.
+    #[command(hide = true)]
+    RemoteServer(crate::bench::server_host::AgentArgs),
 }
 
 /// Runs the command line; the process's exit code.
@@ -65,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::BenchCompare(args) => crate::bench::diff::run(args),
         Command::Report(args) => crate::bench::report::run(args),
         Command::TraceConvert(args) => crate::trace::command::run(args),
+        Command::RemoteServer(args) => crate::bench::server_host::agent(args),
         Command::RemoteClock => {
             crate::hosts::serve_clock(std::io::stdin().lock(), std::io::stdout().lock())
                 .map(|()| Exit::Success)

@@ -23,10 +23,17 @@ use support::{run, wait_until};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The load hosts' address, inside the load's namespace.
+/// The load hosts' address, inside the load's namespace, and the server
+/// host's, inside the server's.
 const LOAD_ADDR: &str = "198.18.0.2";
-/// Host `a`'s and host `b`'s sshd ports; `c` is a port nobody listens on.
-const PORTS: [(&str, u16); 2] = [("a", 2201), ("b", 2202)];
+const SERVER_ADDR: &str = "198.18.0.1";
+/// Host `a`'s and host `b`'s sshd (in the load's namespace), and host
+/// `s`'s (in the server's); `c` is a port nobody listens on.
+const HOSTS: [(&str, Side, &str, u16); 3] = [
+    ("a", Side::Client, LOAD_ADDR, 2201),
+    ("b", Side::Client, LOAD_ADDR, 2202),
+    ("s", Side::Server, SERVER_ADDR, 2200),
+];
 const DEAD_PORT: u16 = 2299;
 
 /// The hosts of one test: the namespaces, two sshd, a server, and the
@@ -82,11 +89,10 @@ impl Lab {
         let host_pub = std::fs::read_to_string(dir.join("host.pub")).unwrap();
         let mut known = String::new();
         let mut client = String::new();
-        for (name, port) in PORTS.iter().copied().chain([("c", DEAD_PORT)]) {
-            known.push_str(&format!("[{LOAD_ADDR}]:{port} {host_pub}"));
-            client.push_str(&format!(
-                "Host {name}\n  HostName {LOAD_ADDR}\n  Port {port}\n"
-            ));
+        let dead = ("c", Side::Client, LOAD_ADDR, DEAD_PORT);
+        for (name, _, addr, port) in HOSTS.iter().copied().chain([dead]) {
+            known.push_str(&format!("[{addr}]:{port} {host_pub}"));
+            client.push_str(&format!("Host {name}\n  HostName {addr}\n  Port {port}\n"));
         }
         client.push_str(&format!(
             "Host *\n  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  \
@@ -100,9 +106,9 @@ impl Lab {
         // sshd's privilege-separation directory.
         std::fs::create_dir_all("/run/sshd").unwrap();
         let mut sshd = Vec::new();
-        for (name, port) in PORTS {
+        for (name, side, addr, port) in HOSTS {
             let config = format!(
-                "Port {port}\nListenAddress {LOAD_ADDR}\nHostKey {}\nPidFile none\n\
+                "Port {port}\nListenAddress {addr}\nHostKey {}\nPidFile none\n\
                  AuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\nLogLevel ERROR\n",
@@ -112,7 +118,7 @@ impl Lab {
             let file = dir.join(format!("sshd_{name}"));
             std::fs::write(&file, config).unwrap();
             let child = net
-                .within(Side::Client, || {
+                .within(side, || {
                     Command::new("/usr/sbin/sshd")
                         .args(["-D", "-e", "-f"])
                         .arg(&file)
@@ -125,10 +131,10 @@ impl Lab {
                 .expect("/usr/sbin/sshd (openssh-server)");
             sshd.push(child);
         }
-        for (name, port) in PORTS {
-            let addr = format!("{LOAD_ADDR}:{port}").parse().unwrap();
+        for (name, side, addr, port) in HOSTS {
+            let addr = format!("{addr}:{port}").parse().unwrap();
             wait_until(&format!("host {name}'s sshd listens"), || {
-                net.within(Side::Client, || {
+                net.within(side, || {
                     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
                 })
                 .unwrap()
@@ -603,6 +609,10 @@ fn ab_runs_its_load_from_a_host_and_refuses_what_cannot_work() {
             &["--listen", "198.18.0.1", "--client", "h2load"][..],
             "built-in load client",
         ),
+        (
+            &["--listen", "198.18.0.1", "--server-host", "s"][..],
+            "ab --server-host: not yet",
+        ),
     ] {
         let out = ab(extra);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -611,4 +621,102 @@ fn ab_runs_its_load_from_a_host_and_refuses_what_cannot_work() {
         assert!(err.contains(says), "{err}");
     }
     assert_nothing_left(&lab, "after ab");
+}
+
+/// `bench --server-host s` from the load's namespace: our server and a
+/// peer (h2o) run on host `s` (the server's namespace), started and
+/// metered there by the agent, the load here; then ours alone with the
+/// load from host `a` (no counting run). The rows name both hosts, the
+/// servers were metered over the load's window (CPU per request, system
+/// calls counted), and nothing is left on `s` after.
+#[test]
+fn bench_runs_its_servers_on_another_host() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let config = lab.dir.join("ssh_config");
+    for (load_hosts, more) in [
+        (None, &["--peers", "h2o", "--require-peers"][..]),
+        (Some("a"), &["--no-count"][..]),
+    ] {
+        let csv = lab.dir.join("away.csv");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_h2lab"));
+        cmd.args([
+            "bench",
+            "--dispatch",
+            "poll",
+            "--tls",
+            "none",
+            "--clients",
+            "4",
+        ])
+        .args([
+            "--pipeline",
+            "1",
+            "--warm-up",
+            "0.3",
+            "--duration",
+            "1",
+            "--repeat",
+            "1",
+        ])
+        .args(["--precision", "0", "--pace", "0"])
+        .args(more)
+        .args([
+            "--listen",
+            SERVER_ADDR,
+            "--server-host",
+            "s",
+            "--ssh-config",
+        ])
+        .arg(&config)
+        .arg("--remote-bin")
+        .arg(ours())
+        .arg("--out")
+        .arg(&csv);
+        if let Some(hosts) = load_hosts {
+            cmd.args(["--load-hosts", hosts]);
+        }
+        let out = lab.net.within(Side::Client, || run(&mut cmd)).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{load_hosts:?}: {err}");
+        assert!(err.contains("servers on s (clock "), "{err}");
+        let rows: Vec<h2lab::bench::row::Row> =
+            h2lab::csv_file::read(&csv, h2lab::bench::row::CSV_HEADER, "a bench CSV").unwrap();
+        let medians: Vec<_> = rows
+            .iter()
+            .filter(|r| r.kind == h2lab::bench::row::RowKind::Median)
+            .collect();
+        let cells = if load_hosts.is_none() { 2 } else { 1 };
+        assert_eq!(medians.len(), cells, "ours (and h2o): {rows:?}");
+        for r in &rows {
+            assert_eq!(r.server_host.as_deref(), Some("s"), "{r:?}");
+            assert_eq!(r.load_hosts.as_deref(), load_hosts, "{r:?}");
+            assert!(r.succeeded > 0 && r.failed == 0, "{r:?}");
+        }
+        for m in medians {
+            // Metered on `s` over the load's window: a server's CPU for
+            // its requests (nothing would be near 0), its system calls.
+            assert!(m.cpu_us_per_req > 0.5, "{m:?}");
+            if load_hosts.is_none() {
+                assert!(m.syscalls_per_req.unwrap() > 1.0, "{m:?}");
+            }
+        }
+        assert_nothing_left(&lab, "after the bench");
+    }
+    // What it cannot do yet, and what it needs: one line, exit 2.
+    for (extra, says) in [
+        (
+            &["--listen", SERVER_ADDR, "--trace-cost"][..],
+            "--trace-cost with --server-host",
+        ),
+        (&[][..], "--server-host needs --listen ADDR"),
+    ] {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+            .args(["bench", "--server-host", "s"])
+            .args(extra));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
 }

@@ -137,6 +137,7 @@ fn only_the_commands_take_the_command_plumbing() {
         "bench/report.rs",
         "bench/ab.rs",
         "bench/diff.rs",
+        "bench/server_host.rs",
         "trace/command.rs",
     ];
     let src = root().join("src");

@@ -40,9 +40,9 @@ COLUMNS = ["kind", "client", "dispatch", "engine", "tls", "clients", "pipeline",
            "source", "mix",
            "net", "link", "server_cpu_packets", "client_cpu_packets", "server_cpu_steered",
            "client_cpu_steered", "server_segs_in", "server_segs_out", "client_segs_in",
-           "client_segs_out", "client_share", "load_hosts"]
-# The column added with the load hosts (`--load-hosts`).
-HOSTS = 1
+           "client_segs_out", "client_share", "load_hosts", "server_host"]
+# The columns added with the load hosts and the server host.
+HOSTS = 2
 # Columns added with the network: the topology, the link, whose packets.
 NET = 11
 # Columns added with what each response carried, the source and the mix.

@@ -190,7 +190,12 @@ pub fn run(args: Args) -> CmdResult {
         (None, None) => system::default_pins().unzip(),
         (s, c) => (s.clone(), c.clone()),
     };
-    let hosts = args.net.hosts(args.client)?;
+    if args.net.server_host.is_some() {
+        return Err(cli::bad_input(anyhow::anyhow!(
+            "ab --server-host: not yet (bench has it); ab's servers run here"
+        )));
+    }
+    let hosts = args.net.hosts(args.client)?.load;
     let net = args
         .net
         .set_up(pin_server.as_deref(), pin_client.as_deref())?;
@@ -220,7 +225,7 @@ pub fn run(args: Args) -> CmdResult {
     let machine = super::Machine::of_ab(
         pin_server.as_deref(),
         pin_client.as_deref(),
-        super::network_line(&net, args.net.listen, hosts.as_deref()),
+        super::network_line(&net, args.net.listen, hosts.as_deref(), None),
     );
     let place = Place {
         pin_server: pin_server.as_deref(),

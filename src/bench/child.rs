@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use super::system::{self, pinned};
-use super::{peers, BenchConfig, BenchError, Target};
+use super::{peers, BenchError, Target};
 use crate::engine::{Body, Handler};
 use crate::server::Setup;
 use crate::trace::TraceConfig;
@@ -26,6 +26,14 @@ impl ServerChild {
     pub fn id(&self) -> u32 {
         self.0.id()
     }
+}
+
+/// Where a server runs: the binary of ours, its CPUs, the address it
+/// listens on.
+pub struct ServerPlace<'a> {
+    pub exe: &'a Path,
+    pub pin: Option<&'a str>,
+    pub host: std::net::IpAddr,
 }
 
 /// A server under measurement: our child, or a peer (with its children).
@@ -68,7 +76,7 @@ impl Running {
     /// request's work (ours only) and body (a peer serves it as a file);
     /// `offload`: workers for the work (ours only; 0: none).
     pub fn start(
-        config: &BenchConfig,
+        place: &ServerPlace,
         target: Target,
         threads: usize,
         handler: Handler,
@@ -78,18 +86,13 @@ impl Running {
     ) -> Result<Running, BenchError> {
         match target {
             Target::H2lab(setup) => {
-                start_serve(config, setup, threads, handler, offload, source, trace)
+                start_serve(place, setup, threads, handler, offload, source, trace)
             }
-            Target::Peer { peer, tls } => peers::start(
-                peer,
-                tls,
-                threads,
-                config.pin_server.as_deref(),
-                handler.body,
-                config.server_host(),
-            )
-            .map(Running::Peer)
-            .map_err(|reason| BenchError::Serve { target, reason }),
+            Target::Peer { peer, tls } => {
+                peers::start(peer, tls, threads, place.pin, handler.body, place.host)
+                    .map(Running::Peer)
+                    .map_err(|reason| BenchError::Serve { target, reason })
+            }
         }
     }
 
@@ -136,7 +139,7 @@ impl Running {
 
 /// `h2lab serve` for `setup` on a free port; its one stdout line tells the URL.
 fn start_serve(
-    config: &BenchConfig,
+    place: &ServerPlace,
     setup: Setup,
     threads: usize,
     handler: Handler,
@@ -178,18 +181,17 @@ fn start_serve(
     if handler.blind {
         args.push("--blind".into());
     }
-    let host = config.server_host();
-    if !host.is_loopback() {
-        args.extend(["--host".into(), host.to_string()]);
+    if !place.host.is_loopback() {
+        args.extend(["--host".into(), place.host.to_string()]);
     }
-    match serve_child(&config.exe, &args, config.pin_server.as_deref()) {
+    match serve_child(place.exe, &args, place.pin) {
         Ok((child, url)) => Ok(Running::H2lab {
             child,
             url,
             _file: file,
         }),
         Err(ServeFailure::Spawn(source)) => Err(BenchError::Spawn {
-            exe: config.exe.clone(),
+            exe: place.exe.to_path_buf(),
             source,
         }),
         Err(ServeFailure::NotServing(reason)) => Err(BenchError::Serve {

@@ -232,41 +232,86 @@ pub struct NetArgs {
     /// network is the hosts' own); a lost host fails the run, naming it.
     #[command(flatten)]
     pub hosts: crate::load::remote::HostArgs,
+    /// Run each cell's server (ours and the peers) on this host instead
+    /// of here: an ssh destination, as --load-hosts takes, running this
+    /// very h2lab version (and the peers' binaries). It listens on
+    /// --listen (an address of that host that the load reaches), pinned
+    /// to --pin-server's CPUs there, and is metered there (CPU, context
+    /// switches, system calls) over the load's window, named in that
+    /// host's clock. The load runs here, or from --load-hosts. Not with
+    /// --trace-cost.
+    #[arg(long, value_name = "HOST")]
+    pub server_host: Option<crate::hosts::Host>,
+}
+
+/// `--load-hosts` and `--server-host`, reached.
+#[derive(Default)]
+pub struct Reached {
+    pub load: Option<std::sync::Arc<crate::load::remote::Hosts>>,
+    pub server: Option<std::sync::Arc<crate::load::remote::Hosts>>,
 }
 
 impl NetArgs {
     /// `--load-hosts`, reached (each host's version checked, its clock
     /// offset measured), after the checks that need no host; `None`
     /// without it. A refusal is input the command cannot use: exit 2.
-    pub fn hosts(
-        &self,
-        client: LoadClient,
-    ) -> Result<Option<std::sync::Arc<crate::load::remote::Hosts>>, CmdError> {
+    pub fn hosts(&self, client: LoadClient) -> Result<Reached, CmdError> {
         let refuse = |why: &str| Err(cli::bad_input(anyhow::anyhow!("{why}")));
         if self.listen.is_some() && self.net != Topology::Loopback {
             return refuse("--listen is for --net loopback (the veth server's address is its own)");
         }
-        if self.hosts.load_hosts.is_empty() {
-            return Ok(None);
-        }
+        let (load, server) = (
+            !self.hosts.load_hosts.is_empty(),
+            self.server_host.is_some(),
+        );
+        let flag = match (load, server) {
+            (false, false) => {
+                if self.hosts.remote_bin.is_some() || self.hosts.ssh_config.is_some() {
+                    return refuse(
+                        "--remote-bin and --ssh-config are for --load-hosts and --server-host",
+                    );
+                }
+                return Ok(Reached::default());
+            }
+            (true, _) => "--load-hosts",
+            (false, true) => "--server-host",
+        };
         if self.net != Topology::Loopback {
-            return refuse("--load-hosts: the network is the hosts' own; leave --net loopback");
+            return refuse(&format!(
+                "{flag}: the network is the hosts' own; leave --net loopback"
+            ));
         }
-        if client != LoadClient::Builtin {
+        if load && client != LoadClient::Builtin {
             return refuse("--load-hosts runs the built-in load client, not --client h2load");
         }
         match self.listen {
-            None => return refuse(
-                "--load-hosts needs --listen ADDR: an address of this machine that the hosts reach",
-            ),
+            None => {
+                return refuse(&format!(
+                    "{flag} needs --listen ADDR: the server's address that the load reaches"
+                ))
+            }
             Some(a) if a.is_loopback() => {
-                return refuse("--load-hosts: the hosts cannot reach a loopback --listen address")
+                return refuse(&format!(
+                    "{flag}: another host cannot reach a loopback --listen address"
+                ))
             }
             Some(_) => {}
         }
-        crate::load::remote::Hosts::reach(&self.hosts)
-            .map(|h| Some(std::sync::Arc::new(h)))
-            .map_err(cli::bad_input)
+        let reach = |hosts: &[crate::hosts::Host]| {
+            crate::load::remote::Hosts::reach_these(hosts, &self.hosts)
+                .map(|h| Some(std::sync::Arc::new(h)))
+                .map_err(cli::bad_input)
+        };
+        Ok(Reached {
+            load: match load {
+                true => reach(&self.hosts.load_hosts)?,
+                false => None,
+            },
+            server: match &self.server_host {
+                Some(host) => reach(std::slice::from_ref(host))?,
+                None => None,
+            },
+        })
     }
 
     /// Makes the topology for servers on `server` CPUs and the load on
@@ -295,7 +340,14 @@ impl NetArgs {
 pub fn run(args: Args) -> CmdResult {
     let mut config = config(&args)?;
     config.listen = args.net.listen;
-    config.hosts = args.net.hosts(args.client)?;
+    if args.net.server_host.is_some() && args.trace_cost {
+        return Err(cli::bad_input(anyhow::anyhow!(
+            "--trace-cost with --server-host: a traced server's files stay on its host (not yet brought back)"
+        )));
+    }
+    let reached = args.net.hosts(args.client)?;
+    config.hosts = reached.load;
+    config.server = reached.server;
     config.net = args
         .net
         .set_up(config.pin_server.as_deref(), config.pin_client.as_deref())?;
@@ -327,11 +379,15 @@ pub fn run(args: Args) -> CmdResult {
         system::pin_self(cpus).map_err(anyhow::Error::msg)?;
     }
     eprintln!("h2lab: bench: network: {}", config.net.describe());
-    if let Some(hosts) = &config.hosts {
+    if config.hosts.is_some() || config.server.is_some() {
         eprintln!(
-            "h2lab: bench: servers listen on {}; load from {}",
-            config.server_host(),
-            hosts.describe()
+            "h2lab: bench: {}",
+            super::network_line(
+                &config.net,
+                config.listen,
+                config.hosts.as_deref(),
+                config.server.as_deref()
+            )
         );
     }
     if let Err(why) = config.net.counted() {
@@ -490,5 +546,6 @@ fn config(args: &Args) -> anyhow::Result<BenchConfig> {
         net: std::sync::Arc::new(Net::set_up(NetSpec::default())?),
         hosts: None,
         listen: None,
+        server: None,
     })
 }

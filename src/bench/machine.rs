@@ -76,7 +76,12 @@ impl Machine {
                 None => "not timed".into(),
             },
             client: config.client.name().into(),
-            network: super::network_line(&config.net, config.listen, config.hosts.as_deref()),
+            network: super::network_line(
+                &config.net,
+                config.listen,
+                config.hosts.as_deref(),
+                config.server.as_deref(),
+            ),
             wake_up: wake_up(config.pin_server.as_deref(), config.pin_client.as_deref()),
             syscalls: match (config.count_syscalls, super::counts::perf_usable()) {
                 (true, _) => "counted by perf stat (raw_syscalls and syscalls tracepoints) in one more run per cell, whose times are not kept".into(),

@@ -115,6 +115,9 @@ pub struct Cell {
     /// `--load-hosts`: the hosts the load ran from (`a,b`; the whole
     /// run's; `None`: here).
     pub load_hosts: Option<&'static str>,
+    /// `--server-host`: the host the server ran on (the whole run's;
+    /// `None`: here).
+    pub server_host: Option<&'static str>,
 }
 
 /// A request mix (`bench --mix`): paths joined by `+`, each `PATH` or
@@ -268,8 +271,11 @@ impl fmt::Display for Cell {
         if let Some(link) = self.link {
             write!(f, " link={link}")?;
         }
-        match self.load_hosts {
-            Some(hosts) => write!(f, " load={hosts}"),
+        if let Some(hosts) = self.load_hosts {
+            write!(f, " load={hosts}")?;
+        }
+        match self.server_host {
+            Some(host) => write!(f, " server={host}"),
             None => Ok(()),
         }
     }
@@ -293,6 +299,7 @@ struct CellColumns {
     net: Topology,
     link: Option<String>,
     load_hosts: Option<String>,
+    server_host: Option<String>,
 }
 
 impl From<Cell> for CellColumns {
@@ -314,6 +321,7 @@ impl From<Cell> for CellColumns {
             net: c.net,
             link: c.link.map(|l| l.to_string()),
             load_hosts: c.load_hosts.map(str::to_string),
+            server_host: c.server_host.map(str::to_string),
         }
     }
 }
@@ -410,6 +418,10 @@ impl BenchConfig {
                                                 net: self.net.spec().topology,
                                                 link: self.link(),
                                                 load_hosts: self.load_hosts(),
+                                                server_host: self
+                                                    .server
+                                                    .as_ref()
+                                                    .map(|s| intern(&s.hosts[0].to_string())),
                                             });
                                         }
                                     }

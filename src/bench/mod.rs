@@ -25,6 +25,7 @@ pub mod pace;
 pub mod peers;
 pub mod report;
 pub mod row;
+pub mod server_host;
 pub mod stats;
 pub mod system;
 pub mod wakeup;
@@ -120,19 +121,24 @@ pub struct BenchConfig {
     /// `--listen`: the address the server binds and the load reaches it
     /// at; `None`: the network's (127.0.0.1, or the veth server's).
     pub listen: Option<std::net::IpAddr>,
+    /// `--server-host`, reached (one host); `None`: the servers run here.
+    pub server: Option<std::sync::Arc<load::remote::Hosts>>,
 }
 
 /// How the sides were joined, as the machine block says it: the
-/// network, or with `--listen` where the servers listen, and with
-/// `--load-hosts` each host with its clock offset.
+/// network, or with `--listen` where the servers listen (and on which
+/// host, with `--server-host`), and with `--load-hosts` each host with
+/// its clock offset.
 pub fn network_line(
     net: &crate::netns::Net,
     listen: Option<std::net::IpAddr>,
     hosts: Option<&load::remote::Hosts>,
+    server: Option<&load::remote::Hosts>,
 ) -> String {
-    let mut line = match listen {
-        Some(at) => format!("servers listen on {at}"),
-        None => net.describe(),
+    let mut line = match (listen, server) {
+        (Some(at), Some(server)) => format!("servers on {} at {at}", server.describe()),
+        (Some(at), None) => format!("servers listen on {at}"),
+        (None, _) => net.describe(),
     };
     match hosts {
         Some(hosts) => line.push_str(&format!(", load from {}", hosts.describe())),
@@ -143,6 +149,15 @@ pub fn network_line(
 }
 
 impl BenchConfig {
+    /// Where our servers and the peers run here.
+    pub fn server_place(&self) -> child::ServerPlace<'_> {
+        child::ServerPlace {
+            exe: &self.exe,
+            pin: self.pin_server.as_deref(),
+            host: self.server_host(),
+        }
+    }
+
     /// Where the servers listen.
     pub fn server_host(&self) -> std::net::IpAddr {
         self.listen.unwrap_or_else(|| self.net.server_host())
@@ -317,6 +332,9 @@ fn run_one(
     rep: usize,
     counting: bool,
 ) -> Result<Run, BenchError> {
+    if let Some(host) = &config.server {
+        return run_away(config, cell, rep, counting, host);
+    }
     let trace = cell.traced.then(|| {
         let name = format!(
             "{}-c{}-m{}-{}-rep{rep}",
@@ -328,7 +346,7 @@ fn run_one(
     let server = net
         .within(Side::Server, || {
             child::Running::start(
-                config,
+                &config.server_place(),
                 cell.target,
                 cell.threads,
                 cell.handler(),
@@ -382,7 +400,6 @@ fn run_one(
             m.req_per_s * span.as_secs_f64(),
         )
     });
-    let cpu = metered.cpu_s;
     // A traced server must stop cleanly for its trace to be complete.
     let trace = match trace {
         Some(t) => Some(trace_cost(cell, server, &t, m.succeeded)?),
@@ -391,7 +408,24 @@ fn run_one(
             None
         }
     };
+    let counts = Counts::per_request(
+        m.succeeded,
+        metered.syscalls,
+        Some(metered.ctx_switches),
+        m.octets_in,
+    )
+    .with_heads(Some(heads))
+    .with_net(attribution);
     Ok(Run {
+        trace,
+        ..run_of(cell, rep, &m, metered.cpu_s, counts)
+    })
+}
+
+/// A run's figures from what the load measured, the server's CPU time
+/// over the window and the counts per request.
+fn run_of(cell: Cell, rep: usize, m: &Measured, cpu: f64, counts: Counts) -> Run {
+    Run {
         cell,
         rep,
         req_per_s: m.req_per_s,
@@ -408,17 +442,57 @@ fn run_one(
         connection_errors: m.connection_errors,
         seconds: m.seconds,
         goodput_mib_per_s: m.goodput_bytes_per_s / (1 << 20) as f64,
-        counts: Counts::per_request(
-            m.succeeded,
-            metered.syscalls,
-            Some(metered.ctx_switches),
-            m.octets_in,
-        )
-        .with_heads(Some(heads))
-        .with_net(attribution),
-        trace,
+        counts,
+        trace: None,
         pace_ns: None,
-    })
+    }
+}
+
+/// [`run_one`] with the server on `--server-host`: started there by its
+/// agent, metered there over the window that begins at the same instant
+/// as the load (here, or from `--load-hosts`).
+fn run_away(
+    config: &BenchConfig,
+    cell: Cell,
+    rep: usize,
+    counting: bool,
+    host: &load::remote::Hosts,
+) -> Result<Run, BenchError> {
+    let mut server = server_host::RemoteServer::start(
+        host,
+        cell,
+        config.server_host(),
+        config.pin_server.as_deref(),
+    )?;
+    let url = server.url.clone();
+    let heads = probe(&url)?;
+    let lead = host
+        .lead
+        .max(config.hosts.as_ref().map_or(Duration::ZERO, |h| h.lead));
+    let start = load::remote::Hosts::start_in(lead);
+    server
+        .meter(start, config.warm_up, config.duration, counting)
+        .map_err(BenchError::Meter)?;
+    let m = match (&config.hosts, config.client) {
+        (Some(hosts), _) => from_hosts(config, cell, &url, hosts, start),
+        (None, client) => {
+            std::thread::sleep(load::remote::Hosts::until(start));
+            match client {
+                LoadClient::Builtin => builtin(config, cell, &url),
+                LoadClient::H2load => h2load::run(config, cell, &url),
+            }
+        }
+    }?;
+    let metered = server.metered().map_err(BenchError::Meter)?;
+    drop(server);
+    let counts = Counts::per_request(
+        m.succeeded,
+        metered.syscalls,
+        Some(metered.ctx_switches),
+        m.octets_in,
+    )
+    .with_heads(Some(heads));
+    Ok(run_of(cell, rep, &m, metered.cpu_s, counts))
 }
 
 /// Stops a traced server with SIGTERM, reads what its trace says, and

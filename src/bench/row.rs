@@ -18,7 +18,7 @@ use crate::netns::Topology;
 use clap::ValueEnum;
 
 /// The CSV header, the field names of [`Row`] in order.
-pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read,head_fields,head_octets,head_dated,body_octets,file_reads_per_req,source,mix,net,link,server_cpu_packets,client_cpu_packets,server_cpu_steered,client_cpu_steered,server_segs_in,server_segs_out,client_segs_in,client_segs_out,client_share,load_hosts";
+pub const CSV_HEADER: &str = "kind,client,dispatch,engine,tls,clients,pipeline,rep,req_per_s,req_per_s_min,req_per_s_max,p50_us,p99_us,cpu_us_per_req,succeeded,failed,connection_errors,traced,trace_records_per_req,trace_lost,span_ns,event_ns,cpu_us_per_req_min,cpu_us_per_req_max,req_per_s_cv,cpu_cv,wide,threads,pace_ns,pace_ns_min,pace_ns_max,work,body,goodput_mib_per_s,offload,req_per_s_ci_low,req_per_s_ci_high,cpu_ci_low,cpu_ci_high,settled,ctx_switches_per_req,syscalls_per_req,reads_per_req,writes_per_req,octets_per_write,requests_per_read,head_fields,head_octets,head_dated,body_octets,file_reads_per_req,source,mix,net,link,server_cpu_packets,client_cpu_packets,server_cpu_steered,client_cpu_steered,server_segs_in,server_segs_out,client_segs_in,client_segs_out,client_share,load_hosts,server_host";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -183,6 +183,10 @@ pub struct Row {
     /// load ran here (and in CSVs from before).
     #[serde(default)]
     pub load_hosts: Option<String>,
+    /// `--server-host`: the host the server ran on; empty: here (and in
+    /// CSVs from before).
+    #[serde(default)]
+    pub server_host: Option<String>,
 }
 
 /// To `digits` decimals: the CSV is for reading, not for replaying.
@@ -251,6 +255,7 @@ impl Row {
             net: Some(cell.net.name().to_string()),
             link: cell.link.map(|l| l.to_string()),
             load_hosts: cell.load_hosts.map(str::to_string),
+            server_host: cell.server_host.map(str::to_string),
             server_cpu_packets: None,
             client_cpu_packets: None,
             server_cpu_steered: None,
@@ -412,6 +417,7 @@ impl Row {
                 Some(l) => Some(super::matrix::intern_link(Link::parse(l)?)),
             },
             load_hosts: self.load_hosts.as_deref().map(super::matrix::intern),
+            server_host: self.server_host.as_deref().map(super::matrix::intern),
         })
     }
 
@@ -549,6 +555,7 @@ mod tests {
                 Link::parse("rate=1gbit").unwrap(),
             )),
             load_hosts: Some(super::super::matrix::intern("a,u@b")),
+            server_host: Some(super::super::matrix::intern("s")),
         };
         let median = Median {
             cell,
@@ -608,7 +615,7 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         assert_eq!(
             lines.next(),
-            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,,4.0,50.0,1.0,12.0,,file,/@99+/cpu/1ms@1,veth,rate=1gbit,8.98,18.741,7.0,15.4,9.1,763.0,762.0,9.1,0.0,\"a,u@b\"")
+            Some("median,builtin,poll,mini,rustls,5,100,,1234.6,1000.0,1500.0,80,,0.123,9,0,0,false,,,,,0.1,0.13,0.2,0.1,true,2,2000.0,1500.0,3100.0,cpu:50µs,1MiB,12.346,4,900.0,1600.0,,,false,0.02,0.37,,,412.3,,4.0,50.0,1.0,12.0,,file,/@99+/cpu/1ms@1,veth,rate=1gbit,8.98,18.741,7.0,15.4,9.1,763.0,762.0,9.1,0.0,\"a,u@b\",s")
         );
         assert_eq!(
             row.to_median()

@@ -126,6 +126,7 @@ impl Median {
             net: crate::netns::Topology::Loopback,
             link: None,
             load_hosts: None,
+            server_host: None,
         };
         Median {
             cell,

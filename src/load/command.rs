@@ -193,6 +193,12 @@ fn config_of(args: &Args) -> anyhow::Result<LoadConfig> {
 
 pub fn run(args: Args) -> CmdResult {
     let config = config_of(&args).map_err(bad_input)?;
+    let no_hosts = args.hosts.load_hosts.is_empty();
+    if no_hosts && (args.hosts.remote_bin.is_some() || args.hosts.ssh_config.is_some()) {
+        return Err(bad_input(anyhow::anyhow!(
+            "--remote-bin and --ssh-config are for --load-hosts"
+        )));
+    }
     let control = Control::default();
     // Ctrl-C (or SIGTERM) ends the run with a report; a second one exits
     // at once, for a run that does not end.
@@ -207,7 +213,7 @@ pub fn run(args: Args) -> CmdResult {
             false => Ok(Exit::Failure),
         };
     }
-    let hosts = match args.hosts.load_hosts.is_empty() {
+    let hosts = match no_hosts {
         true => None,
         false => Some(super::remote::Hosts::reach(&args.hosts).map_err(bad_input)?),
     };
@@ -400,8 +406,13 @@ mod tests {
             "a",
             "http://h:1/"
         ]));
-        assert!(refused(&["--remote-bin", "x", "http://h:1/"]));
-        assert!(refused(&["--ssh-config", "x", "http://h:1/"]));
+        for alone in ["--remote-bin", "--ssh-config"] {
+            let refusal = run(parse(&[alone, "x", "http://h:1/"]));
+            assert!(
+                matches!(&refusal, Err(crate::cli::CmdError::Input(e)) if e.to_string().contains("are for --load-hosts")),
+                "{alone}: {refusal:?}"
+            );
+        }
         assert!(refused(&[
             "--load-hosts",
             "-oProxyCommand=x",

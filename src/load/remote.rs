@@ -107,13 +107,13 @@ pub struct HostArgs {
     /// named in the report, and the others' results kept.
     #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
     pub load_hosts: Vec<Host>,
-    /// With --load-hosts: the h2lab to run there (default: `h2lab` on
+    /// With other hosts: the h2lab to run there (default: `h2lab` on
     /// the hosts' PATH).
-    #[arg(long, value_name = "PATH", requires = "load_hosts")]
+    #[arg(long, value_name = "PATH")]
     pub remote_bin: Option<String>,
-    /// With --load-hosts: ssh's configuration file (`ssh -F FILE`;
+    /// With other hosts: ssh's configuration file (`ssh -F FILE`;
     /// default: the user's ~/.ssh/config).
-    #[arg(long, value_name = "FILE", requires = "load_hosts")]
+    #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<std::path::PathBuf>,
 }
 
@@ -136,6 +136,12 @@ impl Hosts {
     /// Checks every host's version and measures its clock, all at once:
     /// a run whose offsets are not all known does not start.
     pub fn reach(args: &HostArgs) -> Result<Hosts, LoadError> {
+        Hosts::reach_these(&args.load_hosts, args)
+    }
+
+    /// [`Hosts::reach`] for `hosts` (`bench --server-host`'s one), with
+    /// `args`' ssh configuration and remote binary.
+    pub fn reach_these(hosts: &[Host], args: &HostArgs) -> Result<Hosts, LoadError> {
         let control = hosts::ControlDir::new()
             .map_err(|e| LoadError::Setup(format!("a directory for ssh's control sockets: {e}")))?;
         let ssh = Ssh {
@@ -144,8 +150,7 @@ impl Hosts {
             control: Some(control.path().to_path_buf()),
         };
         let links = std::thread::scope(|scope| {
-            let asks: Vec<_> = args
-                .load_hosts
+            let asks: Vec<_> = hosts
                 .iter()
                 .map(|h| scope.spawn(|| ssh.connect(h, CLOCK_SAMPLES)))
                 .collect();
@@ -157,7 +162,7 @@ impl Hosts {
         // Later sessions share the connections: the lead is three times
         // the slowest such session's opening, timed now.
         let mut slowest = Duration::ZERO;
-        for host in &args.load_hosts {
+        for host in hosts {
             let opened = Instant::now();
             let mut s = ssh
                 .open(host, &["remote-clock".to_string()])
@@ -169,7 +174,7 @@ impl Hosts {
             slowest = slowest.max(opened.elapsed());
         }
         Ok(Hosts {
-            hosts: args.load_hosts.clone(),
+            hosts: hosts.to_vec(),
             ssh,
             offsets: links.iter().map(|l| l.offset).collect(),
             lead: (3 * slowest).clamp(LEAD_MIN, LEAD_MAX),
@@ -182,6 +187,11 @@ impl Hosts {
     /// for every session to open before it.
     pub fn start(&self) -> u64 {
         hosts::now_ns() + self.lead.as_nanos() as u64
+    }
+
+    /// An instant `lead` from now (ns since the epoch, our clock).
+    pub fn start_in(lead: Duration) -> u64 {
+        hosts::now_ns() + lead.as_nanos() as u64
     }
 
     /// How long from now until `start` (ns, our clock).

@@ -1,0 +1,245 @@
+//! `bench --server-host HOST`: each cell's server, ours or a peer, runs on
+//! another host, started there by an agent (`h2lab remote-server`, over
+//! the host's ssh connection) with the very code that starts it here
+//! (`child.rs`), pinned to `--pin-server`'s CPUs of that host. The agent
+//! meters it there as `meter.rs` does here (CPU time and context switches
+//! per thread, system calls with perf) over the window the controller
+//! names in that host's clock, and says what it read as one JSON line.
+//! The server dies with the agent's session: the agent's input ends, the
+//! agent stops its server and exits.
+//!
+//! The protocol, one line each way: the agent says `url URL` once the
+//! server serves; the controller says `meter START WARM_UP MEASURED
+//! COUNT` (ns, START in the host's clock; COUNT 1 for a counting run),
+//! and the agent answers `metered {JSON}` after the window, or `error
+//! WHY`.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use super::child::{Running, ServerPlace};
+use super::matrix::{Cell, Source};
+use super::meter::{self, Metered};
+use super::{counts::Syscalls, BenchError};
+use crate::cli::{self, CmdResult, Exit};
+use crate::engine::{Body, Handler, Work};
+use crate::load::remote::Hosts;
+
+/// `h2lab remote-server`: what a bench asks a server host to run (the
+/// cell's server, as `child.rs` starts it here).
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The target's columns, as bench rows have them (`poll mini none`,
+    /// `h2o peer openssl`).
+    #[arg(long)]
+    pub dispatch: String,
+    #[arg(long)]
+    pub engine: String,
+    #[arg(long)]
+    pub tls: String,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    #[arg(long)]
+    pub work: Option<Work>,
+    #[arg(long)]
+    pub body: Option<Body>,
+    #[arg(long, default_value_t = 0)]
+    pub offload: usize,
+    #[arg(long, default_value = "reading")]
+    pub source: String,
+    /// The address it listens on.
+    #[arg(long)]
+    pub host: std::net::IpAddr,
+    /// Its CPUs on this host.
+    #[arg(long)]
+    pub pin: Option<String>,
+}
+
+/// What the agent read of its server over a window.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct MeteredWire {
+    cpu_s: f64,
+    ctx_switches: u64,
+    /// All, reads, writes, file reads (counting runs).
+    syscalls: Option<[u64; 4]>,
+}
+
+/// The agent: starts the server, says where it serves, meters it when
+/// asked, and stops it when its input ends.
+pub fn agent(args: AgentArgs) -> CmdResult {
+    let target = super::Target::from_columns(&args.dispatch, &args.engine, &args.tls)
+        .map_err(|e| cli::bad_input(anyhow::anyhow!(e)))?;
+    let source = Source::parse(&args.source).map_err(|e| cli::bad_input(anyhow::anyhow!(e)))?;
+    let handler = Handler {
+        work: args.work.unwrap_or(Work::None),
+        body: args.body.unwrap_or_default(),
+        blind: source == Source::Blind,
+        ..Handler::default()
+    };
+    let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("this h2lab's path: {e}"))?;
+    let place = ServerPlace {
+        exe: &exe,
+        pin: args.pin.as_deref(),
+        host: args.host,
+    };
+    let server = Running::start(
+        &place,
+        target,
+        args.threads,
+        handler,
+        args.offload,
+        source,
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "url {}", server.url())?;
+    out.flush()?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let reply = match words[..] {
+            ["meter", start, warm_up, measured, count] => {
+                let ns = |w: &str| w.parse::<u64>().map_err(|_| format!("'{w}' is not ns"));
+                match (ns(start), ns(warm_up), ns(measured)) {
+                    (Ok(start), Ok(warm_up), Ok(measured)) => {
+                        let lead = Hosts::until(start);
+                        let window = Duration::from_nanos(warm_up) + Duration::from_nanos(measured);
+                        let (_, metered) = meter::around(
+                            &server.pids(),
+                            lead,
+                            Duration::from_nanos(warm_up),
+                            Duration::from_nanos(measured),
+                            count == "1",
+                            None,
+                            || std::thread::sleep(lead + window),
+                        );
+                        match metered {
+                            Ok(m) => format!("metered {}", serde_json::to_string(&wire(&m))?),
+                            Err(e) => format!("error {e}"),
+                        }
+                    }
+                    _ => format!("error a bad meter line: {line}"),
+                }
+            }
+            _ => format!("error an unknown line: {line}"),
+        };
+        writeln!(out, "{reply}")?;
+        out.flush()?;
+    }
+    drop(server);
+    Ok(Exit::Success)
+}
+
+fn wire(m: &Metered) -> MeteredWire {
+    MeteredWire {
+        cpu_s: m.cpu_s,
+        ctx_switches: m.ctx_switches,
+        syscalls: m.syscalls.map(|s| [s.all, s.reads, s.writes, s.file_reads]),
+    }
+}
+
+/// A cell's server on the server host, its agent's session open.
+pub struct RemoteServer {
+    session: crate::hosts::Session,
+    pub url: String,
+    /// The host's clock minus ours, ns.
+    offset: crate::hosts::Offset,
+}
+
+impl RemoteServer {
+    /// Starts `cell`'s server on `host` (reached: one host), listening on
+    /// `listen`, pinned to `pin` there; waits until it serves.
+    pub fn start(
+        host: &Hosts,
+        cell: Cell,
+        listen: std::net::IpAddr,
+        pin: Option<&str>,
+    ) -> Result<RemoteServer, BenchError> {
+        let [dispatch, engine, tls] = cell.target.columns();
+        let mut argv: Vec<String> = vec!["remote-server".into()];
+        let mut arg = |name: &str, value: String| argv.extend([name.to_string(), value]);
+        arg("--dispatch", dispatch);
+        arg("--engine", engine);
+        arg("--tls", tls);
+        arg("--threads", cell.threads.to_string());
+        if !cell.work.is_none() {
+            arg("--work", cell.work.to_string());
+        }
+        arg("--body", cell.body.to_string());
+        arg("--offload", cell.offload.to_string());
+        arg("--source", cell.source.name().to_string());
+        arg("--host", listen.to_string());
+        if let Some(pin) = pin {
+            arg("--pin", pin.to_string());
+        }
+        let name = &host.hosts[0];
+        let failed = |reason: String| BenchError::Serve {
+            target: cell.target,
+            reason: format!("on {name}: {reason}"),
+        };
+        let mut session = host
+            .ssh
+            .open(name, &argv)
+            .map_err(|e| failed(e.to_string()))?;
+        let url = match session.line() {
+            Ok(Some(line)) => match line.strip_prefix("url ") {
+                Some(url) => url.to_string(),
+                None => return Err(failed(line)),
+            },
+            _ => return Err(failed(session.end())),
+        };
+        Ok(RemoteServer {
+            session,
+            url,
+            offset: host.offsets[0],
+        })
+    }
+
+    /// Asks the agent to meter the server from `start` (ns, our clock):
+    /// `warm_up` not counted, then `measured`.
+    pub fn meter(
+        &mut self,
+        start: u64,
+        warm_up: Duration,
+        measured: Duration,
+        counting: bool,
+    ) -> Result<(), String> {
+        self.session
+            .send(&format!(
+                "meter {} {} {} {}",
+                self.offset.theirs(start),
+                warm_up.as_nanos(),
+                measured.as_nanos(),
+                u8::from(counting)
+            ))
+            .map_err(|e| format!("the server host's agent: {e}"))
+    }
+
+    /// What the agent read, once its window is over.
+    pub fn metered(&mut self) -> Result<Metered, String> {
+        let line = match self.session.line() {
+            Ok(Some(line)) => line,
+            _ => return Err(format!("the server host's agent: {}", self.session.end())),
+        };
+        if let Some(json) = line.strip_prefix("metered ") {
+            let m: MeteredWire = serde_json::from_str(json)
+                .map_err(|e| format!("the server host's agent said {json:?}: {e}"))?;
+            return Ok(Metered {
+                cpu_s: m.cpu_s,
+                ctx_switches: m.ctx_switches,
+                syscalls: m.syscalls.map(|[all, reads, writes, file_reads]| Syscalls {
+                    all,
+                    reads,
+                    writes,
+                    file_reads,
+                }),
+                net: None,
+            });
+        }
+        Err(format!(
+            "the server host's agent: {}",
+            line.strip_prefix("error ").unwrap_or(&line)
+        ))
+    }
+}
