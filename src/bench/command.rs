@@ -378,18 +378,15 @@ pub fn run(args: Args) -> CmdResult {
     if let (Some(cpus), LoadClient::Builtin) = (&config.pin_client, args.client) {
         system::pin_self(cpus).map_err(anyhow::Error::msg)?;
     }
-    eprintln!("h2lab: bench: network: {}", config.net.describe());
-    if config.hosts.is_some() || config.server.is_some() {
-        eprintln!(
-            "h2lab: bench: {}",
-            super::network_line(
-                &config.net,
-                config.listen,
-                config.hosts.as_deref(),
-                config.server.as_deref()
-            )
-        );
-    }
+    eprintln!(
+        "h2lab: bench: network: {}",
+        super::network_line(
+            &config.net,
+            config.listen,
+            config.hosts.as_deref(),
+            config.server.as_deref()
+        )
+    );
     if let Err(why) = config.net.counted() {
         eprintln!("h2lab: bench: whose packets each CPU processed is not counted: {why}");
     }
