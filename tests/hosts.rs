@@ -547,9 +547,10 @@ fn bench_runs_its_load_from_two_hosts() {
     assert_nothing_left(&lab, "after the bench");
 }
 
-/// `ab` with its load from a host, and the refusals that need no host:
-/// --load-hosts without --listen, with a loopback --listen, with
-/// --client h2load.
+/// `ab` with its servers on host `s` and its load from host `a` (the
+/// controller in the load's namespace), each side metered on `s`; and
+/// the refusals that need no host: --load-hosts without --listen, with a
+/// loopback --listen, with --client h2load.
 #[test]
 fn ab_runs_its_load_from_a_host_and_refuses_what_cannot_work() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -557,48 +558,52 @@ fn ab_runs_its_load_from_a_host_and_refuses_what_cannot_work() {
     let config = lab.dir.join("ssh_config").display().to_string();
     let bin = ours().display().to_string();
     let ab = |extra: &[&str]| {
-        lab.within(|| {
-            run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-                .args([
-                    "ab",
-                    "--a",
-                    "--dispatch poll",
-                    "--b",
-                    "--dispatch poll",
-                    "-c",
-                    "2",
-                ])
-                .args([
-                    "--duration",
-                    "0.2",
-                    "--warm-up",
-                    "0.05",
-                    "--pairs",
-                    "3",
-                    "--json",
-                ])
-                .args([
-                    "--load-hosts",
-                    "a",
-                    "--ssh-config",
-                    &config,
-                    "--remote-bin",
-                    &bin,
-                ])
-                .args(extra))
-        })
+        lab.net
+            .within(Side::Client, || {
+                run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
+                    .args([
+                        "ab",
+                        "--a",
+                        "--dispatch poll",
+                        "--b",
+                        "--dispatch poll",
+                        "-c",
+                        "2",
+                    ])
+                    .args([
+                        "--duration",
+                        "0.2",
+                        "--warm-up",
+                        "0.05",
+                        "--pairs",
+                        "3",
+                        "--json",
+                    ])
+                    .args([
+                        "--load-hosts",
+                        "a",
+                        "--ssh-config",
+                        &config,
+                        "--remote-bin",
+                        &bin,
+                    ])
+                    .args(extra))
+            })
+            .unwrap()
     };
-    let out = ab(&["--listen", "198.18.0.1"]);
+    let out = ab(&["--listen", "198.18.0.1", "--server-host", "s"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let text = report.to_string();
+    assert!(text.contains("servers on s (clock"), "{text}");
     assert!(text.contains("load from a (clock"), "{text}");
-    assert_eq!(
-        report["samples"].as_array().map(Vec::len),
-        Some(3),
-        "{text}"
-    );
+    let samples = report["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 3, "{text}");
+    for side in samples.iter().flat_map(|pair| pair.as_array().unwrap()) {
+        // Metered on `s`: the server's CPU for its requests.
+        assert!(side["cpu_us_per_req"].as_f64().unwrap() > 0.5, "{side}");
+    }
     for (extra, says) in [
         (&[][..], "--load-hosts needs --listen ADDR"),
         (
@@ -608,10 +613,6 @@ fn ab_runs_its_load_from_a_host_and_refuses_what_cannot_work() {
         (
             &["--listen", "198.18.0.1", "--client", "h2load"][..],
             "built-in load client",
-        ),
-        (
-            &["--listen", "198.18.0.1", "--server-host", "s"][..],
-            "ab --server-host: not yet",
         ),
     ] {
         let out = ab(extra);

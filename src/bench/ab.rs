@@ -28,6 +28,7 @@ use serde::Serialize;
 use super::child::{serve_child, ServeFailure};
 use super::confidence::{self, Interval};
 use super::counts::{self, Counts};
+use super::server_host::RemoteServer;
 use super::{h2load, meter, system, LoadClient, Measured};
 use crate::cli::{self, values, CmdError, CmdResult, Exit};
 use crate::load::{self, LoadConfig, Stop};
@@ -190,12 +191,7 @@ pub fn run(args: Args) -> CmdResult {
         (None, None) => system::default_pins().unzip(),
         (s, c) => (s.clone(), c.clone()),
     };
-    if args.net.server_host.is_some() {
-        return Err(cli::bad_input(anyhow::anyhow!(
-            "ab --server-host: not yet (bench has it); ab's servers run here"
-        )));
-    }
-    let hosts = args.net.hosts(args.client)?.load;
+    let reached = args.net.hosts(args.client)?;
     let net = args
         .net
         .set_up(pin_server.as_deref(), pin_client.as_deref())?;
@@ -225,14 +221,20 @@ pub fn run(args: Args) -> CmdResult {
     let machine = super::Machine::of_ab(
         pin_server.as_deref(),
         pin_client.as_deref(),
-        super::network_line(&net, args.net.listen, hosts.as_deref(), None),
+        super::network_line(
+            &net,
+            args.net.listen,
+            reached.load.as_deref(),
+            reached.server.as_deref(),
+        ),
     );
     let place = Place {
         pin_server: pin_server.as_deref(),
         pin_client: pin_client.as_deref(),
         net: &net,
         listen: args.net.listen,
-        hosts: hosts.as_deref(),
+        hosts: reached.load.as_deref(),
+        server: reached.server.as_deref(),
     };
     let started = Instant::now();
     let mut samples: Vec<(Sample, Sample)> = Vec::new();
@@ -331,11 +333,14 @@ struct Place<'a> {
     listen: Option<std::net::IpAddr>,
     /// `--load-hosts`, reached.
     hosts: Option<&'a super::load::remote::Hosts>,
+    /// `--server-host`, reached.
+    server: Option<&'a super::load::remote::Hosts>,
 }
 
 /// One run of side `side` (0: A, 1: B): a fresh server, warmed up, then
 /// measured, with its CPU time and context switches read around the
-/// measured part; a `counting` run also counts its system calls.
+/// measured part; a `counting` run also counts its system calls. With
+/// `--server-host`, the server runs and is metered on that host.
 fn measure(
     args: &Args,
     exe: &std::path::Path,
@@ -344,9 +349,34 @@ fn measure(
     side: usize,
     counting: bool,
 ) -> Result<(Sample, Counts), CmdError> {
-    let (pin, pin_client, net) = (place.pin_server, place.pin_client, place.net);
+    let (pin, net) = (place.pin_server, place.net);
     let name = ["A", "B"][side];
     let host = place.listen.unwrap_or_else(|| net.server_host());
+    let failed = |e: String| CmdError::Failed(anyhow::anyhow!("{name}: {e}"));
+    if let Some(away) = place.server {
+        // The side's own binary, if given, at the same path there.
+        let exe = [&args.a_exe, &args.b_exe][side].as_deref();
+        let mut server =
+            RemoteServer::start_serve(away, exe, serve_args, host, pin).map_err(|why| {
+                cli::bad_input(anyhow::anyhow!(
+                    "{name} (`serve {}`): {why}",
+                    serve_args.join(" ")
+                ))
+            })?;
+        let lead = away
+            .lead
+            .max(place.hosts.map_or(Duration::ZERO, |h| h.lead));
+        let start = load::remote::Hosts::start_in(lead);
+        server
+            .meter(start, args.warm_up, args.duration, counting)
+            .map_err(failed)?;
+        if place.hosts.is_none() {
+            std::thread::sleep(load::remote::Hosts::until(start));
+        }
+        let m = run_load(args, place, &server.url, Some(start)).map_err(failed)?;
+        let metered = server.metered().map_err(failed)?;
+        return sample_of(name, m, metered);
+    }
     let mut serve_args = serve_args.to_vec();
     if !host.is_loopback() {
         serve_args.extend(["--host".into(), host.to_string()]);
@@ -375,48 +405,63 @@ fn measure(
             args.duration,
             counting,
             None,
-            || match args.client {
-                LoadClient::Builtin => {
-                    let config = LoadConfig {
-                        url: url.clone(),
-                        clients: args.clients as usize,
-                        streams: args.pipeline as usize,
-                        stop: Stop::Duration(args.duration),
-                        warm_up: args.warm_up,
-                        insecure: true,
-                        ..LoadConfig::default()
-                    };
-                    let report = match (place.hosts, start) {
-                        (Some(h), Some(at)) => super::load_from_hosts(h, &config, at),
-                        _ => load::run(&config),
-                    };
-                    match report {
-                        Err(e) => Err(e.to_string()),
-                        Ok(r) if r.succeeded == 0 => Err(format!("no request succeeded ({r})")),
-                        Ok(r) => Ok(Measured::of(&r)),
-                    }
-                }
-                LoadClient::H2load => h2load::run_with(
-                    &h2load::Shape {
-                        clients: args.clients as usize,
-                        pipeline: args.pipeline as usize,
-                        threads: 1,
-                        duration: args.duration,
-                        warm_up: args.warm_up,
-                        timeout: Duration::from_secs(10),
-                        window: None,
-                        pin: pin_client,
-                    },
-                    std::slice::from_ref(&url),
-                )
-                .map_err(|e| e.to_string()),
-            },
+            || run_load(args, place, &url, start),
         )
     });
     let (measured, metered) = measured_in_ns.map_err(|e| CmdError::Failed(e.into()))?;
     drop(child);
-    let m = measured.map_err(|e| CmdError::Failed(anyhow::anyhow!("{name}: {e}")))?;
-    let metered = metered.map_err(|e| CmdError::Failed(anyhow::anyhow!("{name}: {e}")))?;
+    let m = measured.map_err(failed)?;
+    let metered = metered.map_err(failed)?;
+    sample_of(name, m, metered)
+}
+
+/// A side's load on the server at `url`: here, or from the load hosts
+/// from `start` (ns, our clock).
+fn run_load(args: &Args, place: &Place, url: &str, start: Option<u64>) -> Result<Measured, String> {
+    match args.client {
+        LoadClient::Builtin => {
+            let config = LoadConfig {
+                url: url.to_string(),
+                clients: args.clients as usize,
+                streams: args.pipeline as usize,
+                stop: Stop::Duration(args.duration),
+                warm_up: args.warm_up,
+                insecure: true,
+                ..LoadConfig::default()
+            };
+            let report = match (place.hosts, start) {
+                (Some(h), Some(at)) => super::load_from_hosts(h, &config, at),
+                _ => load::run(&config),
+            };
+            match report {
+                Err(e) => Err(e.to_string()),
+                Ok(r) if r.succeeded == 0 => Err(format!("no request succeeded ({r})")),
+                Ok(r) => Ok(Measured::of(&r)),
+            }
+        }
+        LoadClient::H2load => h2load::run_with(
+            &h2load::Shape {
+                clients: args.clients as usize,
+                pipeline: args.pipeline as usize,
+                threads: 1,
+                duration: args.duration,
+                warm_up: args.warm_up,
+                timeout: Duration::from_secs(10),
+                window: None,
+                pin: place.pin_client,
+            },
+            std::slice::from_ref(&url.to_string()),
+        )
+        .map_err(|e| e.to_string()),
+    }
+}
+
+/// A side's sample and counts from what its load and its meter read.
+fn sample_of(
+    name: &str,
+    m: Measured,
+    metered: meter::Metered,
+) -> Result<(Sample, Counts), CmdError> {
     if m.succeeded == 0 {
         return Err(CmdError::Failed(anyhow::anyhow!(
             "{name}: no request succeeded"

@@ -232,14 +232,15 @@ pub struct NetArgs {
     /// network is the hosts' own); a lost host fails the run, naming it.
     #[command(flatten)]
     pub hosts: crate::load::remote::HostArgs,
-    /// Run each cell's server (ours and the peers) on this host instead
-    /// of here: an ssh destination, as --load-hosts takes, running this
-    /// very h2lab version (and the peers' binaries). It listens on
+    /// Run each server (bench: ours and the peers; ab: each side's) on
+    /// this host instead of here: an ssh destination, as --load-hosts
+    /// takes, running this very h2lab version (and the peers' binaries;
+    /// ab's --a-exe and --b-exe at the same path there). It listens on
     /// --listen (an address of that host that the load reaches), pinned
     /// to --pin-server's CPUs there, and is metered there (CPU, context
     /// switches, system calls) over the load's window, named in that
     /// host's clock. The load runs here, or from --load-hosts. Not with
-    /// --trace-cost.
+    /// bench --trace-cost.
     #[arg(long, value_name = "HOST")]
     pub server_host: Option<crate::hosts::Host>,
 }

@@ -31,12 +31,18 @@ use crate::load::remote::Hosts;
 pub struct AgentArgs {
     /// The target's columns, as bench rows have them (`poll mini none`,
     /// `h2o peer openssl`).
-    #[arg(long)]
-    pub dispatch: String,
-    #[arg(long)]
-    pub engine: String,
-    #[arg(long)]
-    pub tls: String,
+    #[arg(long, required_unless_present = "serve_args")]
+    pub dispatch: Option<String>,
+    #[arg(long, required_unless_present = "serve_args")]
+    pub engine: Option<String>,
+    #[arg(long, required_unless_present = "serve_args")]
+    pub tls: Option<String>,
+    /// Instead of a target: `serve`'s own options (`ab`'s sides), run by
+    /// `--serve-exe` (default: this h2lab).
+    #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["dispatch", "engine", "tls"])]
+    pub serve_args: Option<String>,
+    #[arg(long, requires = "serve_args")]
+    pub serve_exe: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     #[arg(long)]
@@ -67,31 +73,61 @@ struct MeteredWire {
 /// The agent: starts the server, says where it serves, meters it when
 /// asked, and stops it when its input ends.
 pub fn agent(args: AgentArgs) -> CmdResult {
-    let target = super::Target::from_columns(&args.dispatch, &args.engine, &args.tls)
-        .map_err(|e| cli::bad_input(anyhow::anyhow!(e)))?;
-    let source = Source::parse(&args.source).map_err(|e| cli::bad_input(anyhow::anyhow!(e)))?;
-    let handler = Handler {
-        work: args.work.unwrap_or(Work::None),
-        body: args.body.unwrap_or_default(),
-        blind: source == Source::Blind,
-        ..Handler::default()
-    };
     let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("this h2lab's path: {e}"))?;
-    let place = ServerPlace {
-        exe: &exe,
-        pin: args.pin.as_deref(),
-        host: args.host,
+    let server = match &args.serve_args {
+        Some(words) => {
+            let exe = args.serve_exe.clone().unwrap_or(exe);
+            let mut words: Vec<String> = words.split_whitespace().map(str::to_string).collect();
+            if !args.host.is_loopback() {
+                words.extend(["--host".into(), args.host.to_string()]);
+            }
+            match super::child::serve_child(&exe, &words, args.pin.as_deref()) {
+                Ok((child, url)) => Running::H2lab {
+                    child,
+                    url,
+                    _file: None,
+                },
+                Err(super::child::ServeFailure::Spawn(e)) => {
+                    return Err(anyhow::anyhow!("cannot run {}: {e}", exe.display()).into())
+                }
+                Err(super::child::ServeFailure::NotServing(said)) => {
+                    return Err(anyhow::anyhow!("`serve {}`: {said}", words.join(" ")).into())
+                }
+            }
+        }
+        None => {
+            let column = |c: &Option<String>| c.clone().unwrap_or_default();
+            let target = super::Target::from_columns(
+                &column(&args.dispatch),
+                &column(&args.engine),
+                &column(&args.tls),
+            )
+            .map_err(|e| cli::bad_input(anyhow::anyhow!(e)))?;
+            let source =
+                Source::parse(&args.source).map_err(|e| cli::bad_input(anyhow::anyhow!(e)))?;
+            let handler = Handler {
+                work: args.work.unwrap_or(Work::None),
+                body: args.body.unwrap_or_default(),
+                blind: source == Source::Blind,
+                ..Handler::default()
+            };
+            let place = ServerPlace {
+                exe: &exe,
+                pin: args.pin.as_deref(),
+                host: args.host,
+            };
+            Running::start(
+                &place,
+                target,
+                args.threads,
+                handler,
+                args.offload,
+                source,
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        }
     };
-    let server = Running::start(
-        &place,
-        target,
-        args.threads,
-        handler,
-        args.offload,
-        source,
-        None,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "url {}", server.url())?;
     out.flush()?;
@@ -173,21 +209,50 @@ impl RemoteServer {
         if let Some(pin) = pin {
             arg("--pin", pin.to_string());
         }
-        let name = &host.hosts[0];
-        let failed = |reason: String| BenchError::Serve {
+        RemoteServer::open(host, &argv).map_err(|reason| BenchError::Serve {
             target: cell.target,
-            reason: format!("on {name}: {reason}"),
-        };
+            reason,
+        })
+    }
+
+    /// Starts `h2lab serve WORDS` (by `exe` there, if given) on `host`,
+    /// listening on `listen`, pinned to `pin` there (`ab`'s sides).
+    pub fn start_serve(
+        host: &Hosts,
+        exe: Option<&std::path::Path>,
+        words: &[String],
+        listen: std::net::IpAddr,
+        pin: Option<&str>,
+    ) -> Result<RemoteServer, String> {
+        // One word, `=` joined: the value starts with `--`.
+        let mut argv: Vec<String> = vec![
+            "remote-server".into(),
+            format!("--serve-args={}", words.join(" ")),
+        ];
+        if let Some(exe) = exe {
+            argv.extend(["--serve-exe".into(), exe.display().to_string()]);
+        }
+        argv.extend(["--host".into(), listen.to_string()]);
+        if let Some(pin) = pin {
+            argv.extend(["--pin".into(), pin.to_string()]);
+        }
+        RemoteServer::open(host, &argv)
+    }
+
+    /// Runs the agent with `argv` on the one host, and waits until its
+    /// server serves.
+    fn open(host: &Hosts, argv: &[String]) -> Result<RemoteServer, String> {
+        let name = &host.hosts[0];
         let mut session = host
             .ssh
-            .open(name, &argv)
-            .map_err(|e| failed(e.to_string()))?;
+            .open(name, argv)
+            .map_err(|e| format!("on {name}: {e}"))?;
         let url = match session.line() {
             Ok(Some(line)) => match line.strip_prefix("url ") {
                 Some(url) => url.to_string(),
-                None => return Err(failed(line)),
+                None => return Err(format!("on {name}: {line}")),
             },
-            _ => return Err(failed(session.end())),
+            _ => return Err(format!("on {name}: {}", session.end())),
         };
         Ok(RemoteServer {
             session,
