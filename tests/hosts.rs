@@ -626,7 +626,8 @@ fn ab_runs_its_load_from_a_host_and_refuses_what_cannot_work() {
 
 /// `bench --server-host s` from the load's namespace: our server and a
 /// peer (h2o) run on host `s` (the server's namespace), started and
-/// metered there by the agent, the load here; then ours alone with the
+/// metered there by the agent, the load here; then ours alone, untraced
+/// and traced (`--trace-cost`: the trace comes back from `s`), with the
 /// load from host `a` (no counting run). The rows name both hosts, the
 /// servers were metered over the load's window (CPU per request, system
 /// calls counted), and nothing is left on `s` after.
@@ -637,7 +638,7 @@ fn bench_runs_its_servers_on_another_host() {
     let config = lab.dir.join("ssh_config");
     for (load_hosts, more) in [
         (None, &["--peers", "h2o", "--require-peers"][..]),
-        (Some("a"), &["--no-count"][..]),
+        (Some("a"), &["--no-count", "--trace-cost"][..]),
     ] {
         let csv = lab.dir.join("away.csv");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_h2lab"));
@@ -687,8 +688,7 @@ fn bench_runs_its_servers_on_another_host() {
             .iter()
             .filter(|r| r.kind == h2lab::bench::row::RowKind::Median)
             .collect();
-        let cells = if load_hosts.is_none() { 2 } else { 1 };
-        assert_eq!(medians.len(), cells, "ours (and h2o): {rows:?}");
+        assert_eq!(medians.len(), 2, "ours and h2o, or ours traced: {rows:?}");
         for r in &rows {
             assert_eq!(r.server_host.as_deref(), Some("s"), "{r:?}");
             assert_eq!(r.load_hosts.as_deref(), load_hosts, "{r:?}");
@@ -701,23 +701,18 @@ fn bench_runs_its_servers_on_another_host() {
             if load_hosts.is_none() {
                 assert!(m.syscalls_per_req.unwrap() > 1.0, "{m:?}");
             }
+            // The trace's own figures, read from its files brought back.
+            if m.traced {
+                assert!(m.trace_records_per_req.unwrap() > 1.0, "{m:?}");
+                assert_eq!(m.trace_lost, Some(0), "{m:?}");
+            }
         }
         assert_nothing_left(&lab, "after the bench");
     }
-    // What it cannot do yet, and what it needs: one line, exit 2.
-    for (extra, says) in [
-        (
-            &["--listen", SERVER_ADDR, "--trace-cost"][..],
-            "--trace-cost with --server-host",
-        ),
-        (&[][..], "--server-host needs --listen ADDR"),
-    ] {
-        let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab"))
-            .args(["bench", "--server-host", "s"])
-            .args(extra));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains(says), "{err}");
-    }
+    // What it needs: one line, exit 2.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_h2lab")).args(["bench", "--server-host", "s"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--server-host needs --listen ADDR"), "{err}");
 }

@@ -239,8 +239,8 @@ pub struct NetArgs {
     /// --listen (an address of that host that the load reaches), pinned
     /// to --pin-server's CPUs there, and is metered there (CPU, context
     /// switches, system calls) over the load's window, named in that
-    /// host's clock. The load runs here, or from --load-hosts. Not with
-    /// bench --trace-cost.
+    /// host's clock; a traced one's files (--trace-cost) come back here.
+    /// The load runs here, or from --load-hosts.
     #[arg(long, value_name = "HOST")]
     pub server_host: Option<crate::hosts::Host>,
 }
@@ -341,11 +341,6 @@ impl NetArgs {
 pub fn run(args: Args) -> CmdResult {
     let mut config = config(&args)?;
     config.listen = args.net.listen;
-    if args.net.server_host.is_some() && args.trace_cost {
-        return Err(cli::bad_input(anyhow::anyhow!(
-            "--trace-cost with --server-host: a traced server's files stay on its host (not yet brought back)"
-        )));
-    }
     let reached = args.net.hosts(args.client)?;
     config.hosts = reached.load;
     config.server = reached.server;

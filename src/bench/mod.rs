@@ -335,13 +335,7 @@ fn run_one(
     if let Some(host) = &config.server {
         return run_away(config, cell, rep, counting, host);
     }
-    let trace = cell.traced.then(|| {
-        let name = format!(
-            "{}-c{}-m{}-{}-rep{rep}",
-            cell.target, cell.clients, cell.pipeline, cell.work
-        );
-        crate::trace::TraceConfig::new(config.trace_dir.join(name.replace('/', "-")))
-    });
+    let trace = cell.traced.then(|| trace_config(config, cell, rep));
     let net = &config.net;
     let server = net
         .within(Side::Server, || {
@@ -422,6 +416,15 @@ fn run_one(
     })
 }
 
+/// Where a traced run of `cell` writes its trace.
+fn trace_config(config: &BenchConfig, cell: Cell, rep: usize) -> crate::trace::TraceConfig {
+    let name = format!(
+        "{}-c{}-m{}-{}-rep{rep}",
+        cell.target, cell.clients, cell.pipeline, cell.work
+    );
+    crate::trace::TraceConfig::new(config.trace_dir.join(name.replace('/', "-")))
+}
+
 /// A run's figures from what the load measured, the server's CPU time
 /// over the window and the counts per request.
 fn run_of(cell: Cell, rep: usize, m: &Measured, cpu: f64, counts: Counts) -> Run {
@@ -458,11 +461,13 @@ fn run_away(
     counting: bool,
     host: &load::remote::Hosts,
 ) -> Result<Run, BenchError> {
+    let trace = cell.traced.then(|| trace_config(config, cell, rep));
     let mut server = server_host::RemoteServer::start(
         host,
         cell,
         config.server_host(),
         config.pin_server.as_deref(),
+        trace.as_ref(),
     )?;
     let url = server.url.clone();
     let heads = probe(&url)?;
@@ -484,6 +489,19 @@ fn run_away(
         }
     }?;
     let metered = server.metered().map_err(BenchError::Meter)?;
+    // A traced server stops cleanly, and its files come back here.
+    let trace = match trace {
+        Some(t) => {
+            server
+                .finish(Some(&t))
+                .map_err(|reason| BenchError::Trace {
+                    cell: Box::new(cell),
+                    reason,
+                })?;
+            Some(trace_read(cell, &t, m.succeeded)?)
+        }
+        None => None,
+    };
     drop(server);
     let counts = Counts::per_request(
         m.succeeded,
@@ -492,7 +510,10 @@ fn run_away(
         m.octets_in,
     )
     .with_heads(Some(heads));
-    Ok(run_of(cell, rep, &m, metered.cpu_s, counts))
+    Ok(Run {
+        trace,
+        ..run_of(cell, rep, &m, metered.cpu_s, counts)
+    })
 }
 
 /// Stops a traced server with SIGTERM, reads what its trace says, and
@@ -508,6 +529,20 @@ fn trace_cost(
         reason,
     };
     server.terminate().map_err(failed)?;
+    trace_read(cell, trace, succeeded)
+}
+
+/// What a stopped server's trace says (its files here), the files then
+/// removed.
+fn trace_read(
+    cell: Cell,
+    trace: &crate::trace::TraceConfig,
+    succeeded: u64,
+) -> Result<TraceCost, BenchError> {
+    let failed = |reason: String| BenchError::Trace {
+        cell: Box::new(cell),
+        reason,
+    };
     let meta = crate::trace::TraceMeta::read(&trace.meta_path())
         .map_err(|e| failed(format!("{}: {e}", trace.meta_path().display())))?;
     for path in [trace.json_path(), trace.csv_path(), trace.meta_path()] {

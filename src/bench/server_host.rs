@@ -12,7 +12,10 @@
 //! server serves; the controller says `meter START WARM_UP MEASURED
 //! COUNT` (ns, START in the host's clock; COUNT 1 for a counting run),
 //! and the agent answers `metered {JSON}` after the window, or `error
-//! WHY`.
+//! WHY`; then `stop`: the agent stops the server with SIGTERM (a traced
+//! one completes its trace), says `stopped` (or `error WHY`), sends each
+//! trace file back (`file NAME`, `data BASE64` lines, `end`; removed
+//! there) and `done`.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -59,7 +62,28 @@ pub struct AgentArgs {
     /// Its CPUs on this host.
     #[arg(long)]
     pub pin: Option<String>,
+    /// Trace ours (`--trace-cost`) to files of this name, in a directory
+    /// of the agent's own; they go back to the controller at `stop`.
+    #[arg(long, conflicts_with = "serve_args", value_parser = file_name)]
+    pub trace: Option<String>,
 }
+
+/// A file name, never a path.
+fn file_name(s: &str) -> Result<String, String> {
+    match s.is_empty() || s.contains('/') || s.starts_with('.') {
+        true => Err(format!("'{s}' is not a file name")),
+        false => Ok(s.to_string()),
+    }
+}
+
+/// Where the agent traces its server: a directory of its own.
+fn trace_at(name: &str) -> crate::trace::TraceConfig {
+    let dir = std::env::temp_dir().join(format!("h2lab-remote-trace-{}", std::process::id()));
+    crate::trace::TraceConfig::new(dir.join(name))
+}
+
+/// Octets of a trace file per `data` line.
+const CHUNK: usize = 48 << 10;
 
 /// What the agent read of its server over a window.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -116,6 +140,7 @@ pub fn agent(args: AgentArgs) -> CmdResult {
                 pin: args.pin.as_deref(),
                 host: args.host,
             };
+            let trace = args.trace.as_deref().map(trace_at);
             Running::start(
                 &place,
                 target,
@@ -123,7 +148,7 @@ pub fn agent(args: AgentArgs) -> CmdResult {
                 handler,
                 args.offload,
                 source,
-                None,
+                trace.as_ref(),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?
         }
@@ -131,9 +156,26 @@ pub fn agent(args: AgentArgs) -> CmdResult {
     let mut out = std::io::stdout().lock();
     writeln!(out, "url {}", server.url())?;
     out.flush()?;
+    let mut server = Some(server);
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         let words: Vec<&str> = line.split_whitespace().collect();
+        if words[..] == ["stop"] {
+            let stopped = server.take().map_or(Ok(()), Running::terminate);
+            match stopped {
+                Ok(()) => writeln!(out, "stopped")?,
+                Err(e) => writeln!(out, "error {e}")?,
+            }
+            if let Some(name) = &args.trace {
+                send_trace(&mut out, &trace_at(name))?;
+            }
+            writeln!(out, "done")?;
+            out.flush()?;
+            return Ok(Exit::Success);
+        }
+        let Some(running) = server.as_ref() else {
+            break;
+        };
         let reply = match words[..] {
             ["meter", start, warm_up, measured, count] => {
                 let ns = |w: &str| w.parse::<u64>().map_err(|_| format!("'{w}' is not ns"));
@@ -142,7 +184,7 @@ pub fn agent(args: AgentArgs) -> CmdResult {
                         let lead = Hosts::until(start);
                         let window = Duration::from_nanos(warm_up) + Duration::from_nanos(measured);
                         let (_, metered) = meter::around(
-                            &server.pids(),
+                            &running.pids(),
                             lead,
                             Duration::from_nanos(warm_up),
                             Duration::from_nanos(measured),
@@ -165,6 +207,32 @@ pub fn agent(args: AgentArgs) -> CmdResult {
     }
     drop(server);
     Ok(Exit::Success)
+}
+
+/// A stopped server's trace files, back over the session, then removed
+/// here (with their directory, once empty).
+fn send_trace(out: &mut impl Write, trace: &crate::trace::TraceConfig) -> std::io::Result<()> {
+    use base64::Engine as _;
+    for path in [trace.json_path(), trace.csv_path(), trace.meta_path()] {
+        let Ok(octets) = std::fs::read(&path) else {
+            continue;
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        writeln!(out, "file {}", name.unwrap_or_default())?;
+        for chunk in octets.chunks(CHUNK) {
+            writeln!(
+                out,
+                "data {}",
+                base64::engine::general_purpose::STANDARD.encode(chunk)
+            )?;
+        }
+        writeln!(out, "end")?;
+        let _ = std::fs::remove_file(&path);
+    }
+    if let Some(dir) = trace.prefix.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
 }
 
 fn wire(m: &Metered) -> MeteredWire {
@@ -191,6 +259,7 @@ impl RemoteServer {
         cell: Cell,
         listen: std::net::IpAddr,
         pin: Option<&str>,
+        trace: Option<&crate::trace::TraceConfig>,
     ) -> Result<RemoteServer, BenchError> {
         let [dispatch, engine, tls] = cell.target.columns();
         let mut argv: Vec<String> = vec!["remote-server".into()];
@@ -208,6 +277,9 @@ impl RemoteServer {
         arg("--host", listen.to_string());
         if let Some(pin) = pin {
             arg("--pin", pin.to_string());
+        }
+        if let Some(name) = trace.and_then(|t| t.prefix.file_name()) {
+            arg("--trace", name.to_string_lossy().into_owned());
         }
         RemoteServer::open(host, &argv).map_err(|reason| BenchError::Serve {
             target: cell.target,
@@ -279,6 +351,52 @@ impl RemoteServer {
                 u8::from(counting)
             ))
             .map_err(|e| format!("the server host's agent: {e}"))
+    }
+
+    /// Stops the server (SIGTERM: a traced one completes its trace) and,
+    /// for `trace`, brings its files back to the same paths here.
+    pub fn finish(&mut self, trace: Option<&crate::trace::TraceConfig>) -> Result<(), String> {
+        use base64::Engine as _;
+        let lost = |s: &mut crate::hosts::Session| format!("the server host's agent: {}", s.end());
+        self.session.send("stop").map_err(|e| e.to_string())?;
+        // Written as it comes: a trace can be hundreds of MB.
+        let mut file: Option<(std::path::PathBuf, std::io::BufWriter<std::fs::File>)> = None;
+        loop {
+            let Ok(Some(line)) = self.session.line() else {
+                return Err(lost(&mut self.session));
+            };
+            let (word, rest) = line.split_once(' ').unwrap_or((&line, ""));
+            match (word, &mut file) {
+                ("stopped", None) => {}
+                ("error", None) => return Err(rest.to_string()),
+                ("done", None) => return Ok(()),
+                ("file", None) => {
+                    let dir = trace
+                        .and_then(|t| t.prefix.parent())
+                        .ok_or("a trace file, and no trace asked for")?;
+                    // A name, never a path: the file goes where ours would.
+                    file_name(rest).map_err(|e| format!("a trace file: {e}"))?;
+                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    let path = dir.join(rest);
+                    let out = std::fs::File::create(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    file = Some((path, std::io::BufWriter::new(out)));
+                }
+                ("data", Some((path, out))) => {
+                    let octets = base64::engine::general_purpose::STANDARD
+                        .decode(rest)
+                        .map_err(|e| format!("a trace file's data: {e}"))?;
+                    out.write_all(&octets)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                ("end", Some(_)) => {
+                    let (path, mut out) = file.take().expect("matched");
+                    out.flush()
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                _ => return Err(format!("the server host's agent said {line:?}")),
+            }
+        }
     }
 
     /// What the agent read, once its window is over.
