@@ -500,9 +500,9 @@ fn bench_runs_its_load_from_two_hosts() {
                 "--pipeline",
                 "1",
                 "--warm-up",
-                "0.3",
+                "0.2",
                 "--duration",
-                "1",
+                "0.5",
                 "--repeat",
                 "1",
             ])
@@ -655,9 +655,9 @@ fn bench_runs_its_servers_on_another_host() {
             "--pipeline",
             "1",
             "--warm-up",
-            "0.3",
+            "0.2",
             "--duration",
-            "1",
+            "0.5",
             "--repeat",
             "1",
         ])
