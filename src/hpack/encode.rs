@@ -130,3 +130,46 @@ impl Encoder {
         (None, named)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string_of(s: &[u8], huffman: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        string(&mut out, s, huffman);
+        out
+    }
+
+    /// Huffman only when strictly shorter: RFC 7541 C.4.1's string is
+    /// coded; "XZ" (two 8-bit codes) is as long coded as raw, and goes raw.
+    #[test]
+    fn a_string_is_coded_only_when_shorter() {
+        assert_eq!(
+            string_of(b"www.example.com", true),
+            [0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff]
+        );
+        assert_eq!(huffman::encoded_len(b"XZ"), 2);
+        assert_eq!(string_of(b"XZ", true), [0x02, b'X', b'Z']);
+        assert_eq!(string_of(b"www.example.com", false)[0], 15);
+    }
+
+    /// A new table size is said once, at the start of the next block; the
+    /// size the table has already is not said.
+    #[test]
+    fn a_resize_starts_the_next_block_once() {
+        let mut e = Encoder::new(4096, false);
+        let mut block = Vec::new();
+        e.resize(4096);
+        e.encode([(&b":method"[..], &b"GET"[..])], &mut block);
+        assert_eq!(block, [0x82], "no update for the same size");
+        e.resize(100);
+        let mut block = Vec::new();
+        e.encode([(&b":method"[..], &b"GET"[..])], &mut block);
+        // 001 and 100 with a 5-bit prefix: 31, then 69.
+        assert_eq!(block, [0x3f, 0x45, 0x82]);
+        let mut block = Vec::new();
+        e.encode([(&b":method"[..], &b"GET"[..])], &mut block);
+        assert_eq!(block, [0x82], "said once");
+    }
+}
