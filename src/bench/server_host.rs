@@ -6,7 +6,8 @@
 //! per thread, system calls with perf) over the window the controller
 //! names in that host's clock, and says what it read as one JSON line.
 //! The server dies with the agent's session: the agent's input ends, the
-//! agent stops its server and exits.
+//! agent stops its server and exits (after the window in progress, if
+//! any: at most a run's warm-up and measured time).
 //!
 //! The protocol, one line each way: the agent says `url URL` once the
 //! server serves; the controller says `meter START WARM_UP MEASURED

@@ -410,7 +410,7 @@ impl Drop for Session {
     }
 }
 
-/// The remote side of [`Ssh::clock`] (`h2lab remote-clock`): our version
+/// The remote side of [`Ssh::connect`] (`h2lab remote-clock`): our version
 /// on the first line, then our clock (ns since the epoch) for each line
 /// read, until the input ends.
 pub fn serve_clock(mut input: impl BufRead, mut output: impl Write) -> io::Result<()> {

@@ -1,7 +1,8 @@
 //! `--load-hosts`: the load run from other hosts over SSH, as one run.
 //!
 //! The controller checks each host's h2lab version and measures its clock
-//! offset (`hosts::Ssh::clock`), picks an instant a moment ahead, and starts
+//! offset (`hosts::Ssh::connect`, whose session stays open as the connection
+//! its later sessions share), picks an instant a moment ahead, and starts
 //! one agent a host (`h2lab load --agent-start NS …` with its share of the
 //! clients, threads, requests and rate), each told the instant in its own
 //! clock. Every agent waits for it, runs, and writes one JSON line: its
