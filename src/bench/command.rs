@@ -221,8 +221,9 @@ pub struct NetArgs {
     #[arg(long, value_name = "SPEC", value_parser = Link::parse)]
     pub link: Option<Link>,
     /// The address the servers listen on and the load reaches them at
-    /// (default 127.0.0.1, or 198.18.0.1 with --net veth). With
-    /// --load-hosts: an address of this machine that the hosts reach.
+    /// (default 127.0.0.1, or 198.18.0.1 with --net veth). With other
+    /// hosts: an address the load reaches, of this machine, or of
+    /// --server-host's.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::IpAddr>,
     /// The load from other hosts, over ssh (`--load-hosts`), and how to

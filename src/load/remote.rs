@@ -102,10 +102,11 @@ pub struct HostArgs {
     /// number of hosts), and so are the threads, -n and --rps; every host
     /// starts at the same instant (each one's clock offset is measured
     /// first, and reported), and their latency histograms are merged
-    /// without loss. The URL is the server as the hosts reach it; a file
-    /// option (-d, --cacert) is read at the same path here and on each
-    /// host; each host must run this very h2lab version. A lost host is
-    /// named in the report, and the others' results kept.
+    /// without loss. The server is where the hosts reach it (load: its
+    /// URL; bench and ab: --listen); a file option (-d, --cacert) is read
+    /// at the same path here and on each host; each host must run this
+    /// very h2lab version. A lost host is named in the report, and the
+    /// others' results kept.
     #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
     pub load_hosts: Vec<Host>,
     /// With other hosts: the h2lab to run there (default: `h2lab` on
