@@ -628,7 +628,7 @@ fn ab_runs_its_load_from_a_host_and_refuses_what_cannot_work() {
 /// peer (h2o) run on host `s` (the server's namespace), started and
 /// metered there by the agent, the load here; then ours alone, untraced
 /// and traced (`--trace-cost`: the trace comes back from `s`), with the
-/// load from host `a` (no counting run). The rows name both hosts, the
+/// load from hosts `a` and `b` (no counting run). The rows name both hosts, the
 /// servers were metered over the load's window (CPU per request, system
 /// calls counted), and nothing is left on `s` after.
 #[test]
@@ -638,7 +638,7 @@ fn bench_runs_its_servers_on_another_host() {
     let config = lab.dir.join("ssh_config");
     for (load_hosts, more) in [
         (None, &["--peers", "h2o", "--require-peers"][..]),
-        (Some("a"), &["--no-count", "--trace-cost"][..]),
+        (Some("a,b"), &["--no-count", "--trace-cost"][..]),
     ] {
         let csv = lab.dir.join("away.csv");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_h2lab"));

@@ -449,7 +449,14 @@ pub fn run(args: Args) -> CmdResult {
             }
             return Ok(Exit::Failure);
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            // A lost load host, a server that did not start: what was
+            // measured before stays (written after every run).
+            for (path, _) in &files {
+                eprintln!("h2lab: bench: the runs so far are in {}", path.display());
+            }
+            return Err(e.into());
+        }
     };
     cli::out(Table.export(&results)?);
     for (path, _) in &files {
