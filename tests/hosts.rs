@@ -716,3 +716,66 @@ fn bench_runs_its_servers_on_another_host() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--server-host needs --listen ADDR"), "{err}");
 }
+
+/// A bench killed outright while its server runs on host `s`: the ssh
+/// sessions lose their input, the agent kills its server at once (in
+/// the middle of a 60 s window), and nothing is left on any host.
+#[test]
+fn a_killed_bench_leaves_no_server_on_its_host() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let config = lab.dir.join("ssh_config");
+    let bench = lab
+        .net
+        .within(Side::Client, || {
+            Command::new(env!("CARGO_BIN_EXE_h2lab"))
+                .args([
+                    "bench",
+                    "--dispatch",
+                    "poll",
+                    "--tls",
+                    "none",
+                    "--clients",
+                    "2",
+                ])
+                .args([
+                    "--duration",
+                    "60",
+                    "--repeat",
+                    "1",
+                    "--precision",
+                    "0",
+                    "--pace",
+                    "0",
+                ])
+                .args(["--no-count", "--listen", SERVER_ADDR, "--server-host", "s"])
+                .arg("--ssh-config")
+                .arg(&config)
+                .arg("--remote-bin")
+                .arg(ours())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .unwrap();
+    let serving = || {
+        descendants(lab.sshd[2].id()).into_iter().any(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|w| w == b"serve"))
+        })
+    };
+    wait_until("the server runs on s", serving);
+    sh(Command::new("kill").args(["-KILL", &bench.id().to_string()]));
+    let killed = Instant::now();
+    assert_nothing_left(&lab, "after the bench was killed");
+    assert!(!serving());
+    // Long before the 60 s window would have ended.
+    assert!(
+        killed.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        killed.elapsed()
+    );
+    let mut bench = bench;
+    let _ = bench.wait();
+}

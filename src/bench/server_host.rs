@@ -5,9 +5,9 @@
 //! meters it there as `meter.rs` does here (CPU time and context switches
 //! per thread, system calls with perf) over the window the controller
 //! names in that host's clock, and says what it read as one JSON line.
-//! The server dies with the agent's session: the agent's input ends, the
-//! agent stops its server and exits (after the window in progress, if
-//! any: at most a run's warm-up and measured time).
+//! The server dies with the agent's session: when the agent's input ends
+//! (the session closed, the connection lost, the controller gone), it
+//! kills its server's process group at once, mid-window too, and exits.
 //!
 //! The protocol, one line each way: the agent says `url URL` once the
 //! server serves; the controller says `meter START WARM_UP MEASURED
@@ -157,9 +157,22 @@ pub fn agent(args: AgentArgs) -> CmdResult {
     let mut out = std::io::stdout().lock();
     writeln!(out, "url {}", server.url())?;
     out.flush()?;
+    // The input is read on a thread of its own, so that its end is seen
+    // at once, even while a window is metered: the server's group (an
+    // owned child, `system::register`) is killed, and the agent exits.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+        super::system::interrupt();
+        std::process::exit(3);
+    });
     let mut server = Some(server);
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
+    for line in rx {
         let words: Vec<&str> = line.split_whitespace().collect();
         if words[..] == ["stop"] {
             let stopped = server.take().map_or(Ok(()), Running::terminate);
