@@ -317,6 +317,8 @@ mod tests {
             decode(&[0b0001_1111, 0xff], &mut Vec::new()),
             Err(HuffmanError::Padding)
         );
+        // Exactly 8 ones and nothing else: padding of 8 bits, one too many.
+        assert_eq!(decode(&[0xff], &mut Vec::new()), Err(HuffmanError::Padding));
         // EOS, 30 ones, then two ones of padding.
         assert_eq!(
             decode(&[0xff, 0xff, 0xff, 0xff], &mut Vec::new()),
