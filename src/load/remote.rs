@@ -546,6 +546,9 @@ mod tests {
             [(2, 2), (1, 1), (1, 1)]
         );
         assert!(d.iter().all(|s| s.requests.is_none() && s.rps.is_none()));
+        // Threads split as clients do: 4 over 2 hosts is 2 each.
+        let t = shares(8, 4, None, None, 2).unwrap();
+        assert_eq!((t[0].threads, t[1].threads), (2, 2));
     }
 
     #[test]
