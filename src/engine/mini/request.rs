@@ -327,6 +327,42 @@ mod tests {
         assert!(c.field_known(b"x-a", b"b", Known::BOTH));
     }
 
+    /// A content-length is digits only, at most 19 of them (Rust's parse
+    /// would take a sign, and leading zeros past 19).
+    #[test]
+    fn a_content_length_is_plain_digits() {
+        for bad in ["+12", "00000000000000000012", "", "1 2"] {
+            let mut f = GET.to_vec();
+            f.push(("content-length", bad));
+            assert_eq!(
+                check(&f, false).err(),
+                Some("content-length not a number"),
+                "{bad:?}"
+            );
+        }
+        let mut f = GET.to_vec();
+        f.push(("content-length", "0000000000000000012"));
+        assert_eq!(check(&f, false).unwrap().content_length, Some(12));
+    }
+
+    /// CONNECT names `:authority` and neither `:scheme` nor `:path`.
+    #[test]
+    fn connect_has_an_authority_and_no_scheme_or_path() {
+        let why = Some("CONNECT with :scheme or :path, or without :authority");
+        let connect = |more: &[(&'static str, &'static str)]| {
+            let mut f = vec![(":method", "CONNECT")];
+            f.extend_from_slice(more);
+            check(&f, false).err()
+        };
+        assert_eq!(connect(&[(":authority", "h:443")]), None);
+        assert_eq!(connect(&[]), why);
+        assert_eq!(
+            connect(&[(":authority", "h:443"), (":scheme", "https")]),
+            why
+        );
+        assert_eq!(connect(&[(":authority", "h:443"), (":path", "/")]), why);
+    }
+
     /// Every kind of malformed section, each with its own reason.
     #[test]
     fn each_malformation_has_its_reason() {
