@@ -169,6 +169,7 @@ pub fn agent(args: AgentArgs) -> CmdResult {
             }
         }
         super::system::interrupt();
+        remove_own_temporaries();
         std::process::exit(3);
     });
     let mut server = Some(server);
@@ -221,6 +222,28 @@ pub fn agent(args: AgentArgs) -> CmdResult {
     }
     drop(server);
     Ok(Exit::Success)
+}
+
+/// What this process made in the temporary directory, named by its pid
+/// (a peer's folder, a body file, the trace directory): removed when it
+/// must exit at once, where no destructor runs.
+fn remove_own_temporaries() {
+    let pid = std::process::id();
+    let ours = [
+        format!("h2lab-peer-{pid}-"),
+        format!("h2lab-body-{pid}-"),
+        format!("h2lab-remote-trace-{pid}"),
+    ];
+    let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if ours.iter().any(|p| name.starts_with(p.as_str())) {
+            let path = entry.path();
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+    }
 }
 
 /// A stopped server's trace files, back over the session, then removed
