@@ -240,6 +240,16 @@ pub enum BenchError {
     Interrupted { runs: usize },
 }
 
+impl BenchError {
+    /// A traced run of `cell` whose trace could not be had.
+    fn trace(cell: Cell, reason: String) -> BenchError {
+        BenchError::Trace {
+            cell: Box::new(cell),
+            reason,
+        }
+    }
+}
+
 /// Runs every cell `repeat` times, interleaved; then, with a
 /// `precision`, the cells not yet settled again, interleaved, until they
 /// settle or have `max_repeat` runs; then each cell's counting run.
@@ -494,10 +504,7 @@ fn run_away(
         Some(t) => {
             server
                 .finish(Some(&t))
-                .map_err(|reason| BenchError::Trace {
-                    cell: Box::new(cell),
-                    reason,
-                })?;
+                .map_err(|reason| BenchError::trace(cell, reason))?;
             Some(trace_read(cell, &t, m.succeeded)?)
         }
         None => None,
@@ -524,10 +531,7 @@ fn trace_cost(
     trace: &crate::trace::TraceConfig,
     succeeded: u64,
 ) -> Result<TraceCost, BenchError> {
-    let failed = |reason: String| BenchError::Trace {
-        cell: Box::new(cell),
-        reason,
-    };
+    let failed = |reason: String| BenchError::trace(cell, reason);
     server.terminate().map_err(failed)?;
     trace_read(cell, trace, succeeded)
 }
@@ -539,10 +543,7 @@ fn trace_read(
     trace: &crate::trace::TraceConfig,
     succeeded: u64,
 ) -> Result<TraceCost, BenchError> {
-    let failed = |reason: String| BenchError::Trace {
-        cell: Box::new(cell),
-        reason,
-    };
+    let failed = |reason: String| BenchError::trace(cell, reason);
     let meta = crate::trace::TraceMeta::read(&trace.meta_path())
         .map_err(|e| failed(format!("{}: {e}", trace.meta_path().display())))?;
     for path in [trace.json_path(), trace.csv_path(), trace.meta_path()] {

@@ -399,33 +399,30 @@ impl RawConn {
 /// a receive timeout is not restarted by the kernel after a signal, and a
 /// test thread that set up an io_uring ring (the uring probe) can be
 /// notified by it. An interrupted read is not an answer from the server.
+fn uninterrupted<T>(mut io: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match io() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            done => return done,
+        }
+    }
+}
+
 impl Read for RawConn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let got = match self {
-                Self::Plain(s) => s.read(buf),
-                Self::Tls(s) => s.read(buf),
-            };
-            match got {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                got => return got,
-            }
-        }
+        uninterrupted(|| match self {
+            Self::Plain(s) => s.read(buf),
+            Self::Tls(s) => s.read(buf),
+        })
     }
 }
 
 impl Write for RawConn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            let put = match self {
-                Self::Plain(s) => s.write(buf),
-                Self::Tls(s) => s.write(buf),
-            };
-            match put {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                put => return put,
-            }
-        }
+        uninterrupted(|| match self {
+            Self::Plain(s) => s.write(buf),
+            Self::Tls(s) => s.write(buf),
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {
